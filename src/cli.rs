@@ -1,0 +1,493 @@
+//! The `tally` command line: argument parsing (clap) and one function per
+//! command. Commands print results on stdout and errors on stderr.
+
+use std::io::{BufRead, BufReader, IsTerminal, Read, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::http::{self, AppState, ServeConfig};
+use crate::ingest::parse::{parse_record, parse_time};
+use crate::ingest::{ChunkBuilder, Summary};
+use crate::ledger::Ledger;
+use crate::record::{Defaults, Origin, to_micros};
+use crate::store::{self, RecordOutcome, Store, WriteBatch};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tally",
+    version,
+    about = "Usage-metering and billing ledger for the Anthropic Messages API"
+)]
+pub struct Cli {
+    /// Database URL: sqlite://FILE (created on first use) or postgres://…
+    #[arg(
+        long,
+        global = true,
+        env = "DATABASE_URL",
+        default_value = "sqlite://tally.db"
+    )]
+    pub database: String,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP API.
+    Serve(ServeArgs),
+    /// Apply pending database migrations (they also apply on every start).
+    Migrate,
+    /// Ingest NDJSON files (or `-` for stdin) into the ledger.
+    Ingest(IngestArgs),
+    /// Inspect and retry lines that were not recorded.
+    #[command(subcommand)]
+    Rejected(RejectedCommand),
+    /// Write synthetic usage records (NDJSON) for benchmarks and trials.
+    #[command(hide = true)]
+    GenUsage(GenArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Admin bearer token; without it tally serves on loopback only.
+    #[arg(long, env = "TALLY_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// Largest body of `POST /v1/usage`, and longest line of a batch, in bytes.
+    #[arg(long, default_value_t = 16 << 20)]
+    pub max_body_bytes: usize,
+    /// Largest body of `POST /v1/usage/batch`, in bytes.
+    #[arg(long, default_value_t = 1 << 30)]
+    pub max_batch_bytes: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct IngestArgs {
+    /// Account for lines that do not name one.
+    #[arg(long)]
+    pub account: Option<String>,
+    /// `recorded_at` for lines that lack it (RFC 3339); default: now.
+    #[arg(long)]
+    pub recorded_at: Option<String>,
+    /// Print the summary as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+    /// NDJSON files; `-` reads standard input.
+    #[arg(required = true)]
+    pub files: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RejectedCommand {
+    /// List rejected lines, newest first.
+    List {
+        #[arg(long)]
+        json: bool,
+        /// Include lines that a retry has since recorded.
+        #[arg(long)]
+        all: bool,
+        #[arg(long, default_value_t = 1000)]
+        limit: i64,
+    },
+    /// Show one rejected line: the error and its raw bytes.
+    Show {
+        id: i64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Parse and ingest a rejected line again (e.g. with the account it lacked).
+    Retry {
+        id: i64,
+        #[arg(long)]
+        account: Option<String>,
+        #[arg(long)]
+        recorded_at: Option<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct GenArgs {
+    /// How many records.
+    #[arg(long, default_value_t = 1000)]
+    pub records: u64,
+    /// Seed of the generator (same seed, same file).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Output file (default: stdout).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+pub async fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Serve(args) => serve(&cli.database, args).await,
+        Command::Migrate => {
+            store::open(&cli.database)
+                .await
+                .context("migrating the database")?;
+            println!("migrations applied to {}", redact(&cli.database));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Ingest(args) => ingest(&cli.database, args).await,
+        Command::Rejected(cmd) => rejected(&cli.database, cmd).await,
+        Command::GenUsage(args) => {
+            let out: Box<dyn Write> = match &args.out {
+                Some(p) => Box::new(
+                    std::fs::File::create(p)
+                        .with_context(|| format!("creating {}", p.display()))?,
+                ),
+                None => Box::new(std::io::stdout().lock()),
+            };
+            crate::synth::write_ndjson(std::io::BufWriter::new(out), args.records, args.seed)?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Hide a password in a database URL before printing it.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let creds = url.get(scheme + 3..at).unwrap_or_default();
+            match creds.split_once(':') {
+                Some((user, _)) => format!(
+                    "{}{user}:***{}",
+                    url.get(..scheme + 3).unwrap_or_default(),
+                    url.get(at..).unwrap_or_default()
+                ),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+async fn open_store(url: &str) -> Result<Arc<dyn Store>> {
+    store::open(url)
+        .await
+        .with_context(|| format!("opening the database {}", redact(url)))
+}
+
+async fn serve(database: &str, args: ServeArgs) -> Result<ExitCode> {
+    let config = ServeConfig {
+        admin_token: args.admin_token.filter(|t| !t.is_empty()),
+        max_body_bytes: args.max_body_bytes,
+        max_batch_bytes: args.max_batch_bytes,
+    };
+    if let Err(msg) = http::check_listen_policy(&args.listen, &config) {
+        bail!(msg);
+    }
+    let store = open_store(database).await?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("listening on {}", args.listen))?;
+    let state = AppState::new(Ledger::start(store), config);
+    http::serve(listener, state, shutdown_signal()).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}
+
+fn defaults(account: Option<String>, recorded_at: Option<&str>) -> Result<Defaults> {
+    let recorded_at = recorded_at
+        .map(parse_time)
+        .transpose()
+        .map_err(|m| anyhow::anyhow!("--recorded-at: {m}"))?;
+    if let Some(a) = &account {
+        crate::record::validate_account(a).map_err(|m| anyhow::anyhow!("--account {a:?} {m}"))?;
+    }
+    Ok(Defaults {
+        account,
+        recorded_at,
+    })
+}
+
+/// What the reader thread sends to the writer.
+enum Feed {
+    File { name: String, len: Option<u64> },
+    Chunk { batch: WriteBatch, bytes: u64 },
+}
+
+async fn ingest(database: &str, args: IngestArgs) -> Result<ExitCode> {
+    let defaults = defaults(args.account.clone(), args.recorded_at.as_deref())?;
+    for f in args.files.iter().filter(|f| f.as_str() != "-") {
+        std::fs::metadata(f).with_context(|| format!("cannot read {f}"))?;
+    }
+    let store = open_store(database).await?;
+
+    let total: u64 = args
+        .files
+        .iter()
+        .filter_map(|f| std::fs::metadata(f).ok().map(|m| m.len()))
+        .sum();
+    let progress = if std::io::stderr().is_terminal() {
+        let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{msg} {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        bar
+    } else {
+        ProgressBar::hidden()
+    };
+
+    // One thread reads and parses; this task commits. The bounded channel
+    // keeps at most a few chunks in memory whatever the input size.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Feed>(2);
+    let files = args.files.clone();
+    let reader = std::thread::spawn(move || read_inputs(&files, &defaults, &tx));
+
+    let mut summary = Summary::default();
+    while let Some(feed) = rx.recv().await {
+        match feed {
+            Feed::File { name, len } => {
+                progress.set_message(name);
+                if len.is_none() {
+                    progress.set_length(0);
+                }
+            }
+            Feed::Chunk { batch, bytes } => {
+                let outcome = store
+                    .write(&batch)
+                    .await
+                    .context("committing to the ledger")?;
+                summary.absorb(&batch, &outcome);
+                progress.inc(bytes);
+            }
+        }
+    }
+    progress.finish_and_clear();
+    match reader.join() {
+        Ok(result) => result?,
+        Err(_) => bail!("the reader thread failed"),
+    }
+
+    if args.json {
+        println!("{}", serde_json::to_string(&summary)?);
+    } else {
+        print_summary(&summary);
+    }
+    Ok(if summary.all_good() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn read_inputs(
+    files: &[String],
+    defaults: &Defaults,
+    tx: &tokio::sync::mpsc::Sender<Feed>,
+) -> Result<()> {
+    for name in files {
+        let (input, len): (Box<dyn Read>, Option<u64>) = if name == "-" {
+            (Box::new(std::io::stdin()), None)
+        } else {
+            let file = std::fs::File::open(name).with_context(|| format!("opening {name}"))?;
+            let len = file.metadata().ok().map(|m| m.len());
+            (Box::new(file), len)
+        };
+        let label = if name == "-" {
+            "stdin".to_owned()
+        } else {
+            name.clone()
+        };
+        if tx
+            .blocking_send(Feed::File {
+                name: label.clone(),
+                len,
+            })
+            .is_err()
+        {
+            return Ok(()); // the writer stopped; its error is reported there
+        }
+        let mut reader = BufReader::with_capacity(1 << 20, input);
+        let mut builder = ChunkBuilder::new(
+            label.clone(),
+            defaults.clone(),
+            to_micros(chrono::Utc::now()),
+        );
+        let mut line = Vec::with_capacity(4096);
+        let mut number = 0u64;
+        let mut bytes = 0u64;
+        loop {
+            line.clear();
+            let n = reader
+                .read_until(b'\n', &mut line)
+                .with_context(|| format!("reading {label} after line {number}"))?;
+            if n == 0 {
+                break;
+            }
+            number += 1;
+            bytes += n as u64;
+            builder.push_line(number, &line);
+            if builder.is_full() {
+                let batch = builder.take();
+                builder.set_now(to_micros(chrono::Utc::now()));
+                if tx
+                    .blocking_send(Feed::Chunk {
+                        batch,
+                        bytes: std::mem::take(&mut bytes),
+                    })
+                    .is_err()
+                {
+                    return Ok(());
+                }
+            }
+        }
+        if !builder.is_empty() || bytes > 0 {
+            let batch = builder.take();
+            if tx.blocking_send(Feed::Chunk { batch, bytes }).is_err() {
+                return Ok(());
+            }
+        }
+    }
+    Ok(())
+}
+
+fn print_summary(s: &Summary) {
+    println!(
+        "accepted {}, duplicates {}, conflicts {}, rejected {}",
+        s.accepted, s.duplicates, s.conflicts, s.rejected
+    );
+    for p in &s.problems {
+        let what = if p.kind == "conflict" {
+            "conflict"
+        } else {
+            "rejected"
+        };
+        println!(
+            "  {what}: {}: {} (tally rejected show {})",
+            p.source, p.error, p.rejected_id
+        );
+    }
+    if s.problems_omitted > 0 {
+        println!("  … and {} more (tally rejected list)", s.problems_omitted);
+    }
+}
+
+async fn rejected(database: &str, cmd: RejectedCommand) -> Result<ExitCode> {
+    let store = open_store(database).await?;
+    match cmd {
+        RejectedCommand::List { json, all, limit } => {
+            let entries = store.rejected_list(all, limit).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&entries)?);
+            } else if entries.is_empty() {
+                println!("no rejected lines");
+            } else {
+                for e in &entries {
+                    println!(
+                        "#{:<6} {}  {:<12} {}: {}",
+                        e.id, e.time, e.reason, e.source, e.error
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        RejectedCommand::Show { id, json } => {
+            let Some(e) = store.rejected_get(id).await? else {
+                bail!("no rejected line with id {id}");
+            };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&e)?);
+            } else {
+                println!("id:          {}", e.id);
+                println!("first seen:  {}", e.time);
+                println!("last seen:   {} ({} times)", e.last_seen, e.occurrences);
+                println!("status:      {}", e.status);
+                println!("reason:      {}", e.reason);
+                println!("source:      {}", e.source);
+                println!("error:       {}", e.error);
+                println!("raw:");
+                println!("{}", e.raw);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        RejectedCommand::Retry {
+            id,
+            account,
+            recorded_at,
+        } => {
+            let Some(e) = store.rejected_get(id).await? else {
+                bail!("no rejected line with id {id}");
+            };
+            let mut d = Defaults {
+                account: e.account_default.clone(),
+                recorded_at: e
+                    .recorded_at_default
+                    .as_deref()
+                    .and_then(|t| parse_time(t).ok()),
+            };
+            let given = defaults(account, recorded_at.as_deref())?;
+            d.account = given.account.or(d.account);
+            d.recorded_at = given.recorded_at.or(d.recorded_at);
+            let origin = Origin {
+                source: format!("retry of #{id}"),
+                line: e.line.unwrap_or(1).max(1) as u64,
+            };
+            let record =
+                match parse_record(&e.raw_bytes, &origin, &d, to_micros(chrono::Utc::now())) {
+                    Ok(r) => r,
+                    Err(err) => {
+                        eprintln!("still rejected: {err}");
+                        return Ok(ExitCode::FAILURE);
+                    }
+                };
+            let key = record.key.clone();
+            let batch = WriteBatch {
+                records: vec![record],
+                rejections: Vec::new(),
+            };
+            let outcome = store.write(&batch).await?;
+            match outcome.records.first() {
+                Some(RecordOutcome::Recorded) => {
+                    store.rejected_mark_retried(id).await?;
+                    println!("recorded {key}");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Some(RecordOutcome::Duplicate) => {
+                    store.rejected_mark_retried(id).await?;
+                    println!("duplicate: {key} was already recorded");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Some(RecordOutcome::Conflict { message, .. }) => {
+                    eprintln!("still a conflict: {message}");
+                    Ok(ExitCode::FAILURE)
+                }
+                None => bail!("the store returned no outcome"),
+            }
+        }
+    }
+}

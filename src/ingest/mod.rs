@@ -1,0 +1,248 @@
+//! Ingestion: NDJSON lines to write batches, and the tally of what happened.
+//!
+//! The same code serves `tally ingest` (files, stdin) and `POST /v1/usage/batch`:
+//! lines are parsed into a [`WriteBatch`] of records and rejections, the
+//! batch is committed in one transaction, and only then are its lines counted
+//! as accepted. Memory is bounded by the chunk size, not by the input size.
+
+pub mod parse;
+mod stream;
+
+use serde::Serialize;
+
+use crate::record::{Defaults, Micros, Origin};
+use crate::store::{NewRejection, RecordOutcome, WriteBatch, WriteOutcome};
+use parse::{LineError, parse_record};
+
+/// Lines per transaction: large enough to amortise the commit (an fsync on
+/// SQLite), small enough to keep memory flat and acknowledgements prompt.
+pub const CHUNK_LINES: usize = 2000;
+/// A chunk is also cut once its raw text passes this many bytes.
+pub const CHUNK_BYTES: usize = 8 << 20;
+
+/// Accumulates raw lines and parses them into one [`WriteBatch`].
+pub struct ChunkBuilder {
+    source: String,
+    defaults: Defaults,
+    now: Micros,
+    batch: WriteBatch,
+    bytes: usize,
+}
+
+impl ChunkBuilder {
+    pub fn new(source: impl Into<String>, defaults: Defaults, now: Micros) -> Self {
+        ChunkBuilder {
+            source: source.into(),
+            defaults,
+            now,
+            batch: WriteBatch::default(),
+            bytes: 0,
+        }
+    }
+
+    /// Parse one line. Blank lines are skipped (they are not records).
+    pub fn push_line(&mut self, line: u64, bytes: &[u8]) {
+        let text = trim_line_end(bytes);
+        if text.iter().all(u8::is_ascii_whitespace) {
+            return;
+        }
+        self.bytes += text.len();
+        let origin = Origin {
+            source: self.source.clone(),
+            line,
+        };
+        match parse_record(text, &origin, &self.defaults, self.now) {
+            Ok(record) => self.batch.records.push(record),
+            Err(error) => self.batch.rejections.push(NewRejection {
+                raw: text.to_vec(),
+                error,
+                origin,
+                defaults: self.defaults.clone(),
+            }),
+        }
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.batch.len() >= CHUNK_LINES || self.bytes >= CHUNK_BYTES
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.batch.is_empty()
+    }
+
+    /// Hand over the parsed batch and start a new one.
+    pub fn take(&mut self) -> WriteBatch {
+        self.bytes = 0;
+        std::mem::take(&mut self.batch)
+    }
+
+    pub fn set_now(&mut self, now: Micros) {
+        self.now = now;
+    }
+}
+
+pub fn trim_line_end(bytes: &[u8]) -> &[u8] {
+    let mut end = bytes.len();
+    while end > 0 && matches!(bytes.get(end - 1), Some(b'\n' | b'\r')) {
+        end -= 1;
+    }
+    bytes.get(..end).unwrap_or_default()
+}
+
+/// The outcome of one line, as `POST /v1/usage/batch` reports it.
+#[derive(Debug, Clone, Serialize)]
+pub struct LineResult {
+    pub line: u64,
+    /// `recorded`, `duplicate`, `conflict` or `rejected`.
+    pub status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<LineErrorBody>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rejected_id: Option<i64>,
+}
+
+/// An error as the JSON outputs show it.
+#[derive(Debug, Clone, Serialize)]
+pub struct LineErrorBody {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub message: String,
+    pub line: Option<u64>,
+    pub column: Option<u64>,
+    pub field: Option<String>,
+}
+
+impl From<&LineError> for LineErrorBody {
+    fn from(e: &LineError) -> Self {
+        LineErrorBody {
+            kind: e.reason.as_str(),
+            message: e.to_string(),
+            line: e.line,
+            column: e.column,
+            field: e.field.clone(),
+        }
+    }
+}
+
+/// One rejected or conflicting line in a summary.
+#[derive(Debug, Clone, Serialize)]
+pub struct Problem {
+    pub source: String,
+    pub line: u64,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub error: String,
+    pub rejected_id: i64,
+}
+
+/// The summary `tally ingest` prints and `POST /v1/usage/batch` returns.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Summary {
+    pub accepted: u64,
+    pub duplicates: u64,
+    pub conflicts: u64,
+    pub rejected: u64,
+    /// Line numbers of rejected lines (bad input; conflicts are in `conflict_lines`).
+    pub rejected_lines: Vec<u64>,
+    pub conflict_lines: Vec<u64>,
+    /// Lines that were not accepted, with what went wrong (the first
+    /// [`MAX_PROBLEMS`]; `problems_omitted` counts the rest).
+    pub problems: Vec<Problem>,
+    pub problems_omitted: u64,
+}
+
+/// Cap on the detailed problem list, so a file of garbage cannot grow the summary without bound.
+pub const MAX_PROBLEMS: usize = 1000;
+
+impl Summary {
+    /// Count a committed batch. Returns its per-line results, in line order.
+    pub fn absorb(&mut self, batch: &WriteBatch, outcome: &WriteOutcome) -> Vec<LineResult> {
+        let mut results = Vec::with_capacity(batch.len());
+        let (rejected_before, conflicts_before) =
+            (self.rejected_lines.len(), self.conflict_lines.len());
+        for (record, result) in batch.records.iter().zip(&outcome.records) {
+            let mut line = LineResult {
+                line: record.origin.line,
+                status: "recorded",
+                id: record
+                    .message_id
+                    .clone()
+                    .or_else(|| record.custom_id.clone()),
+                account: Some(record.account.clone()),
+                error: None,
+                rejected_id: None,
+            };
+            match result {
+                RecordOutcome::Recorded => self.accepted += 1,
+                RecordOutcome::Duplicate => {
+                    self.duplicates += 1;
+                    line.status = "duplicate";
+                }
+                RecordOutcome::Conflict {
+                    message,
+                    rejected_id,
+                } => {
+                    self.conflicts += 1;
+                    self.conflict_lines.push(record.origin.line);
+                    let error = crate::store::conflict_error(message.clone(), &record.origin);
+                    self.note(Problem {
+                        source: record.origin.source.clone(),
+                        line: record.origin.line,
+                        kind: "conflict",
+                        error: error.to_string(),
+                        rejected_id: *rejected_id,
+                    });
+                    line.status = "conflict";
+                    line.error = Some((&error).into());
+                    line.rejected_id = Some(*rejected_id);
+                }
+            }
+            results.push(line);
+        }
+        for (rejection, id) in batch.rejections.iter().zip(&outcome.rejections) {
+            self.rejected += 1;
+            self.rejected_lines.push(rejection.origin.line);
+            self.note(Problem {
+                source: rejection.origin.source.clone(),
+                line: rejection.origin.line,
+                kind: rejection.error.reason.as_str(),
+                error: rejection.error.to_string(),
+                rejected_id: *id,
+            });
+            results.push(LineResult {
+                line: rejection.origin.line,
+                status: "rejected",
+                id: None,
+                account: None,
+                error: Some((&rejection.error).into()),
+                rejected_id: Some(*id),
+            });
+        }
+        results.sort_by_key(|r| r.line);
+        // Keep each batch's line numbers in order (batches arrive in file order).
+        if let Some(tail) = self.rejected_lines.get_mut(rejected_before..) {
+            tail.sort_unstable();
+        }
+        if let Some(tail) = self.conflict_lines.get_mut(conflicts_before..) {
+            tail.sort_unstable();
+        }
+        results
+    }
+
+    fn note(&mut self, problem: Problem) {
+        if self.problems.len() < MAX_PROBLEMS {
+            self.problems.push(problem);
+        } else {
+            self.problems_omitted += 1;
+        }
+    }
+
+    /// Every line was accepted or a duplicate.
+    pub fn all_good(&self) -> bool {
+        self.conflicts == 0 && self.rejected == 0
+    }
+}

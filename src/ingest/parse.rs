@@ -1,0 +1,807 @@
+//! One line (or one HTTP body) in, one [`NewRecord`] or one [`LineError`] out.
+//!
+//! Accepted shapes (SPEC 3.1): the envelope with `response`; the envelope with
+//! streamed `events`; a bare Messages API response (`"type": "message"`); a
+//! Message Batches result line (`custom_id` + `result`). Policy:
+//! - the input is parsed once into a `serde_json::Value`; everything billing
+//!   needs is read from it, everything else is tolerated and kept verbatim in
+//!   `raw` (SPEC 3.3), and `null` always means the same as absent;
+//! - errors name the line and column (syntax) or the field path (values);
+//! - nothing here panics on any input: the parser is fuzzed by the tests.
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Deserializer, de};
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use super::stream::assemble_stream;
+use crate::record::{
+    Defaults, ExtraIteration, Micros, NewRecord, Origin, RecordKind, Usage, to_micros,
+    validate_account,
+};
+
+/// Why a line was not recorded. Stored with the rejected line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RejectReason {
+    /// Not valid JSON (or not UTF-8).
+    Malformed,
+    /// Valid JSON that is not a record (a lone content block, an array, …).
+    NotARecord,
+    /// A record with a field that breaks a rule (negative count, bad time, …).
+    Invalid,
+    /// A streamed response cut off before its `message_delta`.
+    Incomplete,
+    /// Same id with another body or under another account; or a container
+    /// already owned by another account (SPEC 3.2).
+    Conflict,
+}
+
+impl RejectReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RejectReason::Malformed => "malformed",
+            RejectReason::NotARecord => "not_a_record",
+            RejectReason::Invalid => "invalid",
+            RejectReason::Incomplete => "incomplete",
+            RejectReason::Conflict => "conflict",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "malformed" => RejectReason::Malformed,
+            "not_a_record" => RejectReason::NotARecord,
+            "invalid" => RejectReason::Invalid,
+            "incomplete" => RejectReason::Incomplete,
+            "conflict" => RejectReason::Conflict,
+            _ => return None,
+        })
+    }
+}
+
+/// A rejected line: what is wrong and where.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LineError {
+    pub reason: RejectReason,
+    pub message: String,
+    pub line: Option<u64>,
+    pub column: Option<u64>,
+    pub field: Option<String>,
+}
+
+impl LineError {
+    fn field(
+        reason: RejectReason,
+        line: u64,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        LineError {
+            reason,
+            message: message.into(),
+            line: Some(line),
+            column: None,
+            field: Some(field.into()),
+        }
+    }
+
+    fn whole(reason: RejectReason, line: u64, message: impl Into<String>) -> Self {
+        LineError {
+            reason,
+            message: message.into(),
+            line: Some(line),
+            column: None,
+            field: None,
+        }
+    }
+}
+
+impl fmt::Display for LineError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.line, self.column) {
+            (Some(l), Some(c)) => write!(f, "line {l}, column {c}: ")?,
+            (Some(l), None) => write!(f, "line {l}: ")?,
+            _ => {}
+        }
+        if let Some(field) = &self.field {
+            write!(f, "field `{field}`: ")?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+/// Parse one record. `origin.line` is the line the text starts on; syntax
+/// errors inside a multi-line body are reported relative to it.
+pub fn parse_record(
+    text: &[u8],
+    origin: &Origin,
+    defaults: &Defaults,
+    now: Micros,
+) -> Result<NewRecord, LineError> {
+    let base = origin.line.max(1);
+    let value: Value = serde_json::from_slice(text).map_err(|e| syntax_error(&e, base))?;
+    let raw = match std::str::from_utf8(text) {
+        Ok(s) => s.trim_end_matches(['\r', '\n']).to_owned(),
+        Err(e) => {
+            return Err(LineError {
+                reason: RejectReason::Malformed,
+                message: "not valid UTF-8".into(),
+                line: Some(base),
+                column: Some(e.valid_up_to() as u64 + 1),
+                field: None,
+            });
+        }
+    };
+    let Value::Object(top) = value else {
+        return Err(LineError::whole(
+            RejectReason::NotARecord,
+            base,
+            format!(
+                "a JSON {} is not a record: expected an envelope object with `response` (or `events`), a Messages API response, or a batch result line",
+                json_kind(&value)
+            ),
+        ));
+    };
+    let ctx = Ctx {
+        line: base,
+        defaults,
+        now,
+    };
+    let shape = Shape::detect(&top, base)?;
+    let env = ctx.envelope(&top)?;
+    match shape {
+        Shape::Envelope => {
+            let response = top
+                .get("response")
+                .filter(|v| !v.is_null())
+                .ok_or_else(|| {
+                    LineError::field(
+                        RejectReason::Invalid,
+                        base,
+                        "response",
+                        "required field is missing",
+                    )
+                })?;
+            ctx.message_record(&top, env, response, "response", raw, origin, false)
+        }
+        Shape::Bare => {
+            let response = Value::Object(top.clone());
+            ctx.message_record(&top, env, &response, "", raw, origin, false)
+        }
+        Shape::Stream => {
+            let events = top.get("events").unwrap_or(&Value::Null);
+            let message = assemble_stream(events).map_err(|msg| {
+                let reason = if msg.incomplete {
+                    RejectReason::Incomplete
+                } else {
+                    RejectReason::Invalid
+                };
+                LineError::field(reason, base, msg.field, msg.message)
+            })?;
+            ctx.message_record(&top, env, &message, "events", raw, origin, false)
+        }
+        Shape::BatchResult => ctx.batch_record(&top, env, raw, origin),
+    }
+}
+
+fn syntax_error(e: &serde_json::Error, base: u64) -> LineError {
+    let what = match e.classify() {
+        serde_json::error::Category::Eof => "truncated JSON",
+        _ => "invalid JSON",
+    };
+    // serde_json appends " at line L column C"; we report the position ourselves.
+    let full = e.to_string();
+    let msg = full
+        .rsplit_once(" at line ")
+        .map_or(full.as_str(), |(head, _)| head);
+    LineError {
+        reason: RejectReason::Malformed,
+        message: format!("{what}: {msg}"),
+        line: Some(base + e.line().saturating_sub(1) as u64),
+        column: Some(e.column() as u64),
+        field: None,
+    }
+}
+
+fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+enum Shape {
+    Envelope,
+    Bare,
+    Stream,
+    BatchResult,
+}
+
+impl Shape {
+    fn detect(top: &Map<String, Value>, line: u64) -> Result<Shape, LineError> {
+        let present = |k: &str| top.get(k).is_some_and(|v| !v.is_null());
+        if present("response") {
+            return Ok(Shape::Envelope);
+        }
+        if present("events") {
+            return Ok(Shape::Stream);
+        }
+        if present("result") && top.contains_key("custom_id") {
+            return Ok(Shape::BatchResult);
+        }
+        match top.get("type").and_then(Value::as_str) {
+            Some("message") => Ok(Shape::Bare),
+            Some(other) => Err(LineError::whole(
+                RejectReason::NotARecord,
+                line,
+                format!(
+                    "an object of type `{other}` is not a record: expected a Messages API response (`\"type\": \"message\"`) or an envelope with `response`"
+                ),
+            )),
+            None if top.contains_key("account") || top.contains_key("recorded_at") => {
+                Err(LineError::field(
+                    RejectReason::Invalid,
+                    line,
+                    "response",
+                    "required field is missing",
+                ))
+            }
+            None => Err(LineError::whole(
+                RejectReason::NotARecord,
+                line,
+                "not a record: expected an envelope with `response` (or `events`), a Messages API response, or a batch result line",
+            )),
+        }
+    }
+}
+
+/// Envelope fields that may stand beside any shape.
+struct EnvelopeFields {
+    account: String,
+    recorded_at: Micros,
+    started_at: Option<Micros>,
+    batch: Option<bool>,
+    files_preloaded: Option<bool>,
+}
+
+struct Ctx<'a> {
+    line: u64,
+    defaults: &'a Defaults,
+    now: Micros,
+}
+
+impl Ctx<'_> {
+    fn invalid(&self, field: impl Into<String>, message: impl Into<String>) -> LineError {
+        LineError::field(RejectReason::Invalid, self.line, field, message)
+    }
+
+    fn envelope(&self, top: &Map<String, Value>) -> Result<EnvelopeFields, LineError> {
+        let account = match self.opt_str(top, "account", "account")? {
+            Some(a) => a.to_owned(),
+            None => self.defaults.account.clone().ok_or_else(|| {
+                self.invalid(
+                    "account",
+                    "required field is missing (give it in the record, with --account, or with an account-bound API key)",
+                )
+            })?,
+        };
+        validate_account(&account)
+            .map_err(|m| self.invalid("account", format!("{account:?} {m}")))?;
+        let recorded_at = match self.opt_time(top, "recorded_at")? {
+            Some(t) => t,
+            None => self.defaults.recorded_at.unwrap_or(self.now),
+        };
+        let started_at = self.opt_time(top, "started_at")?;
+        if started_at.is_some_and(|s| s > recorded_at) {
+            return Err(self.invalid(
+                "started_at",
+                "is after recorded_at: a request cannot be sent after its response was received",
+            ));
+        }
+        Ok(EnvelopeFields {
+            account,
+            recorded_at,
+            started_at,
+            batch: self.opt_bool(top, "batch")?,
+            files_preloaded: self.opt_bool(top, "files_preloaded")?,
+        })
+    }
+
+    fn opt_str<'v>(
+        &self,
+        obj: &'v Map<String, Value>,
+        key: &str,
+        path: &str,
+    ) -> Result<Option<&'v str>, LineError> {
+        match obj.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s)),
+            Some(other) => Err(self.invalid(
+                path,
+                format!("must be a string, got a {}", json_kind(other)),
+            )),
+        }
+    }
+
+    fn opt_bool(&self, obj: &Map<String, Value>, key: &str) -> Result<Option<bool>, LineError> {
+        match obj.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(*b)),
+            Some(other) => Err(self.invalid(
+                key,
+                format!("must be true or false, got a {}", json_kind(other)),
+            )),
+        }
+    }
+
+    fn opt_time(&self, obj: &Map<String, Value>, key: &str) -> Result<Option<Micros>, LineError> {
+        let Some(s) = self.opt_str(obj, key, key)? else {
+            return Ok(None);
+        };
+        parse_time(s).map(Some).map_err(|m| self.invalid(key, m))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn message_record(
+        &self,
+        top: &Map<String, Value>,
+        env: EnvelopeFields,
+        response: &Value,
+        prefix: &str,
+        raw: String,
+        origin: &Origin,
+        from_batch: bool,
+    ) -> Result<NewRecord, LineError> {
+        let path = |k: &str| {
+            if prefix.is_empty() {
+                k.to_owned()
+            } else {
+                format!("{prefix}.{k}")
+            }
+        };
+        let Value::Object(resp) = response else {
+            return Err(self.invalid(
+                prefix,
+                format!(
+                    "must be a Messages API response object, got a {}",
+                    json_kind(response)
+                ),
+            ));
+        };
+        match resp.get("type").and_then(Value::as_str) {
+            None | Some("message") => {}
+            Some(other) => {
+                return Err(LineError::field(
+                    RejectReason::NotARecord,
+                    self.line,
+                    path("type"),
+                    format!("is `{other}`: only a Messages API response (`message`) is a record"),
+                ));
+            }
+        }
+        let id = self
+            .opt_str(resp, "id", &path("id"))?
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| self.invalid(path("id"), "required field is missing"))?;
+        let model = self
+            .opt_str(resp, "model", &path("model"))?
+            .ok_or_else(|| self.invalid(path("model"), "required field is missing"))?;
+        let usage_in: CountersIn = match resp.get("usage") {
+            None | Some(Value::Null) => CountersIn::default(),
+            Some(v) => serde_path_to_error::deserialize(v).map_err(|e| {
+                let inner = e.path().to_string();
+                let field = if inner == "." {
+                    path("usage")
+                } else {
+                    format!("{}.{inner}", path("usage"))
+                };
+                self.invalid(field, e.into_inner().to_string())
+            })?,
+        };
+        let container_id = match resp.get("container") {
+            None | Some(Value::Null) => None,
+            Some(Value::Object(c)) => self
+                .opt_str(c, "id", &path("container.id"))?
+                .map(str::to_owned),
+            Some(other) => {
+                return Err(self.invalid(
+                    path("container"),
+                    format!("must be an object, got a {}", json_kind(other)),
+                ));
+            }
+        };
+        let uses_code_execution = match resp.get("content") {
+            None | Some(Value::Null) => false,
+            Some(Value::Array(blocks)) => blocks.iter().any(block_uses_code_execution),
+            Some(other) => {
+                return Err(self.invalid(
+                    path("content"),
+                    format!(
+                        "must be a list of content blocks, got a {}",
+                        json_kind(other)
+                    ),
+                ));
+            }
+        };
+        let request = top.get("request").filter(|v| v.is_object());
+        let files_preloaded = env
+            .files_preloaded
+            .unwrap_or_else(|| request.is_some_and(request_uploads_files));
+        let (usage, iterations, tier, geo, speed) = usage_in.into_parts();
+        Ok(NewRecord {
+            key: id.to_owned(),
+            account: env.account,
+            kind: RecordKind::Message,
+            message_id: Some(id.to_owned()),
+            custom_id: None,
+            model: Some(model.to_owned()),
+            recorded_at: env.recorded_at,
+            started_at: env.started_at,
+            batch: from_batch || env.batch.unwrap_or(false),
+            files_preloaded,
+            uses_code_execution,
+            web_tools_20260209: request.is_some_and(request_declares_new_web_tools),
+            container_id,
+            usage,
+            service_tier: tier,
+            inference_geo: geo,
+            speed,
+            iterations,
+            content_hash: canonical_hash(response),
+            raw,
+            origin: origin.clone(),
+        })
+    }
+
+    fn batch_record(
+        &self,
+        top: &Map<String, Value>,
+        env: EnvelopeFields,
+        raw: String,
+        origin: &Origin,
+    ) -> Result<NewRecord, LineError> {
+        let custom_id = self
+            .opt_str(top, "custom_id", "custom_id")?
+            .ok_or_else(|| self.invalid("custom_id", "required field is missing"))?
+            .to_owned();
+        let Some(Value::Object(result)) = top.get("result") else {
+            return Err(self.invalid("result", "must be an object"));
+        };
+        let kind = match self.opt_str(result, "type", "result.type")? {
+            Some("succeeded") => {
+                let message = result
+                    .get("message")
+                    .filter(|v| !v.is_null())
+                    .ok_or_else(|| {
+                        self.invalid(
+                            "result.message",
+                            "required field is missing for a succeeded result",
+                        )
+                    })?;
+                let mut record =
+                    self.message_record(top, env, message, "result.message", raw, origin, true)?;
+                record.custom_id = Some(custom_id);
+                return Ok(record);
+            }
+            Some("errored") => RecordKind::BatchErrored,
+            Some("canceled") => RecordKind::BatchCanceled,
+            Some("expired") => RecordKind::BatchExpired,
+            Some(other) => {
+                return Err(self.invalid(
+                    "result.type",
+                    format!("is `{other}`: expected succeeded, errored, canceled or expired"),
+                ));
+            }
+            None => return Err(self.invalid("result.type", "required field is missing")),
+        };
+        // A result without a message is identified by account, custom_id and
+        // content (SPEC 3.2), so a results file ingested twice changes nothing.
+        let result_value = Value::Object(result.clone());
+        let content_hash = canonical_hash(&result_value);
+        let mut key_hasher = Sha256::new();
+        for part in [
+            env.account.as_str(),
+            custom_id.as_str(),
+            content_hash.as_str(),
+        ] {
+            key_hasher.update(part.as_bytes());
+            key_hasher.update([0]);
+        }
+        let key = format!("batch:{}", hex::encode(key_hasher.finalize()));
+        Ok(NewRecord {
+            key,
+            account: env.account,
+            kind,
+            message_id: None,
+            custom_id: Some(custom_id),
+            model: None,
+            recorded_at: env.recorded_at,
+            started_at: env.started_at,
+            batch: true,
+            files_preloaded: false,
+            uses_code_execution: false,
+            web_tools_20260209: false,
+            container_id: None,
+            usage: Usage::default(),
+            service_tier: None,
+            inference_geo: None,
+            speed: None,
+            iterations: Vec::new(),
+            content_hash,
+            raw,
+            origin: origin.clone(),
+        })
+    }
+}
+
+/// RFC 3339 with any offset, normalised to UTC microseconds.
+pub fn parse_time(s: &str) -> Result<Micros, String> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| to_micros(t.with_timezone(&Utc)))
+        .map_err(|e| {
+            format!("{s:?} is not an RFC 3339 timestamp ({e}); expected e.g. 2025-05-23T20:13:31Z")
+        })
+}
+
+const CODE_EXECUTION_TOOLS: [&str; 3] = [
+    "code_execution",
+    "bash_code_execution",
+    "text_editor_code_execution",
+];
+
+/// SPEC 4.2: a `server_tool_use` of a code-execution tool, or a result block
+/// whose type ends in `code_execution_tool_result`.
+fn block_uses_code_execution(block: &Value) -> bool {
+    let Some(kind) = block.get("type").and_then(Value::as_str) else {
+        return false;
+    };
+    if kind.ends_with("code_execution_tool_result") {
+        return true;
+    }
+    kind == "server_tool_use"
+        && block
+            .get("name")
+            .and_then(Value::as_str)
+            .is_some_and(|n| CODE_EXECUTION_TOOLS.contains(&n))
+}
+
+/// Any `container_upload` block in any message of the request.
+fn request_uploads_files(request: &Value) -> bool {
+    let Some(messages) = request.get("messages").and_then(Value::as_array) else {
+        return false;
+    };
+    messages.iter().any(|m| {
+        m.get("content")
+            .and_then(Value::as_array)
+            .is_some_and(|blocks| {
+                blocks
+                    .iter()
+                    .any(|b| b.get("type").and_then(Value::as_str) == Some("container_upload"))
+            })
+    })
+}
+
+/// First tool version whose web search / web fetch makes code execution free.
+const FREE_CODE_EXECUTION_TOOL_VERSION: u32 = 20260209;
+
+fn request_declares_new_web_tools(request: &Value) -> bool {
+    let Some(tools) = request.get("tools").and_then(Value::as_array) else {
+        return false;
+    };
+    tools.iter().any(|t| {
+        let Some(ty) = t.get("type").and_then(Value::as_str) else {
+            return false;
+        };
+        let version = ty
+            .strip_prefix("web_search_")
+            .or_else(|| ty.strip_prefix("web_fetch_"))
+            .and_then(|v| v.parse::<u32>().ok());
+        version.is_some_and(|v| v >= FREE_CODE_EXECUTION_TOOL_VERSION)
+    })
+}
+
+/// SHA-256 of a JSON value with object keys sorted and no white space, so two
+/// bodies that differ only in key order or spacing hash the same.
+pub fn canonical_hash(value: &Value) -> String {
+    let mut hasher = Sha256::new();
+    write_canonical(value, &mut hasher);
+    hex::encode(hasher.finalize())
+}
+
+fn write_canonical(value: &Value, h: &mut Sha256) {
+    match value {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            h.update(b"{");
+            for (i, k) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    h.update(b",");
+                }
+                write_canonical_str(k, h);
+                h.update(b":");
+                if let Some(v) = map.get(k) {
+                    write_canonical(v, h);
+                }
+            }
+            h.update(b"}");
+        }
+        Value::Array(items) => {
+            h.update(b"[");
+            for (i, v) in items.iter().enumerate() {
+                if i > 0 {
+                    h.update(b",");
+                }
+                write_canonical(v, h);
+            }
+            h.update(b"]");
+        }
+        Value::String(s) => write_canonical_str(s, h),
+        other => h.update(other.to_string().as_bytes()),
+    }
+}
+
+fn write_canonical_str(s: &str, h: &mut Sha256) {
+    // serde_json's string escaping is deterministic, so reuse it.
+    h.update(Value::String(s.to_owned()).to_string().as_bytes());
+}
+
+/// A token or request count: a non-negative integer; `null` is read as 0 by
+/// the `Option` around it.
+#[derive(Debug, Clone, Copy, Default)]
+struct Count(i64);
+
+impl<'de> Deserialize<'de> for Count {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl de::Visitor<'_> for V {
+            type Value = Count;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a non-negative integer")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Count, E> {
+                i64::try_from(v)
+                    .map(Count)
+                    .map_err(|_| E::custom(format!("{v} is too large")))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Count, E> {
+                u64::try_from(v)
+                    .map_err(|_| E::custom(format!("must be a non-negative integer, got {v}")))
+                    .and_then(|u| self.visit_u64(u))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Count, E> {
+                Err(E::custom(format!(
+                    "must be a non-negative integer, got {v}"
+                )))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Count, E> {
+                Err(E::custom(format!(
+                    "must be a non-negative integer, got the string {v:?}"
+                )))
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Count, E> {
+                Err(E::custom(format!(
+                    "must be a non-negative integer, got {v}"
+                )))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+fn count(c: Option<Count>) -> i64 {
+    c.map_or(0, |c| c.0)
+}
+
+/// A string field that billing reads but that must never reject a record if
+/// a future API version changes its type: anything but a string reads as absent.
+#[derive(Debug, Default)]
+struct Lenient(Option<String>);
+
+impl<'de> Deserialize<'de> for Lenient {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = Value::deserialize(d)?;
+        Ok(Lenient(v.as_str().map(str::to_owned)))
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct CacheCreationIn {
+    ephemeral_5m_input_tokens: Option<Count>,
+    ephemeral_1h_input_tokens: Option<Count>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct ServerToolUseIn {
+    web_search_requests: Option<Count>,
+    web_fetch_requests: Option<Count>,
+    code_execution_requests: Option<Count>,
+}
+
+/// The counters of `usage`, and of each `usage.iterations[]` entry (same
+/// shape, plus `type` and `model`).
+#[derive(Debug, Default, Deserialize)]
+struct CountersIn {
+    input_tokens: Option<Count>,
+    output_tokens: Option<Count>,
+    cache_creation_input_tokens: Option<Count>,
+    cache_read_input_tokens: Option<Count>,
+    cache_creation: Option<CacheCreationIn>,
+    server_tool_use: Option<ServerToolUseIn>,
+    #[serde(rename = "type", default)]
+    kind: Lenient,
+    #[serde(default)]
+    model: Lenient,
+    #[serde(default)]
+    service_tier: Lenient,
+    #[serde(default)]
+    inference_geo: Lenient,
+    #[serde(default)]
+    speed: Lenient,
+    iterations: Option<Vec<CountersIn>>,
+}
+
+type UsageParts = (
+    Usage,
+    Vec<ExtraIteration>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
+impl CountersIn {
+    fn usage(&self) -> Usage {
+        let cache_creation_input_tokens = count(self.cache_creation_input_tokens);
+        let (w5, w1) = match &self.cache_creation {
+            Some(b) => (
+                count(b.ephemeral_5m_input_tokens),
+                count(b.ephemeral_1h_input_tokens),
+            ),
+            // No breakdown: every cache write is a 5-minute write (SPEC 4.1).
+            None => (cache_creation_input_tokens, 0),
+        };
+        let stu = self.server_tool_use.as_ref();
+        Usage {
+            input_tokens: count(self.input_tokens),
+            output_tokens: count(self.output_tokens),
+            cache_creation_input_tokens,
+            cache_write_5m_tokens: w5,
+            cache_write_1h_tokens: w1,
+            cache_read_tokens: count(self.cache_read_input_tokens),
+            web_search_requests: count(stu.and_then(|s| s.web_search_requests)),
+            web_fetch_requests: count(stu.and_then(|s| s.web_fetch_requests)),
+            code_execution_requests: count(stu.and_then(|s| s.code_execution_requests)),
+        }
+    }
+
+    fn into_parts(self) -> UsageParts {
+        let usage = self.usage();
+        // `message` iterations are already in the top-level counters; every
+        // other type (advisor, compaction, fallback, unknown) is billed on top.
+        let iterations = self
+            .iterations
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|it| it.kind.0.as_deref() != Some("message"))
+            .map(|it| ExtraIteration {
+                usage: it.usage(),
+                kind: it.kind.0.unwrap_or_else(|| "unknown".to_owned()),
+                model: it.model.0,
+            })
+            .collect();
+        (
+            usage,
+            iterations,
+            self.service_tier.0,
+            self.inference_geo.0,
+            self.speed.0,
+        )
+    }
+}

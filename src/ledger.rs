@@ -1,0 +1,117 @@
+//! Group commit in front of a [`Store`].
+//!
+//! Many HTTP requests arrive at once, each with a few records. Committing each
+//! on its own would cost one fsync (SQLite) or one round trip (PostgreSQL)
+//! per request. One writer task takes whatever is queued (up to
+//! [`GROUP_MAX_LINES`] lines), commits it in one transaction, and only then
+//! answers every waiting request. A failed commit fails every request of the
+//! group, and none of them is acknowledged: nothing is half written.
+
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::store::{Store, WriteBatch, WriteOutcome};
+
+pub const GROUP_MAX_LINES: usize = 8000;
+
+type Reply = Result<(WriteBatch, WriteOutcome), String>;
+
+struct Job {
+    batch: WriteBatch,
+    reply: oneshot::Sender<Reply>,
+}
+
+#[derive(Clone)]
+pub struct Ledger {
+    store: Arc<dyn Store>,
+    queue: mpsc::Sender<Job>,
+}
+
+impl Ledger {
+    /// Start the writer task on the current runtime.
+    pub fn start(store: Arc<dyn Store>) -> Self {
+        let (queue, rx) = mpsc::channel(256);
+        tokio::spawn(writer(store.clone(), rx));
+        Ledger { store, queue }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Commit `batch` (with whatever else is queued) and return it with its outcome.
+    pub async fn submit(&self, batch: WriteBatch) -> Reply {
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .send(Job { batch, reply })
+            .await
+            .map_err(|_| "the ledger writer has stopped".to_owned())?;
+        answer
+            .await
+            .map_err(|_| "the ledger writer has stopped".to_owned())?
+    }
+}
+
+async fn writer(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Job>) {
+    while let Some(first) = rx.recv().await {
+        let mut lines = first.batch.len();
+        let mut jobs = vec![first];
+        while lines < GROUP_MAX_LINES {
+            match rx.try_recv() {
+                Ok(job) => {
+                    lines += job.batch.len();
+                    jobs.push(job);
+                }
+                Err(_) => break,
+            }
+        }
+        commit_group(store.as_ref(), jobs).await;
+    }
+}
+
+async fn commit_group(store: &dyn Store, jobs: Vec<Job>) {
+    if let [_] = jobs.as_slice() {
+        if let Some(job) = jobs.into_iter().next() {
+            let result = store.write(&job.batch).await.map_err(|e| e.to_string());
+            let _ = job.reply.send(result.map(|outcome| (job.batch, outcome)));
+        }
+        return;
+    }
+    // Merge, remembering each job's share, then split the outcome back.
+    let mut merged = WriteBatch::default();
+    let mut shares = Vec::with_capacity(jobs.len());
+    let mut replies = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        shares.push((job.batch.records.len(), job.batch.rejections.len()));
+        merged.records.extend(job.batch.records);
+        merged.rejections.extend(job.batch.rejections);
+        replies.push(job.reply);
+    }
+    match store.write(&merged).await {
+        Ok(outcome) => {
+            let mut records = merged.records.into_iter();
+            let mut rejections = merged.rejections.into_iter();
+            let mut record_outcomes = outcome.records.into_iter();
+            let mut rejection_ids = outcome.rejections.into_iter();
+            for ((nrec, nrej), reply) in shares.into_iter().zip(replies) {
+                let batch = WriteBatch {
+                    records: records.by_ref().take(nrec).collect(),
+                    rejections: rejections.by_ref().take(nrej).collect(),
+                };
+                let part = WriteOutcome {
+                    records: record_outcomes.by_ref().take(nrec).collect(),
+                    rejections: rejection_ids.by_ref().take(nrej).collect(),
+                };
+                let _ = reply.send(Ok((batch, part)));
+            }
+        }
+        Err(e) => {
+            let message = e.to_string();
+            tracing::error!("group commit failed: {message}");
+            for reply in replies {
+                let _ = reply.send(Err(message.clone()));
+            }
+        }
+    }
+}

@@ -1,0 +1,18 @@
+//! tally: a usage-metering and billing ledger for the Anthropic Messages API.
+//!
+//! Module map:
+//! - [`record`]: the ledger record and its invariants;
+//! - [`ingest`]: parsing every accepted input shape, and ingest summaries;
+//! - [`store`]: the storage trait and its SQLite and PostgreSQL backends;
+//! - [`ledger`]: group commit in front of a store (used by the HTTP API);
+//! - [`http`]: the axum API; [`cli`]: the command line;
+//! - [`migrations`]: embedded schema migrations; [`synth`]: synthetic data.
+
+pub mod cli;
+pub mod http;
+pub mod ingest;
+pub mod ledger;
+pub mod migrations;
+pub mod record;
+pub mod store;
+pub mod synth;

@@ -1,0 +1,46 @@
+//! Schema migrations, embedded in the binary (no files needed at run time).
+//! Each backend has its own folder under `migrations/` with the same version
+//! numbers; a test keeps the two lists in step.
+
+use sqlx::SqlSafeStr;
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+
+/// `(version, description, sqlite sql, postgres sql)`, in order.
+const MIGRATIONS: &[(i64, &str, &str, &str)] = &[(
+    1,
+    "ledger",
+    include_str!("../migrations/sqlite/0001_ledger.sql"),
+    include_str!("../migrations/postgres/0001_ledger.sql"),
+)];
+
+/// Version numbers of the embedded migrations.
+pub fn versions() -> Vec<i64> {
+    MIGRATIONS.iter().map(|m| m.0).collect()
+}
+
+fn migrator(
+    pick: fn(&(i64, &'static str, &'static str, &'static str)) -> &'static str,
+) -> Migrator {
+    Migrator::with_migrations(
+        MIGRATIONS
+            .iter()
+            .map(|m| {
+                Migration::new(
+                    m.0,
+                    m.1.into(),
+                    MigrationType::Simple,
+                    pick(m).into_sql_str(),
+                    false,
+                )
+            })
+            .collect(),
+    )
+}
+
+pub fn sqlite() -> Migrator {
+    migrator(|m| m.2)
+}
+
+pub fn postgres() -> Migrator {
+    migrator(|m| m.3)
+}

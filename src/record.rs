@@ -1,0 +1,169 @@
+//! The ledger's record: one ingested Messages API response, reduced to the
+//! columns billing needs, plus the raw line it came from.
+//!
+//! Invariants upheld by the parser (and relied on by the stores):
+//! - every counter is a non-negative integer (`null` and absent are 0);
+//! - `account` matches `[A-Za-z0-9._:-]{1,128}`;
+//! - `started_at <= recorded_at` when `started_at` is known;
+//! - `key` identifies the record: the response id for messages, a content hash
+//!   for batch results that carry no message (see [`RecordKind`]).
+
+use chrono::{DateTime, TimeZone, Utc};
+use serde::Serialize;
+
+/// Microseconds since the Unix epoch, UTC. Both databases store times this way
+/// so the SQL is identical and container intervals keep sub-second precision.
+pub type Micros = i64;
+
+pub fn to_micros(t: DateTime<Utc>) -> Micros {
+    t.timestamp_micros()
+}
+
+pub fn from_micros(us: Micros) -> DateTime<Utc> {
+    Utc.timestamp_micros(us)
+        .single()
+        .unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
+/// What kind of ledger record this is. Only `Message` records carry usage;
+/// the three batch outcomes are counted and kept but never charged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordKind {
+    Message,
+    BatchErrored,
+    BatchCanceled,
+    BatchExpired,
+}
+
+impl RecordKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecordKind::Message => "message",
+            RecordKind::BatchErrored => "batch_errored",
+            RecordKind::BatchCanceled => "batch_canceled",
+            RecordKind::BatchExpired => "batch_expired",
+        }
+    }
+}
+
+/// Token and request counters of one response, as billing reads them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Usage {
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    /// `usage.cache_creation_input_tokens` as reported (the total of writes).
+    pub cache_creation_input_tokens: i64,
+    /// 5-minute writes: the breakdown's figure, or all cache writes when the
+    /// response has no `cache_creation` breakdown (SPEC 4.1).
+    pub cache_write_5m_tokens: i64,
+    pub cache_write_1h_tokens: i64,
+    pub cache_read_tokens: i64,
+    pub web_search_requests: i64,
+    pub web_fetch_requests: i64,
+    pub code_execution_requests: i64,
+}
+
+/// A `usage.iterations[]` entry that is billed on top of the top-level
+/// counters (every type but `message`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ExtraIteration {
+    pub kind: String,
+    /// The model the iteration names, if any; billing falls back to the response's model.
+    pub model: Option<String>,
+    pub usage: Usage,
+}
+
+/// A parsed record, ready to be written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewRecord {
+    pub key: String,
+    pub account: String,
+    pub kind: RecordKind,
+    pub message_id: Option<String>,
+    pub custom_id: Option<String>,
+    pub model: Option<String>,
+    pub recorded_at: Micros,
+    pub started_at: Option<Micros>,
+    pub batch: bool,
+    pub files_preloaded: bool,
+    pub uses_code_execution: bool,
+    /// The request declared a web search or web fetch tool of version
+    /// 20260209 or later, which makes code execution free from 2026-02-17.
+    pub web_tools_20260209: bool,
+    pub container_id: Option<String>,
+    pub usage: Usage,
+    pub service_tier: Option<String>,
+    pub inference_geo: Option<String>,
+    pub speed: Option<String>,
+    pub iterations: Vec<ExtraIteration>,
+    /// SHA-256 (hex) of the response compared as a JSON value (keys sorted, no
+    /// white space): equal hashes mean "the same response body".
+    pub content_hash: String,
+    /// The input line exactly as received.
+    pub raw: String,
+    /// Where it came from, for error reports and quarantine.
+    pub origin: Origin,
+}
+
+/// Where a line came from: a file name (or `http`, `stdin`) and a 1-based line.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Origin {
+    pub source: String,
+    pub line: u64,
+}
+
+/// Values given out of band for lines that lack them (`--account`,
+/// `--recorded-at`, an account-bound API key). Kept with rejected lines so a
+/// retry parses them the same way.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Defaults {
+    pub account: Option<String>,
+    pub recorded_at: Option<Micros>,
+}
+
+/// Account names: 1–128 characters of `[A-Za-z0-9._:-]`.
+pub fn validate_account(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if name.len() > 128 {
+        return Err(format!(
+            "is {} characters long; at most 128 are allowed",
+            name.len()
+        ));
+    }
+    if let Some(bad) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-')))
+    {
+        return Err(format!(
+            "contains {bad:?}; only letters, digits and . _ : - are allowed"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn account_rules() {
+        assert!(validate_account("acme").is_ok());
+        assert!(validate_account("team.a_b:c-1").is_ok());
+        assert!(validate_account(&"a".repeat(128)).is_ok());
+        assert!(validate_account(&"a".repeat(129)).is_err());
+        assert!(validate_account("").is_err());
+        assert!(validate_account("a b").is_err());
+        assert!(validate_account("ünï").is_err());
+    }
+
+    #[test]
+    fn micros_round_trip() {
+        let t = DateTime::parse_from_rfc3339("2025-05-23T20:13:31.749448Z")
+            .expect("valid")
+            .with_timezone(&Utc);
+        assert_eq!(from_micros(to_micros(t)), t);
+    }
+}

@@ -1,0 +1,205 @@
+//! Storage: one [`Store`] trait, one implementation per backend, picked from
+//! the database URL (`sqlite:` by default, `postgres://` to scale out).
+//!
+//! Policy:
+//! - identity and idempotency are enforced by the database (unique keys and
+//!   `on conflict do nothing`), never only in memory, so concurrent writers —
+//!   tasks or whole processes sharing one PostgreSQL — store each record once;
+//! - a [`WriteBatch`] commits in one transaction: its records, its rejected
+//!   lines and its conflicts land together or not at all, and nothing is
+//!   acknowledged before the commit;
+//! - the batch algorithm lives once, in [`write`], over the small [`write::WriteTx`]
+//!   surface each backend implements, so the backends cannot drift apart.
+
+mod postgres;
+pub(crate) mod sql;
+mod sqlite;
+mod write;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::Serialize;
+
+use crate::ingest::parse::{LineError, RejectReason};
+use crate::record::{Defaults, Micros, NewRecord, Origin};
+
+pub use postgres::PostgresStore;
+pub use sqlite::SqliteStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A line that will not be recorded, with everything needed to show it and
+/// to retry it later.
+#[derive(Debug, Clone)]
+pub struct NewRejection {
+    pub raw: Vec<u8>,
+    pub error: LineError,
+    pub origin: Origin,
+    pub defaults: Defaults,
+}
+
+/// What one transaction writes.
+#[derive(Debug, Default)]
+pub struct WriteBatch {
+    pub records: Vec<NewRecord>,
+    pub rejections: Vec<NewRejection>,
+}
+
+impl WriteBatch {
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty() && self.rejections.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.records.len() + self.rejections.len()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum RecordOutcome {
+    Recorded,
+    Duplicate,
+    Conflict { message: String, rejected_id: i64 },
+}
+
+/// Per-record outcomes (same order as `WriteBatch::records`) and the ids the
+/// rejected lines got (same order as `WriteBatch::rejections`).
+#[derive(Debug, Default)]
+pub struct WriteOutcome {
+    pub records: Vec<RecordOutcome>,
+    pub rejections: Vec<i64>,
+}
+
+/// A rejected line as stored.
+#[derive(Debug, Clone, Serialize)]
+pub struct Rejected {
+    pub id: i64,
+    /// When it was first rejected (RFC 3339).
+    pub time: String,
+    pub last_seen: String,
+    pub occurrences: i64,
+    /// `open`, or `retried` once a retry recorded it.
+    pub status: String,
+    pub reason: String,
+    pub error: String,
+    pub line: Option<i64>,
+    pub column: Option<i64>,
+    pub field: Option<String>,
+    pub source: String,
+    pub account_default: Option<String>,
+    pub recorded_at_default: Option<String>,
+    /// The raw bytes as text (invalid UTF-8 is shown with U+FFFD).
+    pub raw: String,
+    #[serde(skip)]
+    pub raw_bytes: Vec<u8>,
+}
+
+/// A record as stored, for inspection and tests.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StoredRecord {
+    pub seq: i64,
+    pub key: String,
+    pub account: String,
+    pub kind: String,
+    pub model: Option<String>,
+    pub recorded_at: Micros,
+    pub started_at: Option<Micros>,
+    pub batch: bool,
+    pub files_preloaded: bool,
+    pub uses_code_execution: bool,
+    pub web_tools_20260209: bool,
+    pub container_id: Option<String>,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub cache_creation_input_tokens: i64,
+    pub cache_write_5m_tokens: i64,
+    pub cache_write_1h_tokens: i64,
+    pub cache_read_tokens: i64,
+    pub web_search_requests: i64,
+    pub iterations: i64,
+    pub raw: String,
+}
+
+/// Counts over the whole ledger (health, metrics, tests).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct LedgerCounts {
+    pub records: i64,
+    pub containers: i64,
+    pub rejected_open: i64,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    fn backend(&self) -> Backend;
+
+    /// Apply pending migrations (safe to run from several processes at once).
+    async fn migrate(&self) -> Result<()>;
+
+    /// Write one batch in one transaction (see the module policy).
+    async fn write(&self, batch: &WriteBatch) -> Result<WriteOutcome>;
+
+    /// Rejected lines, newest first; `all` includes retried ones.
+    async fn rejected_list(&self, all: bool, limit: i64) -> Result<Vec<Rejected>>;
+
+    async fn rejected_get(&self, id: i64) -> Result<Option<Rejected>>;
+
+    /// Mark a rejected line as retried (it was recorded, or found a duplicate).
+    async fn rejected_mark_retried(&self, id: i64) -> Result<()>;
+
+    async fn record(&self, key: &str) -> Result<Option<StoredRecord>>;
+
+    async fn counts(&self) -> Result<LedgerCounts>;
+
+    /// A cheap round trip, for `/healthz`.
+    async fn ping(&self) -> Result<()>;
+}
+
+/// Open the store a URL names: `sqlite:PATH` / `sqlite://PATH` (created on
+/// first use), `postgres://…` / `postgresql://…`, or a bare file path (SQLite).
+pub async fn connect(url: &str) -> Result<Arc<dyn Store>> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(PostgresStore::connect(url).await?))
+    } else if url.contains("://") && !url.starts_with("sqlite:") {
+        Err(StoreError::Invalid(format!(
+            "unsupported database URL {url:?}: use sqlite://FILE or postgres://…"
+        )))
+    } else {
+        Ok(Arc::new(SqliteStore::connect(url).await?))
+    }
+}
+
+/// Connect and migrate: what every command does first.
+pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
+    let store = connect(url).await?;
+    store.migrate().await?;
+    Ok(store)
+}
+
+/// The reason stored for a conflict.
+pub(crate) fn conflict_error(message: String, origin: &Origin) -> LineError {
+    LineError {
+        reason: RejectReason::Conflict,
+        message,
+        line: Some(origin.line),
+        column: None,
+        field: None,
+    }
+}

@@ -1,0 +1,367 @@
+//! PostgreSQL backend: for several `tally serve` processes sharing one ledger.
+//!
+//! Rows go in as one `insert … select from unnest(arrays)` per chunk: one
+//! round trip and one prepared plan whatever the chunk size. Uniqueness is
+//! enforced by the table's keys, so concurrent writers in other processes are
+//! safe; a transaction that loses a deadlock or serialization race is retried
+//! whole (nothing of it was committed).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::postgres::{PgPoolOptions, Postgres};
+use sqlx::{PgPool, Row, Transaction};
+
+use super::sql::{bind_rejection, record_from_row, rejected_from_row};
+use super::write::{WriteTx, write_batch};
+use super::{
+    Backend, LedgerCounts, NewRejection, Rejected, Result, Store, StoreError, StoredRecord,
+    WriteBatch, WriteOutcome,
+};
+use crate::migrations;
+use crate::record::{ExtraIteration, Micros, NewRecord};
+
+const ROWS_PER_STATEMENT: usize = 2000;
+const WRITE_ATTEMPTS: usize = 5;
+
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+impl PostgresStore {
+    pub async fn connect(url: &str) -> Result<Self> {
+        let pool = PgPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect(url)
+            .await?;
+        Ok(PostgresStore { pool })
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+struct Tx<'a>(&'a mut Transaction<'static, Postgres>);
+
+const INSERT_RECORDS: &str = "insert into records (record_key, account, kind, message_id, custom_id, model, \
+    recorded_at, started_at, batch, files_preloaded, uses_code_execution, web_tools_20260209, container_id, \
+    input_tokens, output_tokens, cache_creation_input_tokens, cache_write_5m_tokens, cache_write_1h_tokens, \
+    cache_read_tokens, web_search_requests, web_fetch_requests, code_execution_requests, service_tier, \
+    inference_geo, speed, content_hash, source, source_line, ingested_at) \
+    select u.*, $29::bigint from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
+    $7::bigint[], $8::bigint[], $9::bool[], $10::bool[], $11::bool[], $12::bool[], $13::text[], $14::bigint[], \
+    $15::bigint[], $16::bigint[], $17::bigint[], $18::bigint[], $19::bigint[], $20::bigint[], $21::bigint[], \
+    $22::bigint[], $23::text[], $24::text[], $25::text[], $26::text[], $27::text[], $28::bigint[]) as u \
+    on conflict (record_key) do nothing returning record_key, seq";
+
+/// Column-wise copy of a chunk of records, for `unnest`.
+#[derive(Default)]
+struct Columns<'a> {
+    key: Vec<&'a str>,
+    account: Vec<&'a str>,
+    kind: Vec<&'a str>,
+    message_id: Vec<Option<&'a str>>,
+    custom_id: Vec<Option<&'a str>>,
+    model: Vec<Option<&'a str>>,
+    recorded_at: Vec<i64>,
+    started_at: Vec<Option<i64>>,
+    batch: Vec<bool>,
+    files_preloaded: Vec<bool>,
+    uses_code_execution: Vec<bool>,
+    web_tools: Vec<bool>,
+    container_id: Vec<Option<&'a str>>,
+    counters: [Vec<i64>; 9],
+    service_tier: Vec<Option<&'a str>>,
+    inference_geo: Vec<Option<&'a str>>,
+    speed: Vec<Option<&'a str>>,
+    content_hash: Vec<&'a str>,
+    source: Vec<&'a str>,
+    source_line: Vec<i64>,
+}
+
+impl<'a> Columns<'a> {
+    fn of(records: &[&'a NewRecord]) -> Self {
+        let mut c = Columns::default();
+        for r in records {
+            let u = &r.usage;
+            c.key.push(&r.key);
+            c.account.push(&r.account);
+            c.kind.push(r.kind.as_str());
+            c.message_id.push(r.message_id.as_deref());
+            c.custom_id.push(r.custom_id.as_deref());
+            c.model.push(r.model.as_deref());
+            c.recorded_at.push(r.recorded_at);
+            c.started_at.push(r.started_at);
+            c.batch.push(r.batch);
+            c.files_preloaded.push(r.files_preloaded);
+            c.uses_code_execution.push(r.uses_code_execution);
+            c.web_tools.push(r.web_tools_20260209);
+            c.container_id.push(r.container_id.as_deref());
+            let values = [
+                u.input_tokens,
+                u.output_tokens,
+                u.cache_creation_input_tokens,
+                u.cache_write_5m_tokens,
+                u.cache_write_1h_tokens,
+                u.cache_read_tokens,
+                u.web_search_requests,
+                u.web_fetch_requests,
+                u.code_execution_requests,
+            ];
+            for (col, v) in c.counters.iter_mut().zip(values) {
+                col.push(v);
+            }
+            c.service_tier.push(r.service_tier.as_deref());
+            c.inference_geo.push(r.inference_geo.as_deref());
+            c.speed.push(r.speed.as_deref());
+            c.content_hash.push(&r.content_hash);
+            c.source.push(&r.origin.source);
+            c.source_line.push(r.origin.line as i64);
+        }
+        c
+    }
+}
+
+#[async_trait]
+impl WriteTx for Tx<'_> {
+    async fn claim_containers(&mut self, claims: &[(&str, &str)]) -> Result<Vec<String>> {
+        let (ids, accounts): (Vec<&str>, Vec<&str>) = claims.iter().copied().unzip();
+        let rows = sqlx::query(
+            "insert into containers (container_id, account) select * from unnest($1::text[], $2::text[]) \
+             on conflict (container_id) do nothing returning container_id",
+        )
+        .bind(ids)
+        .bind(accounts)
+        .fetch_all(&mut **self.0)
+        .await?;
+        rows.iter()
+            .map(|r| r.try_get(0).map_err(StoreError::from))
+            .collect()
+    }
+
+    async fn container_owners(&mut self, ids: &[&str]) -> Result<HashMap<String, String>> {
+        let rows = sqlx::query(
+            "select container_id, account from containers where container_id = any($1)",
+        )
+        .bind(ids)
+        .fetch_all(&mut **self.0)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect()
+    }
+
+    async fn release_containers(&mut self, ids: &[&str]) -> Result<()> {
+        sqlx::query("delete from containers where container_id = any($1)")
+            .bind(ids)
+            .execute(&mut **self.0)
+            .await?;
+        Ok(())
+    }
+
+    async fn insert_records(
+        &mut self,
+        records: &[&NewRecord],
+        now: Micros,
+    ) -> Result<Vec<(String, i64)>> {
+        let mut inserted = Vec::with_capacity(records.len());
+        for chunk in records.chunks(ROWS_PER_STATEMENT) {
+            let c = Columns::of(chunk);
+            let mut q = sqlx::query(INSERT_RECORDS)
+                .bind(c.key)
+                .bind(c.account)
+                .bind(c.kind)
+                .bind(c.message_id)
+                .bind(c.custom_id)
+                .bind(c.model)
+                .bind(c.recorded_at)
+                .bind(c.started_at)
+                .bind(c.batch)
+                .bind(c.files_preloaded)
+                .bind(c.uses_code_execution)
+                .bind(c.web_tools)
+                .bind(c.container_id);
+            for col in c.counters {
+                q = q.bind(col);
+            }
+            let rows = q
+                .bind(c.service_tier)
+                .bind(c.inference_geo)
+                .bind(c.speed)
+                .bind(c.content_hash)
+                .bind(c.source)
+                .bind(c.source_line)
+                .bind(now)
+                .fetch_all(&mut **self.0)
+                .await?;
+            for row in rows {
+                inserted.push((row.try_get(0)?, row.try_get(1)?));
+            }
+        }
+        Ok(inserted)
+    }
+
+    async fn existing(&mut self, keys: &[&str]) -> Result<HashMap<String, (String, String)>> {
+        let rows = sqlx::query(
+            "select record_key, account, content_hash from records where record_key = any($1)",
+        )
+        .bind(keys)
+        .fetch_all(&mut **self.0)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, (r.try_get(1)?, r.try_get(2)?))))
+            .collect()
+    }
+
+    async fn insert_bodies(&mut self, bodies: &[(i64, &str)]) -> Result<()> {
+        for chunk in bodies.chunks(ROWS_PER_STATEMENT) {
+            let (seqs, raws): (Vec<i64>, Vec<&str>) = chunk.iter().copied().unzip();
+            sqlx::query("insert into record_bodies (seq, raw) select * from unnest($1::bigint[], $2::text[])")
+                .bind(seqs)
+                .bind(raws)
+                .execute(&mut **self.0)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn insert_iterations(&mut self, rows: &[(i64, i64, &ExtraIteration)]) -> Result<()> {
+        for (seq, pos, it) in rows {
+            let u = &it.usage;
+            sqlx::query(
+                "insert into record_iterations (seq, position, kind, model, input_tokens, output_tokens, \
+                 cache_creation_input_tokens, cache_write_5m_tokens, cache_write_1h_tokens, cache_read_tokens, \
+                 web_search_requests) values ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)",
+            )
+            .bind(*seq)
+            .bind(*pos)
+            .bind(it.kind.as_str())
+            .bind(it.model.as_deref())
+            .bind(u.input_tokens)
+            .bind(u.output_tokens)
+            .bind(u.cache_creation_input_tokens)
+            .bind(u.cache_write_5m_tokens)
+            .bind(u.cache_write_1h_tokens)
+            .bind(u.cache_read_tokens)
+            .bind(u.web_search_requests)
+            .execute(&mut **self.0)
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn quarantine(&mut self, r: &NewRejection, now: Micros) -> Result<i64> {
+        let id = bind_rejection!(sqlx::query(QUARANTINE_SQL), r, now)
+            .fetch_one(&mut **self.0)
+            .await?
+            .try_get(0)?;
+        Ok(id)
+    }
+}
+
+const QUARANTINE_SQL: &str = "insert into rejected (raw_hash, raw, reason, message, line_number, column_number, field, \
+    source, account_default, recorded_at_default, first_seen, last_seen, occurrences, status) \
+    values ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,1,'open') \
+    on conflict (raw_hash) do update set last_seen = excluded.last_seen, occurrences = rejected.occurrences + 1, \
+    reason = excluded.reason, message = excluded.message, line_number = excluded.line_number, \
+    column_number = excluded.column_number, field = excluded.field, source = excluded.source, status = 'open' \
+    returning id";
+
+/// Deadlocks and serialization failures: the whole transaction may be retried.
+fn is_retryable(e: &StoreError) -> bool {
+    match e {
+        StoreError::Database(sqlx::Error::Database(db)) => {
+            matches!(db.code().as_deref(), Some("40P01") | Some("40001"))
+        }
+        _ => false,
+    }
+}
+
+impl PostgresStore {
+    async fn write_once(&self, batch: &WriteBatch) -> Result<WriteOutcome> {
+        let now = crate::record::to_micros(chrono::Utc::now());
+        let mut tx = self.pool.begin().await?;
+        let outcome = write_batch(&mut Tx(&mut tx), batch, now).await?;
+        tx.commit().await?;
+        Ok(outcome)
+    }
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    fn backend(&self) -> Backend {
+        Backend::Postgres
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        migrations::postgres().run(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn write(&self, batch: &WriteBatch) -> Result<WriteOutcome> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.write_once(batch).await {
+                Err(e) if attempt < WRITE_ATTEMPTS && is_retryable(&e) => {
+                    tracing::debug!(attempt, "retrying a write that lost a lock race: {e}");
+                    tokio::time::sleep(Duration::from_millis(10 * attempt as u64)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn rejected_list(&self, all: bool, limit: i64) -> Result<Vec<Rejected>> {
+        let rows = sqlx::query(super::sql::REJECTED_LIST)
+            .bind(all)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|row| rejected_from_row!(row)).collect()
+    }
+
+    async fn rejected_get(&self, id: i64) -> Result<Option<Rejected>> {
+        let row = sqlx::query(super::sql::REJECTED_GET)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(|row| rejected_from_row!(row)).transpose()
+    }
+
+    async fn rejected_mark_retried(&self, id: i64) -> Result<()> {
+        sqlx::query("update rejected set status = 'retried', resolved_at = $1 where id = $2")
+            .bind(crate::record::to_micros(chrono::Utc::now()))
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn record(&self, key: &str) -> Result<Option<StoredRecord>> {
+        let row = sqlx::query(super::sql::RECORD_GET)
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(|row| record_from_row!(row)).transpose()
+    }
+
+    async fn counts(&self) -> Result<LedgerCounts> {
+        let row = sqlx::query(super::sql::COUNTS)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(LedgerCounts {
+            records: row.try_get(0)?,
+            containers: row.try_get(1)?,
+            rejected_open: row.try_get(2)?,
+        })
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("select 1").execute(&self.pool).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,146 @@
+//! SQL both backends run unchanged (`$N` placeholders work in SQLite and
+//! PostgreSQL alike), and the row mappings for it. Written as macros because
+//! the row and query types differ per backend while the code does not.
+
+pub(super) const REJECTED_LIST: &str = "select id, raw, reason, message, line_number, column_number, field, source, \
+    account_default, recorded_at_default, first_seen, last_seen, occurrences, status \
+    from rejected where ($1 or status = 'open') order by id desc limit $2";
+
+pub(super) const REJECTED_GET: &str = "select id, raw, reason, message, line_number, column_number, field, source, \
+    account_default, recorded_at_default, first_seen, last_seen, occurrences, status \
+    from rejected where id = $1";
+
+pub(super) const RECORD_GET: &str = "select r.seq, r.record_key, r.account, r.kind, r.model, r.recorded_at, \
+    r.started_at, r.batch, r.files_preloaded, r.uses_code_execution, r.web_tools_20260209, r.container_id, \
+    r.input_tokens, r.output_tokens, r.cache_creation_input_tokens, r.cache_write_5m_tokens, \
+    r.cache_write_1h_tokens, r.cache_read_tokens, r.web_search_requests, \
+    (select count(*) from record_iterations i where i.seq = r.seq) as iterations, b.raw \
+    from records r join record_bodies b on b.seq = r.seq where r.record_key = $1";
+
+pub(super) const COUNTS: &str = "select (select count(*) from records), (select count(*) from containers), \
+    (select count(*) from rejected where status = 'open')";
+
+/// Bind a [`super::NewRejection`] to the quarantine upsert (12 parameters).
+macro_rules! bind_rejection {
+    ($query:expr, $r:expr, $now:expr) => {{
+        let r: &$crate::store::NewRejection = $r;
+        $query
+            .bind($crate::store::sql::rejection_hash(r))
+            .bind(r.raw.as_slice())
+            .bind(r.error.reason.as_str())
+            .bind(r.error.message.as_str())
+            .bind(r.error.line.map(|v| v as i64))
+            .bind(r.error.column.map(|v| v as i64))
+            .bind(r.error.field.as_deref())
+            .bind(r.origin.source.as_str())
+            .bind(r.defaults.account.as_deref())
+            .bind(r.defaults.recorded_at)
+            .bind($now)
+            .bind($now)
+    }};
+}
+pub(crate) use bind_rejection;
+
+/// Map a row selected by [`REJECTED_LIST`] or [`REJECTED_GET`] to [`super::Rejected`].
+macro_rules! rejected_from_row {
+    ($row:expr) => {{
+        use sqlx::Row as _;
+        let row = $row;
+        let raw_bytes: Vec<u8> = row.try_get("raw")?;
+        let first_seen: i64 = row.try_get("first_seen")?;
+        let last_seen: i64 = row.try_get("last_seen")?;
+        let recorded_at_default: Option<i64> = row.try_get("recorded_at_default")?;
+        let reason: String = row.try_get("reason")?;
+        let message: String = row.try_get("message")?;
+        let line: Option<i64> = row.try_get("line_number")?;
+        let column: Option<i64> = row.try_get("column_number")?;
+        let field: Option<String> = row.try_get("field")?;
+        let error = $crate::store::sql::describe(line, column, field.as_deref(), &message);
+        Ok::<_, $crate::store::StoreError>($crate::store::Rejected {
+            id: row.try_get("id")?,
+            time: $crate::store::sql::rfc3339(first_seen),
+            last_seen: $crate::store::sql::rfc3339(last_seen),
+            occurrences: row.try_get("occurrences")?,
+            status: row.try_get("status")?,
+            reason,
+            error,
+            line,
+            column,
+            field,
+            source: row.try_get("source")?,
+            account_default: row.try_get("account_default")?,
+            recorded_at_default: recorded_at_default.map($crate::store::sql::rfc3339),
+            raw: String::from_utf8_lossy(&raw_bytes).into_owned(),
+            raw_bytes,
+        })
+    }};
+}
+pub(crate) use rejected_from_row;
+
+/// Map a row selected with [`RECORD_GET`] to [`super::StoredRecord`].
+macro_rules! record_from_row {
+    ($row:expr) => {{
+        use sqlx::Row as _;
+        let row = $row;
+        Ok::<_, $crate::store::StoreError>($crate::store::StoredRecord {
+            seq: row.try_get("seq")?,
+            key: row.try_get("record_key")?,
+            account: row.try_get("account")?,
+            kind: row.try_get("kind")?,
+            model: row.try_get("model")?,
+            recorded_at: row.try_get("recorded_at")?,
+            started_at: row.try_get("started_at")?,
+            batch: row.try_get("batch")?,
+            files_preloaded: row.try_get("files_preloaded")?,
+            uses_code_execution: row.try_get("uses_code_execution")?,
+            web_tools_20260209: row.try_get("web_tools_20260209")?,
+            container_id: row.try_get("container_id")?,
+            input_tokens: row.try_get("input_tokens")?,
+            output_tokens: row.try_get("output_tokens")?,
+            cache_creation_input_tokens: row.try_get("cache_creation_input_tokens")?,
+            cache_write_5m_tokens: row.try_get("cache_write_5m_tokens")?,
+            cache_write_1h_tokens: row.try_get("cache_write_1h_tokens")?,
+            cache_read_tokens: row.try_get("cache_read_tokens")?,
+            web_search_requests: row.try_get("web_search_requests")?,
+            iterations: row.try_get("iterations")?,
+            raw: row.try_get("raw")?,
+        })
+    }};
+}
+pub(crate) use record_from_row;
+
+/// Identity of a rejected line: its bytes and the defaults it was parsed
+/// with, so the same bad line sent twice is one entry seen twice.
+pub fn rejection_hash(r: &super::NewRejection) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(&r.raw);
+    h.update([0]);
+    h.update(r.defaults.account.as_deref().unwrap_or_default().as_bytes());
+    h.update([0]);
+    h.update(r.defaults.recorded_at.unwrap_or_default().to_le_bytes());
+    hex::encode(h.finalize())
+}
+
+pub fn rfc3339(us: i64) -> String {
+    crate::record::from_micros(us).to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+}
+
+pub fn describe(
+    line: Option<i64>,
+    column: Option<i64>,
+    field: Option<&str>,
+    message: &str,
+) -> String {
+    let mut out = String::new();
+    match (line, column) {
+        (Some(l), Some(c)) => out.push_str(&format!("line {l}, column {c}: ")),
+        (Some(l), None) => out.push_str(&format!("line {l}: ")),
+        _ => {}
+    }
+    if let Some(f) = field {
+        out.push_str(&format!("field `{f}`: "));
+    }
+    out.push_str(message);
+    out
+}

@@ -1,0 +1,322 @@
+//! SQLite backend: the zero-setup default.
+//!
+//! Tuning: WAL journal, `synchronous=FULL` (a commit is on disk before it is
+//! acknowledged), a busy timeout so several processes can share the file,
+//! `BEGIN IMMEDIATE` for writes (the write lock is taken up front, so a write
+//! never fails half-way on lock upgrade), and one writer at a time inside the
+//! process. Inserts are multi-row statements of [`ROWS_PER_STATEMENT`] rows.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{AssertSqlSafe, Row, Sqlite, SqlitePool, Transaction};
+
+use super::sql::{bind_rejection, record_from_row, rejected_from_row};
+use super::write::{WriteTx, write_batch};
+use super::{
+    Backend, LedgerCounts, NewRejection, Rejected, Result, Store, StoredRecord, WriteBatch,
+    WriteOutcome,
+};
+use crate::migrations;
+use crate::record::{ExtraIteration, Micros, NewRecord};
+
+/// 30 columns × 200 rows stays far below SQLite's 32,766 bound parameters.
+const ROWS_PER_STATEMENT: usize = 200;
+
+pub struct SqliteStore {
+    pool: SqlitePool,
+    writer: tokio::sync::Mutex<()>,
+}
+
+impl SqliteStore {
+    pub async fn connect(url: &str) -> Result<Self> {
+        let url = if url.starts_with("sqlite:") {
+            url.to_owned()
+        } else {
+            format!("sqlite://{url}")
+        };
+        let options = SqliteConnectOptions::from_str(&url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(30))
+            .foreign_keys(true)
+            .pragma("cache_size", "-65536");
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await?;
+        Ok(SqliteStore {
+            pool,
+            writer: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+}
+
+struct Tx<'a>(&'a mut Transaction<'static, Sqlite>);
+
+fn placeholders(rows: usize, cols: usize) -> String {
+    let row = format!("({})", vec!["?"; cols].join(","));
+    vec![row; rows].join(",")
+}
+
+const RECORD_COLUMNS: &str = "record_key, account, kind, message_id, custom_id, model, recorded_at, started_at, \
+    batch, files_preloaded, uses_code_execution, web_tools_20260209, container_id, input_tokens, output_tokens, \
+    cache_creation_input_tokens, cache_write_5m_tokens, cache_write_1h_tokens, cache_read_tokens, \
+    web_search_requests, web_fetch_requests, code_execution_requests, service_tier, inference_geo, speed, \
+    content_hash, source, source_line, ingested_at";
+const RECORD_COLUMN_COUNT: usize = 29;
+
+#[async_trait]
+impl WriteTx for Tx<'_> {
+    async fn claim_containers(&mut self, claims: &[(&str, &str)]) -> Result<Vec<String>> {
+        let mut claimed = Vec::new();
+        for chunk in claims.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "insert into containers (container_id, account) values {} on conflict (container_id) do nothing returning container_id",
+                placeholders(chunk.len(), 2)
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for (c, a) in chunk {
+                q = q.bind(*c).bind(*a);
+            }
+            for row in q.fetch_all(&mut **self.0).await? {
+                claimed.push(row.try_get(0)?);
+            }
+        }
+        Ok(claimed)
+    }
+
+    async fn container_owners(&mut self, ids: &[&str]) -> Result<HashMap<String, String>> {
+        let mut owners = HashMap::with_capacity(ids.len());
+        for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "select container_id, account from containers where container_id in ({})",
+                vec!["?"; chunk.len()].join(",")
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for c in chunk {
+                q = q.bind(*c);
+            }
+            for row in q.fetch_all(&mut **self.0).await? {
+                owners.insert(row.try_get(0)?, row.try_get(1)?);
+            }
+        }
+        Ok(owners)
+    }
+
+    async fn release_containers(&mut self, ids: &[&str]) -> Result<()> {
+        for c in ids {
+            sqlx::query("delete from containers where container_id = ?")
+                .bind(*c)
+                .execute(&mut **self.0)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn insert_records(
+        &mut self,
+        records: &[&NewRecord],
+        now: Micros,
+    ) -> Result<Vec<(String, i64)>> {
+        let mut inserted = Vec::with_capacity(records.len());
+        for chunk in records.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "insert into records ({RECORD_COLUMNS}) values {} on conflict (record_key) do nothing returning record_key, seq",
+                placeholders(chunk.len(), RECORD_COLUMN_COUNT)
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for r in chunk {
+                let u = &r.usage;
+                q = q
+                    .bind(r.key.as_str())
+                    .bind(r.account.as_str())
+                    .bind(r.kind.as_str())
+                    .bind(r.message_id.as_deref())
+                    .bind(r.custom_id.as_deref())
+                    .bind(r.model.as_deref())
+                    .bind(r.recorded_at)
+                    .bind(r.started_at)
+                    .bind(r.batch)
+                    .bind(r.files_preloaded)
+                    .bind(r.uses_code_execution)
+                    .bind(r.web_tools_20260209)
+                    .bind(r.container_id.as_deref())
+                    .bind(u.input_tokens)
+                    .bind(u.output_tokens)
+                    .bind(u.cache_creation_input_tokens)
+                    .bind(u.cache_write_5m_tokens)
+                    .bind(u.cache_write_1h_tokens)
+                    .bind(u.cache_read_tokens)
+                    .bind(u.web_search_requests)
+                    .bind(u.web_fetch_requests)
+                    .bind(u.code_execution_requests)
+                    .bind(r.service_tier.as_deref())
+                    .bind(r.inference_geo.as_deref())
+                    .bind(r.speed.as_deref())
+                    .bind(r.content_hash.as_str())
+                    .bind(r.origin.source.as_str())
+                    .bind(r.origin.line as i64)
+                    .bind(now);
+            }
+            for row in q.fetch_all(&mut **self.0).await? {
+                inserted.push((row.try_get(0)?, row.try_get(1)?));
+            }
+        }
+        Ok(inserted)
+    }
+
+    async fn existing(&mut self, keys: &[&str]) -> Result<HashMap<String, (String, String)>> {
+        let mut found = HashMap::with_capacity(keys.len());
+        for chunk in keys.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "select record_key, account, content_hash from records where record_key in ({})",
+                vec!["?"; chunk.len()].join(",")
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for k in chunk {
+                q = q.bind(*k);
+            }
+            for row in q.fetch_all(&mut **self.0).await? {
+                found.insert(row.try_get(0)?, (row.try_get(1)?, row.try_get(2)?));
+            }
+        }
+        Ok(found)
+    }
+
+    async fn insert_bodies(&mut self, bodies: &[(i64, &str)]) -> Result<()> {
+        for chunk in bodies.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "insert into record_bodies (seq, raw) values {}",
+                placeholders(chunk.len(), 2)
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for (seq, raw) in chunk {
+                q = q.bind(*seq).bind(*raw);
+            }
+            q.execute(&mut **self.0).await?;
+        }
+        Ok(())
+    }
+
+    async fn insert_iterations(&mut self, rows: &[(i64, i64, &ExtraIteration)]) -> Result<()> {
+        for (seq, pos, it) in rows {
+            let u = &it.usage;
+            sqlx::query(
+                "insert into record_iterations (seq, position, kind, model, input_tokens, output_tokens, \
+                 cache_creation_input_tokens, cache_write_5m_tokens, cache_write_1h_tokens, cache_read_tokens, \
+                 web_search_requests) values (?,?,?,?,?,?,?,?,?,?,?)",
+            )
+            .bind(*seq)
+            .bind(*pos)
+            .bind(it.kind.as_str())
+            .bind(it.model.as_deref())
+            .bind(u.input_tokens)
+            .bind(u.output_tokens)
+            .bind(u.cache_creation_input_tokens)
+            .bind(u.cache_write_5m_tokens)
+            .bind(u.cache_write_1h_tokens)
+            .bind(u.cache_read_tokens)
+            .bind(u.web_search_requests)
+            .execute(&mut **self.0)
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn quarantine(&mut self, r: &NewRejection, now: Micros) -> Result<i64> {
+        let id = bind_rejection!(sqlx::query(QUARANTINE_SQL), r, now)
+            .fetch_one(&mut **self.0)
+            .await?
+            .try_get(0)?;
+        Ok(id)
+    }
+}
+
+const QUARANTINE_SQL: &str = "insert into rejected (raw_hash, raw, reason, message, line_number, column_number, field, \
+    source, account_default, recorded_at_default, first_seen, last_seen, occurrences, status) \
+    values (?,?,?,?,?,?,?,?,?,?,?,?,1,'open') \
+    on conflict (raw_hash) do update set last_seen = excluded.last_seen, occurrences = rejected.occurrences + 1, \
+    reason = excluded.reason, message = excluded.message, line_number = excluded.line_number, \
+    column_number = excluded.column_number, field = excluded.field, source = excluded.source, status = 'open' \
+    returning id";
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> Backend {
+        Backend::Sqlite
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        migrations::sqlite().run(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn write(&self, batch: &WriteBatch) -> Result<WriteOutcome> {
+        let _one_writer = self.writer.lock().await;
+        let now = crate::record::to_micros(chrono::Utc::now());
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let outcome = write_batch(&mut Tx(&mut tx), batch, now).await?;
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    async fn rejected_list(&self, all: bool, limit: i64) -> Result<Vec<Rejected>> {
+        let rows = sqlx::query(super::sql::REJECTED_LIST)
+            .bind(all)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|row| rejected_from_row!(row)).collect()
+    }
+
+    async fn rejected_get(&self, id: i64) -> Result<Option<Rejected>> {
+        let row = sqlx::query(super::sql::REJECTED_GET)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(|row| rejected_from_row!(row)).transpose()
+    }
+
+    async fn rejected_mark_retried(&self, id: i64) -> Result<()> {
+        let _one_writer = self.writer.lock().await;
+        sqlx::query("update rejected set status = 'retried', resolved_at = ? where id = ?")
+            .bind(crate::record::to_micros(chrono::Utc::now()))
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn record(&self, key: &str) -> Result<Option<StoredRecord>> {
+        let row = sqlx::query(super::sql::RECORD_GET)
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(|row| record_from_row!(row)).transpose()
+    }
+
+    async fn counts(&self) -> Result<LedgerCounts> {
+        let row = sqlx::query(super::sql::COUNTS)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(LedgerCounts {
+            records: row.try_get(0)?,
+            containers: row.try_get(1)?,
+            rejected_open: row.try_get(2)?,
+        })
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("select 1").execute(&self.pool).await?;
+        Ok(())
+    }
+}

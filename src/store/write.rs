@@ -1,0 +1,249 @@
+//! The batch write algorithm, shared by both backends.
+//!
+//! Inside one transaction:
+//! 1. Records are split into rounds: the first occurrence of each key in the
+//!    batch goes in round 0, the second in round 1, … (rounds past 0 are rare:
+//!    they only exist when a batch repeats an id). Each round is checked
+//!    against the database *including* the rounds before it, so an in-batch
+//!    repeat is judged exactly like a repeat across batches.
+//! 2. Per round: claim the containers the round names (`on conflict do
+//!    nothing`), then read their owners; a record whose container belongs to
+//!    another account is a conflict.
+//! 3. Insert the rest with `on conflict (record_key) do nothing`. A key that
+//!    was not inserted already exists: same account and same content hash is a
+//!    duplicate, anything else a conflict.
+//! 4. Container claims made in this round that no inserted record uses are
+//!    released, so a conflicting record never takes a container.
+//! 5. Bodies and iterations of inserted records, then quarantine of conflicts
+//!    and of the batch's rejected lines.
+//!
+//! Keys are processed in sorted order so that concurrent transactions on
+//! PostgreSQL take row locks in the same order and cannot deadlock.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use async_trait::async_trait;
+
+use super::{NewRejection, RecordOutcome, Result, WriteBatch, WriteOutcome, conflict_error};
+use crate::record::{ExtraIteration, Micros, NewRecord};
+
+/// The primitive operations a backend's transaction provides.
+#[async_trait]
+pub(crate) trait WriteTx: Send {
+    /// Insert `(container_id, account)` claims, skipping taken ids; return the ids newly claimed.
+    async fn claim_containers(&mut self, claims: &[(&str, &str)]) -> Result<Vec<String>>;
+    /// Owner account of each of these containers.
+    async fn container_owners(&mut self, ids: &[&str]) -> Result<HashMap<String, String>>;
+    async fn release_containers(&mut self, ids: &[&str]) -> Result<()>;
+    /// Insert records, skipping existing keys; return `(key, seq)` of those inserted.
+    async fn insert_records(
+        &mut self,
+        records: &[&NewRecord],
+        now: Micros,
+    ) -> Result<Vec<(String, i64)>>;
+    /// `(account, content_hash)` of the stored record for each key.
+    async fn existing(&mut self, keys: &[&str]) -> Result<HashMap<String, (String, String)>>;
+    async fn insert_bodies(&mut self, bodies: &[(i64, &str)]) -> Result<()>;
+    async fn insert_iterations(&mut self, rows: &[(i64, i64, &ExtraIteration)]) -> Result<()>;
+    /// Store a rejected line (or count another sighting of the same bytes); return its id.
+    async fn quarantine(&mut self, rejection: &NewRejection, now: Micros) -> Result<i64>;
+}
+
+pub(crate) async fn write_batch<T: WriteTx>(
+    tx: &mut T,
+    batch: &WriteBatch,
+    now: Micros,
+) -> Result<WriteOutcome> {
+    let mut outcomes: Vec<Option<RecordOutcome>> = vec![None; batch.records.len()];
+    let mut conflicts: Vec<(usize, String)> = Vec::new();
+
+    for round in rounds(&batch.records) {
+        write_round(
+            tx,
+            &batch.records,
+            &round,
+            now,
+            &mut outcomes,
+            &mut conflicts,
+        )
+        .await?;
+    }
+
+    for (index, message) in conflicts {
+        if let Some(record) = batch.records.get(index) {
+            let rejection = NewRejection {
+                raw: record.raw.as_bytes().to_vec(),
+                error: conflict_error(message.clone(), &record.origin),
+                origin: record.origin.clone(),
+                defaults: Default::default(),
+            };
+            let rejected_id = tx.quarantine(&rejection, now).await?;
+            if let Some(slot) = outcomes.get_mut(index) {
+                *slot = Some(RecordOutcome::Conflict {
+                    message,
+                    rejected_id,
+                });
+            }
+        }
+    }
+
+    let mut rejected_ids = Vec::with_capacity(batch.rejections.len());
+    for rejection in &batch.rejections {
+        rejected_ids.push(tx.quarantine(rejection, now).await?);
+    }
+
+    Ok(WriteOutcome {
+        records: outcomes
+            .into_iter()
+            .map(|o| o.unwrap_or(RecordOutcome::Duplicate))
+            .collect(),
+        rejections: rejected_ids,
+    })
+}
+
+/// Indexes of the batch grouped by occurrence of their key, each round sorted by key.
+fn rounds(records: &[NewRecord]) -> Vec<Vec<usize>> {
+    let mut seen: HashMap<&str, usize> = HashMap::with_capacity(records.len());
+    let mut rounds: Vec<Vec<usize>> = Vec::new();
+    for (i, r) in records.iter().enumerate() {
+        let n = seen.entry(r.key.as_str()).or_insert(0);
+        if rounds.len() <= *n {
+            rounds.push(Vec::new());
+        }
+        if let Some(round) = rounds.get_mut(*n) {
+            round.push(i);
+        }
+        *n += 1;
+    }
+    for round in &mut rounds {
+        round.sort_by(|&a, &b| key_of(records, a).cmp(key_of(records, b)));
+    }
+    rounds
+}
+
+fn key_of(records: &[NewRecord], i: usize) -> &str {
+    records.get(i).map_or("", |r| r.key.as_str())
+}
+
+async fn write_round<T: WriteTx>(
+    tx: &mut T,
+    records: &[NewRecord],
+    round: &[usize],
+    now: Micros,
+    outcomes: &mut [Option<RecordOutcome>],
+    conflicts: &mut Vec<(usize, String)>,
+) -> Result<()> {
+    let get = |i: usize| records.get(i);
+
+    // Container claims: the first record naming a container proposes its account.
+    let mut proposed: BTreeMap<&str, &str> = BTreeMap::new();
+    for &i in round {
+        if let Some(r) = get(i)
+            && let Some(c) = r.container_id.as_deref()
+        {
+            proposed.entry(c).or_insert(r.account.as_str());
+        }
+    }
+    let claims: Vec<(&str, &str)> = proposed.iter().map(|(c, a)| (*c, *a)).collect();
+    let newly_claimed: HashSet<String> = if claims.is_empty() {
+        HashSet::new()
+    } else {
+        tx.claim_containers(&claims).await?.into_iter().collect()
+    };
+    let ids: Vec<&str> = proposed.keys().copied().collect();
+    let owners = if ids.is_empty() {
+        HashMap::new()
+    } else {
+        tx.container_owners(&ids).await?
+    };
+
+    let mut candidates: Vec<usize> = Vec::with_capacity(round.len());
+    for &i in round {
+        let Some(r) = get(i) else { continue };
+        match r.container_id.as_deref().and_then(|c| owners.get(c).map(|o| (c, o))) {
+            Some((c, owner)) if owner != &r.account => conflicts.push((
+                i,
+                format!("container {c} already belongs to account {owner:?}; a container cannot be billed to two accounts"),
+            )),
+            _ => candidates.push(i),
+        }
+    }
+
+    let rows: Vec<&NewRecord> = candidates.iter().filter_map(|&i| get(i)).collect();
+    let inserted: HashMap<String, i64> = if rows.is_empty() {
+        HashMap::new()
+    } else {
+        tx.insert_records(&rows, now).await?.into_iter().collect()
+    };
+
+    let missing: Vec<&str> = rows
+        .iter()
+        .filter(|r| !inserted.contains_key(&r.key))
+        .map(|r| r.key.as_str())
+        .collect();
+    let existing = if missing.is_empty() {
+        HashMap::new()
+    } else {
+        tx.existing(&missing).await?
+    };
+
+    let mut bodies: Vec<(i64, &str)> = Vec::with_capacity(inserted.len());
+    let mut iterations: Vec<(i64, i64, &ExtraIteration)> = Vec::new();
+    let mut used_containers: HashSet<&str> = HashSet::new();
+    for &i in &candidates {
+        let Some(r) = get(i) else { continue };
+        let outcome = if let Some(&seq) = inserted.get(&r.key) {
+            bodies.push((seq, r.raw.as_str()));
+            for (pos, it) in r.iterations.iter().enumerate() {
+                iterations.push((seq, pos as i64, it));
+            }
+            if let Some(c) = r.container_id.as_deref() {
+                used_containers.insert(c);
+            }
+            RecordOutcome::Recorded
+        } else {
+            match existing.get(&r.key) {
+                Some((account, _)) if account != &r.account => {
+                    conflicts.push((
+                        i,
+                        format!(
+                            "response id {} is already recorded under account {account:?}",
+                            r.key
+                        ),
+                    ));
+                    continue;
+                }
+                Some((_, hash)) if hash != &r.content_hash => {
+                    conflicts.push((
+                        i,
+                        format!(
+                            "response id {} is already recorded with a different response body",
+                            r.key
+                        ),
+                    ));
+                    continue;
+                }
+                _ => RecordOutcome::Duplicate,
+            }
+        };
+        if let Some(slot) = outcomes.get_mut(i) {
+            *slot = Some(outcome);
+        }
+    }
+
+    let release: Vec<&str> = newly_claimed
+        .iter()
+        .map(String::as_str)
+        .filter(|c| !used_containers.contains(c))
+        .collect();
+    if !release.is_empty() {
+        tx.release_containers(&release).await?;
+    }
+    if !bodies.is_empty() {
+        tx.insert_bodies(&bodies).await?;
+    }
+    if !iterations.is_empty() {
+        tx.insert_iterations(&iterations).await?;
+    }
+    Ok(())
+}
