@@ -1,0 +1,331 @@
+//! The storage contract: every rule of identity, idempotency and quarantine,
+//! run unchanged on SQLite and on PostgreSQL.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{Backend, TestDb, fixture};
+use tally::ingest::ChunkBuilder;
+use tally::record::{Defaults, to_micros};
+use tally::store::{RecordOutcome, Store, WriteBatch};
+
+fn batch_of(text: &str, source: &str, defaults: Defaults) -> WriteBatch {
+    let mut b = ChunkBuilder::new(source, defaults, to_micros(chrono::Utc::now()));
+    for (i, line) in text.lines().enumerate() {
+        b.push_line(i as u64 + 1, line.as_bytes());
+    }
+    b.take()
+}
+
+fn batch(text: &str) -> WriteBatch {
+    batch_of(text, "test", Defaults::default())
+}
+
+fn statuses(outcomes: &[RecordOutcome]) -> Vec<&'static str> {
+    outcomes
+        .iter()
+        .map(|o| match o {
+            RecordOutcome::Recorded => "recorded",
+            RecordOutcome::Duplicate => "duplicate",
+            RecordOutcome::Conflict { .. } => "conflict",
+        })
+        .collect()
+}
+
+/// Rewrite one JSON line with a closure.
+fn edit(line: &str, f: impl FnOnce(&mut serde_json::Value)) -> String {
+    let mut v: serde_json::Value = serde_json::from_str(line).unwrap();
+    f(&mut v);
+    serde_json::to_string(&v).unwrap()
+}
+
+async fn stores_every_column_of_the_seed_record(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    let text = fixture("seed/code_execution.ndjson");
+    let out = store.write(&batch(&text)).await.unwrap();
+    assert_eq!(statuses(&out.records), ["recorded"]);
+
+    let r = store.record("msg_01BqK2v4FnRs4xTjgL8EuZxz").await.unwrap().unwrap();
+    assert_eq!(r.account, "acme");
+    assert_eq!(r.kind, "message");
+    assert_eq!(r.model.as_deref(), Some("claude-opus-4-20250514"));
+    assert_eq!((r.input_tokens, r.output_tokens), (45, 187));
+    assert_eq!(r.container_id.as_deref(), Some("container_011CPR5CNjB747bTd36fQLFk"));
+    assert!(r.uses_code_execution);
+    assert!(!r.files_preloaded);
+    assert!(!r.batch);
+    // 2025-05-23T20:13:31Z and 20:12:02Z in microseconds.
+    assert_eq!(r.recorded_at, 1_748_031_211_000_000);
+    assert_eq!(r.started_at, Some(1_748_031_122_000_000));
+    // The raw line is kept byte for byte.
+    assert_eq!(r.raw, text.trim_end());
+}
+
+async fn same_record_twice_is_a_duplicate_stored_once(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    let text = fixture("sample.ndjson");
+    let first = store.write(&batch(&text)).await.unwrap();
+    assert!(first.records.iter().all(|o| *o == RecordOutcome::Recorded));
+    let n = first.records.len() as i64;
+    let second = store.write(&batch(&text)).await.unwrap();
+    assert!(second.records.iter().all(|o| *o == RecordOutcome::Duplicate));
+    assert_eq!(store.counts().await.unwrap().records, n);
+
+    // A retry with another recorded_at and reordered keys is still a duplicate,
+    // and the first envelope stands.
+    let line = fixture("seed/code_execution.ndjson");
+    let retry = edit(&line, |v| {
+        v["recorded_at"] = "2025-05-23T23:59:59+02:00".into();
+        let resp = v["response"].take();
+        let mut reordered = serde_json::Map::new();
+        for (k, val) in resp.as_object().unwrap().iter().rev() {
+            reordered.insert(k.clone(), val.clone());
+        }
+        v["response"] = serde_json::Value::Object(reordered);
+    });
+    let out = store.write(&batch(&retry)).await.unwrap();
+    assert_eq!(statuses(&out.records), ["duplicate"]);
+    let r = store.record("msg_01BqK2v4FnRs4xTjgL8EuZxz").await.unwrap().unwrap();
+    assert_eq!(r.recorded_at, 1_748_031_211_000_000);
+    assert_eq!(store.counts().await.unwrap().records, n);
+}
+
+async fn same_id_with_other_body_or_account_is_a_quarantined_conflict(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    let line = fixture("seed/code_execution.ndjson");
+    store.write(&batch(&line)).await.unwrap();
+
+    let other_body = edit(&line, |v| v["response"]["usage"]["output_tokens"] = 999.into());
+    // (Without its container, so the id rule, not the container rule, decides.)
+    let other_account = edit(&line, |v| {
+        v["account"] = "globex".into();
+        v["response"]["container"] = serde_json::Value::Null;
+    });
+    let out = store.write(&batch(&format!("{other_body}\n{other_account}"))).await.unwrap();
+    assert_eq!(statuses(&out.records), ["conflict", "conflict"]);
+    let RecordOutcome::Conflict { message, rejected_id } = &out.records[0] else { unreachable!() };
+    assert!(message.contains("different response body"), "{message}");
+    let quarantined = store.rejected_get(*rejected_id).await.unwrap().unwrap();
+    assert_eq!(quarantined.reason, "conflict");
+    assert_eq!(quarantined.raw, other_body);
+    let RecordOutcome::Conflict { message, .. } = &out.records[1] else { unreachable!() };
+    assert!(message.contains("under account \"acme\""), "{message}");
+
+    // The stored record is untouched.
+    let r = store.record("msg_01BqK2v4FnRs4xTjgL8EuZxz").await.unwrap().unwrap();
+    assert_eq!((r.account.as_str(), r.output_tokens), ("acme", 187));
+    assert_eq!(store.counts().await.unwrap().records, 1);
+}
+
+async fn a_container_belongs_to_one_account(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    let line = fixture("seed/code_execution.ndjson");
+    store.write(&batch(&line)).await.unwrap();
+
+    // A new response id in acme's container, under another account: conflict.
+    let stolen = edit(&line, |v| {
+        v["account"] = "globex".into();
+        v["response"]["id"] = "msg_other".into();
+    });
+    let out = store.write(&batch(&stolen)).await.unwrap();
+    assert_eq!(statuses(&out.records), ["conflict"]);
+    let RecordOutcome::Conflict { message, .. } = &out.records[0] else { unreachable!() };
+    assert!(message.contains("container_011CPR5CNjB747bTd36fQLFk"), "{message}");
+
+    // The same container reused by its own account is fine.
+    let reuse = fixture("seed/container_reuse.ndjson");
+    let out = store.write(&batch(&reuse)).await.unwrap();
+    assert_eq!(statuses(&out.records), ["recorded", "recorded"]);
+    assert_eq!(store.counts().await.unwrap().containers, 1);
+}
+
+async fn a_conflicting_record_never_claims_a_container(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    let line = fixture("seed/code_execution.ndjson");
+    store.write(&batch(&line)).await.unwrap();
+    // Same id under another account, naming a brand-new container: the record
+    // is a conflict, so the container must stay free for its real owner.
+    let conflicting = edit(&line, |v| {
+        v["account"] = "globex".into();
+        v["response"]["container"]["id"] = "container_new".into();
+    });
+    let out = store.write(&batch(&conflicting)).await.unwrap();
+    assert_eq!(statuses(&out.records), ["conflict"]);
+    let rightful = edit(&line, |v| {
+        v["account"] = "initech".into();
+        v["response"]["id"] = "msg_initech".into();
+        v["response"]["container"]["id"] = "container_new".into();
+    });
+    let out = store.write(&batch(&rightful)).await.unwrap();
+    assert_eq!(statuses(&out.records), ["recorded"]);
+}
+
+async fn repeats_inside_one_batch_are_judged_like_repeats_across_batches(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    let line = fixture("seed/code_execution.ndjson");
+    let changed = edit(&line, |v| v["response"]["usage"]["input_tokens"] = 46.into());
+    let other_account = edit(&line, |v| {
+        v["account"] = "globex".into();
+        v["response"]["id"] = "msg_globex".into();
+    });
+    let text = [line.trim_end(), line.trim_end(), &changed, &other_account].join("\n");
+    let out = store.write(&batch(&text)).await.unwrap();
+    // First stored; exact repeat duplicate; other body conflict; globex in acme's container conflict.
+    assert_eq!(statuses(&out.records), ["recorded", "duplicate", "conflict", "conflict"]);
+    assert_eq!(store.counts().await.unwrap().records, 1);
+}
+
+async fn batch_results_without_a_message_are_kept_once_and_never_duplicated(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    let text = fixture("batch_results.ndjson");
+    let defaults = Defaults { account: Some("acme".into()), recorded_at: None };
+    let first = store.write(&batch_of(&text, "results", defaults.clone())).await.unwrap();
+    assert_eq!(statuses(&first.records), ["recorded"; 5]);
+    let second = store.write(&batch_of(&text, "results", defaults)).await.unwrap();
+    assert_eq!(statuses(&second.records), ["duplicate"; 5]);
+    assert_eq!(store.counts().await.unwrap().records, 5);
+    let r = store.record("msg_01BatchResult000000000000001").await.unwrap().unwrap();
+    assert!(r.batch);
+    assert_eq!((r.input_tokens, r.output_tokens), (1200, 300));
+
+    // The same errored result under another account is another record.
+    let globex = Defaults { account: Some("globex".into()), recorded_at: None };
+    let errored = text.lines().nth(2).unwrap();
+    let out = store.write(&batch_of(errored, "results", globex)).await.unwrap();
+    assert_eq!(statuses(&out.records), ["recorded"]);
+}
+
+async fn rejected_lines_are_kept_and_counted_once_per_content(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    let bad = fixture("seed/trailing_comma.ndjson");
+    let good = fixture("seed/files_preloaded.ndjson");
+    let text = format!("{}\n{}", bad.trim_end(), good.trim_end());
+    let out = store.write(&batch(&text)).await.unwrap();
+    assert_eq!(statuses(&out.records), ["recorded"]);
+    assert_eq!(out.rejections.len(), 1);
+    let again = store.write(&batch(&text)).await.unwrap();
+    assert_eq!(again.rejections, out.rejections, "same bad line, same entry");
+
+    let entry = store.rejected_get(out.rejections[0]).await.unwrap().unwrap();
+    assert_eq!(entry.occurrences, 2);
+    assert_eq!(entry.reason, "malformed");
+    assert_eq!((entry.line, entry.column), (Some(1), Some(1264)));
+    assert_eq!(entry.raw_bytes, bad.trim_end().as_bytes());
+    let listed = store.rejected_list(false, 100).await.unwrap();
+    assert_eq!(listed.len(), 1);
+
+    store.rejected_mark_retried(entry.id).await.unwrap();
+    assert!(store.rejected_list(false, 100).await.unwrap().is_empty());
+    assert_eq!(store.rejected_list(true, 100).await.unwrap().len(), 1);
+}
+
+async fn iterations_and_stream_usage_are_stored(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    let streamed = fixture("streamed.ndjson");
+    let with_iterations = edit(&fixture("seed/files_preloaded.ndjson"), |v| {
+        v["response"]["id"] = "msg_iter".into();
+        v["response"]["container"] = serde_json::Value::Null;
+        v["response"]["usage"]["iterations"] = serde_json::json!([
+            {"type": "message", "input_tokens": 1520, "output_tokens": 28},
+            {"type": "advisor_message", "model": "claude-opus-4-6", "input_tokens": 900, "output_tokens": 120},
+            {"type": "compaction", "input_tokens": 5000, "output_tokens": 400}
+        ]);
+    });
+    let out = store.write(&batch(&format!("{}\n{with_iterations}", streamed.trim_end()))).await.unwrap();
+    assert_eq!(statuses(&out.records), ["recorded", "recorded"]);
+    let s = store.record("msg_01StreamedWebSearch00000001").await.unwrap().unwrap();
+    // Last message_delta wins (cumulative), never the sum of deltas.
+    assert_eq!((s.input_tokens, s.output_tokens, s.web_search_requests), (10682, 510, 1));
+    let it = store.record("msg_iter").await.unwrap().unwrap();
+    assert_eq!(it.iterations, 2, "the `message` iteration is in the top-level counters");
+    assert!(it.files_preloaded, "derived from the container_upload block");
+}
+
+/// Many writers (separate connection pools, like separate processes) send
+/// the same records at the same moment: each record is stored exactly once.
+async fn concurrent_writers_store_each_record_once(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let mut text = Vec::new();
+    tally::synth::write_ndjson(&mut text, 400, 7).unwrap();
+    let text = String::from_utf8(text).unwrap();
+    let expected_records = text.lines().count() as i64;
+
+    let mut stores: Vec<Arc<dyn Store>> = Vec::new();
+    for _ in 0..4 {
+        stores.push(db.store().await);
+    }
+    let mut tasks = Vec::new();
+    for i in 0..12 {
+        let store = stores[i % stores.len()].clone();
+        // Every task sends every record, in its own order and chunking.
+        let mut lines: Vec<&str> = text.lines().collect();
+        if i % 2 == 1 {
+            lines.reverse();
+        }
+        let chunks: Vec<String> = lines.chunks(50 + i * 7).map(|c| c.join("\n")).collect();
+        tasks.push(tokio::spawn(async move {
+            let mut recorded = 0;
+            for chunk in chunks {
+                let out = store.write(&batch(&chunk)).await.unwrap();
+                for o in out.records {
+                    match o {
+                        RecordOutcome::Recorded => recorded += 1,
+                        RecordOutcome::Duplicate => {}
+                        RecordOutcome::Conflict { message, .. } => panic!("unexpected conflict: {message}"),
+                    }
+                }
+            }
+            recorded
+        }));
+    }
+    let mut recorded = 0;
+    for t in tasks {
+        recorded += t.await.unwrap();
+    }
+    assert_eq!(recorded, expected_records, "each record acknowledged as new exactly once");
+    assert_eq!(stores[0].counts().await.unwrap().records, expected_records);
+}
+
+on_both_backends!(
+    stores_every_column_of_the_seed_record,
+    same_record_twice_is_a_duplicate_stored_once,
+    same_id_with_other_body_or_account_is_a_quarantined_conflict,
+    a_container_belongs_to_one_account,
+    a_conflicting_record_never_claims_a_container,
+    repeats_inside_one_batch_are_judged_like_repeats_across_batches,
+    batch_results_without_a_message_are_kept_once_and_never_duplicated,
+    rejected_lines_are_kept_and_counted_once_per_content,
+    iterations_and_stream_usage_are_stored,
+    concurrent_writers_store_each_record_once,
+);
+
+#[test]
+fn migration_folders_have_the_same_versions() {
+    let list = |dir: &str| {
+        let mut v: Vec<String> = std::fs::read_dir(common::fixture_path("..").join("migrations").join(dir))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    let sqlite = list("sqlite");
+    assert_eq!(sqlite, list("postgres"));
+    let versions: Vec<i64> = sqlite
+        .iter()
+        .map(|f| f.split('_').next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(versions, tally::migrations::versions());
+}
