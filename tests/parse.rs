@@ -14,7 +14,10 @@ use tally::record::{Defaults, NewRecord, Origin, RecordKind};
 const NOW: i64 = 1_800_000_000_000_000;
 
 fn origin() -> Origin {
-    Origin { source: "test".into(), line: 7 }
+    Origin {
+        source: "test".into(),
+        line: 7,
+    }
 }
 
 fn parse_with(text: &str, defaults: &Defaults) -> Result<NewRecord, LineError> {
@@ -44,10 +47,17 @@ fn the_seed_code_execution_response() {
     assert_eq!(r.kind, RecordKind::Message);
     assert_eq!(r.model.as_deref(), Some("claude-opus-4-20250514"));
     assert_eq!((r.usage.input_tokens, r.usage.output_tokens), (45, 187));
-    assert_eq!(r.container_id.as_deref(), Some("container_011CPR5CNjB747bTd36fQLFk"));
+    assert_eq!(
+        r.container_id.as_deref(),
+        Some("container_011CPR5CNjB747bTd36fQLFk")
+    );
     assert!(r.uses_code_execution);
     assert!(!r.files_preloaded && !r.batch && !r.web_tools_20260209);
-    assert_eq!(r.recorded_at - r.started_at.unwrap(), 89_000_000, "20:12:02 → 20:13:31");
+    assert_eq!(
+        r.recorded_at - r.started_at.unwrap(),
+        89_000_000,
+        "20:12:02 → 20:13:31"
+    );
     assert_eq!(r.origin.line, 7);
 }
 
@@ -60,7 +70,11 @@ fn trailing_comma_is_malformed_with_line_and_column() {
     assert_eq!(e.column, Some(1264));
     let text = fixture("seed/trailing_comma.ndjson");
     assert_eq!(&text[1254..1264], "ens\":187,}", "column 1264 is 1-based");
-    assert!(e.to_string().starts_with("line 7, column 1264: invalid JSON: trailing comma"), "{e}");
+    assert!(
+        e.to_string()
+            .starts_with("line 7, column 1264: invalid JSON: trailing comma"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -83,8 +97,17 @@ fn errors_in_a_multi_line_body_point_at_the_right_line() {
 fn a_lone_content_block_is_not_a_record() {
     let e = parse(&fixture("seed/bare_tool_result.ndjson")).unwrap_err();
     assert_eq!(e.reason, RejectReason::NotARecord);
-    assert!(e.message.contains("code_execution_tool_result"), "{}", e.message);
-    for v in [json!([1, 2]), json!("text"), json!(42), json!({"hello": "world"})] {
+    assert!(
+        e.message.contains("code_execution_tool_result"),
+        "{}",
+        e.message
+    );
+    for v in [
+        json!([1, 2]),
+        json!("text"),
+        json!(42),
+        json!({"hello": "world"}),
+    ] {
         assert_eq!(rejected(&v).reason, RejectReason::NotARecord, "{v}");
     }
 }
@@ -92,7 +115,10 @@ fn a_lone_content_block_is_not_a_record() {
 #[test]
 fn an_envelope_without_response_names_the_field() {
     let e = rejected(&json!({"account": "acme", "recorded_at": "2025-05-23T20:13:31Z"}));
-    assert_eq!((e.reason, e.field.as_deref()), (RejectReason::Invalid, Some("response")));
+    assert_eq!(
+        (e.reason, e.field.as_deref()),
+        (RejectReason::Invalid, Some("response"))
+    );
     let e = rejected(&json!({"account": "acme", "response": null}));
     assert_eq!(e.field.as_deref(), Some("response"));
 }
@@ -109,7 +135,11 @@ fn bad_token_counts_name_the_field() {
         v["response"]["usage"]["input_tokens"] = bad.clone();
         let e = rejected(&v);
         assert_eq!(e.reason, RejectReason::Invalid);
-        assert_eq!(e.field.as_deref(), Some("response.usage.input_tokens"), "{bad}");
+        assert_eq!(
+            e.field.as_deref(),
+            Some("response.usage.input_tokens"),
+            "{bad}"
+        );
         assert!(e.message.contains(says), "{bad}: {}", e.message);
     }
     let mut v = seed();
@@ -159,7 +189,10 @@ fn timestamps_accept_any_offset_and_default_to_now() {
     v.as_object_mut().unwrap().remove("recorded_at");
     v.as_object_mut().unwrap().remove("started_at");
     assert_eq!(parse_value(&v).unwrap().recorded_at, NOW);
-    let d = Defaults { account: None, recorded_at: Some(42) };
+    let d = Defaults {
+        account: None,
+        recorded_at: Some(42),
+    };
     assert_eq!(parse_with(&v.to_string(), &d).unwrap().recorded_at, 42);
 }
 
@@ -188,12 +221,18 @@ fn cache_writes_without_breakdown_are_five_minute_writes() {
     let mut v = seed();
     v["response"]["usage"]["cache_creation_input_tokens"] = json!(1000);
     let r = parse_value(&v).unwrap();
-    assert_eq!((r.usage.cache_write_5m_tokens, r.usage.cache_write_1h_tokens), (1000, 0));
+    assert_eq!(
+        (r.usage.cache_write_5m_tokens, r.usage.cache_write_1h_tokens),
+        (1000, 0)
+    );
 
     v["response"]["usage"]["cache_creation"] =
         json!({"ephemeral_5m_input_tokens": 400, "ephemeral_1h_input_tokens": 600});
     let r = parse_value(&v).unwrap();
-    assert_eq!((r.usage.cache_write_5m_tokens, r.usage.cache_write_1h_tokens), (400, 600));
+    assert_eq!(
+        (r.usage.cache_write_5m_tokens, r.usage.cache_write_1h_tokens),
+        (400, 600)
+    );
     assert_eq!(r.usage.cache_creation_input_tokens, 1000);
 }
 
@@ -210,7 +249,11 @@ fn modifiers_and_server_tool_counters_are_read() {
     assert_eq!(r.speed.as_deref(), Some("fast"));
     assert_eq!(r.service_tier.as_deref(), Some("priority"));
     assert_eq!(
-        (r.usage.web_search_requests, r.usage.web_fetch_requests, r.usage.code_execution_requests),
+        (
+            r.usage.web_search_requests,
+            r.usage.web_fetch_requests,
+            r.usage.code_execution_requests
+        ),
         (3, 2, 1)
     );
 }
@@ -225,7 +268,11 @@ fn iterations_other_than_message_are_kept_for_extra_billing() {
         {"type": "some_future_kind", "input_tokens": 1, "output_tokens": 1, "new_field": {"x": 1}}
     ]);
     let r = parse_value(&v).unwrap();
-    let kinds: Vec<_> = r.iterations.iter().map(|i| (i.kind.as_str(), i.model.as_deref())).collect();
+    let kinds: Vec<_> = r
+        .iterations
+        .iter()
+        .map(|i| (i.kind.as_str(), i.model.as_deref()))
+        .collect();
     assert_eq!(
         kinds,
         [
@@ -246,7 +293,10 @@ fn unknown_fields_and_block_types_are_tolerated_and_kept() {
         .as_array_mut()
         .unwrap()
         .push(json!({"type": "hologram", "payload": 7}));
-    v["response"]["content"].as_array_mut().unwrap().push(json!("not even an object"));
+    v["response"]["content"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!("not even an object"));
     v["envelope_extra"] = json!(true);
     let text = v.to_string();
     let r = parse(&text).unwrap();
@@ -265,14 +315,28 @@ fn code_execution_detection_follows_the_spec() {
         v["response"]["content"] = blocks;
         parse_value(&v).unwrap().uses_code_execution
     };
-    for name in ["code_execution", "bash_code_execution", "text_editor_code_execution"] {
-        assert!(with_content(json!([{"type": "server_tool_use", "name": name, "id": "s"}])), "{name}");
+    for name in [
+        "code_execution",
+        "bash_code_execution",
+        "text_editor_code_execution",
+    ] {
+        assert!(
+            with_content(json!([{"type": "server_tool_use", "name": name, "id": "s"}])),
+            "{name}"
+        );
     }
-    for ty in ["bash_code_execution_tool_result", "text_editor_code_execution_tool_result"] {
+    for ty in [
+        "bash_code_execution_tool_result",
+        "text_editor_code_execution_tool_result",
+    ] {
         assert!(with_content(json!([{"type": ty}])), "{ty}");
     }
-    assert!(!with_content(json!([{"type": "server_tool_use", "name": "web_search", "id": "s"}])));
-    assert!(!with_content(json!([{"type": "text", "text": "code_execution"}])));
+    assert!(!with_content(
+        json!([{"type": "server_tool_use", "name": "web_search", "id": "s"}])
+    ));
+    assert!(!with_content(
+        json!([{"type": "text", "text": "code_execution"}])
+    ));
     assert!(!with_content(json!([])));
 }
 
@@ -283,7 +347,10 @@ fn files_preloaded_is_derived_from_container_upload_unless_given() {
     assert!(!r.uses_code_execution);
     let mut v: Value = serde_json::from_str(&fixture("seed/files_preloaded.ndjson")).unwrap();
     v["files_preloaded"] = json!(false);
-    assert!(!parse_value(&v).unwrap().files_preloaded, "an explicit flag wins");
+    assert!(
+        !parse_value(&v).unwrap().files_preloaded,
+        "an explicit flag wins"
+    );
     let mut v = seed();
     v["files_preloaded"] = json!(true);
     assert!(parse_value(&v).unwrap().files_preloaded);
@@ -296,13 +363,24 @@ fn new_web_tools_make_code_execution_free() {
         v["request"]["tools"] = tools;
         parse_value(&v).unwrap().web_tools_20260209
     };
-    assert!(with_tools(json!([{"type": "web_search_20260209", "name": "web_search"}])));
-    assert!(with_tools(json!([{"type": "web_fetch_20261001", "name": "web_fetch"}])));
-    assert!(!with_tools(json!([{"type": "web_search_20250305", "name": "web_search"}])));
-    assert!(!with_tools(json!([{"type": "code_execution_20260120", "name": "code_execution"}])));
+    assert!(with_tools(
+        json!([{"type": "web_search_20260209", "name": "web_search"}])
+    ));
+    assert!(with_tools(
+        json!([{"type": "web_fetch_20261001", "name": "web_fetch"}])
+    ));
+    assert!(!with_tools(
+        json!([{"type": "web_search_20250305", "name": "web_search"}])
+    ));
+    assert!(!with_tools(
+        json!([{"type": "code_execution_20260120", "name": "code_execution"}])
+    ));
     let mut v = seed();
     v.as_object_mut().unwrap().remove("request");
-    assert!(!parse_value(&v).unwrap().web_tools_20260209, "without the request tally cannot know");
+    assert!(
+        !parse_value(&v).unwrap().web_tools_20260209,
+        "without the request tally cannot know"
+    );
 }
 
 #[test]
@@ -310,10 +388,18 @@ fn a_bare_response_needs_the_account_out_of_band() {
     let bare = seed()["response"].clone();
     let e = parse_value(&bare).unwrap_err();
     assert_eq!(e.field.as_deref(), Some("account"));
-    let d = Defaults { account: Some("acme".into()), recorded_at: None };
+    let d = Defaults {
+        account: Some("acme".into()),
+        recorded_at: None,
+    };
     let r = parse_with(&bare.to_string(), &d).unwrap();
     assert_eq!(r.account, "acme");
-    assert_eq!(r.content_hash, parse(&fixture("seed/code_execution.ndjson")).unwrap().content_hash);
+    assert_eq!(
+        r.content_hash,
+        parse(&fixture("seed/code_execution.ndjson"))
+            .unwrap()
+            .content_hash
+    );
     // The record's own account wins over the default.
     let mut v = seed();
     v["account"] = json!("globex");
@@ -322,8 +408,14 @@ fn a_bare_response_needs_the_account_out_of_band() {
 
 #[test]
 fn batch_result_lines() {
-    let d = Defaults { account: Some("acme".into()), recorded_at: Some(5) };
-    let lines: Vec<String> = fixture("batch_results.ndjson").lines().map(str::to_owned).collect();
+    let d = Defaults {
+        account: Some("acme".into()),
+        recorded_at: Some(5),
+    };
+    let lines: Vec<String> = fixture("batch_results.ndjson")
+        .lines()
+        .map(str::to_owned)
+        .collect();
     let ok = parse_with(&lines[0], &d).unwrap();
     assert!(ok.batch);
     assert_eq!(ok.kind, RecordKind::Message);
@@ -331,16 +423,36 @@ fn batch_result_lines() {
     assert_eq!(ok.recorded_at, 5);
     assert_eq!((ok.usage.input_tokens, ok.usage.output_tokens), (1200, 300));
 
-    let kinds: Vec<RecordKind> = lines[2..].iter().map(|l| parse_with(l, &d).unwrap().kind).collect();
-    assert_eq!(kinds, [RecordKind::BatchErrored, RecordKind::BatchCanceled, RecordKind::BatchExpired]);
+    let kinds: Vec<RecordKind> = lines[2..]
+        .iter()
+        .map(|l| parse_with(l, &d).unwrap().kind)
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            RecordKind::BatchErrored,
+            RecordKind::BatchCanceled,
+            RecordKind::BatchExpired
+        ]
+    );
     let errored = parse_with(&lines[2], &d).unwrap();
-    assert_eq!(errored.key, parse_with(&lines[2], &d).unwrap().key, "same line, same identity");
-    let other = Defaults { account: Some("globex".into()), recorded_at: None };
+    assert_eq!(
+        errored.key,
+        parse_with(&lines[2], &d).unwrap().key,
+        "same line, same identity"
+    );
+    let other = Defaults {
+        account: Some("globex".into()),
+        recorded_at: None,
+    };
     assert_ne!(errored.key, parse_with(&lines[2], &other).unwrap().key);
 
     let mut v: Value = serde_json::from_str(&lines[0]).unwrap();
     v["result"]["type"] = json!("teleported");
-    assert_eq!(parse_with(&v.to_string(), &d).unwrap_err().field.as_deref(), Some("result.type"));
+    assert_eq!(
+        parse_with(&v.to_string(), &d).unwrap_err().field.as_deref(),
+        Some("result.type")
+    );
     v["result"]["type"] = json!("succeeded");
     v["result"]["message"]["usage"]["output_tokens"] = json!(-1);
     assert_eq!(
@@ -378,7 +490,14 @@ fn streamed_code_execution_and_container_from_message_delta() {
     let r = parse_value(&json!({"account": "acme", "events": events})).unwrap();
     assert!(r.uses_code_execution);
     assert_eq!(r.container_id.as_deref(), Some("container_s"));
-    assert_eq!((r.usage.input_tokens, r.usage.output_tokens, r.usage.cache_read_tokens), (50, 40, 7));
+    assert_eq!(
+        (
+            r.usage.input_tokens,
+            r.usage.output_tokens,
+            r.usage.cache_read_tokens
+        ),
+        (50, 40, 7)
+    );
 }
 
 #[test]
@@ -400,7 +519,10 @@ fn response_must_be_a_message_with_id_and_model() {
     for field in ["id", "model"] {
         let mut v = seed();
         v["response"].as_object_mut().unwrap().remove(field);
-        assert_eq!(rejected(&v).field.as_deref(), Some(format!("response.{field}").as_str()));
+        assert_eq!(
+            rejected(&v).field.as_deref(),
+            Some(format!("response.{field}").as_str())
+        );
     }
     let mut v = seed();
     v["response"]["content"] = json!("text");

@@ -49,12 +49,19 @@ async fn stores_every_column_of_the_seed_record(backend: Backend) {
     let out = store.write(&batch(&text)).await.unwrap();
     assert_eq!(statuses(&out.records), ["recorded"]);
 
-    let r = store.record("msg_01BqK2v4FnRs4xTjgL8EuZxz").await.unwrap().unwrap();
+    let r = store
+        .record("msg_01BqK2v4FnRs4xTjgL8EuZxz")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(r.account, "acme");
     assert_eq!(r.kind, "message");
     assert_eq!(r.model.as_deref(), Some("claude-opus-4-20250514"));
     assert_eq!((r.input_tokens, r.output_tokens), (45, 187));
-    assert_eq!(r.container_id.as_deref(), Some("container_011CPR5CNjB747bTd36fQLFk"));
+    assert_eq!(
+        r.container_id.as_deref(),
+        Some("container_011CPR5CNjB747bTd36fQLFk")
+    );
     assert!(r.uses_code_execution);
     assert!(!r.files_preloaded);
     assert!(!r.batch);
@@ -73,7 +80,12 @@ async fn same_record_twice_is_a_duplicate_stored_once(backend: Backend) {
     assert!(first.records.iter().all(|o| *o == RecordOutcome::Recorded));
     let n = first.records.len() as i64;
     let second = store.write(&batch(&text)).await.unwrap();
-    assert!(second.records.iter().all(|o| *o == RecordOutcome::Duplicate));
+    assert!(
+        second
+            .records
+            .iter()
+            .all(|o| *o == RecordOutcome::Duplicate)
+    );
     assert_eq!(store.counts().await.unwrap().records, n);
 
     // A retry with another recorded_at and reordered keys is still a duplicate,
@@ -90,7 +102,11 @@ async fn same_record_twice_is_a_duplicate_stored_once(backend: Backend) {
     });
     let out = store.write(&batch(&retry)).await.unwrap();
     assert_eq!(statuses(&out.records), ["duplicate"]);
-    let r = store.record("msg_01BqK2v4FnRs4xTjgL8EuZxz").await.unwrap().unwrap();
+    let r = store
+        .record("msg_01BqK2v4FnRs4xTjgL8EuZxz")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(r.recorded_at, 1_748_031_211_000_000);
     assert_eq!(store.counts().await.unwrap().records, n);
 }
@@ -101,24 +117,41 @@ async fn same_id_with_other_body_or_account_is_a_quarantined_conflict(backend: B
     let line = fixture("seed/code_execution.ndjson");
     store.write(&batch(&line)).await.unwrap();
 
-    let other_body = edit(&line, |v| v["response"]["usage"]["output_tokens"] = 999.into());
+    let other_body = edit(&line, |v| {
+        v["response"]["usage"]["output_tokens"] = 999.into()
+    });
     // (Without its container, so the id rule, not the container rule, decides.)
     let other_account = edit(&line, |v| {
         v["account"] = "globex".into();
         v["response"]["container"] = serde_json::Value::Null;
     });
-    let out = store.write(&batch(&format!("{other_body}\n{other_account}"))).await.unwrap();
+    let out = store
+        .write(&batch(&format!("{other_body}\n{other_account}")))
+        .await
+        .unwrap();
     assert_eq!(statuses(&out.records), ["conflict", "conflict"]);
-    let RecordOutcome::Conflict { message, rejected_id } = &out.records[0] else { unreachable!() };
+    let RecordOutcome::Conflict {
+        message,
+        rejected_id,
+    } = &out.records[0]
+    else {
+        unreachable!()
+    };
     assert!(message.contains("different response body"), "{message}");
     let quarantined = store.rejected_get(*rejected_id).await.unwrap().unwrap();
     assert_eq!(quarantined.reason, "conflict");
     assert_eq!(quarantined.raw, other_body);
-    let RecordOutcome::Conflict { message, .. } = &out.records[1] else { unreachable!() };
+    let RecordOutcome::Conflict { message, .. } = &out.records[1] else {
+        unreachable!()
+    };
     assert!(message.contains("under account \"acme\""), "{message}");
 
     // The stored record is untouched.
-    let r = store.record("msg_01BqK2v4FnRs4xTjgL8EuZxz").await.unwrap().unwrap();
+    let r = store
+        .record("msg_01BqK2v4FnRs4xTjgL8EuZxz")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!((r.account.as_str(), r.output_tokens), ("acme", 187));
     assert_eq!(store.counts().await.unwrap().records, 1);
 }
@@ -136,8 +169,13 @@ async fn a_container_belongs_to_one_account(backend: Backend) {
     });
     let out = store.write(&batch(&stolen)).await.unwrap();
     assert_eq!(statuses(&out.records), ["conflict"]);
-    let RecordOutcome::Conflict { message, .. } = &out.records[0] else { unreachable!() };
-    assert!(message.contains("container_011CPR5CNjB747bTd36fQLFk"), "{message}");
+    let RecordOutcome::Conflict { message, .. } = &out.records[0] else {
+        unreachable!()
+    };
+    assert!(
+        message.contains("container_011CPR5CNjB747bTd36fQLFk"),
+        "{message}"
+    );
 
     // The same container reused by its own account is fine.
     let reuse = fixture("seed/container_reuse.ndjson");
@@ -172,7 +210,9 @@ async fn repeats_inside_one_batch_are_judged_like_repeats_across_batches(backend
     let db = TestDb::new(backend).await;
     let store = db.store().await;
     let line = fixture("seed/code_execution.ndjson");
-    let changed = edit(&line, |v| v["response"]["usage"]["input_tokens"] = 46.into());
+    let changed = edit(&line, |v| {
+        v["response"]["usage"]["input_tokens"] = 46.into()
+    });
     let other_account = edit(&line, |v| {
         v["account"] = "globex".into();
         v["response"]["id"] = "msg_globex".into();
@@ -180,7 +220,10 @@ async fn repeats_inside_one_batch_are_judged_like_repeats_across_batches(backend
     let text = [line.trim_end(), line.trim_end(), &changed, &other_account].join("\n");
     let out = store.write(&batch(&text)).await.unwrap();
     // First stored; exact repeat duplicate; other body conflict; globex in acme's container conflict.
-    assert_eq!(statuses(&out.records), ["recorded", "duplicate", "conflict", "conflict"]);
+    assert_eq!(
+        statuses(&out.records),
+        ["recorded", "duplicate", "conflict", "conflict"]
+    );
     assert_eq!(store.counts().await.unwrap().records, 1);
 }
 
@@ -188,20 +231,39 @@ async fn batch_results_without_a_message_are_kept_once_and_never_duplicated(back
     let db = TestDb::new(backend).await;
     let store = db.store().await;
     let text = fixture("batch_results.ndjson");
-    let defaults = Defaults { account: Some("acme".into()), recorded_at: None };
-    let first = store.write(&batch_of(&text, "results", defaults.clone())).await.unwrap();
+    let defaults = Defaults {
+        account: Some("acme".into()),
+        recorded_at: None,
+    };
+    let first = store
+        .write(&batch_of(&text, "results", defaults.clone()))
+        .await
+        .unwrap();
     assert_eq!(statuses(&first.records), ["recorded"; 5]);
-    let second = store.write(&batch_of(&text, "results", defaults)).await.unwrap();
+    let second = store
+        .write(&batch_of(&text, "results", defaults))
+        .await
+        .unwrap();
     assert_eq!(statuses(&second.records), ["duplicate"; 5]);
     assert_eq!(store.counts().await.unwrap().records, 5);
-    let r = store.record("msg_01BatchResult000000000000001").await.unwrap().unwrap();
+    let r = store
+        .record("msg_01BatchResult000000000000001")
+        .await
+        .unwrap()
+        .unwrap();
     assert!(r.batch);
     assert_eq!((r.input_tokens, r.output_tokens), (1200, 300));
 
     // The same errored result under another account is another record.
-    let globex = Defaults { account: Some("globex".into()), recorded_at: None };
+    let globex = Defaults {
+        account: Some("globex".into()),
+        recorded_at: None,
+    };
     let errored = text.lines().nth(2).unwrap();
-    let out = store.write(&batch_of(errored, "results", globex)).await.unwrap();
+    let out = store
+        .write(&batch_of(errored, "results", globex))
+        .await
+        .unwrap();
     assert_eq!(statuses(&out.records), ["recorded"]);
 }
 
@@ -215,9 +277,16 @@ async fn rejected_lines_are_kept_and_counted_once_per_content(backend: Backend) 
     assert_eq!(statuses(&out.records), ["recorded"]);
     assert_eq!(out.rejections.len(), 1);
     let again = store.write(&batch(&text)).await.unwrap();
-    assert_eq!(again.rejections, out.rejections, "same bad line, same entry");
+    assert_eq!(
+        again.rejections, out.rejections,
+        "same bad line, same entry"
+    );
 
-    let entry = store.rejected_get(out.rejections[0]).await.unwrap().unwrap();
+    let entry = store
+        .rejected_get(out.rejections[0])
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(entry.occurrences, 2);
     assert_eq!(entry.reason, "malformed");
     assert_eq!((entry.line, entry.column), (Some(1), Some(1264)));
@@ -243,14 +312,33 @@ async fn iterations_and_stream_usage_are_stored(backend: Backend) {
             {"type": "compaction", "input_tokens": 5000, "output_tokens": 400}
         ]);
     });
-    let out = store.write(&batch(&format!("{}\n{with_iterations}", streamed.trim_end()))).await.unwrap();
+    let out = store
+        .write(&batch(&format!(
+            "{}\n{with_iterations}",
+            streamed.trim_end()
+        )))
+        .await
+        .unwrap();
     assert_eq!(statuses(&out.records), ["recorded", "recorded"]);
-    let s = store.record("msg_01StreamedWebSearch00000001").await.unwrap().unwrap();
+    let s = store
+        .record("msg_01StreamedWebSearch00000001")
+        .await
+        .unwrap()
+        .unwrap();
     // Last message_delta wins (cumulative), never the sum of deltas.
-    assert_eq!((s.input_tokens, s.output_tokens, s.web_search_requests), (10682, 510, 1));
+    assert_eq!(
+        (s.input_tokens, s.output_tokens, s.web_search_requests),
+        (10682, 510, 1)
+    );
     let it = store.record("msg_iter").await.unwrap().unwrap();
-    assert_eq!(it.iterations, 2, "the `message` iteration is in the top-level counters");
-    assert!(it.files_preloaded, "derived from the container_upload block");
+    assert_eq!(
+        it.iterations, 2,
+        "the `message` iteration is in the top-level counters"
+    );
+    assert!(
+        it.files_preloaded,
+        "derived from the container_upload block"
+    );
 }
 
 /// Many writers (separate connection pools, like separate processes) send
@@ -283,7 +371,9 @@ async fn concurrent_writers_store_each_record_once(backend: Backend) {
                     match o {
                         RecordOutcome::Recorded => recorded += 1,
                         RecordOutcome::Duplicate => {}
-                        RecordOutcome::Conflict { message, .. } => panic!("unexpected conflict: {message}"),
+                        RecordOutcome::Conflict { message, .. } => {
+                            panic!("unexpected conflict: {message}")
+                        }
                     }
                 }
             }
@@ -294,7 +384,10 @@ async fn concurrent_writers_store_each_record_once(backend: Backend) {
     for t in tasks {
         recorded += t.await.unwrap();
     }
-    assert_eq!(recorded, expected_records, "each record acknowledged as new exactly once");
+    assert_eq!(
+        recorded, expected_records,
+        "each record acknowledged as new exactly once"
+    );
     assert_eq!(stores[0].counts().await.unwrap().records, expected_records);
 }
 
@@ -314,10 +407,11 @@ on_both_backends!(
 #[test]
 fn migration_folders_have_the_same_versions() {
     let list = |dir: &str| {
-        let mut v: Vec<String> = std::fs::read_dir(common::fixture_path("..").join("migrations").join(dir))
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
+        let mut v: Vec<String> =
+            std::fs::read_dir(common::fixture_path("..").join("migrations").join(dir))
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
         v.sort();
         v
     };

@@ -23,7 +23,8 @@ pub enum Backend {
 }
 
 pub fn postgres_server() -> String {
-    std::env::var("TALLY_TEST_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+    std::env::var("TALLY_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
 }
 
 /// A fresh, empty database that disappears when dropped.
@@ -42,7 +43,12 @@ impl TestDb {
             Backend::Sqlite => {
                 let dir = tempfile::tempdir().unwrap();
                 let url = format!("sqlite://{}", dir.path().join("tally.db").display());
-                TestDb { url, backend, _dir: Some(dir), pg_name: None }
+                TestDb {
+                    url,
+                    backend,
+                    _dir: Some(dir),
+                    pg_name: None,
+                }
             }
             Backend::Postgres => {
                 let name = format!(
@@ -52,15 +58,22 @@ impl TestDb {
                     chrono::Utc::now().timestamp_micros() % 1_000_000
                 );
                 let admin = format!("{}/postgres", postgres_server());
-                let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap_or_else(|e| {
-                    panic!("PostgreSQL must be running for the test suite ({admin}): {e}")
-                });
+                let mut conn = sqlx::PgConnection::connect(&admin)
+                    .await
+                    .unwrap_or_else(|e| {
+                        panic!("PostgreSQL must be running for the test suite ({admin}): {e}")
+                    });
                 sqlx::raw_sql(sqlx::AssertSqlSafe(format!("create database {name}")))
                     .execute(&mut conn)
                     .await
                     .unwrap();
                 let url = format!("{}/{name}", postgres_server());
-                TestDb { url, backend, _dir: None, pg_name: Some(name) }
+                TestDb {
+                    url,
+                    backend,
+                    _dir: None,
+                    pg_name: Some(name),
+                }
             }
         }
     }
@@ -72,16 +85,23 @@ impl TestDb {
 
 impl Drop for TestDb {
     fn drop(&mut self) {
-        let Some(name) = self.pg_name.take() else { return };
+        let Some(name) = self.pg_name.take() else {
+            return;
+        };
         let admin = format!("{}/postgres", postgres_server());
         // Drop runs outside any runtime guarantee: use a thread with its own.
         let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
             rt.block_on(async move {
                 if let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await {
-                    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!("drop database if exists {name} with (force)")))
-                        .execute(&mut conn)
-                        .await;
+                    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                        "drop database if exists {name} with (force)"
+                    )))
+                    .execute(&mut conn)
+                    .await;
                 }
             });
         })
@@ -110,7 +130,11 @@ impl TestServer {
             .await
             .unwrap();
         });
-        TestServer { base: format!("http://{addr}"), store, stop: Some(stop) }
+        TestServer {
+            base: format!("http://{addr}"),
+            store,
+            stop: Some(stop),
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -127,7 +151,9 @@ impl Drop for TestServer {
 }
 
 pub fn fixture_path(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(rel)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(rel)
 }
 
 pub fn fixture(rel: &str) -> String {
