@@ -1,3 +1,4 @@
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -9,6 +10,7 @@ async fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_env("TALLY_LOG")
                 .unwrap_or_else(|_| "info,sqlx=warn".into()),
         )
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
     let cli = tally::cli::Cli::parse();

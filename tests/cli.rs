@@ -1,0 +1,298 @@
+//! The `tally` binary as a user runs it: ingest, summaries, exit codes, the
+//! rejected store, migrations; on both backends.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+use common::{Backend, TestDb, fixture_path};
+use serde_json::Value;
+
+fn tally(db: &TestDb, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tally"))
+        .arg("--database")
+        .arg(&db.url)
+        .args(args)
+        .env_remove("DATABASE_URL")
+        .output()
+        .unwrap()
+}
+
+fn tally_stdin(db: &TestDb, args: &[&str], input: &[u8]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tally"))
+        .arg("--database")
+        .arg(&db.url)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn json_out(out: &Output) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+fn path(rel: &str) -> String {
+    fixture_path(rel).display().to_string()
+}
+
+async fn ingest_summary_and_exit_codes(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let out = tally(&db, &["ingest", "--json", &path("sample.ndjson")]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s = json_out(&out);
+    assert_eq!(
+        (s["accepted"].as_u64(), s["duplicates"].as_u64()),
+        (Some(10), Some(0))
+    );
+    assert_eq!(s["rejected_lines"], serde_json::json!([]));
+
+    // Again: all duplicates, still success.
+    let out = tally(&db, &["ingest", "--json", &path("sample.ndjson")]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(json_out(&out)["duplicates"], 10);
+
+    // A file with one bad line among good ones: good lines kept, exit 1.
+    let mixed = tempfile::NamedTempFile::new().unwrap();
+    let text = [
+        std::fs::read_to_string(fixture_path("seed/files_preloaded.ndjson")).unwrap(),
+        std::fs::read_to_string(fixture_path("seed/trailing_comma.ndjson")).unwrap(),
+        std::fs::read_to_string(fixture_path("streamed.ndjson")).unwrap(),
+    ]
+    .concat();
+    std::fs::write(
+        mixed.path(),
+        text.replace("msg_01FilesPreloadedNoToolRun0001", "msg_new"),
+    )
+    .unwrap();
+    let out = tally(&db, &["ingest", "--json", mixed.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let s = json_out(&out);
+    assert_eq!(
+        (
+            s["accepted"].as_u64(),
+            s["duplicates"].as_u64(),
+            s["rejected"].as_u64()
+        ),
+        (Some(1), Some(1), Some(1))
+    );
+    assert_eq!(s["rejected_lines"], serde_json::json!([2]));
+    assert!(
+        s["problems"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("line 2, column 1264")
+    );
+
+    // The human summary names the line and how to look at it.
+    let out = tally(&db, &["ingest", &path("seed/trailing_comma.ndjson")]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("accepted 0, duplicates 0, conflicts 0, rejected 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("line 1, column 1264: invalid JSON: trailing comma"),
+        "{text}"
+    );
+    assert!(text.contains("tally rejected show"), "{text}");
+}
+
+async fn ingest_reads_stdin_with_account_and_time_defaults(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let results = std::fs::read(fixture_path("batch_results.ndjson")).unwrap();
+    let out = tally_stdin(&db, &["ingest", "--json", "-"], &results);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "no account anywhere: every line rejected"
+    );
+    assert_eq!(json_out(&out)["rejected"], 5);
+
+    let out = tally_stdin(
+        &db,
+        &[
+            "ingest",
+            "--json",
+            "--account",
+            "acme",
+            "--recorded-at",
+            "2025-06-01T12:00:00Z",
+            "-",
+        ],
+        &results,
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(json_out(&out)["accepted"], 5);
+    let store = db.store().await;
+    let r = store
+        .record("msg_01BatchResult000000000000001")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (r.account.as_str(), r.recorded_at),
+        ("acme", 1_748_779_200_000_000)
+    );
+
+    let out = tally(
+        &db,
+        &["ingest", "--account", "not ok!", &path("sample.ndjson")],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--account"));
+    let out = tally(&db, &["ingest", "/no/such/file.ndjson"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/no/such/file.ndjson"));
+}
+
+async fn rejected_list_show_and_retry(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let results = path("batch_results.ndjson");
+    tally(
+        &db,
+        &["ingest", &results, &path("seed/bare_tool_result.ndjson")],
+    );
+
+    let out = tally(&db, &["rejected", "list", "--json"]);
+    assert_eq!(out.status.code(), Some(0));
+    let list = json_out(&out);
+    let entries = list.as_array().unwrap();
+    assert_eq!(entries.len(), 6);
+    for e in entries {
+        for key in ["id", "time", "error", "raw"] {
+            assert!(!e[key].is_null(), "{key} missing in {e}");
+        }
+    }
+    let first_result = entries
+        .iter()
+        .find(|e| e["raw"].as_str().unwrap().contains("my-first-request"))
+        .unwrap();
+    let id = first_result["id"].as_i64().unwrap().to_string();
+    assert!(
+        first_result["error"]
+            .as_str()
+            .unwrap()
+            .contains("field `account`")
+    );
+
+    let out = tally(&db, &["rejected", "show", &id]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("my-first-request") && text.contains("field `account`"),
+        "{text}"
+    );
+
+    // Retrying without an account fails again and changes nothing.
+    let out = tally(&db, &["rejected", "retry", &id]);
+    assert_eq!(out.status.code(), Some(1));
+    // With the account it lacked, it is recorded and leaves the open list.
+    let out = tally(&db, &["rejected", "retry", &id, "--account", "acme"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("recorded msg_01BatchResult000000000000001")
+    );
+    let open = json_out(&tally(&db, &["rejected", "list", "--json"]));
+    assert_eq!(open.as_array().unwrap().len(), 5);
+    let all = json_out(&tally(&db, &["rejected", "list", "--json", "--all"]));
+    assert_eq!(all.as_array().unwrap().len(), 6);
+    // A second retry finds the duplicate.
+    let out = tally(&db, &["rejected", "retry", &id, "--account", "acme"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("duplicate"));
+
+    let out = tally(&db, &["rejected", "show", "999999"]);
+    assert_eq!(out.status.code(), Some(1));
+}
+
+async fn migrate_is_idempotent(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    for _ in 0..2 {
+        let out = tally(&db, &["migrate"]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+on_both_backends!(
+    ingest_summary_and_exit_codes,
+    ingest_reads_stdin_with_account_and_time_defaults,
+    rejected_list_show_and_retry,
+    migrate_is_idempotent,
+);
+
+#[test]
+fn default_database_is_a_sqlite_file_created_on_first_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_tally"))
+        .current_dir(dir.path())
+        .env_remove("DATABASE_URL")
+        .args(["ingest", "--json", &path("sample.ndjson")])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(dir.path().join("tally.db").exists());
+}
+
+#[test]
+fn serve_refuses_a_public_address_without_admin_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_tally"))
+        .current_dir(dir.path())
+        .env_remove("TALLY_ADMIN_TOKEN")
+        .args(["serve", "--listen", "0.0.0.0:0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("TALLY_ADMIN_TOKEN"));
+}
+
+#[test]
+fn gen_usage_is_deterministic_and_ingestible() {
+    let a = Command::new(env!("CARGO_BIN_EXE_tally"))
+        .args(["gen-usage", "--records", "300", "--seed", "9"])
+        .output()
+        .unwrap();
+    let b = Command::new(env!("CARGO_BIN_EXE_tally"))
+        .args(["gen-usage", "--records", "300", "--seed", "9"])
+        .output()
+        .unwrap();
+    assert_eq!(a.stdout, b.stdout);
+    assert_eq!(a.stdout.iter().filter(|&&c| c == b'\n').count(), 300);
+}

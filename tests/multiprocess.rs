@@ -1,0 +1,128 @@
+//! Two `tally serve` processes on one database receive the same records at
+//! the same time: every record is stored and acknowledged as new exactly once.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use common::{Backend, TestDb};
+use serde_json::Value;
+
+struct ServerProcess {
+    child: Child,
+    base: String,
+}
+
+impl ServerProcess {
+    fn start(db: &TestDb) -> ServerProcess {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tally"))
+            .args(["--database", &db.url, "serve", "--listen", "127.0.0.1:0"])
+            .env_remove("TALLY_ADMIN_TOKEN")
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let mut lines = BufReader::new(stderr).lines();
+        let base = loop {
+            let line = lines
+                .next()
+                .expect("server exited before listening")
+                .unwrap();
+            if let Some(at) = line.find("listening on ") {
+                break line[at + "listening on ".len()..].trim().to_owned();
+            }
+        };
+        // Keep draining stderr so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        ServerProcess { child, base }
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn two_servers_one_database(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    db.store().await; // migrate once up front; the servers migrate again, harmlessly
+    let a = ServerProcess::start(&db);
+    let b = ServerProcess::start(&db);
+
+    let mut text = Vec::new();
+    tally::synth::write_ndjson(&mut text, 3000, 11).unwrap();
+    let lines: Vec<String> = String::from_utf8(text.clone())
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let client = reqwest::Client::new();
+
+    let mut tasks = Vec::new();
+    for (i, server) in [&a, &b, &a, &b].into_iter().enumerate() {
+        let (client, url) = (client.clone(), format!("{}/v1/usage/batch", server.base));
+        // Two copies of the file each, one of them reversed.
+        let body = if i < 2 {
+            text.clone()
+        } else {
+            lines
+                .iter()
+                .rev()
+                .map(|l| format!("{l}\n"))
+                .collect::<String>()
+                .into_bytes()
+        };
+        tasks.push(tokio::spawn(async move {
+            let v: Value = client
+                .post(url)
+                .body(body)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            assert_eq!(v["conflicts"], 0, "{v}");
+            v["accepted"].as_u64().unwrap()
+        }));
+    }
+    // And single-record posts of the first 100 lines to both servers at once.
+    for server in [&a, &b] {
+        for line in lines.iter().take(100) {
+            let (client, url, line) = (
+                client.clone(),
+                format!("{}/v1/usage", server.base),
+                line.clone(),
+            );
+            tasks.push(tokio::spawn(async move {
+                let status = client
+                    .post(url)
+                    .body(line)
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+                    .as_u16();
+                assert!(status == 200 || status == 201, "{status}");
+                u64::from(status == 201)
+            }));
+        }
+    }
+    let mut accepted = 0;
+    for t in tasks {
+        accepted += t.await.unwrap();
+    }
+    assert_eq!(
+        accepted, 3000,
+        "each record acknowledged as new exactly once"
+    );
+    assert_eq!(db.store().await.counts().await.unwrap().records, 3000);
+}
+
+on_both_backends!(two_servers_one_database);
