@@ -13,10 +13,11 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::http::{self, AppState, ServeConfig};
 use crate::ingest::parse::{parse_record, parse_time};
+use crate::ingest::pipeline::OrderedCommitter;
 use crate::ingest::{ChunkBuilder, Summary};
 use crate::ledger::Ledger;
 use crate::record::{Defaults, Origin, to_micros};
-use crate::store::{self, RecordOutcome, Store, WriteBatch};
+use crate::store::{self, RecordOutcome, Store, WriteBatch, WriteOutcome};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -266,9 +267,15 @@ async fn ingest(database: &str, args: IngestArgs) -> Result<ExitCode> {
     // keeps at most a few chunks in memory whatever the input size.
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Feed>(2);
     let files = args.files.clone();
-    let reader = std::thread::spawn(move || read_inputs(&files, &defaults, &tx));
+    let chunk_lines = store.chunk_lines();
+    let reader = std::thread::spawn(move || read_inputs(&files, &defaults, chunk_lines, &tx));
 
     let mut summary = Summary::default();
+    let mut committer = OrderedCommitter::new(store);
+    let mut on_done = |batch: WriteBatch, outcome: WriteOutcome, bytes: u64| {
+        summary.absorb(&batch, &outcome);
+        progress.inc(bytes);
+    };
     while let Some(feed) = rx.recv().await {
         match feed {
             Feed::File { name, len } => {
@@ -278,15 +285,17 @@ async fn ingest(database: &str, args: IngestArgs) -> Result<ExitCode> {
                 }
             }
             Feed::Chunk { batch, bytes } => {
-                let outcome = store
-                    .write(&batch)
+                committer
+                    .submit(batch, bytes, &mut on_done)
                     .await
                     .context("committing to the ledger")?;
-                summary.absorb(&batch, &outcome);
-                progress.inc(bytes);
             }
         }
     }
+    committer
+        .finish(&mut on_done)
+        .await
+        .context("committing to the ledger")?;
     progress.finish_and_clear();
     match reader.join() {
         Ok(result) => result?,
@@ -308,6 +317,7 @@ async fn ingest(database: &str, args: IngestArgs) -> Result<ExitCode> {
 fn read_inputs(
     files: &[String],
     defaults: &Defaults,
+    chunk_lines: usize,
     tx: &tokio::sync::mpsc::Sender<Feed>,
 ) -> Result<()> {
     for name in files {
@@ -337,7 +347,8 @@ fn read_inputs(
             label.clone(),
             defaults.clone(),
             to_micros(chrono::Utc::now()),
-        );
+        )
+        .with_chunk_lines(chunk_lines);
         let mut line = Vec::with_capacity(4096);
         let mut number = 0u64;
         let mut bytes = 0u64;

@@ -566,7 +566,8 @@ proptest! {
         bytes.truncate(cut);
         match parse_record(&bytes, &origin(), &Defaults::default(), NOW) {
             Ok(r) => prop_assert!(!r.key.is_empty()),
-            Err(e) => prop_assert!(!e.message.is_empty() && e.line == Some(7)),
+            // A flipped byte may be a newline: the error then sits on a later line.
+            Err(e) => prop_assert!(!e.message.is_empty() && e.line.is_some_and(|l| l >= 7)),
         }
     }
 }

@@ -1,5 +1,7 @@
 -- The ledger: one row per ingested record, the columns billing reads, and the
 -- raw line kept verbatim in its own table so scans over records stay narrow.
+-- record_bodies and record_iterations are written in the same transaction as
+-- their record (keyed by its seq); no foreign key, to keep bulk ingest cheap.
 -- Times are microseconds since the Unix epoch (UTC), as in the SQLite schema.
 
 create table records (
@@ -36,17 +38,16 @@ create table records (
 );
 
 create index records_account_time on records (account, recorded_at);
-create index records_time on records (recorded_at);
 create index records_container on records (container_id) where container_id is not null;
 
 create table record_bodies (
-    seq  bigint primary key references records (seq),
+    seq  bigint primary key,
     raw  text not null
 );
 
 -- usage.iterations[] entries billed on top of the top-level counters.
 create table record_iterations (
-    seq                          bigint not null references records (seq),
+    seq                          bigint not null,
     position                     bigint not null,
     kind                         text    not null,
     model                        text,

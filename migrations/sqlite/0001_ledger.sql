@@ -1,5 +1,7 @@
 -- The ledger: one row per ingested record, the columns billing reads, and the
 -- raw line kept verbatim in its own table so scans over records stay narrow.
+-- record_bodies and record_iterations are written in the same transaction as
+-- their record (keyed by its seq); no foreign key, to keep bulk ingest cheap.
 -- Times are microseconds since the Unix epoch (UTC); booleans are 0/1.
 
 create table records (
@@ -36,17 +38,16 @@ create table records (
 ) strict;
 
 create index records_account_time on records (account, recorded_at);
-create index records_time on records (recorded_at);
 create index records_container on records (container_id) where container_id is not null;
 
 create table record_bodies (
-    seq  integer primary key references records (seq),
+    seq  integer primary key,
     raw  text not null
 ) strict;
 
 -- usage.iterations[] entries billed on top of the top-level counters.
 create table record_iterations (
-    seq                          integer not null references records (seq),
+    seq                          integer not null,
     position                     integer not null,
     kind                         text    not null,
     model                        text,

@@ -15,9 +15,10 @@ use serde_json::json;
 
 use super::{ApiError, AppState};
 use crate::ingest::parse::{LineError, RejectReason, parse_record, parse_time};
+use crate::ingest::pipeline::OrderedCommitter;
 use crate::ingest::{ChunkBuilder, LineResult, Summary};
 use crate::record::{Defaults, Origin, to_micros};
-use crate::store::{NewRejection, WriteBatch};
+use crate::store::{NewRejection, StoreError, WriteBatch, WriteOutcome};
 
 #[derive(Debug, Deserialize)]
 pub struct IngestQuery {
@@ -53,7 +54,8 @@ fn declared_length(request: &Request) -> Option<u64> {
         .and_then(|v| v.parse().ok())
 }
 
-/// Commit a batch through the group-commit ledger and count it.
+/// Commit a batch through the group-commit ledger, count it, and return its
+/// per-line results.
 async fn commit(
     state: &AppState,
     batch: WriteBatch,
@@ -64,16 +66,8 @@ async fn commit(
         .submit(batch)
         .await
         .map_err(ApiError::Storage)?;
-    let mut part = Summary::default();
-    let results = part.absorb(&batch, &outcome);
-    state.metrics.count(&part);
-    summary.accepted += part.accepted;
-    summary.duplicates += part.duplicates;
-    summary.conflicts += part.conflicts;
-    summary.rejected += part.rejected;
-    summary.rejected_lines.extend(part.rejected_lines);
-    summary.conflict_lines.extend(part.conflict_lines);
-    summary.problems.extend(part.problems);
+    let results = summary.absorb(&batch, &outcome);
+    state.metrics.count(&results);
     Ok(results)
 }
 
@@ -155,10 +149,23 @@ pub async fn post_batch(
     if declared_length(&request).is_some_and(|n| n > max_total) {
         return Err(ApiError::TooLarge { limit: max_total });
     }
+    let chunk_lines = state.ledger.store().chunk_lines();
     let mut reader = LineReader::new(request.into_body(), max_line);
-    let mut builder = ChunkBuilder::new("http", defaults.clone(), now());
+    let mut builder =
+        ChunkBuilder::new("http", defaults.clone(), now()).with_chunk_lines(chunk_lines);
     let mut summary = Summary::default();
-    let mut results: Vec<LineResult> = Vec::new();
+    // Per-line results are serialised as they arrive: a compact buffer, not
+    // a growing list of structs.
+    let mut results = ResultsJson::default();
+    // Chunks commit while the next ones are read and parsed (several at once
+    // on PostgreSQL), in order. A large batch needs no group commit: it goes
+    // to the store directly.
+    let mut committer = OrderedCommitter::new(state.ledger.store().clone());
+    let mut on_done = |batch: WriteBatch, outcome: WriteOutcome, _: u64| {
+        let lines = summary.absorb(&batch, &outcome);
+        state.metrics.count(&lines);
+        results.extend(&lines);
+    };
     let mut total: u64 = 0;
     let mut too_large = false;
 
@@ -167,7 +174,7 @@ pub async fn post_batch(
             Ok(Some(item)) => item,
             Ok(None) => break,
             Err(e) => {
-                // The client went away or sent garbage framing: keep what is committed.
+                // The client went away or broke the framing: keep what is committed.
                 tracing::warn!("batch body ended early: {e}");
                 break;
             }
@@ -177,62 +184,91 @@ pub async fn post_batch(
             too_large = true;
             break;
         }
-        match item.overlong {
-            false => builder.push_line(item.number, &item.bytes),
-            true => {
-                let origin = Origin {
-                    source: "http".into(),
-                    line: item.number,
-                };
-                let error = LineError {
-                    reason: RejectReason::Malformed,
-                    message: format!(
-                        "line is longer than {max_line} bytes (the per-record limit); its first {OVERLONG_KEEP} bytes are kept"
-                    ),
-                    line: Some(item.number),
-                    column: None,
-                    field: None,
-                };
-                let mut batch = builder.take();
-                let head = item.bytes.slice(..OVERLONG_KEEP.min(item.bytes.len()));
-                batch.rejections.push(NewRejection {
-                    raw: head.to_vec(),
-                    error,
-                    origin,
-                    defaults: defaults.clone(),
-                });
-                results.extend(commit(&state, batch, &mut summary).await?);
-            }
+        if item.overlong {
+            let origin = Origin {
+                source: "http".into(),
+                line: item.number,
+            };
+            let error = LineError {
+                reason: RejectReason::Malformed,
+                message: format!(
+                    "line is longer than {max_line} bytes (the per-record limit); its first {OVERLONG_KEEP} bytes are kept"
+                ),
+                line: Some(item.number),
+                column: None,
+                field: None,
+            };
+            let head = item.bytes.slice(..OVERLONG_KEEP.min(item.bytes.len()));
+            builder.push_rejection(NewRejection {
+                raw: head.to_vec(),
+                error,
+                origin,
+                defaults: defaults.clone(),
+            });
+        } else {
+            builder.push_line(item.number, &item.bytes);
         }
         if builder.is_full() {
-            results.extend(commit(&state, builder.take(), &mut summary).await?);
+            let batch = builder.take();
             builder.set_now(now());
+            committer
+                .submit(batch, 0, &mut on_done)
+                .await
+                .map_err(storage)?;
         }
     }
     if !builder.is_empty() {
-        results.extend(commit(&state, builder.take(), &mut summary).await?);
+        committer
+            .submit(builder.take(), 0, &mut on_done)
+            .await
+            .map_err(storage)?;
     }
+    committer.finish(&mut on_done).await.map_err(storage)?;
 
-    let mut body = serde_json::to_value(&summary).unwrap_or_else(|_| json!({}));
-    if let Some(obj) = body.as_object_mut() {
-        obj.insert(
-            "results".into(),
-            serde_json::to_value(&results).unwrap_or_default(),
-        );
-        if too_large {
-            obj.insert(
-                "error".into(),
-                json!({"type": "payload_too_large", "message": format!(
-                    "body is larger than {max_total} bytes: the lines before the limit were processed (see results), the rest was not read")}),
-            );
-        }
+    let mut body = serde_json::to_vec(&summary).unwrap_or_else(|_| b"{}".to_vec());
+    body.pop(); // the closing brace: the results (and any error) follow
+    body.extend_from_slice(b",\"results\":");
+    body.extend_from_slice(&results.finish());
+    if too_large {
+        let error = json!({"type": "payload_too_large", "message": format!(
+            "body is larger than {max_total} bytes: the lines before the limit were processed (see results), the rest was not read")});
+        body.extend_from_slice(b",\"error\":");
+        body.extend_from_slice(error.to_string().as_bytes());
     }
+    body.push(b'}');
     let status = if too_large {
         StatusCode::PAYLOAD_TOO_LARGE
     } else {
         StatusCode::OK
     };
-    Ok((status, Json(body)).into_response())
+    Ok((status, [(header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+fn storage(e: StoreError) -> ApiError {
+    ApiError::Storage(e.to_string())
+}
+
+/// A JSON array written incrementally.
+#[derive(Default)]
+struct ResultsJson(Vec<u8>);
+
+impl ResultsJson {
+    fn extend(&mut self, results: &[LineResult]) {
+        for r in results {
+            self.0.push(if self.0.is_empty() { b'[' } else { b',' });
+            if serde_json::to_writer(&mut self.0, r).is_err() {
+                self.0.extend_from_slice(b"null");
+            }
+        }
+    }
+
+    fn finish(mut self) -> Vec<u8> {
+        if self.0.is_empty() {
+            self.0.push(b'[');
+        }
+        self.0.push(b']');
+        self.0
+    }
 }
 
 struct Line {

@@ -52,11 +52,16 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub fn count(&self, s: &crate::ingest::Summary) {
-        self.accepted.fetch_add(s.accepted, Ordering::Relaxed);
-        self.duplicates.fetch_add(s.duplicates, Ordering::Relaxed);
-        self.conflicts.fetch_add(s.conflicts, Ordering::Relaxed);
-        self.rejected.fetch_add(s.rejected, Ordering::Relaxed);
+    pub fn count(&self, results: &[crate::ingest::LineResult]) {
+        for r in results {
+            let counter = match r.status {
+                "recorded" => &self.accepted,
+                "duplicate" => &self.duplicates,
+                "conflict" => &self.conflicts,
+                _ => &self.rejected,
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
     }
 }
 

@@ -6,6 +6,7 @@
 //! as accepted. Memory is bounded by the chunk size, not by the input size.
 
 pub mod parse;
+pub mod pipeline;
 mod stream;
 
 use serde::Serialize;
@@ -14,8 +15,9 @@ use crate::record::{Defaults, Micros, Origin};
 use crate::store::{NewRejection, RecordOutcome, WriteBatch, WriteOutcome};
 use parse::{LineError, parse_record};
 
-/// Lines per transaction: large enough to amortise the commit (an fsync on
-/// SQLite), small enough to keep memory flat and acknowledgements prompt.
+/// Default lines per transaction: large enough to amortise the commit (an
+/// fsync on SQLite), small enough to keep memory flat and acknowledgements
+/// prompt. Stores may prefer another size ([`crate::store::Store::chunk_lines`]).
 pub const CHUNK_LINES: usize = 2000;
 /// A chunk is also cut once its raw text passes this many bytes.
 pub const CHUNK_BYTES: usize = 8 << 20;
@@ -27,6 +29,7 @@ pub struct ChunkBuilder {
     now: Micros,
     batch: WriteBatch,
     bytes: usize,
+    max_lines: usize,
 }
 
 impl ChunkBuilder {
@@ -37,7 +40,14 @@ impl ChunkBuilder {
             now,
             batch: WriteBatch::default(),
             bytes: 0,
+            max_lines: CHUNK_LINES,
         }
+    }
+
+    /// Cut chunks at `lines` lines instead of [`CHUNK_LINES`].
+    pub fn with_chunk_lines(mut self, lines: usize) -> Self {
+        self.max_lines = lines.max(1);
+        self
     }
 
     /// Parse one line. Blank lines are skipped (they are not records).
@@ -62,8 +72,14 @@ impl ChunkBuilder {
         }
     }
 
+    /// Add a line that was rejected before parsing (e.g. too long).
+    pub fn push_rejection(&mut self, rejection: NewRejection) {
+        self.bytes += rejection.raw.len();
+        self.batch.rejections.push(rejection);
+    }
+
     pub fn is_full(&self) -> bool {
-        self.batch.len() >= CHUNK_LINES || self.bytes >= CHUNK_BYTES
+        self.batch.len() >= self.max_lines || self.bytes >= CHUNK_BYTES
     }
 
     pub fn is_empty(&self) -> bool {

@@ -150,6 +150,17 @@ pub struct LedgerCounts {
 pub trait Store: Send + Sync + 'static {
     fn backend(&self) -> Backend;
 
+    /// How many [`Store::write`] calls may usefully run at once (SQLite has
+    /// one writer; PostgreSQL takes several).
+    fn max_parallel_writes(&self) -> usize {
+        1
+    }
+
+    /// Lines per write transaction that suit this backend.
+    fn chunk_lines(&self) -> usize {
+        crate::ingest::CHUNK_LINES
+    }
+
     /// Apply pending migrations (safe to run from several processes at once).
     async fn migrate(&self) -> Result<()>;
 

@@ -1,0 +1,96 @@
+//! Committing a stream of chunks in order, with more than one in flight when
+//! the backend can take concurrent writers (PostgreSQL).
+//!
+//! Order matters: the first occurrence of a response id is the one that
+//! stands, and the first account to use a container owns it. Two chunks run
+//! concurrently only when they share no record key and no container id;
+//! otherwise the later one waits for the earlier to commit. Results are
+//! handed back in submission order.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::Arc;
+
+use tokio::task::JoinHandle;
+
+use crate::store::{Result, Store, StoreError, WriteBatch, WriteOutcome};
+
+type Done = std::result::Result<Result<(WriteBatch, WriteOutcome)>, tokio::task::JoinError>;
+
+struct InFlight {
+    keys: HashSet<String>,
+    progress: u64,
+    task: JoinHandle<Result<(WriteBatch, WriteOutcome)>>,
+}
+
+pub struct OrderedCommitter {
+    store: Arc<dyn Store>,
+    parallel: usize,
+    inflight: VecDeque<InFlight>,
+}
+
+impl OrderedCommitter {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        let parallel = store.max_parallel_writes().max(1);
+        OrderedCommitter {
+            store,
+            parallel,
+            inflight: VecDeque::new(),
+        }
+    }
+
+    /// Start committing `batch`; `on_done` receives every batch that
+    /// finishes meanwhile (in order), with the `progress` it was submitted with.
+    pub async fn submit(
+        &mut self,
+        batch: WriteBatch,
+        progress: u64,
+        on_done: &mut impl FnMut(WriteBatch, WriteOutcome, u64),
+    ) -> Result<()> {
+        let keys: HashSet<String> = batch
+            .records
+            .iter()
+            .flat_map(|r| std::iter::once(r.key.clone()).chain(r.container_id.clone()))
+            .collect();
+        while self.inflight.len() >= self.parallel
+            || self.inflight.iter().any(|f| !f.keys.is_disjoint(&keys))
+        {
+            self.finish_one(on_done).await?;
+        }
+        let store = self.store.clone();
+        let task = tokio::spawn(async move {
+            let outcome = store.write(&batch).await?;
+            Ok((batch, outcome))
+        });
+        self.inflight.push_back(InFlight {
+            keys,
+            progress,
+            task,
+        });
+        Ok(())
+    }
+
+    /// Wait for everything in flight.
+    pub async fn finish(
+        &mut self,
+        on_done: &mut impl FnMut(WriteBatch, WriteOutcome, u64),
+    ) -> Result<()> {
+        while !self.inflight.is_empty() {
+            self.finish_one(on_done).await?;
+        }
+        Ok(())
+    }
+
+    async fn finish_one(
+        &mut self,
+        on_done: &mut impl FnMut(WriteBatch, WriteOutcome, u64),
+    ) -> Result<()> {
+        let Some(first) = self.inflight.pop_front() else {
+            return Ok(());
+        };
+        let done: Done = first.task.await;
+        let (batch, outcome) =
+            done.map_err(|e| StoreError::Invalid(format!("a write task failed: {e}")))??;
+        on_done(batch, outcome, first.progress);
+        Ok(())
+    }
+}
