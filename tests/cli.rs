@@ -296,3 +296,54 @@ fn gen_usage_is_deterministic_and_ingestible() {
     assert_eq!(a.stdout, b.stdout);
     assert_eq!(a.stdout.iter().filter(|&&c| c == b'\n').count(), 300);
 }
+
+/// Chunks of one file may commit concurrently (PostgreSQL), yet the first
+/// occurrence of an id still stands, and the first account to use a
+/// container still owns it.
+async fn first_occurrence_stands_across_concurrent_chunks(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let mut text = Vec::new();
+    tally::synth::write_ndjson(&mut text, 12_000, 5).unwrap();
+    let mut lines: Vec<String> = String::from_utf8(text)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let seed: Value = serde_json::from_str(
+        &std::fs::read_to_string(fixture_path("seed/code_execution.ndjson")).unwrap(),
+    )
+    .unwrap();
+    // Line 1: the seed record. Line 5000 (a later chunk): the same response,
+    // received again later. Line 5001: acme's container under another account.
+    let mut retry = seed.clone();
+    retry["recorded_at"] = "2025-05-24T00:00:00Z".into();
+    let mut thief = seed.clone();
+    thief["account"] = "globex".into();
+    thief["response"]["id"] = "msg_thief".into();
+    lines.insert(0, seed.to_string());
+    lines[4999] = retry.to_string();
+    lines[5000] = thief.to_string();
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), lines.join("\n")).unwrap();
+
+    let out = tally(&db, &["ingest", "--json", file.path().to_str().unwrap()]);
+    let s = json_out(&out);
+    assert_eq!(s["duplicates"], 1, "{s}");
+    assert_eq!(s["conflict_lines"], serde_json::json!([5001]), "{s}");
+    let store = db.store().await;
+    let r = store
+        .record("msg_01BqK2v4FnRs4xTjgL8EuZxz")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        r.recorded_at, 1_748_031_211_000_000,
+        "the first envelope stands"
+    );
+    assert!(store.record("msg_thief").await.unwrap().is_none());
+}
+
+mod ordering {
+    use super::*;
+    on_both_backends!(first_occurrence_stands_across_concurrent_chunks);
+}

@@ -423,3 +423,100 @@ fn migration_folders_have_the_same_versions() {
         .collect();
     assert_eq!(versions, tally::migrations::versions());
 }
+
+/// A real store whose writes of batches holding `slow_key` take a while, so
+/// a later batch would overtake them if the committer let it.
+struct SlowFor {
+    inner: Arc<dyn Store>,
+    slow_key: String,
+}
+
+#[async_trait::async_trait]
+impl Store for SlowFor {
+    fn backend(&self) -> tally::store::Backend {
+        self.inner.backend()
+    }
+    fn max_parallel_writes(&self) -> usize {
+        4
+    }
+    async fn migrate(&self) -> tally::store::Result<()> {
+        self.inner.migrate().await
+    }
+    async fn write(&self, batch: &WriteBatch) -> tally::store::Result<tally::store::WriteOutcome> {
+        if batch.records.iter().any(|r| r.key == self.slow_key) && batch.records.len() > 1 {
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        }
+        self.inner.write(batch).await
+    }
+    async fn rejected_list(
+        &self,
+        all: bool,
+        limit: i64,
+    ) -> tally::store::Result<Vec<tally::store::Rejected>> {
+        self.inner.rejected_list(all, limit).await
+    }
+    async fn rejected_get(&self, id: i64) -> tally::store::Result<Option<tally::store::Rejected>> {
+        self.inner.rejected_get(id).await
+    }
+    async fn rejected_mark_retried(&self, id: i64) -> tally::store::Result<()> {
+        self.inner.rejected_mark_retried(id).await
+    }
+    async fn record(&self, key: &str) -> tally::store::Result<Option<tally::store::StoredRecord>> {
+        self.inner.record(key).await
+    }
+    async fn counts(&self) -> tally::store::Result<tally::store::LedgerCounts> {
+        self.inner.counts().await
+    }
+    async fn ping(&self) -> tally::store::Result<()> {
+        self.inner.ping().await
+    }
+}
+
+async fn ordered_committer_never_lets_a_later_chunk_overtake(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let seed = fixture("seed/code_execution.ndjson");
+    let key = "msg_01BqK2v4FnRs4xTjgL8EuZxz";
+    let store: Arc<dyn Store> = Arc::new(SlowFor {
+        inner: db.store().await,
+        slow_key: key.into(),
+    });
+    let first = format!(
+        "{}\n{}",
+        seed.trim_end(),
+        fixture("seed/files_preloaded.ndjson").trim_end()
+    );
+    let later = edit(&seed, |v| v["recorded_at"] = "2025-06-01T00:00:00Z".into());
+
+    let mut committer = tally::ingest::pipeline::OrderedCommitter::new(store.clone());
+    let mut order = Vec::new();
+    let mut on_done = |b: WriteBatch, o: tally::store::WriteOutcome, tag: u64| {
+        order.push((tag, b.records.len(), statuses(&o.records)))
+    };
+    committer
+        .submit(batch(&first), 1, &mut on_done)
+        .await
+        .unwrap();
+    committer
+        .submit(batch(&later), 2, &mut on_done)
+        .await
+        .unwrap();
+    committer.finish(&mut on_done).await.unwrap();
+
+    assert_eq!(
+        order,
+        [
+            (1, 2, vec!["recorded", "recorded"]),
+            (2, 1, vec!["duplicate"])
+        ]
+    );
+    let r = store.record(key).await.unwrap().unwrap();
+    assert_eq!(
+        r.recorded_at, 1_748_031_211_000_000,
+        "the first envelope stands"
+    );
+}
+
+mod ordering {
+    use super::*;
+    on_both_backends!(ordered_committer_never_lets_a_later_chunk_overtake);
+}
