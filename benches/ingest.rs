@@ -66,8 +66,17 @@ fn cli_run(label: &str, database: &str, file: &Path, records: u64) -> Run {
     let peak = wait_sampling(&mut child);
     let seconds = start.elapsed().as_secs_f64();
     let summary: serde_json::Value = serde_json::from_str(&reader.join().unwrap()).unwrap();
-    assert_eq!(summary["accepted"].as_u64(), Some(records), "{label}: {summary}");
-    Run { label: label.into(), records, seconds, peak_kib: peak }
+    assert_eq!(
+        summary["accepted"].as_u64(),
+        Some(records),
+        "{label}: {summary}"
+    );
+    Run {
+        label: label.into(),
+        records,
+        seconds,
+        peak_kib: peak,
+    }
 }
 
 fn http_run(label: &str, database: &str, body: Vec<u8>, records: u64) -> Run {
@@ -94,7 +103,10 @@ fn http_run(label: &str, database: &str, body: Vec<u8>, records: u64) -> Run {
         }
         peak
     });
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let start = Instant::now();
     let summary: serde_json::Value = rt.block_on(async {
         reqwest::Client::new()
@@ -112,7 +124,12 @@ fn http_run(label: &str, database: &str, body: Vec<u8>, records: u64) -> Run {
     let _ = server.kill();
     let _ = server.wait();
     let peak = sampler.join().unwrap();
-    Run { label: label.into(), records, seconds, peak_kib: peak }
+    Run {
+        label: label.into(),
+        records,
+        seconds,
+        peak_kib: peak,
+    }
 }
 
 struct PgDb {
@@ -132,23 +149,35 @@ impl PgDb {
                 .await
                 .unwrap();
         });
-        PgDb { server: server.into(), name }
+        PgDb {
+            server: server.into(),
+            name,
+        }
     }
     fn url(&self) -> String {
         format!("{}/{}", self.server, self.name)
     }
     fn drop_with(self, rt: &tokio::runtime::Runtime) {
         rt.block_on(async {
-            let mut conn = sqlx::PgConnection::connect(&format!("{}/postgres", self.server)).await.unwrap();
-            let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!("drop database if exists {} with (force)", self.name)))
-                .execute(&mut conn)
-                .await;
+            let mut conn = sqlx::PgConnection::connect(&format!("{}/postgres", self.server))
+                .await
+                .unwrap();
+            let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                "drop database if exists {} with (force)",
+                self.name
+            )))
+            .execute(&mut conn)
+            .await;
         });
     }
 }
 
 fn rand_suffix() -> u128 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() % 1_000_000
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+        % 1_000_000
 }
 
 fn main() {
@@ -156,16 +185,32 @@ fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         return;
     }
-    let records: u64 = std::env::var("TALLY_BENCH_RECORDS").ok().and_then(|v| v.parse().ok()).unwrap_or(200_000);
-    let pg = std::env::var("TALLY_BENCH_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let records: u64 = std::env::var("TALLY_BENCH_RECORDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200_000);
+    let pg = std::env::var("TALLY_BENCH_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
 
     let full = dir.path().join("usage.ndjson");
     let quarter = dir.path().join("usage_quarter.ndjson");
-    tally::synth::write_ndjson(std::io::BufWriter::new(std::fs::File::create(&full).unwrap()), records, 1).unwrap();
-    tally::synth::write_ndjson(std::io::BufWriter::new(std::fs::File::create(&quarter).unwrap()), records / 4, 1)
-        .unwrap();
+    tally::synth::write_ndjson(
+        std::io::BufWriter::new(std::fs::File::create(&full).unwrap()),
+        records,
+        1,
+    )
+    .unwrap();
+    tally::synth::write_ndjson(
+        std::io::BufWriter::new(std::fs::File::create(&quarter).unwrap()),
+        records / 4,
+        1,
+    )
+    .unwrap();
     let bytes = std::fs::metadata(&full).unwrap().len();
     eprintln!("generated {records} records ({:.0} MB)", bytes as f64 / 1e6);
 
@@ -173,18 +218,38 @@ fn main() {
     let sqlite = |name: &str| format!("sqlite://{}", dir.path().join(name).display());
 
     runs.push(cli_run("CLI → SQLite", &sqlite("cli.db"), &full, records));
-    runs.push(cli_run("CLI → SQLite (¼ file)", &sqlite("cli_q.db"), &quarter, records / 4));
+    runs.push(cli_run(
+        "CLI → SQLite (¼ file)",
+        &sqlite("cli_q.db"),
+        &quarter,
+        records / 4,
+    ));
     let db = PgDb::create(&pg, &rt);
     runs.push(cli_run("CLI → PostgreSQL", &db.url(), &full, records));
     db.drop_with(&rt);
     let db = PgDb::create(&pg, &rt);
-    runs.push(cli_run("CLI → PostgreSQL (¼ file)", &db.url(), &quarter, records / 4));
+    runs.push(cli_run(
+        "CLI → PostgreSQL (¼ file)",
+        &db.url(),
+        &quarter,
+        records / 4,
+    ));
     db.drop_with(&rt);
 
     let body = std::fs::read(&full).unwrap();
-    runs.push(http_run("HTTP batch → SQLite", &sqlite("http.db"), body.clone(), records));
+    runs.push(http_run(
+        "HTTP batch → SQLite",
+        &sqlite("http.db"),
+        body.clone(),
+        records,
+    ));
     let db = PgDb::create(&pg, &rt);
-    runs.push(http_run("HTTP batch → PostgreSQL", &db.url(), body, records));
+    runs.push(http_run(
+        "HTTP batch → PostgreSQL",
+        &db.url(),
+        body,
+        records,
+    ));
     db.drop_with(&rt);
 
     println!("| path | records | seconds | records/s | peak memory |");

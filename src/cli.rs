@@ -234,7 +234,7 @@ fn defaults(account: Option<String>, recorded_at: Option<&str>) -> Result<Defaul
 
 /// What the reader thread sends to the writer.
 enum Feed {
-    File { name: String, len: Option<u64> },
+    File { name: String },
     Chunk { batch: WriteBatch, bytes: u64 },
 }
 
@@ -250,7 +250,15 @@ async fn ingest(database: &str, args: IngestArgs) -> Result<ExitCode> {
         .iter()
         .filter_map(|f| std::fs::metadata(f).ok().map(|m| m.len()))
         .sum();
-    let progress = if std::io::stderr().is_terminal() {
+    let progress = if std::io::stderr().is_terminal() && args.files.iter().any(|f| f == "-") {
+        // Standard input has no known length: show a running byte count.
+        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {msg} {bytes} {bytes_per_sec}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
+        bar
+    } else if std::io::stderr().is_terminal() {
         let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
         bar.set_style(
             ProgressStyle::with_template(
@@ -278,12 +286,7 @@ async fn ingest(database: &str, args: IngestArgs) -> Result<ExitCode> {
     };
     while let Some(feed) = rx.recv().await {
         match feed {
-            Feed::File { name, len } => {
-                progress.set_message(name);
-                if len.is_none() {
-                    progress.set_length(0);
-                }
-            }
+            Feed::File { name } => progress.set_message(name),
             Feed::Chunk { batch, bytes } => {
                 committer
                     .submit(batch, bytes, &mut on_done)
@@ -321,12 +324,10 @@ fn read_inputs(
     tx: &tokio::sync::mpsc::Sender<Feed>,
 ) -> Result<()> {
     for name in files {
-        let (input, len): (Box<dyn Read>, Option<u64>) = if name == "-" {
-            (Box::new(std::io::stdin()), None)
+        let input: Box<dyn Read> = if name == "-" {
+            Box::new(std::io::stdin())
         } else {
-            let file = std::fs::File::open(name).with_context(|| format!("opening {name}"))?;
-            let len = file.metadata().ok().map(|m| m.len());
-            (Box::new(file), len)
+            Box::new(std::fs::File::open(name).with_context(|| format!("opening {name}"))?)
         };
         let label = if name == "-" {
             "stdin".to_owned()
@@ -336,7 +337,6 @@ fn read_inputs(
         if tx
             .blocking_send(Feed::File {
                 name: label.clone(),
-                len,
             })
             .is_err()
         {

@@ -125,4 +125,59 @@ async fn two_servers_one_database(backend: Backend) {
     assert_eq!(db.store().await.counts().await.unwrap().records, 3000);
 }
 
-on_both_backends!(two_servers_one_database);
+/// `kill -9` in the middle of an ingest: what was committed is whole
+/// chunks, and running the same file again completes it without counting
+/// anything twice.
+async fn killed_mid_ingest_loses_nothing_and_retry_counts_once(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("usage.ndjson");
+    let total = 40_000u64;
+    tally::synth::write_ndjson(std::fs::File::create(&file).unwrap(), total, 21).unwrap();
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tally"))
+        .args(["--database", &db.url, "ingest", "--json"])
+        .arg(&file)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill it as soon as the first commits are visible.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while store.counts().await.unwrap().records == 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let committed = store.counts().await.unwrap().records as u64;
+    assert!(
+        committed > 0 && committed < total,
+        "killed mid-way: {committed} of {total}"
+    );
+    let chunk = store.chunk_lines() as u64;
+    assert_eq!(
+        committed % chunk,
+        0,
+        "only whole chunks are committed ({committed})"
+    );
+
+    let out = Command::new(env!("CARGO_BIN_EXE_tally"))
+        .args(["--database", &db.url, "ingest", "--json"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        summary["accepted"].as_u64(),
+        Some(total - committed),
+        "{summary}"
+    );
+    assert_eq!(summary["duplicates"].as_u64(), Some(committed));
+    assert_eq!(store.counts().await.unwrap().records as u64, total);
+}
+
+on_both_backends!(
+    two_servers_one_database,
+    killed_mid_ingest_loses_nothing_and_retry_counts_once
+);

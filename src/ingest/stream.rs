@@ -158,11 +158,13 @@ fn apply_delta(
     delta: &Map<String, Value>,
     json: Option<&mut String>,
 ) {
-    let append = |block: &mut Map<String, Value>, field: &str, piece: &str| {
-        let current = block.get(field).and_then(Value::as_str).unwrap_or_default();
-        let joined = format!("{current}{piece}");
-        block.insert(field.into(), Value::String(joined));
-    };
+    let append =
+        |block: &mut Map<String, Value>, field: &str, piece: &str| match block.get_mut(field) {
+            Some(Value::String(text)) => text.push_str(piece),
+            _ => {
+                block.insert(field.into(), Value::String(piece.to_owned()));
+            }
+        };
     match delta.get("type").and_then(Value::as_str) {
         Some("text_delta") => {
             if let Some(t) = delta.get("text").and_then(Value::as_str) {

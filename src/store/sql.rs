@@ -55,7 +55,15 @@ macro_rules! rejected_from_row {
         let line: Option<i64> = row.try_get("line_number")?;
         let column: Option<i64> = row.try_get("column_number")?;
         let field: Option<String> = row.try_get("field")?;
-        let error = $crate::store::sql::describe(line, column, field.as_deref(), &message);
+        let error = $crate::ingest::parse::LineError {
+            reason: $crate::ingest::parse::RejectReason::parse(&reason)
+                .unwrap_or($crate::ingest::parse::RejectReason::Invalid),
+            message,
+            line: line.map(|v| v as u64),
+            column: column.map(|v| v as u64),
+            field: field.clone(),
+        }
+        .to_string();
         Ok::<_, $crate::store::StoreError>($crate::store::Rejected {
             id: row.try_get("id")?,
             time: $crate::store::sql::rfc3339(first_seen),
@@ -124,23 +132,4 @@ pub fn rejection_hash(r: &super::NewRejection) -> String {
 
 pub fn rfc3339(us: i64) -> String {
     crate::record::from_micros(us).to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
-}
-
-pub fn describe(
-    line: Option<i64>,
-    column: Option<i64>,
-    field: Option<&str>,
-    message: &str,
-) -> String {
-    let mut out = String::new();
-    match (line, column) {
-        (Some(l), Some(c)) => out.push_str(&format!("line {l}, column {c}: ")),
-        (Some(l), None) => out.push_str(&format!("line {l}: ")),
-        _ => {}
-    }
-    if let Some(f) = field {
-        out.push_str(&format!("field `{f}`: "));
-    }
-    out.push_str(message);
-    out
 }
