@@ -199,6 +199,29 @@ async fn batch_reports_every_line_and_keeps_the_good_ones(backend: Backend) {
     );
     assert_eq!(body["results"][1]["error"]["column"], 1264);
     assert_eq!(server.store.counts().await.unwrap().records, 3);
+
+    // For very large batches the results can be cut down to the problems.
+    let again = [
+        good.trim_end(),
+        fixture("seed/trailing_comma.ndjson").trim_end(),
+    ]
+    .join("\n");
+    let (_, body) = post(&server, "/v1/usage/batch?results=problems", again.clone()).await;
+    let lines: Vec<u64> = body["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["line"].as_u64().unwrap())
+        .collect();
+    assert_eq!(lines, [2]);
+    assert_eq!(
+        (body["duplicates"].as_u64(), body["rejected"].as_u64()),
+        (Some(1), Some(1))
+    );
+    let (_, body) = post(&server, "/v1/usage/batch?results=none", again.clone()).await;
+    assert_eq!(body["results"], json!([]));
+    let (status, _) = post(&server, "/v1/usage/batch?results=some", again).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
 }
 
 async fn large_batch_with_account_default(backend: Backend) {

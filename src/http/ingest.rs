@@ -24,6 +24,9 @@ use crate::store::{NewRejection, StoreError, WriteBatch, WriteOutcome};
 pub struct IngestQuery {
     account: Option<String>,
     recorded_at: Option<String>,
+    /// Batch only: which lines `results` lists: `all` (default), `problems`
+    /// (conflicts and rejections only: for very large batches), or `none`.
+    results: Option<String>,
 }
 
 impl IngestQuery {
@@ -40,6 +43,24 @@ impl IngestQuery {
             recorded_at,
         })
     }
+
+    fn results_mode(&self) -> Result<ResultsMode, ApiError> {
+        match self.results.as_deref() {
+            None | Some("all") => Ok(ResultsMode::All),
+            Some("problems") => Ok(ResultsMode::Problems),
+            Some("none") => Ok(ResultsMode::None),
+            Some(other) => Err(ApiError::BadRequest(format!(
+                "query parameter results={other:?}: expected all, problems or none"
+            ))),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ResultsMode {
+    All,
+    Problems,
+    None,
 }
 
 fn now() -> i64 {
@@ -156,7 +177,7 @@ pub async fn post_batch(
     let mut summary = Summary::default();
     // Per-line results are serialised as they arrive: a compact buffer, not
     // a growing list of structs.
-    let mut results = ResultsJson::default();
+    let mut results = ResultsJson::new(query.results_mode()?);
     // Chunks commit while the next ones are read and parsed (several at once
     // on PostgreSQL), in order. A large batch needs no group commit: it goes
     // to the store directly.
@@ -248,26 +269,44 @@ fn storage(e: StoreError) -> ApiError {
     ApiError::Storage(e.to_string())
 }
 
-/// A JSON array written incrementally.
-#[derive(Default)]
-struct ResultsJson(Vec<u8>);
+/// A JSON array written incrementally, keeping the lines the mode asks for.
+struct ResultsJson {
+    mode: ResultsMode,
+    json: Vec<u8>,
+}
 
 impl ResultsJson {
+    fn new(mode: ResultsMode) -> Self {
+        ResultsJson {
+            mode,
+            json: Vec::new(),
+        }
+    }
+
     fn extend(&mut self, results: &[LineResult]) {
         for r in results {
-            self.0.push(if self.0.is_empty() { b'[' } else { b',' });
-            if serde_json::to_writer(&mut self.0, r).is_err() {
-                self.0.extend_from_slice(b"null");
+            let keep = match self.mode {
+                ResultsMode::All => true,
+                ResultsMode::Problems => !matches!(r.status, "recorded" | "duplicate"),
+                ResultsMode::None => false,
+            };
+            if !keep {
+                continue;
+            }
+            self.json
+                .push(if self.json.is_empty() { b'[' } else { b',' });
+            if serde_json::to_writer(&mut self.json, r).is_err() {
+                self.json.extend_from_slice(b"null");
             }
         }
     }
 
     fn finish(mut self) -> Vec<u8> {
-        if self.0.is_empty() {
-            self.0.push(b'[');
+        if self.json.is_empty() {
+            self.json.push(b'[');
         }
-        self.0.push(b']');
-        self.0
+        self.json.push(b']');
+        self.json
     }
 }
 
