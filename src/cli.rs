@@ -11,11 +11,13 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use crate::billing::{self, Period, render};
 use crate::http::{self, AppState, ServeConfig};
 use crate::ingest::parse::{parse_record, parse_time};
 use crate::ingest::pipeline::OrderedCommitter;
 use crate::ingest::{ChunkBuilder, Summary};
 use crate::ledger::Ledger;
+use crate::pricing::PriceBook;
 use crate::record::{Defaults, Origin, to_micros};
 use crate::store::{self, RecordOutcome, Store, WriteBatch, WriteOutcome};
 
@@ -50,6 +52,12 @@ pub enum Command {
     /// Inspect and retry lines that were not recorded.
     #[command(subcommand)]
     Rejected(RejectedCommand),
+    /// An account's invoice for a period (a draft until finalized).
+    Invoice(InvoiceArgs),
+    /// Every account's invoice for a period in one document.
+    Invoices(InvoicesArgs),
+    /// The price book: the version in force (or at --at), or `import FILE`.
+    Prices(PricesArgs),
     /// Write synthetic usage records (NDJSON) for benchmarks and trials.
     #[command(hide = true)]
     GenUsage(GenArgs),
@@ -115,6 +123,49 @@ pub enum RejectedCommand {
     },
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Json,
+    Csv,
+}
+
+#[derive(Debug, Args)]
+pub struct InvoiceArgs {
+    #[arg(long)]
+    pub account: String,
+    /// The month, YYYY-MM.
+    #[arg(long)]
+    pub period: String,
+    #[arg(long, value_enum, default_value_t = Format::Json)]
+    pub format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct InvoicesArgs {
+    /// The month, YYYY-MM.
+    #[arg(long)]
+    pub period: String,
+    #[arg(long, value_enum, default_value_t = Format::Csv)]
+    pub format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct PricesArgs {
+    /// Show the version in force on this date (YYYY-MM-DD); default: today.
+    #[arg(long)]
+    pub at: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Option<PricesCommand>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PricesCommand {
+    /// Validate a price book file and make it the book in force.
+    Import { file: PathBuf },
+}
+
 #[derive(Debug, Args)]
 pub struct GenArgs {
     /// How many records.
@@ -140,6 +191,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Ingest(args) => ingest(&cli.database, args).await,
         Command::Rejected(cmd) => rejected(&cli.database, cmd).await,
+        Command::Invoice(args) => invoice(&cli.database, args).await,
+        Command::Invoices(args) => invoices(&cli.database, args).await,
+        Command::Prices(args) => prices(&cli.database, args).await,
         Command::GenUsage(args) => {
             let out: Box<dyn Write> = match &args.out {
                 Some(p) => Box::new(
@@ -501,4 +555,134 @@ async fn rejected(database: &str, cmd: RejectedCommand) -> Result<ExitCode> {
             }
         }
     }
+}
+
+async fn invoice(database: &str, args: InvoiceArgs) -> Result<ExitCode> {
+    let period = Period::parse(&args.period).map_err(|m| anyhow::anyhow!("--period: {m}"))?;
+    crate::record::validate_account(&args.account)
+        .map_err(|m| anyhow::anyhow!("--account {:?} {m}", args.account))?;
+    let store = open_store(database).await?;
+    let book = billing::current_book(store.as_ref()).await?;
+    let invoice = billing::draft_invoice(store.as_ref(), &book, &args.account, period).await?;
+    match args.format {
+        Format::Json => print!("{}", render::json(&invoice)),
+        Format::Csv => print!("{}", render::csv(&invoice)),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn invoices(database: &str, args: InvoicesArgs) -> Result<ExitCode> {
+    let period = Period::parse(&args.period).map_err(|m| anyhow::anyhow!("--period: {m}"))?;
+    let store = open_store(database).await?;
+    let book = billing::current_book(store.as_ref()).await?;
+    let all = billing::draft_invoices(store.as_ref(), &book, period).await?;
+    match args.format {
+        Format::Csv => print!("{}", render::csv_document(&all)),
+        Format::Json => println!("{}", serde_json::to_string_pretty(&all)?),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn prices(database: &str, args: PricesArgs) -> Result<ExitCode> {
+    let store = open_store(database).await?;
+    if let Some(PricesCommand::Import { file }) = args.command {
+        let text = std::fs::read_to_string(&file)
+            .with_context(|| format!("reading {}", file.display()))?;
+        let book = match PriceBook::parse(&text) {
+            Ok(book) => book,
+            Err(e) => {
+                eprintln!(
+                    "error: {}: {e}; the price book in force is unchanged",
+                    file.display()
+                );
+                return Ok(ExitCode::FAILURE);
+            }
+        };
+        let id = store
+            .import_price_book(&file.display().to_string(), &text)
+            .await?;
+        println!(
+            "imported price book #{id} from {}: {} versions, {} to {}",
+            file.display(),
+            book.versions().len(),
+            book.versions()
+                .first()
+                .map(|v| v.label())
+                .unwrap_or_default(),
+            book.versions()
+                .last()
+                .map(|v| v.label())
+                .unwrap_or_default()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let at = match &args.at {
+        Some(d) => chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d")
+            .map_err(|_| anyhow::anyhow!("--at {d:?}: expected a date, YYYY-MM-DD"))?,
+        None => chrono::Utc::now().date_naive(),
+    };
+    let book = billing::current_book(store.as_ref()).await?;
+    let Some(v) = book.version_at(at) else {
+        bail!("no price-book version is in force on {at}");
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(v)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("price book version {} (in force on {at})", v.label());
+    if let Some(s) = &v.summary {
+        println!("  {s}");
+    }
+    println!("  source: {}", v.source);
+    println!(
+        "  batch discount {}; web search ${} per request; containers ${} per hour, minimum {} s; free {} h per {:?} ({:?}); code execution free with new web tools: {}",
+        v.batch_discount,
+        v.web_search_per_request,
+        v.container_hour,
+        v.container_minimum_seconds,
+        v.free_container_hours,
+        v.free_allowance_period,
+        v.free_allowance_scope,
+        v.web_tools_make_code_execution_free
+    );
+    println!();
+    println!(
+        "{:<28} {:>8} {:>8} {:>9} {:>9} {:>9}  notes (USD per million tokens)",
+        "model", "input", "output", "write 5m", "write 1h", "read"
+    );
+    for m in &v.models {
+        let r = &m.rates;
+        let mut notes = Vec::new();
+        if !m.aliases.is_empty() {
+            notes.push(format!("aliases {}", m.aliases.join(", ")));
+        }
+        for t in &m.tiers {
+            notes.push(format!(
+                "above {} input tokens: {}/{}/{}/{}/{}",
+                t.above_input_tokens,
+                t.rates.input,
+                t.rates.output,
+                t.rates.cache_write_5m,
+                t.rates.cache_write_1h,
+                t.rates.cache_read
+            ));
+        }
+        if let Some(x) = m.us_multiplier {
+            notes.push(format!("US-only inference x{x}"));
+        }
+        if let Some(f) = &m.fast {
+            notes.push(format!("fast {}/{}", f.input, f.output));
+        }
+        println!(
+            "{:<28} {:>8} {:>8} {:>9} {:>9} {:>9}  {}",
+            m.id,
+            r.input,
+            r.output,
+            r.cache_write_5m,
+            r.cache_write_1h,
+            r.cache_read,
+            notes.join("; ")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -8,11 +8,13 @@
 //! - [`http`]: the axum API; [`cli`]: the command line;
 //! - [`migrations`]: embedded schema migrations; [`synth`]: synthetic data.
 
+pub mod billing;
 pub mod cli;
 pub mod http;
 pub mod ingest;
 pub mod ledger;
 pub mod migrations;
+pub mod pricing;
 pub mod record;
 pub mod store;
 pub mod synth;

@@ -6,12 +6,20 @@ use sqlx::SqlSafeStr;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 
 /// `(version, description, sqlite sql, postgres sql)`, in order.
-const MIGRATIONS: &[(i64, &str, &str, &str)] = &[(
-    1,
-    "ledger",
-    include_str!("../migrations/sqlite/0001_ledger.sql"),
-    include_str!("../migrations/postgres/0001_ledger.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
+    (
+        1,
+        "ledger",
+        include_str!("../migrations/sqlite/0001_ledger.sql"),
+        include_str!("../migrations/postgres/0001_ledger.sql"),
+    ),
+    (
+        2,
+        "price books",
+        include_str!("../migrations/sqlite/0002_price_books.sql"),
+        include_str!("../migrations/postgres/0002_price_books.sql"),
+    ),
+];
 
 /// Version numbers of the embedded migrations.
 pub fn versions() -> Vec<i64> {

@@ -432,15 +432,9 @@ struct SlowFor {
 }
 
 #[async_trait::async_trait]
-impl Store for SlowFor {
-    fn backend(&self) -> tally::store::Backend {
-        self.inner.backend()
-    }
+impl tally::ingest::pipeline::BatchWriter for SlowFor {
     fn max_parallel_writes(&self) -> usize {
         4
-    }
-    async fn migrate(&self) -> tally::store::Result<()> {
-        self.inner.migrate().await
     }
     async fn write(&self, batch: &WriteBatch) -> tally::store::Result<tally::store::WriteOutcome> {
         if batch.records.iter().any(|r| r.key == self.slow_key) && batch.records.len() > 1 {
@@ -448,36 +442,15 @@ impl Store for SlowFor {
         }
         self.inner.write(batch).await
     }
-    async fn rejected_list(
-        &self,
-        all: bool,
-        limit: i64,
-    ) -> tally::store::Result<Vec<tally::store::Rejected>> {
-        self.inner.rejected_list(all, limit).await
-    }
-    async fn rejected_get(&self, id: i64) -> tally::store::Result<Option<tally::store::Rejected>> {
-        self.inner.rejected_get(id).await
-    }
-    async fn rejected_mark_retried(&self, id: i64) -> tally::store::Result<()> {
-        self.inner.rejected_mark_retried(id).await
-    }
-    async fn record(&self, key: &str) -> tally::store::Result<Option<tally::store::StoredRecord>> {
-        self.inner.record(key).await
-    }
-    async fn counts(&self) -> tally::store::Result<tally::store::LedgerCounts> {
-        self.inner.counts().await
-    }
-    async fn ping(&self) -> tally::store::Result<()> {
-        self.inner.ping().await
-    }
 }
 
 async fn ordered_committer_never_lets_a_later_chunk_overtake(backend: Backend) {
     let db = TestDb::new(backend).await;
     let seed = fixture("seed/code_execution.ndjson");
     let key = "msg_01BqK2v4FnRs4xTjgL8EuZxz";
-    let store: Arc<dyn Store> = Arc::new(SlowFor {
-        inner: db.store().await,
+    let store = db.store().await;
+    let slow = Arc::new(SlowFor {
+        inner: store.clone(),
         slow_key: key.into(),
     });
     let first = format!(
@@ -487,7 +460,7 @@ async fn ordered_committer_never_lets_a_later_chunk_overtake(backend: Backend) {
     );
     let later = edit(&seed, |v| v["recorded_at"] = "2025-06-01T00:00:00Z".into());
 
-    let mut committer = tally::ingest::pipeline::OrderedCommitter::new(store.clone());
+    let mut committer = tally::ingest::pipeline::OrderedCommitter::new(slow);
     let mut order = Vec::new();
     let mut on_done = |b: WriteBatch, o: tally::store::WriteOutcome, tag: u64| {
         order.push((tag, b.records.len(), statuses(&o.records)))

@@ -10,9 +10,27 @@
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 
+use async_trait::async_trait;
 use tokio::task::JoinHandle;
 
 use crate::store::{Result, Store, StoreError, WriteBatch, WriteOutcome};
+
+/// What the committer needs of a store: writing, and how many writes may overlap.
+#[async_trait]
+pub trait BatchWriter: Send + Sync + 'static {
+    fn max_parallel_writes(&self) -> usize;
+    async fn write(&self, batch: &WriteBatch) -> Result<WriteOutcome>;
+}
+
+#[async_trait]
+impl<S: Store + ?Sized> BatchWriter for S {
+    fn max_parallel_writes(&self) -> usize {
+        Store::max_parallel_writes(self)
+    }
+    async fn write(&self, batch: &WriteBatch) -> Result<WriteOutcome> {
+        Store::write(self, batch).await
+    }
+}
 
 type Done = std::result::Result<Result<(WriteBatch, WriteOutcome)>, tokio::task::JoinError>;
 
@@ -22,14 +40,14 @@ struct InFlight {
     task: JoinHandle<Result<(WriteBatch, WriteOutcome)>>,
 }
 
-pub struct OrderedCommitter {
-    store: Arc<dyn Store>,
+pub struct OrderedCommitter<W: BatchWriter + ?Sized> {
+    store: Arc<W>,
     parallel: usize,
     inflight: VecDeque<InFlight>,
 }
 
-impl OrderedCommitter {
-    pub fn new(store: Arc<dyn Store>) -> Self {
+impl<W: BatchWriter + ?Sized> OrderedCommitter<W> {
+    pub fn new(store: Arc<W>) -> Self {
         let parallel = store.max_parallel_writes().max(1);
         OrderedCommitter {
             store,

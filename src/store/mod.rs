@@ -138,6 +138,44 @@ pub struct StoredRecord {
     pub raw: String,
 }
 
+/// What to aggregate: records with `from <= recorded_at < to`, of one
+/// account or all, bucketed by how many of `thresholds` their total input
+/// (input + cache writes + cache reads) exceeds.
+#[derive(Debug, Clone)]
+pub struct UsageQuery {
+    pub account: Option<String>,
+    pub from: Micros,
+    pub to: Micros,
+    pub thresholds: Vec<i64>,
+}
+
+/// Summed usage of the records that share every billing-relevant trait.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageGroup {
+    pub account: String,
+    pub model: Option<String>,
+    /// UTC day number (days since 1970-01-01).
+    pub day: i64,
+    pub batch: bool,
+    pub fast: bool,
+    pub us: bool,
+    /// How many of the query's thresholds the records' total input exceeds.
+    pub bucket: i64,
+    pub records: i64,
+    pub usage: crate::record::Usage,
+}
+
+/// A record that may make its container billable (it used code execution or
+/// preloaded files), as the container-time rules read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerRecord {
+    pub container_id: String,
+    pub account: String,
+    pub recorded_at: Micros,
+    pub started_at: Option<Micros>,
+    pub web_tools_20260209: bool,
+}
+
 /// Counts over the whole ledger (health, metrics, tests).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct LedgerCounts {
@@ -178,6 +216,28 @@ pub trait Store: Send + Sync + 'static {
     async fn record(&self, key: &str) -> Result<Option<StoredRecord>>;
 
     async fn counts(&self) -> Result<LedgerCounts>;
+
+    /// Token usage of message records, summed in the database.
+    async fn usage_groups(&self, q: &UsageQuery) -> Result<Vec<UsageGroup>>;
+
+    /// Usage of `usage.iterations[]` entries billed on top (priced at their own model).
+    async fn iteration_groups(&self, q: &UsageQuery) -> Result<Vec<UsageGroup>>;
+
+    /// Code-execution and file-preload records with a container, all accounts,
+    /// `from <= recorded_at < to`, ordered by container then time.
+    async fn container_records(&self, from: Micros, to: Micros) -> Result<Vec<ContainerRecord>>;
+
+    /// Accounts with records in `[from, to)`, sorted.
+    async fn accounts(&self, from: Micros, to: Micros) -> Result<Vec<String>>;
+
+    /// Records (of every kind) of an account in `[from, to)`.
+    async fn record_count(&self, account: &str, from: Micros, to: Micros) -> Result<i64>;
+
+    /// The newest imported price book: `(id, name, toml)`.
+    async fn price_book(&self) -> Result<Option<(i64, String, String)>>;
+
+    /// Store a validated price book; it is in force from now on.
+    async fn import_price_book(&self, name: &str, toml: &str) -> Result<i64>;
 
     /// A cheap round trip, for `/healthz`.
     async fn ping(&self) -> Result<()>;

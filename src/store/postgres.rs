@@ -11,13 +11,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::postgres::{PgPoolOptions, Postgres};
-use sqlx::{PgPool, Row, Transaction};
+use sqlx::{AssertSqlSafe, PgPool, Row, Transaction};
 
-use super::sql::{bind_rejection, record_from_row, rejected_from_row};
+use super::sql::{bind_rejection, record_from_row, rejected_from_row, usage_group_from_row};
 use super::write::{WriteTx, write_batch};
 use super::{
-    Backend, LedgerCounts, NewRejection, Rejected, Result, Store, StoreError, StoredRecord,
-    WriteBatch, WriteOutcome,
+    Backend, ContainerRecord, LedgerCounts, NewRejection, Rejected, Result, Store, StoreError,
+    StoredRecord, UsageGroup, UsageQuery, WriteBatch, WriteOutcome,
 };
 use crate::migrations;
 use crate::record::{ExtraIteration, Micros, NewRecord};
@@ -44,6 +44,19 @@ impl PostgresStore {
 
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    async fn usage_query(&self, q: &UsageQuery, iterations: bool) -> Result<Vec<UsageGroup>> {
+        let sql = super::sql::usage_sql(q.thresholds.len(), iterations);
+        let mut query = sqlx::query(AssertSqlSafe(sql))
+            .bind(q.from)
+            .bind(q.to)
+            .bind(q.account.as_deref());
+        for t in &q.thresholds {
+            query = query.bind(*t);
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        rows.iter().map(|row| usage_group_from_row!(row)).collect()
     }
 }
 
@@ -398,6 +411,72 @@ impl Store for PostgresStore {
             containers: row.try_get(1)?,
             rejected_open: row.try_get(2)?,
         })
+    }
+
+    async fn usage_groups(&self, q: &UsageQuery) -> Result<Vec<UsageGroup>> {
+        self.usage_query(q, false).await
+    }
+
+    async fn iteration_groups(&self, q: &UsageQuery) -> Result<Vec<UsageGroup>> {
+        self.usage_query(q, true).await
+    }
+
+    async fn container_records(&self, from: Micros, to: Micros) -> Result<Vec<ContainerRecord>> {
+        let rows = sqlx::query(super::sql::CONTAINER_RECORDS)
+            .bind(from)
+            .bind(to)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ContainerRecord {
+                    container_id: r.try_get(0)?,
+                    account: r.try_get(1)?,
+                    recorded_at: r.try_get(2)?,
+                    started_at: r.try_get(3)?,
+                    web_tools_20260209: r.try_get::<i64, _>(4)? != 0,
+                })
+            })
+            .collect()
+    }
+
+    async fn accounts(&self, from: Micros, to: Micros) -> Result<Vec<String>> {
+        let rows = sqlx::query(super::sql::ACCOUNTS)
+            .bind(from)
+            .bind(to)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+    }
+
+    async fn record_count(&self, account: &str, from: Micros, to: Micros) -> Result<i64> {
+        let row = sqlx::query(super::sql::RECORD_COUNT)
+            .bind(account)
+            .bind(from)
+            .bind(to)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get(0)?)
+    }
+
+    async fn price_book(&self) -> Result<Option<(i64, String, String)>> {
+        let row = sqlx::query("select id, name, toml from price_books order by id desc limit 1")
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+            .transpose()
+    }
+
+    async fn import_price_book(&self, name: &str, toml: &str) -> Result<i64> {
+        let row = sqlx::query(
+            "insert into price_books (imported_at, name, toml) values ($1, $2, $3) returning id",
+        )
+        .bind(crate::record::to_micros(chrono::Utc::now()))
+        .bind(name)
+        .bind(toml)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.try_get(0)?)
     }
 
     async fn ping(&self) -> Result<()> {

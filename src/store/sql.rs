@@ -133,3 +133,91 @@ pub fn rejection_hash(r: &super::NewRejection) -> String {
 pub fn rfc3339(us: i64) -> String {
     crate::record::from_micros(us).to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
 }
+
+/// Aggregation of token usage (or of extra iterations) for billing. `$1`/`$2`
+/// bound the time, `$3` is the account or null, `$4…` the tier thresholds.
+pub(super) fn usage_sql(thresholds: usize, iterations: bool) -> String {
+    let (src, usage, model) = if iterations {
+        (
+            "record_iterations u join records r on r.seq = u.seq",
+            "u",
+            "coalesce(u.model, r.model)",
+        )
+    } else {
+        ("records r", "r", "r.model")
+    };
+    let total = format!(
+        "{usage}.input_tokens + {usage}.cache_creation_input_tokens + {usage}.cache_read_tokens"
+    );
+    let mut bucket = String::from("0");
+    for i in 0..thresholds {
+        bucket.push_str(&format!(
+            " + (case when {total} > ${} then 1 else 0 end)",
+            i + 4
+        ));
+    }
+    let (fetch, code) = if iterations {
+        ("0", "0")
+    } else {
+        ("r.web_fetch_requests", "r.code_execution_requests")
+    };
+    format!(
+        "select r.account, {model} as model, r.recorded_at / 86400000000 as day, \
+         cast(case when r.batch then 1 else 0 end as bigint) as batch, \
+         cast(case when r.speed = 'fast' then 1 else 0 end as bigint) as fast, \
+         cast(case when r.inference_geo = 'us' then 1 else 0 end as bigint) as us, \
+         cast({bucket} as bigint) as bucket, cast(count(*) as bigint) as records, \
+         cast(sum({usage}.input_tokens) as bigint) as input_tokens, \
+         cast(sum({usage}.output_tokens) as bigint) as output_tokens, \
+         cast(sum({usage}.cache_creation_input_tokens) as bigint) as cache_creation_input_tokens, \
+         cast(sum({usage}.cache_write_5m_tokens) as bigint) as cache_write_5m_tokens, \
+         cast(sum({usage}.cache_write_1h_tokens) as bigint) as cache_write_1h_tokens, \
+         cast(sum({usage}.cache_read_tokens) as bigint) as cache_read_tokens, \
+         cast(sum({usage}.web_search_requests) as bigint) as web_search_requests, \
+         cast(sum({fetch}) as bigint) as web_fetch_requests, \
+         cast(sum({code}) as bigint) as code_execution_requests \
+         from {src} where r.kind = 'message' and r.recorded_at >= $1 and r.recorded_at < $2 \
+         and (cast($3 as text) is null or r.account = $3) \
+         group by 1, 2, 3, 4, 5, 6, 7"
+    )
+}
+
+pub(super) const CONTAINER_RECORDS: &str = "select container_id, account, recorded_at, started_at, \
+    cast(case when web_tools_20260209 then 1 else 0 end as bigint) as web_tools \
+    from records where container_id is not null and kind = 'message' \
+    and (uses_code_execution or files_preloaded) and recorded_at >= $1 and recorded_at < $2 \
+    order by container_id, recorded_at";
+
+pub(super) const ACCOUNTS: &str = "select distinct account from records where recorded_at >= $1 and recorded_at < $2 order by account";
+
+pub(super) const RECORD_COUNT: &str = "select cast(count(*) as bigint) from records where account = $1 and recorded_at >= $2 and recorded_at < $3";
+
+/// Map a row of [`usage_sql`] to [`super::UsageGroup`].
+macro_rules! usage_group_from_row {
+    ($row:expr) => {{
+        use sqlx::Row as _;
+        let row = $row;
+        Ok::<_, $crate::store::StoreError>($crate::store::UsageGroup {
+            account: row.try_get("account")?,
+            model: row.try_get("model")?,
+            day: row.try_get("day")?,
+            batch: row.try_get::<i64, _>("batch")? != 0,
+            fast: row.try_get::<i64, _>("fast")? != 0,
+            us: row.try_get::<i64, _>("us")? != 0,
+            bucket: row.try_get("bucket")?,
+            records: row.try_get("records")?,
+            usage: $crate::record::Usage {
+                input_tokens: row.try_get("input_tokens")?,
+                output_tokens: row.try_get("output_tokens")?,
+                cache_creation_input_tokens: row.try_get("cache_creation_input_tokens")?,
+                cache_write_5m_tokens: row.try_get("cache_write_5m_tokens")?,
+                cache_write_1h_tokens: row.try_get("cache_write_1h_tokens")?,
+                cache_read_tokens: row.try_get("cache_read_tokens")?,
+                web_search_requests: row.try_get("web_search_requests")?,
+                web_fetch_requests: row.try_get("web_fetch_requests")?,
+                code_execution_requests: row.try_get("code_execution_requests")?,
+            },
+        })
+    }};
+}
+pub(crate) use usage_group_from_row;

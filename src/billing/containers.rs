@@ -1,0 +1,281 @@
+//! Code-execution container time (SPEC 4.2), org-wide for one period.
+//!
+//! - A record counts toward its container when it used code execution or had
+//!   files preloaded, unless its request declared web search/fetch tools of
+//!   version 20260209+ and the price-book version at its time makes code
+//!   execution free with them. A container with no such record is not billed.
+//! - Execution time: the union of the billable records' intervals
+//!   `[started_at, recorded_at]` (empty without `started_at`), rounded up to
+//!   whole seconds; billed time: at least the minimum, once per container.
+//! - A container is charged to its account on the UTC day (and in the period)
+//!   of its first billable record, at the prices in force that day.
+//! - The free allowance is shared per day or month (price-book setting)
+//!   across the organization pro rata to billed time, in whole seconds by the
+//!   largest-remainder method (ties to the account name that sorts first), or
+//!   given whole to each account (scope `account`).
+
+use std::collections::BTreeMap;
+
+use chrono::{Datelike, NaiveDate};
+use rust_decimal::Decimal;
+use rust_decimal::prelude::ToPrimitive;
+
+use super::Period;
+use crate::pricing::{AllowancePeriod, AllowanceScope, PriceBook};
+use crate::record::{Micros, from_micros};
+use crate::store::ContainerRecord;
+
+/// Containers live at most 30 days: records of a container first used in a
+/// period are found within this margin around it.
+pub const CONTAINER_LIFETIME_MICROS: Micros = 31 * 86_400 * 1_000_000;
+
+/// One container charged in the period.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChargedContainer {
+    pub container_id: String,
+    pub account: String,
+    pub day: NaiveDate,
+    /// Execution time, whole seconds, before the minimum.
+    pub execution_seconds: i64,
+    /// Billed seconds: `max(execution, minimum)`.
+    pub billed_seconds: i64,
+    pub price_version: String,
+    pub hour_price: Decimal,
+}
+
+/// Free seconds credited to one account in one allowance bucket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FreeCredit {
+    pub account: String,
+    pub seconds: i64,
+    pub price_version: String,
+    pub hour_price: Decimal,
+}
+
+/// Container charges and free-allowance credits of every account in a period.
+#[derive(Debug, Clone, Default)]
+pub struct ContainerBill {
+    pub containers: Vec<ChargedContainer>,
+    pub credits: Vec<FreeCredit>,
+    /// Allowance buckets: (allowance seconds, seconds used), for the dashboard.
+    pub allowance: Vec<AllowanceUse>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AllowanceUse {
+    pub period: AllowancePeriod,
+    pub start: NaiveDate,
+    pub allowance_seconds: i64,
+    pub billed_seconds: i64,
+}
+
+fn day_of(us: Micros) -> NaiveDate {
+    from_micros(us).date_naive()
+}
+
+/// `records` must be ordered by container, then `recorded_at` (as the store returns them).
+pub fn bill_containers(
+    book: &PriceBook,
+    records: &[ContainerRecord],
+    period: &Period,
+) -> ContainerBill {
+    let mut containers = Vec::new();
+    let mut start = 0;
+    while let Some(first) = records.get(start) {
+        let end = records
+            .get(start..)
+            .and_then(|rest| {
+                rest.iter()
+                    .position(|r| r.container_id != first.container_id)
+            })
+            .map_or(records.len(), |n| start + n);
+        if let Some(group) = records.get(start..end)
+            && let Some(c) = charge_container(book, group, period)
+        {
+            containers.push(c);
+        }
+        start = end;
+    }
+    let (credits, allowance) = share_allowance(book, &containers);
+    ContainerBill {
+        containers,
+        credits,
+        allowance,
+    }
+}
+
+fn charge_container(
+    book: &PriceBook,
+    group: &[ContainerRecord],
+    period: &Period,
+) -> Option<ChargedContainer> {
+    let billable: Vec<&ContainerRecord> = group
+        .iter()
+        .filter(|r| {
+            let free = r.web_tools_20260209
+                && book
+                    .version_at(day_of(r.recorded_at))
+                    .is_some_and(|v| v.web_tools_make_code_execution_free);
+            !free
+        })
+        .collect();
+    let first = billable.first()?;
+    let day = day_of(first.recorded_at);
+    if !period.contains(day) {
+        return None;
+    }
+    let version = book.version_at(day)?;
+    // Union of [started_at, recorded_at] intervals, in microseconds.
+    let mut intervals: Vec<(Micros, Micros)> = billable
+        .iter()
+        .filter_map(|r| r.started_at.map(|s| (s, r.recorded_at)))
+        .collect();
+    intervals.sort_unstable();
+    let mut total: i64 = 0;
+    let mut current: Option<(Micros, Micros)> = None;
+    for (s, e) in intervals {
+        current = match current {
+            Some((cs, ce)) if s <= ce => Some((cs, ce.max(e))),
+            Some((cs, ce)) => {
+                total += ce - cs;
+                Some((s, e))
+            }
+            None => Some((s, e)),
+        };
+    }
+    if let Some((cs, ce)) = current {
+        total += ce - cs;
+    }
+    let execution_seconds = (total + 999_999) / 1_000_000;
+    Some(ChargedContainer {
+        container_id: first.container_id.clone(),
+        account: first.account.clone(),
+        day,
+        execution_seconds,
+        billed_seconds: execution_seconds.max(version.container_minimum_seconds),
+        price_version: version.label(),
+        hour_price: version.container_hour,
+    })
+}
+
+/// Bucket key: the allowance period and its first day.
+type Bucket = (AllowancePeriod, NaiveDate);
+
+fn share_allowance(
+    book: &PriceBook,
+    containers: &[ChargedContainer],
+) -> (Vec<FreeCredit>, Vec<AllowanceUse>) {
+    // Billed seconds per bucket and account.
+    let mut buckets: BTreeMap<Bucket, BTreeMap<&str, i64>> = BTreeMap::new();
+    for c in containers {
+        let Some(v) = book.version_at(c.day) else {
+            continue;
+        };
+        let start = match v.free_allowance_period {
+            AllowancePeriod::Day => c.day,
+            AllowancePeriod::Month => c.day.with_day(1).unwrap_or(c.day),
+        };
+        *buckets
+            .entry((v.free_allowance_period, start))
+            .or_default()
+            .entry(c.account.as_str())
+            .or_default() += c.billed_seconds;
+    }
+    let mut credits = Vec::new();
+    let mut uses = Vec::new();
+    for ((period, start), accounts) in buckets {
+        // The allowance of a bucket is set by the version in force when it begins.
+        let Some(v) = book
+            .version_at(start)
+            .or_else(|| book.version_at(start.with_day(28).unwrap_or(start)))
+        else {
+            continue;
+        };
+        let allowance = (v.free_container_hours * Decimal::from(3600))
+            .floor()
+            .to_i64()
+            .unwrap_or(i64::MAX);
+        let total: i64 = accounts.values().sum();
+        uses.push(AllowanceUse {
+            period,
+            start,
+            allowance_seconds: allowance,
+            billed_seconds: total,
+        });
+        let shares: Vec<(&str, i64)> = match v.free_allowance_scope {
+            AllowanceScope::Account => accounts
+                .iter()
+                .map(|(a, s)| (*a, (*s).min(allowance)))
+                .collect(),
+            AllowanceScope::Organization => largest_remainder(total.min(allowance), &accounts),
+        };
+        for (account, seconds) in shares {
+            if seconds > 0 {
+                credits.push(FreeCredit {
+                    account: account.to_owned(),
+                    seconds,
+                    price_version: v.label(),
+                    hour_price: v.container_hour,
+                });
+            }
+        }
+    }
+    (credits, uses)
+}
+
+/// Split `amount` whole seconds across accounts in proportion to their
+/// weights so the parts add up exactly: floors first, then one more second
+/// each to the largest remainders (ties: the name that sorts first).
+pub fn largest_remainder<'a>(amount: i64, weights: &BTreeMap<&'a str, i64>) -> Vec<(&'a str, i64)> {
+    let total: i128 = weights.values().map(|&w| i128::from(w)).sum();
+    if total <= 0 || amount <= 0 {
+        return weights.keys().map(|a| (*a, 0)).collect();
+    }
+    let amount = i128::from(amount);
+    let mut parts: Vec<(&str, i128, i128)> = weights
+        .iter()
+        .map(|(a, &w)| {
+            let exact = amount * i128::from(w);
+            (*a, exact / total, exact % total)
+        })
+        .collect();
+    let mut left = amount - parts.iter().map(|p| p.1).sum::<i128>();
+    let mut order: Vec<usize> = (0..parts.len()).collect();
+    // BTreeMap order is by name, and the sort is stable: ties go to the first name.
+    order.sort_by(|&x, &y| {
+        let rx = parts.get(x).map_or(0, |p| p.2);
+        let ry = parts.get(y).map_or(0, |p| p.2);
+        ry.cmp(&rx)
+    });
+    for i in order {
+        if left == 0 {
+            break;
+        }
+        if let Some(p) = parts.get_mut(i) {
+            p.1 += 1;
+            left -= 1;
+        }
+    }
+    parts
+        .into_iter()
+        .map(|(a, n, _)| (a, i64::try_from(n).unwrap_or(i64::MAX)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn largest_remainder_adds_up_and_breaks_ties_by_name() {
+        let w: BTreeMap<&str, i64> = [("b", 1), ("a", 1), ("c", 1)].into_iter().collect();
+        // 10 / 3 = 3 each, remainder 1 → to "a", the first name.
+        assert_eq!(largest_remainder(10, &w), [("a", 4), ("b", 3), ("c", 3)]);
+        let w: BTreeMap<&str, i64> = [("x", 300), ("y", 900)].into_iter().collect();
+        // 1000 × 300/1200 = 250; 1000 × 900/1200 = 750: exact.
+        assert_eq!(largest_remainder(1000, &w), [("x", 250), ("y", 750)]);
+        let w: BTreeMap<&str, i64> = [("p", 2), ("q", 5)].into_iter().collect();
+        // 10 × 2/7 = 2.857 → 2 r 6; 10 × 5/7 = 7.142 → 7 r 1: the extra second goes to p.
+        assert_eq!(largest_remainder(10, &w), [("p", 3), ("q", 7)]);
+    }
+}

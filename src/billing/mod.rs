@@ -1,0 +1,602 @@
+//! The billing core: ledger usage → priced invoice lines (SPEC 4 and 6).
+//!
+//! Every figure tally shows (invoices, and later the cost report, the
+//! dashboard and estimates) comes from here. Policy:
+//! - usage is summed in the database ([`crate::store::Store::usage_groups`]);
+//!   this module never loads records one by one;
+//! - money is `Decimal` throughout: unit prices are exact (rate per MTok ×
+//!   modifiers ÷ 10⁶), each line keeps `amount_exact` and rounds `amount` to
+//!   cents half away from zero, and the total is the sum of rounded lines;
+//! - a model the price book does not know is *unpriced*: listed, never $0.
+
+pub mod containers;
+pub mod render;
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use chrono::{Datelike, Months, NaiveDate};
+use rust_decimal::{Decimal, RoundingStrategy};
+use serde::Serialize;
+
+use crate::pricing::{ModelPrice, PriceBook, PriceVersion, Rates};
+use crate::record::{Micros, Usage, to_micros};
+use crate::store::{Store, StoreError, UsageGroup, UsageQuery};
+use containers::{CONTAINER_LIFETIME_MICROS, ContainerBill, bill_containers};
+
+/// A calendar month in UTC, written `YYYY-MM`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Period {
+    first: NaiveDate,
+}
+
+impl Period {
+    pub fn parse(s: &str) -> Result<Period, String> {
+        NaiveDate::parse_from_str(&format!("{s}-01"), "%Y-%m-%d")
+            .ok()
+            .filter(|_| s.len() == 7)
+            .map(|first| Period { first })
+            .ok_or_else(|| format!("{s:?} is not a period: expected YYYY-MM, e.g. 2025-05"))
+    }
+
+    pub fn of_day(day: NaiveDate) -> Period {
+        Period {
+            first: day.with_day(1).unwrap_or(day),
+        }
+    }
+
+    pub fn first_day(&self) -> NaiveDate {
+        self.first
+    }
+
+    /// The first day of the next period.
+    pub fn end_day(&self) -> NaiveDate {
+        self.first
+            .checked_add_months(Months::new(1))
+            .unwrap_or(NaiveDate::MAX)
+    }
+
+    pub fn next(&self) -> Period {
+        Period {
+            first: self.end_day(),
+        }
+    }
+
+    pub fn contains(&self, day: NaiveDate) -> bool {
+        day >= self.first && day < self.end_day()
+    }
+
+    /// `[start, end)` in microseconds.
+    pub fn bounds(&self) -> (Micros, Micros) {
+        let at = |d: NaiveDate| to_micros(d.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc());
+        (at(self.first), at(self.end_day()))
+    }
+}
+
+impl fmt::Display for Period {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:04}-{:02}", self.first.year(), self.first.month())
+    }
+}
+
+/// What a line charges for; the order is the order of lines within a model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Charge {
+    InputTokens,
+    OutputTokens,
+    #[serde(rename = "cache_write_5m_tokens")]
+    CacheWrite5mTokens,
+    #[serde(rename = "cache_write_1h_tokens")]
+    CacheWrite1hTokens,
+    CacheReadTokens,
+    WebSearchRequests,
+    ContainerHours,
+    ContainerFreeHours,
+    Adjustment,
+}
+
+impl Charge {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Charge::InputTokens => "input_tokens",
+            Charge::OutputTokens => "output_tokens",
+            Charge::CacheWrite5mTokens => "cache_write_5m_tokens",
+            Charge::CacheWrite1hTokens => "cache_write_1h_tokens",
+            Charge::CacheReadTokens => "cache_read_tokens",
+            Charge::WebSearchRequests => "web_search_requests",
+            Charge::ContainerHours => "container_hours",
+            Charge::ContainerFreeHours => "container_free_hours",
+            Charge::Adjustment => "adjustment",
+        }
+    }
+
+    fn words(self) -> &'static str {
+        match self {
+            Charge::InputTokens => "input tokens",
+            Charge::OutputTokens => "output tokens",
+            Charge::CacheWrite5mTokens => "5-minute cache write tokens",
+            Charge::CacheWrite1hTokens => "1-hour cache write tokens",
+            Charge::CacheReadTokens => "cache read tokens",
+            Charge::WebSearchRequests => "web search requests",
+            Charge::ContainerHours => "code execution container hours",
+            Charge::ContainerFreeHours => "code execution free container hours",
+            Charge::Adjustment => "adjustment",
+        }
+    }
+
+    pub fn category(self) -> Category {
+        match self {
+            Charge::WebSearchRequests => Category::WebSearch,
+            Charge::ContainerHours | Charge::ContainerFreeHours => Category::CodeExecution,
+            Charge::Adjustment => Category::Adjustment,
+            _ => Category::Tokens,
+        }
+    }
+
+    fn unit(self) -> &'static str {
+        match self {
+            Charge::WebSearchRequests => "request",
+            Charge::ContainerHours | Charge::ContainerFreeHours => "hour",
+            Charge::Adjustment => "usd",
+            _ => "token",
+        }
+    }
+}
+
+/// Invoice sections, in the order lines are listed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Category {
+    Tokens,
+    WebSearch,
+    CodeExecution,
+    Adjustment,
+}
+
+/// Everything that makes two charges separate lines. The derived order is
+/// the order of lines on the invoice.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct LineKey {
+    pub category: Category,
+    pub model: Option<String>,
+    pub charge: Charge,
+    pub batch: bool,
+    pub long_context: bool,
+    pub us_inference: bool,
+    pub fast: bool,
+    pub price_version: String,
+    pub unit_price: Decimal,
+}
+
+impl LineKey {
+    fn description(&self) -> String {
+        let mut d = match &self.model {
+            Some(m) => format!("{m} {}", self.charge.words()),
+            None => self.charge.words().to_owned(),
+        };
+        for (on, label) in [
+            (self.batch, " (batch)"),
+            (self.long_context, " (long context)"),
+            (self.us_inference, " (US-only inference)"),
+            (self.fast, " (fast mode)"),
+        ] {
+            if on {
+                d.push_str(label);
+            }
+        }
+        d
+    }
+}
+
+/// One invoice line, as rendered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Line {
+    pub description: String,
+    pub model: Option<String>,
+    pub charge: Charge,
+    pub batch: bool,
+    pub long_context: bool,
+    pub quantity: Decimal,
+    pub unit: &'static str,
+    pub unit_price: Decimal,
+    pub price_version: String,
+    pub amount_exact: Decimal,
+    pub amount: Decimal,
+}
+
+/// Usage of a model the price book has no price for.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Unpriced {
+    pub model: String,
+    pub records: i64,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub cache_write_5m_tokens: i64,
+    pub cache_write_1h_tokens: i64,
+    pub cache_read_tokens: i64,
+    pub web_search_requests: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Subtotals {
+    pub tokens: Decimal,
+    pub web_search: Decimal,
+    pub code_execution: Decimal,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Invoice {
+    pub number: Option<String>,
+    pub account: String,
+    pub period: String,
+    pub status: &'static str,
+    pub currency: &'static str,
+    pub lines: Vec<Line>,
+    pub subtotals: Subtotals,
+    pub total: Decimal,
+    pub records: i64,
+    pub containers: i64,
+    pub unpriced: Vec<Unpriced>,
+}
+
+/// Round to cents, half away from zero (SPEC 4.3).
+pub fn cents(amount: Decimal) -> Decimal {
+    let mut r = amount.round_dp_with_strategy(2, RoundingStrategy::MidpointAwayFromZero);
+    r.rescale(2);
+    r
+}
+
+const MTOK: Decimal = Decimal::from_parts(1_000_000, 0, 0, false, 0);
+const HOUR_SECONDS: Decimal = Decimal::from_parts(3600, 0, 0, false, 0);
+
+/// Lines being collected, keyed so that equal charges add up.
+#[derive(Debug, Default)]
+pub struct LineBook {
+    lines: BTreeMap<LineKey, Decimal>,
+    unpriced: BTreeMap<String, Unpriced>,
+}
+
+impl LineBook {
+    fn add(&mut self, key: LineKey, quantity: Decimal) {
+        if !quantity.is_zero() {
+            *self.lines.entry(key).or_default() += quantity;
+        }
+    }
+
+    fn add_unpriced(&mut self, model: &str, records: i64, u: &Usage) {
+        let e = self
+            .unpriced
+            .entry(model.to_owned())
+            .or_insert_with(|| Unpriced {
+                model: model.to_owned(),
+                ..Default::default()
+            });
+        e.records += records;
+        e.input_tokens += u.input_tokens;
+        e.output_tokens += u.output_tokens;
+        e.cache_write_5m_tokens += u.cache_write_5m_tokens;
+        e.cache_write_1h_tokens += u.cache_write_1h_tokens;
+        e.cache_read_tokens += u.cache_read_tokens;
+        e.web_search_requests += u.web_search_requests;
+    }
+
+    /// Price one group of summed token usage (SPEC 4.1).
+    pub fn add_tokens(
+        &mut self,
+        book: &PriceBook,
+        thresholds: &[i64],
+        g: &UsageGroup,
+        count_records: bool,
+    ) {
+        let model = g.model.as_deref().unwrap_or("(no model)");
+        let day = NaiveDate::from_num_days_from_ce_opt(719_163 + i32::try_from(g.day).unwrap_or(0));
+        let version = day.and_then(|d| book.version_at(d));
+        let records = if count_records { g.records } else { 0 };
+        let Some(version) = version else {
+            self.add_unpriced(model, records, &g.usage);
+            return;
+        };
+        // Web searches do not depend on the model, and are never batch-discounted.
+        self.add(
+            LineKey {
+                category: Category::WebSearch,
+                model: None,
+                charge: Charge::WebSearchRequests,
+                batch: false,
+                long_context: false,
+                us_inference: false,
+                fast: false,
+                price_version: version.label(),
+                unit_price: version.web_search_per_request,
+            },
+            Decimal::from(g.usage.web_search_requests),
+        );
+        let Some(price) = version.model(model) else {
+            let tokens_only = Usage {
+                web_search_requests: 0,
+                ..g.usage.clone()
+            };
+            self.add_unpriced(model, records, &tokens_only);
+            return;
+        };
+        let (rates, long_context, fast) = pick_rates(price, thresholds, g);
+        let mut factor = Decimal::ONE;
+        let us = g.us && price.us_multiplier.is_some();
+        if let (true, Some(m)) = (g.us, price.us_multiplier) {
+            factor *= m;
+        }
+        if g.batch {
+            factor *= Decimal::ONE - version.batch_discount;
+        }
+        let u = &g.usage;
+        for (charge, quantity, rate) in [
+            (Charge::InputTokens, u.input_tokens, rates.input),
+            (Charge::OutputTokens, u.output_tokens, rates.output),
+            (
+                Charge::CacheWrite5mTokens,
+                u.cache_write_5m_tokens,
+                rates.cache_write_5m,
+            ),
+            (
+                Charge::CacheWrite1hTokens,
+                u.cache_write_1h_tokens,
+                rates.cache_write_1h,
+            ),
+            (
+                Charge::CacheReadTokens,
+                u.cache_read_tokens,
+                rates.cache_read,
+            ),
+        ] {
+            self.add(
+                LineKey {
+                    category: Category::Tokens,
+                    model: Some(price.id.clone()),
+                    charge,
+                    batch: g.batch,
+                    long_context,
+                    us_inference: us,
+                    fast,
+                    price_version: version.label(),
+                    unit_price: (rate * factor / MTOK).normalize(),
+                },
+                Decimal::from(quantity),
+            );
+        }
+    }
+
+    /// Container hours and free-allowance credits of one account.
+    pub fn add_containers(&mut self, bill: &ContainerBill, account: &str) {
+        let mut seconds: BTreeMap<(String, Decimal), i64> = BTreeMap::new();
+        for c in bill.containers.iter().filter(|c| c.account == account) {
+            *seconds
+                .entry((c.price_version.clone(), c.hour_price))
+                .or_default() += c.billed_seconds;
+        }
+        let mut free: BTreeMap<(String, Decimal), i64> = BTreeMap::new();
+        for f in bill.credits.iter().filter(|f| f.account == account) {
+            *free
+                .entry((f.price_version.clone(), f.hour_price))
+                .or_default() += f.seconds;
+        }
+        for (charge, map, sign) in [
+            (Charge::ContainerHours, seconds, 1i64),
+            (Charge::ContainerFreeHours, free, -1),
+        ] {
+            for ((price_version, price), secs) in map {
+                self.add(
+                    LineKey {
+                        category: Category::CodeExecution,
+                        model: None,
+                        charge,
+                        batch: false,
+                        long_context: false,
+                        us_inference: false,
+                        fast: false,
+                        price_version,
+                        unit_price: price,
+                    },
+                    // Kept in whole seconds until `finish`, so hours are divided once.
+                    Decimal::from(sign * secs),
+                );
+            }
+        }
+    }
+
+    pub fn finish(self) -> (Vec<Line>, Vec<Unpriced>) {
+        let lines = self
+            .lines
+            .into_iter()
+            .map(|(key, quantity)| {
+                // Container lines hold whole seconds: quantity = s / 3600 hours and
+                // amount = s × price / 3600 (SPEC 4.2).
+                let (quantity, amount_exact) = match key.charge {
+                    Charge::ContainerHours | Charge::ContainerFreeHours => (
+                        quantity / HOUR_SECONDS,
+                        quantity * key.unit_price / HOUR_SECONDS,
+                    ),
+                    _ => (quantity, quantity * key.unit_price),
+                };
+                Line {
+                    description: key.description(),
+                    charge: key.charge,
+                    batch: key.batch,
+                    long_context: key.long_context,
+                    quantity: quantity.normalize(),
+                    unit: key.charge.unit(),
+                    unit_price: key.unit_price.normalize(),
+                    price_version: key.price_version,
+                    amount_exact: amount_exact.normalize(),
+                    amount: cents(amount_exact),
+                    model: key.model,
+                }
+            })
+            .collect();
+        (lines, self.unpriced.into_values().collect())
+    }
+}
+
+/// The rate set for a group: fast-mode prices when the response ran fast and
+/// the model has them; else the highest prompt-size tier the total input
+/// passed; else the base rates. Returns (rates, long_context, fast).
+fn pick_rates<'a>(
+    price: &'a ModelPrice,
+    thresholds: &[i64],
+    g: &UsageGroup,
+) -> (&'a Rates, bool, bool) {
+    if g.fast
+        && let Some(fast) = &price.fast
+    {
+        return (fast, false, true);
+    }
+    let passed = price.tiers.iter().rev().find(|t| {
+        thresholds
+            .iter()
+            .position(|&x| x == t.above_input_tokens)
+            .is_some_and(|i| g.bucket > i as i64)
+    });
+    match passed {
+        Some(t) => (&t.rates, true, false),
+        None => (&price.rates, false, false),
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BillingError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// The price book in force: the newest imported one, else the shipped one.
+pub async fn current_book(store: &dyn Store) -> Result<PriceBook, BillingError> {
+    match store.price_book().await? {
+        Some((id, name, text)) => PriceBook::parse(&text).map_err(|e| {
+            BillingError::Invalid(format!(
+                "imported price book #{id} ({name}) no longer parses: {e}"
+            ))
+        }),
+        None => Ok(PriceBook::shipped()),
+    }
+}
+
+/// The draft invoice of `account` for `period`, from the ledger as it is now.
+pub async fn draft_invoice(
+    store: &dyn Store,
+    book: &PriceBook,
+    account: &str,
+    period: Period,
+) -> Result<Invoice, BillingError> {
+    let containers = container_bill(store, book, period).await?;
+    invoice_with(store, book, account, period, &containers).await
+}
+
+/// Draft invoices of every account with usage (or containers) in `period`,
+/// sorted by account.
+pub async fn draft_invoices(
+    store: &dyn Store,
+    book: &PriceBook,
+    period: Period,
+) -> Result<Vec<Invoice>, BillingError> {
+    let containers = container_bill(store, book, period).await?;
+    let (from, to) = period.bounds();
+    let mut accounts = store.accounts(from, to).await?;
+    accounts.extend(containers.containers.iter().map(|c| c.account.clone()));
+    accounts.sort();
+    accounts.dedup();
+    let mut invoices = Vec::with_capacity(accounts.len());
+    for account in accounts {
+        invoices.push(invoice_with(store, book, &account, period, &containers).await?);
+    }
+    Ok(invoices)
+}
+
+async fn invoice_with(
+    store: &dyn Store,
+    book: &PriceBook,
+    account: &str,
+    period: Period,
+    containers: &ContainerBill,
+) -> Result<Invoice, BillingError> {
+    let (from, to) = period.bounds();
+    let thresholds = book.thresholds();
+    let query = UsageQuery {
+        account: Some(account.to_owned()),
+        from,
+        to,
+        thresholds: thresholds.clone(),
+    };
+    let mut lines = LineBook::default();
+    for g in store.usage_groups(&query).await? {
+        lines.add_tokens(book, &thresholds, &g, true);
+    }
+    for g in store.iteration_groups(&query).await? {
+        lines.add_tokens(book, &thresholds, &g, false);
+    }
+    lines.add_containers(containers, account);
+    let records = store.record_count(account, from, to).await?;
+    let container_count = containers
+        .containers
+        .iter()
+        .filter(|c| c.account == account)
+        .count() as i64;
+    Ok(assemble(account, period, lines, records, container_count))
+}
+
+/// Container charges of every account in a period (the free allowance is shared org-wide).
+pub async fn container_bill(
+    store: &dyn Store,
+    book: &PriceBook,
+    period: Period,
+) -> Result<ContainerBill, BillingError> {
+    let (from, to) = period.bounds();
+    let records = store
+        .container_records(
+            from - CONTAINER_LIFETIME_MICROS,
+            to + CONTAINER_LIFETIME_MICROS,
+        )
+        .await?;
+    Ok(bill_containers(book, &records, &period))
+}
+
+fn assemble(
+    account: &str,
+    period: Period,
+    book: LineBook,
+    records: i64,
+    containers: i64,
+) -> Invoice {
+    let (lines, unpriced) = book.finish();
+    let sum = |cat: Category| -> Decimal {
+        lines
+            .iter()
+            .filter(|l| l.charge.category() == cat)
+            .map(|l| l.amount)
+            .sum()
+    };
+    let subtotals = Subtotals {
+        tokens: cents(sum(Category::Tokens)),
+        web_search: cents(sum(Category::WebSearch)),
+        code_execution: cents(sum(Category::CodeExecution)),
+    };
+    let total = cents(lines.iter().map(|l| l.amount).sum());
+    Invoice {
+        number: None,
+        account: account.to_owned(),
+        period: period.to_string(),
+        status: "draft",
+        currency: "USD",
+        lines,
+        subtotals,
+        total,
+        records,
+        containers,
+        unpriced,
+    }
+}
+
+/// The version a date is priced with, for `tally prices`.
+pub fn version_for(book: &PriceBook, day: NaiveDate) -> Option<&PriceVersion> {
+    book.version_at(day)
+}

@@ -1,0 +1,396 @@
+//! The price book: versioned prices and billing policies (SPEC 5).
+//!
+//! Policy:
+//! - every amount is a `Decimal` read from a TOML *string* (a TOML float would
+//!   already have lost exactness, so it is refused);
+//! - each version is complete in itself; the version in force on a UTC date
+//!   is the latest whose `effective_from` is on or before it;
+//! - models match by exact id first, then by alias (never by prefix:
+//!   `claude-opus-5` is a prefix of `claude-opus-5-5`);
+//! - a file that breaks a rule is refused whole, with the line and the reason.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use chrono::NaiveDate;
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+
+/// The book shipped with tally (`fixtures/prices.toml`), used until another is imported.
+pub const SHIPPED: &str = include_str!("../fixtures/prices.toml");
+
+/// USD per million tokens for the five token classes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rates {
+    #[serde(with = "rust_decimal::serde::str")]
+    pub input: Decimal,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub output: Decimal,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub cache_write_5m: Decimal,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub cache_write_1h: Decimal,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub cache_read: Decimal,
+}
+
+impl Rates {
+    fn all(&self) -> [Decimal; 5] {
+        [
+            self.input,
+            self.output,
+            self.cache_write_5m,
+            self.cache_write_1h,
+            self.cache_read,
+        ]
+    }
+}
+
+/// A prompt-size tier: above `above_input_tokens` total input, these rates.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Tier {
+    pub above_input_tokens: i64,
+    #[serde(flatten)]
+    pub rates: Rates,
+}
+
+/// The five rates as they stand in a model or tier table (flattening is not
+/// used so that unknown keys are still refused).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TierFile {
+    above_input_tokens: i64,
+    #[serde(with = "rust_decimal::serde::str")]
+    input: Decimal,
+    #[serde(with = "rust_decimal::serde::str")]
+    output: Decimal,
+    #[serde(with = "rust_decimal::serde::str")]
+    cache_write_5m: Decimal,
+    #[serde(with = "rust_decimal::serde::str")]
+    cache_write_1h: Decimal,
+    #[serde(with = "rust_decimal::serde::str")]
+    cache_read: Decimal,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ModelPrice {
+    pub id: String,
+    pub aliases: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    #[serde(flatten)]
+    pub rates: Rates,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tiers: Vec<Tier>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        with = "rust_decimal::serde::str_option"
+    )]
+    pub us_multiplier: Option<Decimal>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fast: Option<Rates>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AllowancePeriod {
+    Day,
+    Month,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AllowanceScope {
+    Organization,
+    Account,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PriceVersion {
+    pub effective_from: NaiveDate,
+    pub summary: Option<String>,
+    pub source: String,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub batch_discount: Decimal,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub web_search_per_request: Decimal,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub container_hour: Decimal,
+    pub container_minimum_seconds: i64,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub free_container_hours: Decimal,
+    pub free_allowance_period: AllowancePeriod,
+    pub free_allowance_scope: AllowanceScope,
+    pub web_tools_make_code_execution_free: bool,
+    pub models: Vec<ModelPrice>,
+    #[serde(skip)]
+    index: HashMap<String, usize>,
+}
+
+impl PriceVersion {
+    /// The model's prices: exact id first, then aliases.
+    pub fn model(&self, id: &str) -> Option<&ModelPrice> {
+        self.index.get(id).and_then(|&i| self.models.get(i))
+    }
+
+    /// `effective_from` as the invoices print it.
+    pub fn label(&self) -> String {
+        self.effective_from.format("%Y-%m-%d").to_string()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PriceBook {
+    versions: Vec<PriceVersion>,
+}
+
+/// Why a price book was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BookError {
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl fmt::Display for BookError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(l) => write!(f, "line {l}: {}", self.message),
+            None => f.write_str(&self.message),
+        }
+    }
+}
+
+impl std::error::Error for BookError {}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BookFile {
+    version: Vec<Spanned<VersionFile>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VersionFile {
+    effective_from: String,
+    summary: Option<String>,
+    source: String,
+    #[serde(with = "rust_decimal::serde::str")]
+    batch_discount: Decimal,
+    #[serde(with = "rust_decimal::serde::str")]
+    web_search_per_request: Decimal,
+    #[serde(with = "rust_decimal::serde::str")]
+    container_hour: Decimal,
+    container_minimum_seconds: i64,
+    #[serde(with = "rust_decimal::serde::str")]
+    free_container_hours: Decimal,
+    free_allowance_period: AllowancePeriod,
+    free_allowance_scope: AllowanceScope,
+    web_tools_make_code_execution_free: bool,
+    #[serde(default)]
+    model: Vec<Spanned<ModelFile>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ModelFile {
+    id: String,
+    #[serde(default)]
+    aliases: Vec<String>,
+    note: Option<String>,
+    #[serde(with = "rust_decimal::serde::str")]
+    input: Decimal,
+    #[serde(with = "rust_decimal::serde::str")]
+    output: Decimal,
+    #[serde(with = "rust_decimal::serde::str")]
+    cache_write_5m: Decimal,
+    #[serde(with = "rust_decimal::serde::str")]
+    cache_write_1h: Decimal,
+    #[serde(with = "rust_decimal::serde::str")]
+    cache_read: Decimal,
+    #[serde(default)]
+    tiers: Vec<TierFile>,
+    #[serde(default, with = "rust_decimal::serde::str_option")]
+    us_multiplier: Option<Decimal>,
+    fast: Option<Rates>,
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text.get(..offset)
+        .map_or(1, |head| head.bytes().filter(|&b| b == b'\n').count() + 1)
+}
+
+impl PriceBook {
+    /// The shipped book. It is checked by the test suite, so failing here is a build defect.
+    pub fn shipped() -> PriceBook {
+        PriceBook::parse(SHIPPED).unwrap_or_else(|e| panic!("fixtures/prices.toml is invalid: {e}"))
+    }
+
+    pub fn versions(&self) -> &[PriceVersion] {
+        &self.versions
+    }
+
+    /// The version in force on `date`, if any.
+    pub fn version_at(&self, date: NaiveDate) -> Option<&PriceVersion> {
+        let i = self.versions.partition_point(|v| v.effective_from <= date);
+        i.checked_sub(1).and_then(|i| self.versions.get(i))
+    }
+
+    /// Every tier threshold in the book, ascending and unique (the SQL
+    /// aggregation buckets records by how many of them they exceed).
+    pub fn thresholds(&self) -> Vec<i64> {
+        let mut t: Vec<i64> = self
+            .versions
+            .iter()
+            .flat_map(|v| v.models.iter())
+            .flat_map(|m| m.tiers.iter().map(|t| t.above_input_tokens))
+            .collect();
+        t.sort_unstable();
+        t.dedup();
+        t
+    }
+
+    pub fn parse(text: &str) -> Result<PriceBook, BookError> {
+        let file: BookFile = toml::from_str(text).map_err(|e| BookError {
+            line: e.span().map(|s| line_of(text, s.start)),
+            message: e.message().trim().to_owned(),
+        })?;
+        if file.version.is_empty() {
+            return Err(BookError {
+                line: None,
+                message: "the book has no [[version]]".into(),
+            });
+        }
+        let mut versions: Vec<PriceVersion> = Vec::with_capacity(file.version.len());
+        for spanned in file.version {
+            let line = line_of(text, spanned.span().start);
+            let v = spanned.into_inner();
+            let err = |message: String| BookError {
+                line: Some(line),
+                message,
+            };
+            let effective_from =
+                NaiveDate::parse_from_str(&v.effective_from, "%Y-%m-%d").map_err(|_| {
+                    err(format!(
+                        "effective_from {:?} is not a date (YYYY-MM-DD)",
+                        v.effective_from
+                    ))
+                })?;
+            if let Some(prev) = versions.last()
+                && prev.effective_from >= effective_from
+            {
+                return Err(err(format!(
+                    "versions must be in increasing effective_from order: {effective_from} follows {}",
+                    prev.effective_from
+                )));
+            }
+            if v.batch_discount < Decimal::ZERO || v.batch_discount > Decimal::ONE {
+                return Err(err("batch_discount must be between 0 and 1".into()));
+            }
+            for (name, value) in [
+                ("web_search_per_request", v.web_search_per_request),
+                ("container_hour", v.container_hour),
+                ("free_container_hours", v.free_container_hours),
+            ] {
+                if value < Decimal::ZERO {
+                    return Err(err(format!("{name} must not be negative")));
+                }
+            }
+            if v.container_minimum_seconds < 0 {
+                return Err(err("container_minimum_seconds must not be negative".into()));
+            }
+            let mut models = Vec::with_capacity(v.model.len());
+            let mut index = HashMap::new();
+            for spanned in v.model {
+                let mline = line_of(text, spanned.span().start);
+                let m = spanned.into_inner();
+                let rates = Rates {
+                    input: m.input,
+                    output: m.output,
+                    cache_write_5m: m.cache_write_5m,
+                    cache_write_1h: m.cache_write_1h,
+                    cache_read: m.cache_read,
+                };
+                let tiers: Vec<Tier> = m
+                    .tiers
+                    .iter()
+                    .map(|t| Tier {
+                        above_input_tokens: t.above_input_tokens,
+                        rates: Rates {
+                            input: t.input,
+                            output: t.output,
+                            cache_write_5m: t.cache_write_5m,
+                            cache_write_1h: t.cache_write_1h,
+                            cache_read: t.cache_read,
+                        },
+                    })
+                    .collect();
+                let merr = |message: String| BookError {
+                    line: Some(mline),
+                    message: format!("model {:?}: {message}", m.id),
+                };
+                let mut rate_sets = vec![&rates];
+                rate_sets.extend(m.fast.iter());
+                rate_sets.extend(tiers.iter().map(|t| &t.rates));
+                if rate_sets
+                    .iter()
+                    .any(|r| r.all().iter().any(|x| *x < Decimal::ZERO))
+                {
+                    return Err(merr("rates must not be negative".into()));
+                }
+                if tiers.windows(2).any(|w| {
+                    w.first().map(|a| a.above_input_tokens)
+                        >= w.get(1).map(|b| b.above_input_tokens)
+                }) || tiers.iter().any(|t| t.above_input_tokens <= 0)
+                {
+                    return Err(merr(
+                        "tiers must have positive, increasing above_input_tokens".into(),
+                    ));
+                }
+                if m.us_multiplier.is_some_and(|x| x <= Decimal::ZERO) {
+                    return Err(merr("us_multiplier must be positive".into()));
+                }
+                for name in std::iter::once(&m.id).chain(m.aliases.iter()) {
+                    if index.insert(name.clone(), models.len()).is_some() {
+                        return Err(merr(format!("{name:?} is named twice in this version")));
+                    }
+                }
+                models.push(ModelPrice {
+                    id: m.id,
+                    aliases: m.aliases,
+                    note: m.note,
+                    rates,
+                    tiers,
+                    us_multiplier: m.us_multiplier,
+                    fast: m.fast,
+                });
+            }
+            // Aliases must not shadow another model's exact id.
+            for (i, m) in models.iter().enumerate() {
+                if index.get(&m.id) != Some(&i) {
+                    return Err(err(format!(
+                        "model id {:?} is also another model's alias",
+                        m.id
+                    )));
+                }
+            }
+            versions.push(PriceVersion {
+                effective_from,
+                summary: v.summary,
+                source: v.source,
+                batch_discount: v.batch_discount,
+                web_search_per_request: v.web_search_per_request,
+                container_hour: v.container_hour,
+                container_minimum_seconds: v.container_minimum_seconds,
+                free_container_hours: v.free_container_hours,
+                free_allowance_period: v.free_allowance_period,
+                free_allowance_scope: v.free_allowance_scope,
+                web_tools_make_code_execution_free: v.web_tools_make_code_execution_free,
+                models,
+                index,
+            });
+        }
+        Ok(PriceBook { versions })
+    }
+}
