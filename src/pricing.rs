@@ -24,15 +24,30 @@ pub const SHIPPED: &str = include_str!("../fixtures/prices.toml");
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Rates {
-    #[serde(with = "rust_decimal::serde::str")]
+    #[serde(
+        serialize_with = "rust_decimal::serde::str::serialize",
+        deserialize_with = "exact"
+    )]
     pub input: Decimal,
-    #[serde(with = "rust_decimal::serde::str")]
+    #[serde(
+        serialize_with = "rust_decimal::serde::str::serialize",
+        deserialize_with = "exact"
+    )]
     pub output: Decimal,
-    #[serde(with = "rust_decimal::serde::str")]
+    #[serde(
+        serialize_with = "rust_decimal::serde::str::serialize",
+        deserialize_with = "exact"
+    )]
     pub cache_write_5m: Decimal,
-    #[serde(with = "rust_decimal::serde::str")]
+    #[serde(
+        serialize_with = "rust_decimal::serde::str::serialize",
+        deserialize_with = "exact"
+    )]
     pub cache_write_1h: Decimal,
-    #[serde(with = "rust_decimal::serde::str")]
+    #[serde(
+        serialize_with = "rust_decimal::serde::str::serialize",
+        deserialize_with = "exact"
+    )]
     pub cache_read: Decimal,
 }
 
@@ -62,15 +77,15 @@ pub struct Tier {
 #[serde(deny_unknown_fields)]
 struct TierFile {
     above_input_tokens: i64,
-    #[serde(with = "rust_decimal::serde::str")]
+    #[serde(deserialize_with = "exact")]
     input: Decimal,
-    #[serde(with = "rust_decimal::serde::str")]
+    #[serde(deserialize_with = "exact")]
     output: Decimal,
-    #[serde(with = "rust_decimal::serde::str")]
+    #[serde(deserialize_with = "exact")]
     cache_write_5m: Decimal,
-    #[serde(with = "rust_decimal::serde::str")]
+    #[serde(deserialize_with = "exact")]
     cache_write_1h: Decimal,
-    #[serde(with = "rust_decimal::serde::str")]
+    #[serde(deserialize_with = "exact")]
     cache_read: Decimal,
 }
 
@@ -176,14 +191,14 @@ struct VersionFile {
     effective_from: String,
     summary: Option<String>,
     source: String,
-    #[serde(with = "rust_decimal::serde::str")]
+    #[serde(deserialize_with = "exact")]
     batch_discount: Decimal,
-    #[serde(with = "rust_decimal::serde::str")]
+    #[serde(deserialize_with = "exact")]
     web_search_per_request: Decimal,
-    #[serde(with = "rust_decimal::serde::str")]
+    #[serde(deserialize_with = "exact")]
     container_hour: Decimal,
     container_minimum_seconds: i64,
-    #[serde(with = "rust_decimal::serde::str")]
+    #[serde(deserialize_with = "exact")]
     free_container_hours: Decimal,
     free_allowance_period: AllowancePeriod,
     free_allowance_scope: AllowanceScope,
@@ -199,21 +214,38 @@ struct ModelFile {
     #[serde(default)]
     aliases: Vec<String>,
     note: Option<String>,
-    #[serde(with = "rust_decimal::serde::str")]
+    #[serde(deserialize_with = "exact")]
     input: Decimal,
-    #[serde(with = "rust_decimal::serde::str")]
+    #[serde(deserialize_with = "exact")]
     output: Decimal,
-    #[serde(with = "rust_decimal::serde::str")]
+    #[serde(deserialize_with = "exact")]
     cache_write_5m: Decimal,
-    #[serde(with = "rust_decimal::serde::str")]
+    #[serde(deserialize_with = "exact")]
     cache_write_1h: Decimal,
-    #[serde(with = "rust_decimal::serde::str")]
+    #[serde(deserialize_with = "exact")]
     cache_read: Decimal,
     #[serde(default)]
     tiers: Vec<TierFile>,
-    #[serde(default, with = "rust_decimal::serde::str_option")]
+    #[serde(default, deserialize_with = "exact_option")]
     us_multiplier: Option<Decimal>,
     fast: Option<Rates>,
+}
+
+/// A price must be a TOML string holding a decimal: a TOML float has already
+/// lost exactness by the time it reaches us, so it is refused.
+fn exact<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Decimal, D::Error> {
+    use serde::de::Error;
+    let text = String::deserialize(d).map_err(|e| {
+        D::Error::custom(format!(
+            "{e}: write amounts as strings, e.g. \"3.75\", so they stay exact"
+        ))
+    })?;
+    Decimal::from_str_exact(text.trim())
+        .map_err(|e| D::Error::custom(format!("{text:?} is not a decimal number ({e})")))
+}
+
+fn exact_option<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Decimal>, D::Error> {
+    exact(d).map(Some)
 }
 
 fn line_of(text: &str, offset: usize) -> usize {

@@ -243,6 +243,9 @@ pub struct Invoice {
 pub fn cents(amount: Decimal) -> Decimal {
     let mut r = amount.round_dp_with_strategy(2, RoundingStrategy::MidpointAwayFromZero);
     r.rescale(2);
+    if r.is_zero() {
+        r.set_sign_positive(true); // never "-0.00"
+    }
     r
 }
 
