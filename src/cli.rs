@@ -11,7 +11,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::billing::{self, Period, render};
+use crate::billing::{self, Period};
 use crate::http::{self, AppState, ServeConfig};
 use crate::ingest::parse::{parse_record, parse_time};
 use crate::ingest::pipeline::OrderedCommitter;
@@ -138,6 +138,12 @@ pub struct InvoiceArgs {
     pub period: String,
     #[arg(long, value_enum, default_value_t = Format::Json)]
     pub format: Format,
+    /// Freeze the invoice: it gets a number and never changes again.
+    #[arg(long)]
+    pub finalize: bool,
+    /// With --finalize: freeze even though some usage has no price.
+    #[arg(long, requires = "finalize")]
+    pub allow_unpriced: bool,
 }
 
 #[derive(Debug, Args)]
@@ -563,10 +569,32 @@ async fn invoice(database: &str, args: InvoiceArgs) -> Result<ExitCode> {
         .map_err(|m| anyhow::anyhow!("--account {:?} {m}", args.account))?;
     let store = open_store(database).await?;
     let book = billing::current_book(store.as_ref()).await?;
-    let invoice = billing::draft_invoice(store.as_ref(), &book, &args.account, period).await?;
+    let (json, csv) = if args.finalize {
+        match billing::finalize(
+            store.as_ref(),
+            &book,
+            &args.account,
+            period,
+            args.allow_unpriced,
+        )
+        .await
+        {
+            Ok(f) => (f.json, f.csv),
+            Err(billing::FinalizeError::Unpriced(models)) => {
+                eprintln!(
+                    "error: not finalized: the invoice has unpriced usage ({models}); import prices for it, or use --allow-unpriced"
+                );
+                return Ok(ExitCode::FAILURE);
+            }
+            Err(e) => return Err(e.into()),
+        }
+    } else {
+        let r = billing::invoice(store.as_ref(), &book, &args.account, period).await?;
+        (r.json, r.csv)
+    };
     match args.format {
-        Format::Json => print!("{}", render::json(&invoice)),
-        Format::Csv => print!("{}", render::csv(&invoice)),
+        Format::Json => print!("{json}"),
+        Format::Csv => print!("{csv}"),
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -575,10 +603,20 @@ async fn invoices(database: &str, args: InvoicesArgs) -> Result<ExitCode> {
     let period = Period::parse(&args.period).map_err(|m| anyhow::anyhow!("--period: {m}"))?;
     let store = open_store(database).await?;
     let book = billing::current_book(store.as_ref()).await?;
-    let all = billing::draft_invoices(store.as_ref(), &book, period).await?;
     match args.format {
-        Format::Csv => print!("{}", render::csv_document(&all)),
-        Format::Json => println!("{}", serde_json::to_string_pretty(&all)?),
+        Format::Csv => print!(
+            "{}",
+            billing::period_csv(store.as_ref(), &book, period).await?
+        ),
+        Format::Json => {
+            let all = billing::draft_invoices(store.as_ref(), &book, period).await?;
+            let mut docs = Vec::with_capacity(all.len());
+            for draft in all {
+                let r = billing::invoice(store.as_ref(), &book, &draft.account, period).await?;
+                docs.push(serde_json::from_str::<serde_json::Value>(&r.json)?);
+            }
+            println!("{}", serde_json::to_string_pretty(&docs)?);
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

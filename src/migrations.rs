@@ -19,6 +19,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/sqlite/0002_price_books.sql"),
         include_str!("../migrations/postgres/0002_price_books.sql"),
     ),
+    (
+        3,
+        "invoices",
+        include_str!("../migrations/sqlite/0003_invoices.sql"),
+        include_str!("../migrations/postgres/0003_invoices.sql"),
+    ),
 ];
 
 /// Version numbers of the embedded migrations.

@@ -484,6 +484,45 @@ pub async fn current_book(store: &dyn Store) -> Result<PriceBook, BillingError> 
     }
 }
 
+/// The invoice of `account` for `period`: the frozen one when finalized,
+/// else a draft from the ledger as it is now (with adjustments for late
+/// records of earlier finalized periods).
+pub async fn invoice(
+    store: &dyn Store,
+    book: &PriceBook,
+    account: &str,
+    period: Period,
+) -> Result<Rendered, BillingError> {
+    if let Some(f) = store
+        .finalized_invoice(account, &period.to_string())
+        .await?
+    {
+        return Ok(Rendered {
+            json: f.json,
+            csv: f.csv,
+            invoice: None,
+            number: Some(f.number),
+        });
+    }
+    let draft = draft_invoice(store, book, account, period).await?;
+    Ok(Rendered {
+        json: render::json(&draft),
+        csv: render::csv(&draft),
+        number: None,
+        invoice: Some(draft),
+    })
+}
+
+/// An invoice as served: the exact bytes of both formats.
+#[derive(Debug, Clone)]
+pub struct Rendered {
+    pub json: String,
+    pub csv: String,
+    pub number: Option<String>,
+    /// The structured draft (absent for a finalized invoice, whose bytes are the truth).
+    pub invoice: Option<Invoice>,
+}
+
 /// The draft invoice of `account` for `period`, from the ledger as it is now.
 pub async fn draft_invoice(
     store: &dyn Store,
@@ -491,8 +530,26 @@ pub async fn draft_invoice(
     account: &str,
     period: Period,
 ) -> Result<Invoice, BillingError> {
-    let containers = container_bill(store, book, period).await?;
-    invoice_with(store, book, account, period, &containers).await
+    let max_seq = store.max_seq().await?;
+    draft_as_of(store, book, account, period, max_seq).await
+}
+
+/// The draft as the ledger stood at `max_seq`, adjustments included.
+async fn draft_as_of(
+    store: &dyn Store,
+    book: &PriceBook,
+    account: &str,
+    period: Period,
+    max_seq: i64,
+) -> Result<Invoice, BillingError> {
+    let containers = container_bill(store, book, period, max_seq).await?;
+    let mut invoice = charges(store, book, account, period, max_seq, &containers).await?;
+    let adjustments = adjustments_for(store, book, account, period, max_seq).await?;
+    if !adjustments.is_empty() {
+        invoice.lines.extend(adjustments);
+        invoice.total = cents(invoice.lines.iter().map(|l| l.amount).sum());
+    }
+    Ok(invoice)
 }
 
 /// Draft invoices of every account with usage (or containers) in `period`,
@@ -502,7 +559,8 @@ pub async fn draft_invoices(
     book: &PriceBook,
     period: Period,
 ) -> Result<Vec<Invoice>, BillingError> {
-    let containers = container_bill(store, book, period).await?;
+    let max_seq = store.max_seq().await?;
+    let containers = container_bill(store, book, period, max_seq).await?;
     let (from, to) = period.bounds();
     let mut accounts = store.accounts(from, to).await?;
     accounts.extend(containers.containers.iter().map(|c| c.account.clone()));
@@ -510,16 +568,47 @@ pub async fn draft_invoices(
     accounts.dedup();
     let mut invoices = Vec::with_capacity(accounts.len());
     for account in accounts {
-        invoices.push(invoice_with(store, book, &account, period, &containers).await?);
+        let mut invoice = charges(store, book, &account, period, max_seq, &containers).await?;
+        let adjustments = adjustments_for(store, book, &account, period, max_seq).await?;
+        if !adjustments.is_empty() {
+            invoice.lines.extend(adjustments);
+            invoice.total = cents(invoice.lines.iter().map(|l| l.amount).sum());
+        }
+        invoices.push(invoice);
     }
     Ok(invoices)
 }
 
-async fn invoice_with(
+/// Every account's invoice for a period as one CSV document (the header
+/// once): finalized invoices as frozen, the others as drafts.
+pub async fn period_csv(
+    store: &dyn Store,
+    book: &PriceBook,
+    period: Period,
+) -> Result<String, BillingError> {
+    let mut out = render::csv_document(std::iter::empty());
+    for draft in draft_invoices(store, book, period).await? {
+        let text = match store
+            .finalized_invoice(&draft.account, &period.to_string())
+            .await?
+        {
+            Some(f) => f.csv,
+            None => render::csv(&draft),
+        };
+        if let Some((_, rows)) = text.split_once("\r\n") {
+            out.push_str(rows);
+        }
+    }
+    Ok(out)
+}
+
+/// The charges of one account in one period, from records up to `max_seq`.
+async fn charges(
     store: &dyn Store,
     book: &PriceBook,
     account: &str,
     period: Period,
+    max_seq: i64,
     containers: &ContainerBill,
 ) -> Result<Invoice, BillingError> {
     let (from, to) = period.bounds();
@@ -528,6 +617,7 @@ async fn invoice_with(
         account: Some(account.to_owned()),
         from,
         to,
+        max_seq,
         thresholds: thresholds.clone(),
     };
     let mut lines = LineBook::default();
@@ -538,7 +628,7 @@ async fn invoice_with(
         lines.add_tokens(book, &thresholds, &g, false);
     }
     lines.add_containers(containers, account);
-    let records = store.record_count(account, from, to).await?;
+    let records = store.record_count(account, from, to, max_seq).await?;
     let container_count = containers
         .containers
         .iter()
@@ -547,20 +637,149 @@ async fn invoice_with(
     Ok(assemble(account, period, lines, records, container_count))
 }
 
-/// Container charges of every account in a period (the free allowance is shared org-wide).
+/// Container charges of every account in a period (the free allowance is
+/// shared org-wide), from records up to `max_seq`.
 pub async fn container_bill(
     store: &dyn Store,
     book: &PriceBook,
     period: Period,
+    max_seq: i64,
 ) -> Result<ContainerBill, BillingError> {
     let (from, to) = period.bounds();
     let records = store
         .container_records(
             from - CONTAINER_LIFETIME_MICROS,
             to + CONTAINER_LIFETIME_MICROS,
+            max_seq,
         )
         .await?;
     Ok(bill_containers(book, &records, &period))
+}
+
+/// Adjustment lines on `period` for earlier finalized periods of the account
+/// whose next open period this is: what the ledger up to `max_seq` bills for
+/// them, minus what was already billed (as of the last finalization that
+/// covered them).
+async fn adjustments_for(
+    store: &dyn Store,
+    book: &PriceBook,
+    account: &str,
+    period: Period,
+    max_seq: i64,
+) -> Result<Vec<Line>, BillingError> {
+    let finalized: Vec<(Period, i64)> = store
+        .finalized_periods(account)
+        .await?
+        .into_iter()
+        .filter_map(|(p, cutoff)| Period::parse(&p).ok().map(|p| (p, cutoff)))
+        .collect();
+    let is_final = |p: Period| finalized.iter().any(|(f, _)| *f == p);
+    if is_final(period) {
+        return Ok(Vec::new());
+    }
+    let mut lines = Vec::new();
+    for &(late, _) in finalized.iter().filter(|(p, _)| *p < period) {
+        // This period must be the first open one after `late`.
+        let mut next = late.next();
+        while next < period && is_final(next) {
+            next = next.next();
+        }
+        if next != period {
+            continue;
+        }
+        // Billed so far for `late`: up to the newest cutoff among the finalized
+        // invoices from `late` up to (not including) this period.
+        let billed_to = finalized
+            .iter()
+            .filter(|(p, _)| *p >= late && *p < period)
+            .map(|(_, c)| *c)
+            .max()
+            .unwrap_or(0);
+        if billed_to >= max_seq {
+            continue;
+        }
+        let before = charges_total(store, book, account, late, billed_to).await?;
+        let now = charges_total(store, book, account, late, max_seq).await?;
+        let (exact, amount) = (now.0 - before.0, now.1 - before.1);
+        if exact.is_zero() && amount.is_zero() {
+            continue;
+        }
+        lines.push(Line {
+            description: format!(
+                "adjustment for {late}: usage recorded after its invoice was finalized"
+            ),
+            model: None,
+            charge: Charge::Adjustment,
+            batch: false,
+            long_context: false,
+            quantity: Decimal::ONE,
+            unit: Charge::Adjustment.unit(),
+            unit_price: amount,
+            price_version: late.to_string(),
+            amount_exact: exact.normalize(),
+            amount,
+        });
+    }
+    Ok(lines)
+}
+
+/// (exact, rounded) total of one account's charges in a period as of `max_seq`.
+async fn charges_total(
+    store: &dyn Store,
+    book: &PriceBook,
+    account: &str,
+    period: Period,
+    max_seq: i64,
+) -> Result<(Decimal, Decimal), BillingError> {
+    let containers = container_bill(store, book, period, max_seq).await?;
+    let inv = charges(store, book, account, period, max_seq, &containers).await?;
+    Ok((inv.lines.iter().map(|l| l.amount_exact).sum(), inv.total))
+}
+
+/// Why an invoice could not be finalized.
+#[derive(Debug, thiserror::Error)]
+pub enum FinalizeError {
+    #[error(
+        "the invoice has unpriced usage ({0}); add prices first, or finalize with --allow-unpriced"
+    )]
+    Unpriced(String),
+    #[error(transparent)]
+    Billing(#[from] BillingError),
+}
+
+/// Freeze the invoice of `account` for `period` (idempotent: a finalized
+/// invoice is returned as it was frozen).
+pub async fn finalize(
+    store: &dyn Store,
+    book: &PriceBook,
+    account: &str,
+    period: Period,
+    allow_unpriced: bool,
+) -> Result<crate::store::FinalizedInvoice, FinalizeError> {
+    let label = period.to_string();
+    if let Some(f) = store
+        .finalized_invoice(account, &label)
+        .await
+        .map_err(BillingError::from)?
+    {
+        return Ok(f);
+    }
+    let cutoff = store.max_seq().await.map_err(BillingError::from)?;
+    let draft = draft_as_of(store, book, account, period, cutoff).await?;
+    if !draft.unpriced.is_empty() && !allow_unpriced {
+        let models: Vec<&str> = draft.unpriced.iter().map(|u| u.model.as_str()).collect();
+        return Err(FinalizeError::Unpriced(models.join(", ")));
+    }
+    let render = move |number: &str| {
+        let mut frozen = draft.clone();
+        frozen.number = Some(number.to_owned());
+        frozen.status = "finalized";
+        (render::json(&frozen), render::csv(&frozen))
+    };
+    Ok(store
+        .finalize(account, &label, cutoff, &render)
+        .await
+        .map_err(BillingError::from)?)
 }
 
 fn assemble(

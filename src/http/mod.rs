@@ -5,6 +5,7 @@
 mod error;
 mod health;
 mod ingest;
+mod invoices;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -86,6 +87,14 @@ pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/v1/usage", post(ingest::post_usage))
         .route("/v1/usage/batch", post(ingest::post_batch))
+        .route(
+            "/v1/accounts/{account}/invoices/{period}",
+            get(invoices::get_invoice),
+        )
+        .route(
+            "/v1/accounts/{account}/invoices/{period}/finalize",
+            post(invoices::finalize),
+        )
         .route_layer(middleware::from_fn_with_state(state.clone(), require_admin));
     Router::new()
         .merge(api)

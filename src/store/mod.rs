@@ -146,6 +146,8 @@ pub struct UsageQuery {
     pub account: Option<String>,
     pub from: Micros,
     pub to: Micros,
+    /// Only records with `seq <= max_seq` (the ledger as it stood then).
+    pub max_seq: i64,
     pub thresholds: Vec<i64>,
 }
 
@@ -174,6 +176,16 @@ pub struct ContainerRecord {
     pub recorded_at: Micros,
     pub started_at: Option<Micros>,
     pub web_tools_20260209: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FinalizedInvoice {
+    pub number: String,
+    pub account: String,
+    pub period: String,
+    pub cutoff_seq: i64,
+    pub json: String,
+    pub csv: String,
 }
 
 /// Counts over the whole ledger (health, metrics, tests).
@@ -225,13 +237,48 @@ pub trait Store: Send + Sync + 'static {
 
     /// Code-execution and file-preload records with a container, all accounts,
     /// `from <= recorded_at < to`, ordered by container then time.
-    async fn container_records(&self, from: Micros, to: Micros) -> Result<Vec<ContainerRecord>>;
+    async fn container_records(
+        &self,
+        from: Micros,
+        to: Micros,
+        max_seq: i64,
+    ) -> Result<Vec<ContainerRecord>>;
 
     /// Accounts with records in `[from, to)`, sorted.
     async fn accounts(&self, from: Micros, to: Micros) -> Result<Vec<String>>;
 
     /// Records (of every kind) of an account in `[from, to)`.
-    async fn record_count(&self, account: &str, from: Micros, to: Micros) -> Result<i64>;
+    async fn record_count(
+        &self,
+        account: &str,
+        from: Micros,
+        to: Micros,
+        max_seq: i64,
+    ) -> Result<i64>;
+
+    /// The newest ledger sequence number (0 when empty).
+    async fn max_seq(&self) -> Result<i64>;
+
+    /// Finalized invoices of an account: `(period, cutoff_seq)`, by period.
+    async fn finalized_periods(&self, account: &str) -> Result<Vec<(String, i64)>>;
+
+    /// A finalized invoice as frozen.
+    async fn finalized_invoice(
+        &self,
+        account: &str,
+        period: &str,
+    ) -> Result<Option<FinalizedInvoice>>;
+
+    /// Freeze an invoice: a number is assigned (from the row id) and `render`
+    /// turns it into the JSON and CSV kept forever. If the invoice was
+    /// finalized meanwhile, the existing one is returned.
+    async fn finalize(
+        &self,
+        account: &str,
+        period: &str,
+        cutoff_seq: i64,
+        render: &(dyn for<'a> Fn(&'a str) -> (String, String) + Send + Sync),
+    ) -> Result<FinalizedInvoice>;
 
     /// The newest imported price book: `(id, name, toml)`.
     async fn price_book(&self) -> Result<Option<(i64, String, String)>>;

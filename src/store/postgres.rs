@@ -13,7 +13,10 @@ use async_trait::async_trait;
 use sqlx::postgres::{PgPoolOptions, Postgres};
 use sqlx::{AssertSqlSafe, PgPool, Row, Transaction};
 
-use super::sql::{bind_rejection, record_from_row, rejected_from_row, usage_group_from_row};
+use super::FinalizedInvoice;
+use super::sql::{
+    bind_rejection, finalized_from_row, record_from_row, rejected_from_row, usage_group_from_row,
+};
 use super::write::{WriteTx, write_batch};
 use super::{
     Backend, ContainerRecord, LedgerCounts, NewRejection, Rejected, Result, Store, StoreError,
@@ -51,7 +54,8 @@ impl PostgresStore {
         let mut query = sqlx::query(AssertSqlSafe(sql))
             .bind(q.from)
             .bind(q.to)
-            .bind(q.account.as_deref());
+            .bind(q.account.as_deref())
+            .bind(q.max_seq);
         for t in &q.thresholds {
             query = query.bind(*t);
         }
@@ -421,10 +425,16 @@ impl Store for PostgresStore {
         self.usage_query(q, true).await
     }
 
-    async fn container_records(&self, from: Micros, to: Micros) -> Result<Vec<ContainerRecord>> {
+    async fn container_records(
+        &self,
+        from: Micros,
+        to: Micros,
+        max_seq: i64,
+    ) -> Result<Vec<ContainerRecord>> {
         let rows = sqlx::query(super::sql::CONTAINER_RECORDS)
             .bind(from)
             .bind(to)
+            .bind(max_seq)
             .fetch_all(&self.pool)
             .await?;
         rows.iter()
@@ -449,11 +459,18 @@ impl Store for PostgresStore {
         rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
     }
 
-    async fn record_count(&self, account: &str, from: Micros, to: Micros) -> Result<i64> {
+    async fn record_count(
+        &self,
+        account: &str,
+        from: Micros,
+        to: Micros,
+        max_seq: i64,
+    ) -> Result<i64> {
         let row = sqlx::query(super::sql::RECORD_COUNT)
             .bind(account)
             .bind(from)
             .bind(to)
+            .bind(max_seq)
             .fetch_one(&self.pool)
             .await?;
         Ok(row.try_get(0)?)
@@ -477,6 +494,74 @@ impl Store for PostgresStore {
         .fetch_one(&self.pool)
         .await?;
         Ok(row.try_get(0)?)
+    }
+
+    async fn max_seq(&self) -> Result<i64> {
+        let row = sqlx::query("select cast(coalesce(max(seq), 0) as bigint) from records")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get(0)?)
+    }
+
+    async fn finalized_periods(&self, account: &str) -> Result<Vec<(String, i64)>> {
+        let rows = sqlx::query(
+            "select period, cutoff_seq from invoices where account = $1 order by period",
+        )
+        .bind(account)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect()
+    }
+
+    async fn finalized_invoice(
+        &self,
+        account: &str,
+        period: &str,
+    ) -> Result<Option<FinalizedInvoice>> {
+        let row = sqlx::query(super::sql::FINALIZED_GET)
+            .bind(account)
+            .bind(period)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(|r| finalized_from_row!(r)).transpose()
+    }
+
+    async fn finalize(
+        &self,
+        account: &str,
+        period: &str,
+        cutoff_seq: i64,
+        render: &(dyn for<'a> Fn(&'a str) -> (String, String) + Send + Sync),
+    ) -> Result<FinalizedInvoice> {
+        let mut tx = self.pool.begin().await?;
+        let inserted = sqlx::query(
+            "insert into invoices (account, period, number, cutoff_seq, finalized_at, json, csv) \
+             values ($1, $2, '', $3, $4, '', '') on conflict (account, period) do nothing returning id",
+        )
+        .bind(account)
+        .bind(period)
+        .bind(cutoff_seq)
+        .bind(crate::record::to_micros(chrono::Utc::now()))
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(row) = inserted {
+            let id: i64 = row.try_get(0)?;
+            let number = super::sql::invoice_number(period, id);
+            let (json, csv) = render(&number);
+            sqlx::query("update invoices set number = $1, json = $2, csv = $3 where id = $4")
+                .bind(number)
+                .bind(json)
+                .bind(csv)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        self.finalized_invoice(account, period)
+            .await?
+            .ok_or_else(|| StoreError::Invalid("the finalized invoice vanished".into()))
     }
 
     async fn ping(&self) -> Result<()> {

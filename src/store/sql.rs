@@ -135,7 +135,8 @@ pub fn rfc3339(us: i64) -> String {
 }
 
 /// Aggregation of token usage (or of extra iterations) for billing. `$1`/`$2`
-/// bound the time, `$3` is the account or null, `$4…` the tier thresholds.
+/// bound the time, `$3` is the account or null, `$4` the last ledger seq to
+/// include, `$5…` the tier thresholds.
 pub(super) fn usage_sql(thresholds: usize, iterations: bool) -> String {
     let (src, usage, model) = if iterations {
         (
@@ -153,7 +154,7 @@ pub(super) fn usage_sql(thresholds: usize, iterations: bool) -> String {
     for i in 0..thresholds {
         bucket.push_str(&format!(
             " + (case when {total} > ${} then 1 else 0 end)",
-            i + 4
+            i + 5
         ));
     }
     let (fetch, code) = if iterations {
@@ -177,7 +178,7 @@ pub(super) fn usage_sql(thresholds: usize, iterations: bool) -> String {
          cast(sum({fetch}) as bigint) as web_fetch_requests, \
          cast(sum({code}) as bigint) as code_execution_requests \
          from {src} where r.kind = 'message' and r.recorded_at >= $1 and r.recorded_at < $2 \
-         and (cast($3 as text) is null or r.account = $3) \
+         and (cast($3 as text) is null or r.account = $3) and r.seq <= $4 \
          group by 1, 2, 3, 4, 5, 6, 7"
     )
 }
@@ -185,12 +186,12 @@ pub(super) fn usage_sql(thresholds: usize, iterations: bool) -> String {
 pub(super) const CONTAINER_RECORDS: &str = "select container_id, account, recorded_at, started_at, \
     cast(case when web_tools_20260209 then 1 else 0 end as bigint) as web_tools \
     from records where container_id is not null and kind = 'message' \
-    and (uses_code_execution or files_preloaded) and recorded_at >= $1 and recorded_at < $2 \
+    and (uses_code_execution or files_preloaded) and recorded_at >= $1 and recorded_at < $2 and seq <= $3 \
     order by container_id, recorded_at";
 
 pub(super) const ACCOUNTS: &str = "select distinct account from records where recorded_at >= $1 and recorded_at < $2 order by account";
 
-pub(super) const RECORD_COUNT: &str = "select cast(count(*) as bigint) from records where account = $1 and recorded_at >= $2 and recorded_at < $3";
+pub(super) const RECORD_COUNT: &str = "select cast(count(*) as bigint) from records where account = $1 and recorded_at >= $2 and recorded_at < $3 and seq <= $4";
 
 /// Map a row of [`usage_sql`] to [`super::UsageGroup`].
 macro_rules! usage_group_from_row {
@@ -221,3 +222,26 @@ macro_rules! usage_group_from_row {
     }};
 }
 pub(crate) use usage_group_from_row;
+
+pub(super) const FINALIZED_GET: &str = "select number, account, period, cutoff_seq, json, csv from invoices where account = $1 and period = $2";
+
+/// Invoice numbers: the period and a ledger-wide sequence, e.g. `INV-2025-05-000042`.
+pub(super) fn invoice_number(period: &str, id: i64) -> String {
+    format!("INV-{period}-{id:06}")
+}
+
+macro_rules! finalized_from_row {
+    ($row:expr) => {{
+        use sqlx::Row as _;
+        let row = $row;
+        Ok::<_, $crate::store::StoreError>($crate::store::FinalizedInvoice {
+            number: row.try_get("number")?,
+            account: row.try_get("account")?,
+            period: row.try_get("period")?,
+            cutoff_seq: row.try_get("cutoff_seq")?,
+            json: row.try_get("json")?,
+            csv: row.try_get("csv")?,
+        })
+    }};
+}
+pub(crate) use finalized_from_row;

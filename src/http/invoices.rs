@@ -1,0 +1,96 @@
+//! `GET /v1/accounts/{account}/invoices/{period}` (JSON, or CSV with
+//! `Accept: text/csv` or `?format=csv`) and
+//! `POST /v1/accounts/{account}/invoices/{period}/finalize[?allow_unpriced=true]`.
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+
+use super::{ApiError, AppState};
+use crate::billing::{self, BillingError, FinalizeError, Period};
+
+#[derive(Debug, Deserialize)]
+pub struct InvoiceQuery {
+    format: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct FinalizeQuery {
+    #[serde(default)]
+    allow_unpriced: bool,
+}
+
+fn parse_target(account: &str, period: &str) -> Result<Period, ApiError> {
+    crate::record::validate_account(account)
+        .map_err(|m| ApiError::BadRequest(format!("account {account:?} {m}")))?;
+    Period::parse(period).map_err(ApiError::BadRequest)
+}
+
+fn billing_error(e: BillingError) -> ApiError {
+    ApiError::Storage(e.to_string())
+}
+
+fn wants_csv(query: &InvoiceQuery, headers: &HeaderMap) -> Result<bool, ApiError> {
+    match query.format.as_deref() {
+        Some("csv") => return Ok(true),
+        Some("json") => return Ok(false),
+        Some(other) => {
+            return Err(ApiError::BadRequest(format!(
+                "format={other:?}: expected json or csv"
+            )));
+        }
+        None => {}
+    }
+    Ok(headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("text/csv")))
+}
+
+fn document(body: String, csv: bool) -> Response {
+    let content_type = if csv {
+        "text/csv; charset=utf-8"
+    } else {
+        "application/json"
+    };
+    ([(header::CONTENT_TYPE, content_type)], body).into_response()
+}
+
+pub async fn get_invoice(
+    State(state): State<AppState>,
+    Path((account, period)): Path<(String, String)>,
+    Query(query): Query<InvoiceQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let period = parse_target(&account, &period)?;
+    let csv = wants_csv(&query, &headers)?;
+    let store = state.ledger.store().as_ref();
+    let book = billing::current_book(store).await.map_err(billing_error)?;
+    let r = billing::invoice(store, &book, &account, period)
+        .await
+        .map_err(billing_error)?;
+    Ok(document(if csv { r.csv } else { r.json }, csv))
+}
+
+pub async fn finalize(
+    State(state): State<AppState>,
+    Path((account, period)): Path<(String, String)>,
+    Query(query): Query<FinalizeQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let period = parse_target(&account, &period)?;
+    let csv = wants_csv(&InvoiceQuery { format: None }, &headers)?;
+    let store = state.ledger.store().as_ref();
+    let book = billing::current_book(store).await.map_err(billing_error)?;
+    match billing::finalize(store, &book, &account, period, query.allow_unpriced).await {
+        Ok(f) => Ok(document(if csv { f.csv } else { f.json }, csv)),
+        Err(FinalizeError::Unpriced(models)) => Ok((
+            StatusCode::CONFLICT,
+            axum::Json(serde_json::json!({"error": {"type": "unpriced_usage", "message": format!(
+                "the invoice has unpriced usage ({models}): import prices for it, or finalize with ?allow_unpriced=true")}})),
+        )
+            .into_response()),
+        Err(FinalizeError::Billing(e)) => Err(billing_error(e)),
+    }
+}
