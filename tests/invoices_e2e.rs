@@ -1,0 +1,216 @@
+//! Invoices end to end: golden files (`fixtures/expected/`) through the CLI,
+//! the HTTP endpoints on a loopback server, the all-accounts CSV and the
+//! price-book commands; on both backends.
+//!
+//! `TALLY_UPDATE_GOLDEN=1 cargo test --test invoices_e2e` rewrites the golden
+//! files (review the diff before committing).
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::process::Command;
+
+use common::{Backend, TestDb, TestServer, fixture_path};
+use reqwest::StatusCode;
+use serde_json::Value;
+use tally::http::ServeConfig;
+
+fn tally(db: &TestDb, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_tally"))
+        .arg("--database")
+        .arg(&db.url)
+        .args(args)
+        .env_remove("DATABASE_URL")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+fn check_golden(name: &str, actual: &str) {
+    let path = fixture_path("expected").join(name);
+    if std::env::var_os("TALLY_UPDATE_GOLDEN").is_some() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, actual).unwrap();
+    }
+    let expected = std::fs::read_to_string(&path)
+        .unwrap_or_else(|_| panic!("missing golden file {}", path.display()));
+    assert_eq!(actual, expected, "{name} differs from its golden file");
+}
+
+const GOLDEN: [(&str, &str); 3] = [
+    ("acme", "2025-05"),
+    ("acme", "2025-10"),
+    ("globex", "2025-10"),
+];
+
+async fn golden_invoices(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let sample = fixture_path("sample.ndjson").display().to_string();
+    assert_eq!(tally(&db, &["ingest", &sample]).0, 0);
+    for (account, period) in GOLDEN {
+        for format in ["json", "csv"] {
+            let (code, out, err) = tally(
+                &db,
+                &[
+                    "invoice",
+                    "--account",
+                    account,
+                    "--period",
+                    period,
+                    "--format",
+                    format,
+                ],
+            );
+            assert_eq!(code, 0, "{err}");
+            check_golden(&format!("{account}_{period}.{format}"), &out);
+        }
+    }
+    let (code, out, _) = tally(&db, &["invoices", "--period", "2025-10", "--format", "csv"]);
+    assert_eq!(code, 0);
+    check_golden("all_2025-10.csv", &out);
+    // One header, then every account's rows, each ending with its total row.
+    assert_eq!(out.matches("invoice_number,").count(), 1);
+    assert_eq!(out.lines().filter(|l| l.contains(",total,")).count(), 2);
+}
+
+async fn http_invoice_endpoints(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let server = TestServer::start(&db, ServeConfig::default()).await;
+    let client = reqwest::Client::new();
+    let body = std::fs::read(fixture_path("sample.ndjson")).unwrap();
+    client
+        .post(server.url("/v1/usage/batch"))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+
+    let url = server.url("/v1/accounts/acme/invoices/2025-05");
+    let json = client.get(&url).send().await.unwrap();
+    assert_eq!(json.status(), StatusCode::OK);
+    assert_eq!(json.headers()["content-type"], "application/json");
+    let text = json.text().await.unwrap();
+    assert_eq!(
+        text,
+        std::fs::read_to_string(fixture_path("expected/acme_2025-05.json")).unwrap()
+    );
+
+    let csv = client
+        .get(&url)
+        .header("accept", "text/csv")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(csv.headers()["content-type"], "text/csv; charset=utf-8");
+    let csv_text = csv.text().await.unwrap();
+    assert_eq!(
+        csv_text,
+        std::fs::read_to_string(fixture_path("expected/acme_2025-05.csv")).unwrap()
+    );
+    let by_query = client
+        .get(format!("{url}?format=csv"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(by_query, csv_text);
+
+    let bad = client
+        .get(server.url("/v1/accounts/acme/invoices/2025-13"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+    let bad = client
+        .get(format!("{url}?format=xml"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+
+    // Finalize: numbered, frozen, and served identically afterwards.
+    let fin = client.post(format!("{url}/finalize")).send().await.unwrap();
+    assert_eq!(fin.status(), StatusCode::OK);
+    let frozen = fin.text().await.unwrap();
+    let v: Value = serde_json::from_str(&frozen).unwrap();
+    assert_eq!(v["status"], "finalized");
+    assert!(v["number"].as_str().unwrap().starts_with("INV-2025-05-"));
+    assert_eq!(
+        client.get(&url).send().await.unwrap().text().await.unwrap(),
+        frozen
+    );
+
+    // Unpriced usage blocks finalizing unless allowed.
+    let mut unknown: Value = serde_json::from_str(
+        &std::fs::read_to_string(fixture_path("seed/files_preloaded.ndjson")).unwrap(),
+    )
+    .unwrap();
+    unknown["response"]["id"] = "msg_unknown_model".into();
+    unknown["response"]["model"] = "claude-imaginary-9".into();
+    unknown["response"]["container"] = Value::Null;
+    unknown["recorded_at"] = "2025-07-01T00:00:00Z".into();
+    unknown["started_at"] = Value::Null;
+    client
+        .post(server.url("/v1/usage"))
+        .body(unknown.to_string())
+        .send()
+        .await
+        .unwrap();
+    let july = server.url("/v1/accounts/acme/invoices/2025-07/finalize");
+    let refused = client.post(&july).send().await.unwrap();
+    assert_eq!(refused.status(), StatusCode::CONFLICT);
+    let allowed = client
+        .post(format!("{july}?allow_unpriced=true"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(allowed.status(), StatusCode::OK);
+}
+
+async fn price_book_commands(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let (code, out, _) = tally(&db, &["prices", "--at", "2025-06-01"]);
+    assert_eq!(code, 0);
+    assert!(out.starts_with("price book version 2025-05-22"), "{out}");
+    assert!(out.contains("claude-opus-4-20250514"));
+    let (_, json, _) = tally(&db, &["prices", "--at", "2026-10-10", "--json"]);
+    let v: Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["effective_from"], "2026-10-07");
+
+    // A bad file is refused with its line, and the book in force stays.
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        tally::pricing::SHIPPED.replacen("input = \"15\"", "input = 15", 1),
+    )
+    .unwrap();
+    let (code, _, err) = tally(&db, &["prices", "import", bad.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(err.contains("line ") && err.contains("unchanged"), "{err}");
+    // A good file takes over: Opus 4 input at $99.
+    let good = dir.path().join("good.toml");
+    std::fs::write(
+        &good,
+        tally::pricing::SHIPPED.replace("input = \"15\"", "input = \"99\""),
+    )
+    .unwrap();
+    let (code, out, err) = tally(&db, &["prices", "import", good.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("imported price book"));
+    let (_, out, _) = tally(&db, &["prices", "--at", "2025-06-01"]);
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("claude-opus-4-20250514") && l.contains(" 99 ")),
+        "{out}"
+    );
+}
+
+on_both_backends!(golden_invoices, http_invoice_endpoints, price_book_commands);
