@@ -44,17 +44,62 @@ impl Rng {
 
 /// Write `n` NDJSON records.
 pub fn write_ndjson(mut out: impl Write, n: u64, seed: u64) -> std::io::Result<()> {
-    let mut rng = Rng(seed);
-    let base = chrono::DateTime::parse_from_rfc3339("2026-03-01T00:00:00Z")
-        .map(|t| t.timestamp())
-        .unwrap_or_default();
-    let mut container: Option<(String, String)> = None;
-    for i in 0..n {
-        let line = record(&mut rng, i, seed, base, &mut container);
+    for line in Generator::new(n, seed, 12) {
         serde_json::to_writer(&mut out, &line)?;
         out.write_all(b"\n")?;
     }
     out.flush()
+}
+
+/// `n` records spread evenly over the 28 days from 2026-03-01, across
+/// `accounts` accounts, as JSON values.
+pub struct Generator {
+    rng: Rng,
+    i: u64,
+    n: u64,
+    seed: u64,
+    accounts: u64,
+    base: i64,
+    container: Option<(String, String)>,
+}
+
+impl Generator {
+    pub fn new(n: u64, seed: u64, accounts: u64) -> Self {
+        let base = chrono::DateTime::parse_from_rfc3339("2026-03-01T00:00:00Z")
+            .map(|t| t.timestamp())
+            .unwrap_or_default();
+        Generator {
+            rng: Rng(seed),
+            i: 0,
+            n,
+            seed,
+            accounts: accounts.max(1),
+            base,
+            container: None,
+        }
+    }
+}
+
+impl Iterator for Generator {
+    type Item = Value;
+
+    fn next(&mut self) -> Option<Value> {
+        if self.i >= self.n {
+            return None;
+        }
+        let offset =
+            i64::try_from(u128::from(self.i) * 2_419_000 / u128::from(self.n)).unwrap_or(0);
+        let line = record(
+            &mut self.rng,
+            self.i,
+            self.seed,
+            self.base + offset,
+            self.accounts,
+            &mut self.container,
+        );
+        self.i += 1;
+        Some(line)
+    }
 }
 
 fn record(
@@ -62,15 +107,16 @@ fn record(
     i: u64,
     seed: u64,
     base: i64,
+    accounts: u64,
     container: &mut Option<(String, String)>,
 ) -> Value {
-    let account = format!("team-{:02}", rng.below(12));
+    let account = format!("team-{:02}", rng.below(accounts));
     let model = MODELS
         .get(rng.below(MODELS.len() as u64) as usize)
         .copied()
         .unwrap_or("claude-sonnet-4-6");
     // Spread over 28 days, in order, with jitter.
-    let recorded = base + (i as i64 * 2_419_200 / 1_000_000).max(0) + rng.below(60) as i64;
+    let recorded = base + rng.below(60) as i64;
     let started = recorded - 1 - rng.below(40) as i64;
     let ts = |t: i64| {
         chrono::DateTime::from_timestamp(t, 0)

@@ -542,8 +542,7 @@ async fn draft_as_of(
     period: Period,
     max_seq: i64,
 ) -> Result<Invoice, BillingError> {
-    let containers = container_bill(store, book, period, max_seq).await?;
-    let mut invoice = charges(store, book, account, period, max_seq, &containers).await?;
+    let mut invoice = charges(store, book, account, period, max_seq).await?;
     let adjustments = adjustments_for(store, book, account, period, max_seq).await?;
     if !adjustments.is_empty() {
         invoice.lines.extend(adjustments);
@@ -553,22 +552,21 @@ async fn draft_as_of(
 }
 
 /// Draft invoices of every account with usage (or containers) in `period`,
-/// sorted by account.
+/// sorted by account. Usage is read in one pass for all accounts.
 pub async fn draft_invoices(
     store: &dyn Store,
     book: &PriceBook,
     period: Period,
 ) -> Result<Vec<Invoice>, BillingError> {
     let max_seq = store.max_seq().await?;
-    let containers = container_bill(store, book, period, max_seq).await?;
-    let (from, to) = period.bounds();
-    let mut accounts = store.accounts(from, to).await?;
-    accounts.extend(containers.containers.iter().map(|c| c.account.clone()));
+    let data = PeriodData::load(store, book, period, max_seq, None).await?;
+    let mut accounts: Vec<String> = data.counts.keys().cloned().collect();
+    accounts.extend(data.containers.containers.iter().map(|c| c.account.clone()));
     accounts.sort();
     accounts.dedup();
     let mut invoices = Vec::with_capacity(accounts.len());
     for account in accounts {
-        let mut invoice = charges(store, book, &account, period, max_seq, &containers).await?;
+        let mut invoice = data.charges(book, &account, period);
         let adjustments = adjustments_for(store, book, &account, period, max_seq).await?;
         if !adjustments.is_empty() {
             invoice.lines.extend(adjustments);
@@ -602,6 +600,71 @@ pub async fn period_csv(
     Ok(out)
 }
 
+/// What one period's invoices are computed from: usage summed by the
+/// database, record counts, and the org-wide container bill.
+struct PeriodData {
+    usage: BTreeMap<String, Vec<UsageGroup>>,
+    iterations: BTreeMap<String, Vec<UsageGroup>>,
+    counts: BTreeMap<String, i64>,
+    containers: ContainerBill,
+}
+
+impl PeriodData {
+    async fn load(
+        store: &dyn Store,
+        book: &PriceBook,
+        period: Period,
+        max_seq: i64,
+        account: Option<&str>,
+    ) -> Result<PeriodData, BillingError> {
+        let (from, to) = period.bounds();
+        let query = UsageQuery {
+            account: account.map(str::to_owned),
+            from,
+            to,
+            max_seq,
+            thresholds: book.thresholds(),
+        };
+        let by_account = |groups: Vec<UsageGroup>| {
+            let mut map: BTreeMap<String, Vec<UsageGroup>> = BTreeMap::new();
+            for g in groups {
+                map.entry(g.account.clone()).or_default().push(g);
+            }
+            map
+        };
+        Ok(PeriodData {
+            usage: by_account(store.usage_groups(&query).await?),
+            iterations: by_account(store.iteration_groups(&query).await?),
+            counts: store
+                .record_counts(account, from, to, max_seq)
+                .await?
+                .into_iter()
+                .collect(),
+            containers: container_bill(store, book, period, max_seq).await?,
+        })
+    }
+
+    fn charges(&self, book: &PriceBook, account: &str, period: Period) -> Invoice {
+        let thresholds = book.thresholds();
+        let mut lines = LineBook::default();
+        for g in self.usage.get(account).into_iter().flatten() {
+            lines.add_tokens(book, &thresholds, g, true);
+        }
+        for g in self.iterations.get(account).into_iter().flatten() {
+            lines.add_tokens(book, &thresholds, g, false);
+        }
+        lines.add_containers(&self.containers, account);
+        let records = self.counts.get(account).copied().unwrap_or(0);
+        let containers = self
+            .containers
+            .containers
+            .iter()
+            .filter(|c| c.account == account)
+            .count() as i64;
+        assemble(account, period, lines, records, containers)
+    }
+}
+
 /// The charges of one account in one period, from records up to `max_seq`.
 async fn charges(
     store: &dyn Store,
@@ -609,32 +672,9 @@ async fn charges(
     account: &str,
     period: Period,
     max_seq: i64,
-    containers: &ContainerBill,
 ) -> Result<Invoice, BillingError> {
-    let (from, to) = period.bounds();
-    let thresholds = book.thresholds();
-    let query = UsageQuery {
-        account: Some(account.to_owned()),
-        from,
-        to,
-        max_seq,
-        thresholds: thresholds.clone(),
-    };
-    let mut lines = LineBook::default();
-    for g in store.usage_groups(&query).await? {
-        lines.add_tokens(book, &thresholds, &g, true);
-    }
-    for g in store.iteration_groups(&query).await? {
-        lines.add_tokens(book, &thresholds, &g, false);
-    }
-    lines.add_containers(containers, account);
-    let records = store.record_count(account, from, to, max_seq).await?;
-    let container_count = containers
-        .containers
-        .iter()
-        .filter(|c| c.account == account)
-        .count() as i64;
-    Ok(assemble(account, period, lines, records, container_count))
+    let data = PeriodData::load(store, book, period, max_seq, Some(account)).await?;
+    Ok(data.charges(book, account, period))
 }
 
 /// Container charges of every account in a period (the free allowance is
@@ -731,8 +771,7 @@ async fn charges_total(
     period: Period,
     max_seq: i64,
 ) -> Result<(Decimal, Decimal), BillingError> {
-    let containers = container_bill(store, book, period, max_seq).await?;
-    let inv = charges(store, book, account, period, max_seq, &containers).await?;
+    let inv = charges(store, book, account, period, max_seq).await?;
     Ok((inv.lines.iter().map(|l| l.amount_exact).sum(), inv.total))
 }
 

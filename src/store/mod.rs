@@ -244,17 +244,15 @@ pub trait Store: Send + Sync + 'static {
         max_seq: i64,
     ) -> Result<Vec<ContainerRecord>>;
 
-    /// Accounts with records in `[from, to)`, sorted.
-    async fn accounts(&self, from: Micros, to: Micros) -> Result<Vec<String>>;
-
-    /// Records (of every kind) of an account in `[from, to)`.
-    async fn record_count(
+    /// Records (of every kind) per account in `[from, to)` with `seq <= max_seq`,
+    /// for one account or all, sorted by account.
+    async fn record_counts(
         &self,
-        account: &str,
+        account: Option<&str>,
         from: Micros,
         to: Micros,
         max_seq: i64,
-    ) -> Result<i64>;
+    ) -> Result<Vec<(String, i64)>>;
 
     /// The newest ledger sequence number (0 when empty).
     async fn max_seq(&self) -> Result<i64>;

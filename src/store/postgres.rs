@@ -450,30 +450,23 @@ impl Store for PostgresStore {
             .collect()
     }
 
-    async fn accounts(&self, from: Micros, to: Micros) -> Result<Vec<String>> {
-        let rows = sqlx::query(super::sql::ACCOUNTS)
-            .bind(from)
-            .bind(to)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
-    }
-
-    async fn record_count(
+    async fn record_counts(
         &self,
-        account: &str,
+        account: Option<&str>,
         from: Micros,
         to: Micros,
         max_seq: i64,
-    ) -> Result<i64> {
-        let row = sqlx::query(super::sql::RECORD_COUNT)
+    ) -> Result<Vec<(String, i64)>> {
+        let rows = sqlx::query(super::sql::RECORD_COUNTS)
             .bind(account)
             .bind(from)
             .bind(to)
             .bind(max_seq)
-            .fetch_one(&self.pool)
+            .fetch_all(&self.pool)
             .await?;
-        Ok(row.try_get(0)?)
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect()
     }
 
     async fn price_book(&self) -> Result<Option<(i64, String, String)>> {

@@ -189,9 +189,9 @@ pub(super) const CONTAINER_RECORDS: &str = "select container_id, account, record
     and (uses_code_execution or files_preloaded) and recorded_at >= $1 and recorded_at < $2 and seq <= $3 \
     order by container_id, recorded_at";
 
-pub(super) const ACCOUNTS: &str = "select distinct account from records where recorded_at >= $1 and recorded_at < $2 order by account";
-
-pub(super) const RECORD_COUNT: &str = "select cast(count(*) as bigint) from records where account = $1 and recorded_at >= $2 and recorded_at < $3 and seq <= $4";
+pub(super) const RECORD_COUNTS: &str = "select account, cast(count(*) as bigint) from records \
+    where (cast($1 as text) is null or account = $1) and recorded_at >= $2 and recorded_at < $3 and seq <= $4 \
+    group by account order by account";
 
 /// Map a row of [`usage_sql`] to [`super::UsageGroup`].
 macro_rules! usage_group_from_row {
