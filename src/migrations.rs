@@ -25,6 +25,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/sqlite/0003_invoices.sql"),
         include_str!("../migrations/postgres/0003_invoices.sql"),
     ),
+    (
+        4,
+        "container time index",
+        include_str!("../migrations/sqlite/0004_container_time_index.sql"),
+        include_str!("../migrations/postgres/0004_container_time_index.sql"),
+    ),
 ];
 
 /// Version numbers of the embedded migrations.

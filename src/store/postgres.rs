@@ -50,7 +50,7 @@ impl PostgresStore {
     }
 
     async fn usage_query(&self, q: &UsageQuery, iterations: bool) -> Result<Vec<UsageGroup>> {
-        let sql = super::sql::usage_sql(q.thresholds.len(), iterations);
+        let sql = super::sql::usage_sql(q.thresholds.len(), iterations, q.account.is_some());
         let mut query = sqlx::query(AssertSqlSafe(sql))
             .bind(q.from)
             .bind(q.to)
@@ -457,7 +457,12 @@ impl Store for PostgresStore {
         to: Micros,
         max_seq: i64,
     ) -> Result<Vec<(String, i64)>> {
-        let rows = sqlx::query(super::sql::RECORD_COUNTS)
+        let sql = if account.is_some() {
+            super::sql::RECORD_COUNTS_ONE
+        } else {
+            super::sql::RECORD_COUNTS_ALL
+        };
+        let rows = sqlx::query(sql)
             .bind(account)
             .bind(from)
             .bind(to)

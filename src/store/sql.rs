@@ -137,7 +137,7 @@ pub fn rfc3339(us: i64) -> String {
 /// Aggregation of token usage (or of extra iterations) for billing. `$1`/`$2`
 /// bound the time, `$3` is the account or null, `$4` the last ledger seq to
 /// include, `$5…` the tier thresholds.
-pub(super) fn usage_sql(thresholds: usize, iterations: bool) -> String {
+pub(super) fn usage_sql(thresholds: usize, iterations: bool, one_account: bool) -> String {
     let (src, usage, model) = if iterations {
         (
             "record_iterations u join records r on r.seq = u.seq",
@@ -157,6 +157,9 @@ pub(super) fn usage_sql(thresholds: usize, iterations: bool) -> String {
             i + 5
         ));
     }
+    // Two spellings, not `($3 is null or account = $3)`, so the planner can
+    // use the (account, recorded_at) index for one account.
+    let account = if one_account { "r.account = $3" } else { "cast($3 as text) is null" };
     let (fetch, code) = if iterations {
         ("0", "0")
     } else {
@@ -178,7 +181,7 @@ pub(super) fn usage_sql(thresholds: usize, iterations: bool) -> String {
          cast(sum({fetch}) as bigint) as web_fetch_requests, \
          cast(sum({code}) as bigint) as code_execution_requests \
          from {src} where r.kind = 'message' and r.recorded_at >= $1 and r.recorded_at < $2 \
-         and (cast($3 as text) is null or r.account = $3) and r.seq <= $4 \
+         and {account} and r.seq <= $4 \
          group by 1, 2, 3, 4, 5, 6, 7"
     )
 }
@@ -189,8 +192,12 @@ pub(super) const CONTAINER_RECORDS: &str = "select container_id, account, record
     and (uses_code_execution or files_preloaded) and recorded_at >= $1 and recorded_at < $2 and seq <= $3 \
     order by container_id, recorded_at";
 
-pub(super) const RECORD_COUNTS: &str = "select account, cast(count(*) as bigint) from records \
-    where (cast($1 as text) is null or account = $1) and recorded_at >= $2 and recorded_at < $3 and seq <= $4 \
+pub(super) const RECORD_COUNTS_ONE: &str = "select account, cast(count(*) as bigint) from records \
+    where account = $1 and recorded_at >= $2 and recorded_at < $3 and seq <= $4 \
+    group by account order by account";
+
+pub(super) const RECORD_COUNTS_ALL: &str = "select account, cast(count(*) as bigint) from records \
+    where cast($1 as text) is null and recorded_at >= $2 and recorded_at < $3 and seq <= $4 \
     group by account order by account";
 
 /// Map a row of [`usage_sql`] to [`super::UsageGroup`].

@@ -1,0 +1,124 @@
+//! Invoice generation time on large ledgers, on SQLite and PostgreSQL:
+//! one account's invoice over 1,000,000 records, and every account's invoice
+//! for a month of 5,000,000 records.
+//!
+//! Run with `cargo bench --bench invoice`. Settings (environment):
+//! `TALLY_BENCH_ONE` (default 1000000), `TALLY_BENCH_MONTH` (default 5000000),
+//! `TALLY_BENCH_POSTGRES` (default `postgres://postgres@127.0.0.1:5432`),
+//! `TALLY_BENCH_BACKENDS` (default `sqlite,postgres`).
+
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use sqlx::Connection;
+use tally::billing::{self, Period};
+use tally::ingest::ChunkBuilder;
+use tally::ingest::pipeline::OrderedCommitter;
+use tally::pricing::PriceBook;
+use tally::record::Defaults;
+use tally::store::{self, Store};
+
+async fn fill(store: &Arc<dyn Store>, n: u64, accounts: u64) -> f64 {
+    let start = Instant::now();
+    let mut committer = OrderedCommitter::new(store.clone());
+    let mut done = |_, _, _| {};
+    let mut builder = ChunkBuilder::new("bench", Defaults::default(), 0).with_chunk_lines(store.chunk_lines());
+    for (i, v) in tally::synth::Generator::new(n, 42, accounts).enumerate() {
+        builder.push_line(i as u64 + 1, v.to_string().as_bytes());
+        if builder.is_full() {
+            committer.submit(builder.take(), 0, &mut done).await.unwrap();
+        }
+    }
+    committer.submit(builder.take(), 0, &mut done).await.unwrap();
+    committer.finish(&mut done).await.unwrap();
+    start.elapsed().as_secs_f64()
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+async fn database(backend: &str, pg: &str, dir: &std::path::Path, name: &str) -> String {
+    match backend {
+        "sqlite" => format!("sqlite://{}", dir.join(format!("{name}.db")).display()),
+        _ => {
+            let db = format!("tally_bench_{name}_{}", std::process::id());
+            let mut conn = sqlx::PgConnection::connect(&format!("{pg}/postgres")).await.unwrap();
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("drop database if exists {db} with (force)")))
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("create database {db}"))).execute(&mut conn).await.unwrap();
+            format!("{pg}/{db}")
+        }
+    }
+}
+
+async fn drop_pg(url: &str, pg: &str) {
+    if let Some(name) = url.strip_prefix(&format!("{pg}/")) {
+        let mut conn = sqlx::PgConnection::connect(&format!("{pg}/postgres")).await.unwrap();
+        let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!("drop database if exists {name} with (force)")))
+            .execute(&mut conn)
+            .await;
+    }
+}
+
+fn main() {
+    if !std::env::args().any(|a| a == "--bench") {
+        return;
+    }
+    let env = |k: &str, d: u64| std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d);
+    let one = env("TALLY_BENCH_ONE", 1_000_000);
+    let month = env("TALLY_BENCH_MONTH", 5_000_000);
+    let pg = std::env::var("TALLY_BENCH_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+    let backends = std::env::var("TALLY_BENCH_BACKENDS").unwrap_or_else(|_| "sqlite,postgres".into());
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let book = PriceBook::shipped();
+    let period = Period::parse("2026-03").unwrap();
+    let mut rows = Vec::new();
+
+    rt.block_on(async {
+        for backend in backends.split(',') {
+            let url = database(backend, &pg, dir.path(), "one").await;
+            let store = store::open(&url).await.unwrap();
+            let fill_s = fill(&store, one, 1).await;
+            eprintln!("{backend}: {one} records for one account ingested in {fill_s:.0} s");
+            let mut times = Vec::new();
+            let mut total = String::new();
+            for _ in 0..3 {
+                let t = Instant::now();
+                let inv = billing::draft_invoice(store.as_ref(), &book, "team-00", period).await.unwrap();
+                times.push(t.elapsed().as_secs_f64());
+                total = inv.total.to_string();
+            }
+            rows.push(format!("| {backend} | one account, {one} records | {:.3} s | total ${total} |", median(times)));
+            drop(store);
+            drop_pg(&url, &pg).await;
+
+            let url = database(backend, &pg, dir.path(), "month").await;
+            let store = store::open(&url).await.unwrap();
+            let fill_s = fill(&store, month, 12).await;
+            eprintln!("{backend}: {month} records for 12 accounts ingested in {fill_s:.0} s");
+            let mut times = Vec::new();
+            let mut n = 0;
+            for _ in 0..3 {
+                let t = Instant::now();
+                let all = billing::draft_invoices(store.as_ref(), &book, period).await.unwrap();
+                times.push(t.elapsed().as_secs_f64());
+                n = all.len();
+            }
+            rows.push(format!("| {backend} | all {n} accounts, {month} records | {:.3} s | |", median(times)));
+            drop(store);
+            drop_pg(&url, &pg).await;
+        }
+    });
+    println!("| backend | invoices | time (median of 3) | |");
+    println!("|---|---|---:|---|");
+    for r in rows {
+        println!("{r}");
+    }
+}
