@@ -24,14 +24,21 @@ async fn fill(store: &Arc<dyn Store>, n: u64, accounts: u64) -> f64 {
     let start = Instant::now();
     let mut committer = OrderedCommitter::new(store.clone());
     let mut done = |_, _, _| {};
-    let mut builder = ChunkBuilder::new("bench", Defaults::default(), 0).with_chunk_lines(store.chunk_lines());
+    let mut builder =
+        ChunkBuilder::new("bench", Defaults::default(), 0).with_chunk_lines(store.chunk_lines());
     for (i, v) in tally::synth::Generator::new(n, 42, accounts).enumerate() {
         builder.push_line(i as u64 + 1, v.to_string().as_bytes());
         if builder.is_full() {
-            committer.submit(builder.take(), 0, &mut done).await.unwrap();
+            committer
+                .submit(builder.take(), 0, &mut done)
+                .await
+                .unwrap();
         }
     }
-    committer.submit(builder.take(), 0, &mut done).await.unwrap();
+    committer
+        .submit(builder.take(), 0, &mut done)
+        .await
+        .unwrap();
     committer.finish(&mut done).await.unwrap();
     start.elapsed().as_secs_f64()
 }
@@ -46,12 +53,19 @@ async fn database(backend: &str, pg: &str, dir: &std::path::Path, name: &str) ->
         "sqlite" => format!("sqlite://{}", dir.join(format!("{name}.db")).display()),
         _ => {
             let db = format!("tally_bench_{name}_{}", std::process::id());
-            let mut conn = sqlx::PgConnection::connect(&format!("{pg}/postgres")).await.unwrap();
-            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("drop database if exists {db} with (force)")))
+            let mut conn = sqlx::PgConnection::connect(&format!("{pg}/postgres"))
+                .await
+                .unwrap();
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                "drop database if exists {db} with (force)"
+            )))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("create database {db}")))
                 .execute(&mut conn)
                 .await
                 .unwrap();
-            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("create database {db}"))).execute(&mut conn).await.unwrap();
             format!("{pg}/{db}")
         }
     }
@@ -59,10 +73,14 @@ async fn database(backend: &str, pg: &str, dir: &std::path::Path, name: &str) ->
 
 async fn drop_pg(url: &str, pg: &str) {
     if let Some(name) = url.strip_prefix(&format!("{pg}/")) {
-        let mut conn = sqlx::PgConnection::connect(&format!("{pg}/postgres")).await.unwrap();
-        let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!("drop database if exists {name} with (force)")))
-            .execute(&mut conn)
-            .await;
+        let mut conn = sqlx::PgConnection::connect(&format!("{pg}/postgres"))
+            .await
+            .unwrap();
+        let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "drop database if exists {name} with (force)"
+        )))
+        .execute(&mut conn)
+        .await;
     }
 }
 
@@ -70,12 +88,22 @@ fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         return;
     }
-    let env = |k: &str, d: u64| std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d);
+    let env = |k: &str, d: u64| {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(d)
+    };
     let one = env("TALLY_BENCH_ONE", 1_000_000);
     let month = env("TALLY_BENCH_MONTH", 5_000_000);
-    let pg = std::env::var("TALLY_BENCH_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
-    let backends = std::env::var("TALLY_BENCH_BACKENDS").unwrap_or_else(|_| "sqlite,postgres".into());
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let pg = std::env::var("TALLY_BENCH_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+    let backends =
+        std::env::var("TALLY_BENCH_BACKENDS").unwrap_or_else(|_| "sqlite,postgres".into());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let book = PriceBook::shipped();
     let period = Period::parse("2026-03").unwrap();
@@ -91,11 +119,16 @@ fn main() {
             let mut total = String::new();
             for _ in 0..3 {
                 let t = Instant::now();
-                let inv = billing::draft_invoice(store.as_ref(), &book, "team-00", period).await.unwrap();
+                let inv = billing::draft_invoice(store.as_ref(), &book, "team-00", period)
+                    .await
+                    .unwrap();
                 times.push(t.elapsed().as_secs_f64());
                 total = inv.total.to_string();
             }
-            rows.push(format!("| {backend} | one account, {one} records | {:.3} s | total ${total} |", median(times)));
+            rows.push(format!(
+                "| {backend} | one account, {one} records | {:.3} s | total ${total} |",
+                median(times)
+            ));
             drop(store);
             drop_pg(&url, &pg).await;
 
@@ -107,11 +140,16 @@ fn main() {
             let mut n = 0;
             for _ in 0..3 {
                 let t = Instant::now();
-                let all = billing::draft_invoices(store.as_ref(), &book, period).await.unwrap();
+                let all = billing::draft_invoices(store.as_ref(), &book, period)
+                    .await
+                    .unwrap();
                 times.push(t.elapsed().as_secs_f64());
                 n = all.len();
             }
-            rows.push(format!("| {backend} | all {n} accounts, {month} records | {:.3} s | |", median(times)));
+            rows.push(format!(
+                "| {backend} | all {n} accounts, {month} records | {:.3} s | |",
+                median(times)
+            ));
             drop(store);
             drop_pg(&url, &pg).await;
         }

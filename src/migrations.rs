@@ -31,6 +31,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/sqlite/0004_container_time_index.sql"),
         include_str!("../migrations/postgres/0004_container_time_index.sql"),
     ),
+    (
+        5,
+        "usage rollup",
+        include_str!("../migrations/sqlite/0005_usage_rollup.sql"),
+        include_str!("../migrations/postgres/0005_usage_rollup.sql"),
+    ),
 ];
 
 /// Version numbers of the embedded migrations.

@@ -531,19 +531,19 @@ pub async fn draft_invoice(
     period: Period,
 ) -> Result<Invoice, BillingError> {
     let max_seq = store.max_seq().await?;
-    draft_as_of(store, book, account, period, max_seq).await
+    draft_as_of(store, book, account, period, Ledger::Now(max_seq)).await
 }
 
-/// The draft as the ledger stood at `max_seq`, adjustments included.
-async fn draft_as_of(
+/// The draft from the given state of the ledger, adjustments included.
+pub async fn draft_as_of(
     store: &dyn Store,
     book: &PriceBook,
     account: &str,
     period: Period,
-    max_seq: i64,
+    ledger: Ledger,
 ) -> Result<Invoice, BillingError> {
-    let mut invoice = charges(store, book, account, period, max_seq).await?;
-    let adjustments = adjustments_for(store, book, account, period, max_seq).await?;
+    let mut invoice = charges(store, book, account, period, ledger).await?;
+    let adjustments = adjustments_for(store, book, account, period, ledger.seq()).await?;
     if !adjustments.is_empty() {
         invoice.lines.extend(adjustments);
         invoice.total = cents(invoice.lines.iter().map(|l| l.amount).sum());
@@ -559,7 +559,7 @@ pub async fn draft_invoices(
     period: Period,
 ) -> Result<Vec<Invoice>, BillingError> {
     let max_seq = store.max_seq().await?;
-    let data = PeriodData::load(store, book, period, max_seq, None).await?;
+    let data = PeriodData::load(store, book, period, max_seq, None, true).await?;
     let mut accounts: Vec<String> = data.counts.keys().cloned().collect();
     accounts.extend(data.containers.containers.iter().map(|c| c.account.clone()));
     accounts.sort();
@@ -600,6 +600,24 @@ pub async fn period_csv(
     Ok(out)
 }
 
+/// Which state of the ledger to bill.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ledger {
+    /// As it is now (`seq` is the newest record when the computation began;
+    /// roll-ups may include a few records committed since).
+    Now(i64),
+    /// Exactly the records with `seq <=` this: what a finalized invoice saw.
+    AsOf(i64),
+}
+
+impl Ledger {
+    fn seq(self) -> i64 {
+        match self {
+            Ledger::Now(s) | Ledger::AsOf(s) => s,
+        }
+    }
+}
+
 /// What one period's invoices are computed from: usage summed by the
 /// database, record counts, and the org-wide container bill.
 struct PeriodData {
@@ -616,6 +634,7 @@ impl PeriodData {
         period: Period,
         max_seq: i64,
         account: Option<&str>,
+        use_rollup: bool,
     ) -> Result<PeriodData, BillingError> {
         let (from, to) = period.bounds();
         let query = UsageQuery {
@@ -624,6 +643,7 @@ impl PeriodData {
             to,
             max_seq,
             thresholds: book.thresholds(),
+            use_rollup,
         };
         let by_account = |groups: Vec<UsageGroup>| {
             let mut map: BTreeMap<String, Vec<UsageGroup>> = BTreeMap::new();
@@ -636,7 +656,7 @@ impl PeriodData {
             usage: by_account(store.usage_groups(&query).await?),
             iterations: by_account(store.iteration_groups(&query).await?),
             counts: store
-                .record_counts(account, from, to, max_seq)
+                .record_counts(account, from, to, max_seq, use_rollup)
                 .await?
                 .into_iter()
                 .collect(),
@@ -665,15 +685,21 @@ impl PeriodData {
     }
 }
 
-/// The charges of one account in one period, from records up to `max_seq`.
+/// The charges of one account in one period. `Ledger::AsOf` reads the
+/// records up to a sequence number (for finalizing and adjustments);
+/// `Ledger::Now` may read the roll-up.
 async fn charges(
     store: &dyn Store,
     book: &PriceBook,
     account: &str,
     period: Period,
-    max_seq: i64,
+    ledger: Ledger,
 ) -> Result<Invoice, BillingError> {
-    let data = PeriodData::load(store, book, period, max_seq, Some(account)).await?;
+    let (max_seq, use_rollup) = match ledger {
+        Ledger::Now(seq) => (seq, true),
+        Ledger::AsOf(seq) => (seq, false),
+    };
+    let data = PeriodData::load(store, book, period, max_seq, Some(account), use_rollup).await?;
     Ok(data.charges(book, account, period))
 }
 
@@ -771,7 +797,7 @@ async fn charges_total(
     period: Period,
     max_seq: i64,
 ) -> Result<(Decimal, Decimal), BillingError> {
-    let inv = charges(store, book, account, period, max_seq).await?;
+    let inv = charges(store, book, account, period, Ledger::AsOf(max_seq)).await?;
     Ok((inv.lines.iter().map(|l| l.amount_exact).sum(), inv.total))
 }
 
@@ -804,7 +830,7 @@ pub async fn finalize(
         return Ok(f);
     }
     let cutoff = store.max_seq().await.map_err(BillingError::from)?;
-    let draft = draft_as_of(store, book, account, period, cutoff).await?;
+    let draft = draft_as_of(store, book, account, period, Ledger::AsOf(cutoff)).await?;
     if !draft.unpriced.is_empty() && !allow_unpriced {
         let models: Vec<&str> = draft.unpriced.iter().map(|u| u.model.as_str()).collect();
         return Err(FinalizeError::Unpriced(models.join(", ")));

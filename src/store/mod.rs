@@ -149,6 +149,52 @@ pub struct UsageQuery {
     /// Only records with `seq <= max_seq` (the ledger as it stood then).
     pub max_seq: i64,
     pub thresholds: Vec<i64>,
+    /// May the answer come from the usage roll-up (the ledger as it is now,
+    /// ignoring `max_seq`)? Only when every threshold is a roll-up size class.
+    pub use_rollup: bool,
+}
+
+/// Total-input sizes the usage roll-up separates (a record's size class is
+/// how many of them its total input exceeds). Price-book tiers at other
+/// thresholds are computed from the records instead.
+pub const SIZE_BOUNDARIES: [i64; 8] = [
+    32_000, 64_000, 100_000, 128_000, 200_000, 256_000, 500_000, 1_000_000,
+];
+
+pub fn size_class(total_input: i64) -> i64 {
+    SIZE_BOUNDARIES.iter().filter(|&&b| total_input > b).count() as i64
+}
+
+/// Can a query with these tier thresholds be answered from the roll-up?
+pub fn rollup_covers(thresholds: &[i64]) -> bool {
+    thresholds.iter().all(|t| SIZE_BOUNDARIES.contains(t))
+}
+
+/// A size class as the query's bucket: how many of `thresholds` it exceeds.
+pub fn bucket_of_class(class: i64, thresholds: &[i64]) -> i64 {
+    thresholds
+        .iter()
+        .filter(|t| {
+            SIZE_BOUNDARIES
+                .iter()
+                .position(|b| b == *t)
+                .is_some_and(|i| (i as i64) < class)
+        })
+        .count() as i64
+}
+
+/// Key of a usage roll-up row (see migration 0005).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RollupKey {
+    pub account: String,
+    pub day: i64,
+    pub model: String,
+    /// 0 message usage, 1 extra iterations, 2 never-charged records.
+    pub kind: i64,
+    pub batch: i64,
+    pub fast: i64,
+    pub us: i64,
+    pub size_class: i64,
 }
 
 /// Summed usage of the records that share every billing-relevant trait.
@@ -246,12 +292,14 @@ pub trait Store: Send + Sync + 'static {
 
     /// Records (of every kind) per account in `[from, to)` with `seq <= max_seq`,
     /// for one account or all, sorted by account.
+    /// With `use_rollup`, counts come from the roll-up (ignoring `max_seq`).
     async fn record_counts(
         &self,
         account: Option<&str>,
         from: Micros,
         to: Micros,
         max_seq: i64,
+        use_rollup: bool,
     ) -> Result<Vec<(String, i64)>>;
 
     /// The newest ledger sequence number (0 when empty).

@@ -13,7 +13,6 @@ use async_trait::async_trait;
 use sqlx::postgres::{PgPoolOptions, Postgres};
 use sqlx::{AssertSqlSafe, PgPool, Row, Transaction};
 
-use super::FinalizedInvoice;
 use super::sql::{
     bind_rejection, finalized_from_row, record_from_row, rejected_from_row, usage_group_from_row,
 };
@@ -22,8 +21,9 @@ use super::{
     Backend, ContainerRecord, LedgerCounts, NewRejection, Rejected, Result, Store, StoreError,
     StoredRecord, UsageGroup, UsageQuery, WriteBatch, WriteOutcome,
 };
+use super::{FinalizedInvoice, RollupKey};
 use crate::migrations;
-use crate::record::{ExtraIteration, Micros, NewRecord};
+use crate::record::{ExtraIteration, Micros, NewRecord, Usage};
 
 const ROWS_PER_STATEMENT: usize = 2000;
 const WRITE_ATTEMPTS: usize = 5;
@@ -50,6 +50,24 @@ impl PostgresStore {
     }
 
     async fn usage_query(&self, q: &UsageQuery, iterations: bool) -> Result<Vec<UsageGroup>> {
+        if q.use_rollup && super::rollup_covers(&q.thresholds) {
+            let (first_day, end_day) = super::sql::days(q.from, q.to);
+            let rows = sqlx::query(AssertSqlSafe(super::sql::rollup_sql(q.account.is_some())))
+                .bind(i64::from(iterations))
+                .bind(first_day)
+                .bind(end_day)
+                .bind(q.account.as_deref())
+                .fetch_all(&self.pool)
+                .await?;
+            return rows
+                .iter()
+                .map(|row| {
+                    let mut g = usage_group_from_row!(row)?;
+                    g.bucket = super::bucket_of_class(g.bucket, &q.thresholds);
+                    Ok(g)
+                })
+                .collect();
+        }
         let sql = super::sql::usage_sql(q.thresholds.len(), iterations, q.account.is_some());
         let mut query = sqlx::query(AssertSqlSafe(sql))
             .bind(q.from)
@@ -306,6 +324,88 @@ impl WriteTx for Tx<'_> {
         Ok(())
     }
 
+    async fn add_rollups(&mut self, rows: &[(RollupKey, Usage, i64)]) -> Result<()> {
+        let mut accounts = Vec::with_capacity(rows.len());
+        let mut models = Vec::with_capacity(rows.len());
+        let mut ints: [Vec<i64>; 16] = Default::default();
+        for (k, u, n) in rows {
+            accounts.push(k.account.as_str());
+            models.push(k.model.as_str());
+            let values = [
+                k.day,
+                k.kind,
+                k.batch,
+                k.fast,
+                k.us,
+                k.size_class,
+                *n,
+                u.input_tokens,
+                u.output_tokens,
+                u.cache_creation_input_tokens,
+                u.cache_write_5m_tokens,
+                u.cache_write_1h_tokens,
+                u.cache_read_tokens,
+                u.web_search_requests,
+                u.web_fetch_requests,
+                u.code_execution_requests,
+            ];
+            for (col, v) in ints.iter_mut().zip(values) {
+                col.push(v);
+            }
+        }
+        let [
+            day,
+            kind,
+            batch,
+            fast,
+            us,
+            class,
+            n,
+            c0,
+            c1,
+            c2,
+            c3,
+            c4,
+            c5,
+            c6,
+            c7,
+            c8,
+        ] = ints;
+        let sql = format!(
+            "insert into usage_rollup (account, day, model, kind, batch, fast, us, size_class, records, \
+             input_tokens, output_tokens, cache_creation_input_tokens, cache_write_5m_tokens, \
+             cache_write_1h_tokens, cache_read_tokens, web_search_requests, web_fetch_requests, \
+             code_execution_requests) \
+             select * from unnest($1::text[], $2::bigint[], $3::text[], $4::bigint[], $5::bigint[], $6::bigint[], \
+             $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[], $13::bigint[], \
+             $14::bigint[], $15::bigint[], $16::bigint[], $17::bigint[], $18::bigint[]) \
+             on conflict (account, day, model, kind, batch, fast, us, size_class) do update set {}",
+            super::sql::rollup_update()
+        );
+        sqlx::query(AssertSqlSafe(sql))
+            .bind(accounts)
+            .bind(day)
+            .bind(models)
+            .bind(kind)
+            .bind(batch)
+            .bind(fast)
+            .bind(us)
+            .bind(class)
+            .bind(n)
+            .bind(c0)
+            .bind(c1)
+            .bind(c2)
+            .bind(c3)
+            .bind(c4)
+            .bind(c5)
+            .bind(c6)
+            .bind(c7)
+            .bind(c8)
+            .execute(&mut **self.0)
+            .await?;
+        Ok(())
+    }
+
     async fn quarantine(&mut self, r: &NewRejection, now: Micros) -> Result<i64> {
         let id = bind_rejection!(sqlx::query(QUARANTINE_SQL), r, now)
             .fetch_one(&mut **self.0)
@@ -456,19 +556,35 @@ impl Store for PostgresStore {
         from: Micros,
         to: Micros,
         max_seq: i64,
+        use_rollup: bool,
     ) -> Result<Vec<(String, i64)>> {
-        let sql = if account.is_some() {
-            super::sql::RECORD_COUNTS_ONE
+        let rows = if use_rollup {
+            let (first_day, end_day) = super::sql::days(from, to);
+            let sql = if account.is_some() {
+                super::sql::ROLLUP_COUNTS_ONE
+            } else {
+                super::sql::ROLLUP_COUNTS_ALL
+            };
+            sqlx::query(sql)
+                .bind(account)
+                .bind(first_day)
+                .bind(end_day)
+                .fetch_all(&self.pool)
+                .await?
         } else {
-            super::sql::RECORD_COUNTS_ALL
+            let sql = if account.is_some() {
+                super::sql::RECORD_COUNTS_ONE
+            } else {
+                super::sql::RECORD_COUNTS_ALL
+            };
+            sqlx::query(sql)
+                .bind(account)
+                .bind(from)
+                .bind(to)
+                .bind(max_seq)
+                .fetch_all(&self.pool)
+                .await?
         };
-        let rows = sqlx::query(sql)
-            .bind(account)
-            .bind(from)
-            .bind(to)
-            .bind(max_seq)
-            .fetch_all(&self.pool)
-            .await?;
         rows.iter()
             .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
             .collect()

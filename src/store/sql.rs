@@ -159,7 +159,11 @@ pub(super) fn usage_sql(thresholds: usize, iterations: bool, one_account: bool) 
     }
     // Two spellings, not `($3 is null or account = $3)`, so the planner can
     // use the (account, recorded_at) index for one account.
-    let account = if one_account { "r.account = $3" } else { "cast($3 as text) is null" };
+    let account = if one_account {
+        "r.account = $3"
+    } else {
+        "cast($3 as text) is null"
+    };
     let (fetch, code) = if iterations {
         ("0", "0")
     } else {
@@ -252,3 +256,52 @@ macro_rules! finalized_from_row {
     }};
 }
 pub(crate) use finalized_from_row;
+
+/// Usage from the roll-up: `$1` kind, `$2`/`$3` the UTC day range, `$4` the account.
+pub(super) fn rollup_sql(one_account: bool) -> String {
+    let account = if one_account {
+        "account = $4"
+    } else {
+        "cast($4 as text) is null"
+    };
+    format!(
+        "select account, nullif(model, '') as model, day, batch, fast, us, size_class as bucket, records, \
+         input_tokens, output_tokens, cache_creation_input_tokens, cache_write_5m_tokens, cache_write_1h_tokens, \
+         cache_read_tokens, web_search_requests, web_fetch_requests, code_execution_requests \
+         from usage_rollup where kind = $1 and day >= $2 and day < $3 and {account}"
+    )
+}
+
+pub(super) const ROLLUP_COUNTS_ONE: &str = "select account, cast(sum(records) as bigint) from usage_rollup \
+    where account = $1 and day >= $2 and day < $3 and kind in (0, 2) group by account order by account";
+
+pub(super) const ROLLUP_COUNTS_ALL: &str = "select account, cast(sum(records) as bigint) from usage_rollup \
+    where cast($1 as text) is null and day >= $2 and day < $3 and kind in (0, 2) group by account order by account";
+
+/// Micros to UTC day numbers for a `[from, to)` range of whole days.
+pub(super) fn days(from: i64, to: i64) -> (i64, i64) {
+    (
+        from.div_euclid(86_400_000_000),
+        to.div_euclid(86_400_000_000),
+    )
+}
+
+/// `set` clause adding a new roll-up row's sums to the existing one.
+pub(super) fn rollup_update() -> String {
+    [
+        "records",
+        "input_tokens",
+        "output_tokens",
+        "cache_creation_input_tokens",
+        "cache_write_5m_tokens",
+        "cache_write_1h_tokens",
+        "cache_read_tokens",
+        "web_search_requests",
+        "web_fetch_requests",
+        "code_execution_requests",
+    ]
+    .iter()
+    .map(|c| format!("{c} = usage_rollup.{c} + excluded.{c}"))
+    .collect::<Vec<_>>()
+    .join(", ")
+}

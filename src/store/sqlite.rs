@@ -22,9 +22,9 @@ use super::{
     Backend, ContainerRecord, LedgerCounts, NewRejection, Rejected, Result, Store, StoredRecord,
     UsageGroup, UsageQuery, WriteBatch, WriteOutcome,
 };
-use super::{FinalizedInvoice, StoreError};
+use super::{FinalizedInvoice, RollupKey, StoreError};
 use crate::migrations;
-use crate::record::{ExtraIteration, Micros, NewRecord};
+use crate::record::{ExtraIteration, Micros, NewRecord, Usage};
 
 /// 30 columns × 200 rows stays far below SQLite's 32,766 bound parameters.
 const ROWS_PER_STATEMENT: usize = 200;
@@ -63,6 +63,24 @@ impl SqliteStore {
     }
 
     async fn usage_query(&self, q: &UsageQuery, iterations: bool) -> Result<Vec<UsageGroup>> {
+        if q.use_rollup && super::rollup_covers(&q.thresholds) {
+            let (first_day, end_day) = super::sql::days(q.from, q.to);
+            let rows = sqlx::query(AssertSqlSafe(super::sql::rollup_sql(q.account.is_some())))
+                .bind(i64::from(iterations))
+                .bind(first_day)
+                .bind(end_day)
+                .bind(q.account.as_deref())
+                .fetch_all(&self.pool)
+                .await?;
+            return rows
+                .iter()
+                .map(|row| {
+                    let mut g = usage_group_from_row!(row)?;
+                    g.bucket = super::bucket_of_class(g.bucket, &q.thresholds);
+                    Ok(g)
+                })
+                .collect();
+        }
         let sql = super::sql::usage_sql(q.thresholds.len(), iterations, q.account.is_some());
         let mut query = sqlx::query(AssertSqlSafe(sql))
             .bind(q.from)
@@ -90,6 +108,11 @@ const RECORD_COLUMNS: &str = "record_key, account, kind, message_id, custom_id, 
     web_search_requests, web_fetch_requests, code_execution_requests, service_tier, inference_geo, speed, \
     content_hash, source, source_line, ingested_at";
 const RECORD_COLUMN_COUNT: usize = 29;
+
+const ROLLUP_COLUMNS: &str = "account, day, model, kind, batch, fast, us, size_class, records, input_tokens, \
+    output_tokens, cache_creation_input_tokens, cache_write_5m_tokens, cache_write_1h_tokens, cache_read_tokens, \
+    web_search_requests, web_fetch_requests, code_execution_requests";
+const ROLLUP_KEY: &str = "account, day, model, kind, batch, fast, us, size_class";
 
 #[async_trait]
 impl WriteTx for Tx<'_> {
@@ -249,6 +272,40 @@ impl WriteTx for Tx<'_> {
         Ok(())
     }
 
+    async fn add_rollups(&mut self, rows: &[(RollupKey, Usage, i64)]) -> Result<()> {
+        for chunk in rows.chunks(ROWS_PER_STATEMENT / 2) {
+            let sql = format!(
+                "insert into usage_rollup ({ROLLUP_COLUMNS}) values {} on conflict ({ROLLUP_KEY}) do update set {}",
+                placeholders(chunk.len(), 18),
+                super::sql::rollup_update()
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for (k, u, n) in chunk {
+                q = q
+                    .bind(k.account.as_str())
+                    .bind(k.day)
+                    .bind(k.model.as_str())
+                    .bind(k.kind)
+                    .bind(k.batch)
+                    .bind(k.fast)
+                    .bind(k.us)
+                    .bind(k.size_class)
+                    .bind(*n)
+                    .bind(u.input_tokens)
+                    .bind(u.output_tokens)
+                    .bind(u.cache_creation_input_tokens)
+                    .bind(u.cache_write_5m_tokens)
+                    .bind(u.cache_write_1h_tokens)
+                    .bind(u.cache_read_tokens)
+                    .bind(u.web_search_requests)
+                    .bind(u.web_fetch_requests)
+                    .bind(u.code_execution_requests);
+            }
+            q.execute(&mut **self.0).await?;
+        }
+        Ok(())
+    }
+
     async fn quarantine(&mut self, r: &NewRejection, now: Micros) -> Result<i64> {
         let id = bind_rejection!(sqlx::query(QUARANTINE_SQL), r, now)
             .fetch_one(&mut **self.0)
@@ -376,19 +433,35 @@ impl Store for SqliteStore {
         from: Micros,
         to: Micros,
         max_seq: i64,
+        use_rollup: bool,
     ) -> Result<Vec<(String, i64)>> {
-        let sql = if account.is_some() {
-            super::sql::RECORD_COUNTS_ONE
+        let rows = if use_rollup {
+            let (first_day, end_day) = super::sql::days(from, to);
+            let sql = if account.is_some() {
+                super::sql::ROLLUP_COUNTS_ONE
+            } else {
+                super::sql::ROLLUP_COUNTS_ALL
+            };
+            sqlx::query(sql)
+                .bind(account)
+                .bind(first_day)
+                .bind(end_day)
+                .fetch_all(&self.pool)
+                .await?
         } else {
-            super::sql::RECORD_COUNTS_ALL
+            let sql = if account.is_some() {
+                super::sql::RECORD_COUNTS_ONE
+            } else {
+                super::sql::RECORD_COUNTS_ALL
+            };
+            sqlx::query(sql)
+                .bind(account)
+                .bind(from)
+                .bind(to)
+                .bind(max_seq)
+                .fetch_all(&self.pool)
+                .await?
         };
-        let rows = sqlx::query(sql)
-            .bind(account)
-            .bind(from)
-            .bind(to)
-            .bind(max_seq)
-            .fetch_all(&self.pool)
-            .await?;
         rows.iter()
             .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
             .collect()

@@ -24,8 +24,11 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use async_trait::async_trait;
 
-use super::{NewRejection, RecordOutcome, Result, WriteBatch, WriteOutcome, conflict_error};
-use crate::record::{ExtraIteration, Micros, NewRecord};
+use super::{
+    NewRejection, RecordOutcome, Result, RollupKey, WriteBatch, WriteOutcome, conflict_error,
+    size_class,
+};
+use crate::record::{ExtraIteration, Micros, NewRecord, RecordKind, Usage};
 
 /// The primitive operations a backend's transaction provides.
 #[async_trait]
@@ -45,6 +48,8 @@ pub(crate) trait WriteTx: Send {
     async fn existing(&mut self, keys: &[&str]) -> Result<HashMap<String, (String, String)>>;
     async fn insert_bodies(&mut self, bodies: &[(i64, &str)]) -> Result<()>;
     async fn insert_iterations(&mut self, rows: &[(i64, i64, &ExtraIteration)]) -> Result<()>;
+    /// Add to the usage roll-up (keys sorted, each once).
+    async fn add_rollups(&mut self, rows: &[(RollupKey, Usage, i64)]) -> Result<()>;
     /// Store a rejected line (or count another sighting of the same bytes); return its id.
     async fn quarantine(&mut self, rejection: &NewRejection, now: Micros) -> Result<i64>;
 }
@@ -187,6 +192,7 @@ async fn write_round<T: WriteTx>(
         tx.existing(&missing).await?
     };
 
+    let mut rollup: BTreeMap<RollupKey, (Usage, i64)> = BTreeMap::new();
     let mut bodies: Vec<(i64, &str)> = Vec::with_capacity(inserted.len());
     let mut iterations: Vec<(i64, i64, &ExtraIteration)> = Vec::new();
     let mut used_containers: HashSet<&str> = HashSet::new();
@@ -200,6 +206,7 @@ async fn write_round<T: WriteTx>(
             if let Some(c) = r.container_id.as_deref() {
                 used_containers.insert(c);
             }
+            add_to_rollup(&mut rollup, r);
             RecordOutcome::Recorded
         } else {
             match existing.get(&r.key) {
@@ -245,5 +252,82 @@ async fn write_round<T: WriteTx>(
     if !iterations.is_empty() {
         tx.insert_iterations(&iterations).await?;
     }
+    if !rollup.is_empty() {
+        let rows: Vec<(RollupKey, Usage, i64)> =
+            rollup.into_iter().map(|(k, (u, n))| (k, u, n)).collect();
+        tx.add_rollups(&rows).await?;
+    }
     Ok(())
+}
+
+/// A new record's share of the usage roll-up.
+fn add_to_rollup(rollup: &mut BTreeMap<RollupKey, (Usage, i64)>, r: &NewRecord) {
+    let day = r.recorded_at.div_euclid(86_400_000_000);
+    let flag = |b: bool| i64::from(b);
+    let batch = flag(r.batch);
+    let fast = flag(r.speed.as_deref() == Some("fast"));
+    let us = flag(r.inference_geo.as_deref() == Some("us"));
+    let total = |u: &Usage| u.input_tokens + u.cache_creation_input_tokens + u.cache_read_tokens;
+    let mut add = |key: RollupKey, u: &Usage| {
+        let entry = rollup.entry(key).or_default();
+        let e = &mut entry.0;
+        e.input_tokens += u.input_tokens;
+        e.output_tokens += u.output_tokens;
+        e.cache_creation_input_tokens += u.cache_creation_input_tokens;
+        e.cache_write_5m_tokens += u.cache_write_5m_tokens;
+        e.cache_write_1h_tokens += u.cache_write_1h_tokens;
+        e.cache_read_tokens += u.cache_read_tokens;
+        e.web_search_requests += u.web_search_requests;
+        e.web_fetch_requests += u.web_fetch_requests;
+        e.code_execution_requests += u.code_execution_requests;
+        entry.1 += 1;
+    };
+    if r.kind != RecordKind::Message {
+        let key = RollupKey {
+            account: r.account.clone(),
+            day,
+            model: String::new(),
+            kind: 2,
+            batch: 0,
+            fast: 0,
+            us: 0,
+            size_class: 0,
+        };
+        add(key, &Usage::default());
+        return;
+    }
+    let model = r.model.clone().unwrap_or_default();
+    add(
+        RollupKey {
+            account: r.account.clone(),
+            day,
+            model: model.clone(),
+            kind: 0,
+            batch,
+            fast,
+            us,
+            size_class: size_class(total(&r.usage)),
+        },
+        &r.usage,
+    );
+    for it in &r.iterations {
+        let u = Usage {
+            web_fetch_requests: 0,
+            code_execution_requests: 0,
+            ..it.usage.clone()
+        };
+        add(
+            RollupKey {
+                account: r.account.clone(),
+                day,
+                model: it.model.clone().unwrap_or_else(|| model.clone()),
+                kind: 1,
+                batch,
+                fast,
+                us,
+                size_class: size_class(total(&u)),
+            },
+            &u,
+        );
+    }
 }
