@@ -764,6 +764,14 @@ async fn adjustments_for(
         if billed_to >= max_seq {
             continue;
         }
+        // Nothing recorded for that period (or for containers reaching into
+        // the next month) since: no adjustment, and no need to read records.
+        let (from, to) = late.bounds();
+        let first_day = from.div_euclid(86_400_000_000);
+        let end_day = (to + containers::CONTAINER_LIFETIME_MICROS).div_euclid(86_400_000_000);
+        if store.newest_seq_in_days(first_day, end_day).await? <= billed_to {
+            continue;
+        }
         let before = charges_total(store, book, account, late, billed_to).await?;
         let now = charges_total(store, book, account, late, max_seq).await?;
         let (exact, amount) = (now.0 - before.0, now.1 - before.1);

@@ -183,6 +183,9 @@ pub fn bucket_of_class(class: i64, thresholds: &[i64]) -> i64 {
         .count() as i64
 }
 
+/// A roll-up delta: key, sums, number of records, newest record seq.
+pub type RollupRow = (RollupKey, crate::record::Usage, i64, i64);
+
 /// Key of a usage roll-up row (see migration 0005).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct RollupKey {
@@ -301,6 +304,10 @@ pub trait Store: Send + Sync + 'static {
         max_seq: i64,
         use_rollup: bool,
     ) -> Result<Vec<(String, i64)>>;
+
+    /// The newest record seq summed into the roll-up for days `[first_day, end_day)`
+    /// (all accounts), or 0: tells whether anything arrived after a cutoff.
+    async fn newest_seq_in_days(&self, first_day: i64, end_day: i64) -> Result<i64>;
 
     /// The newest ledger sequence number (0 when empty).
     async fn max_seq(&self) -> Result<i64>;

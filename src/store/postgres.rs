@@ -21,9 +21,9 @@ use super::{
     Backend, ContainerRecord, LedgerCounts, NewRejection, Rejected, Result, Store, StoreError,
     StoredRecord, UsageGroup, UsageQuery, WriteBatch, WriteOutcome,
 };
-use super::{FinalizedInvoice, RollupKey};
+use super::{FinalizedInvoice, RollupRow};
 use crate::migrations;
-use crate::record::{ExtraIteration, Micros, NewRecord, Usage};
+use crate::record::{ExtraIteration, Micros, NewRecord};
 
 const ROWS_PER_STATEMENT: usize = 2000;
 const WRITE_ATTEMPTS: usize = 5;
@@ -324,11 +324,11 @@ impl WriteTx for Tx<'_> {
         Ok(())
     }
 
-    async fn add_rollups(&mut self, rows: &[(RollupKey, Usage, i64)]) -> Result<()> {
+    async fn add_rollups(&mut self, rows: &[RollupRow]) -> Result<()> {
         let mut accounts = Vec::with_capacity(rows.len());
         let mut models = Vec::with_capacity(rows.len());
-        let mut ints: [Vec<i64>; 16] = Default::default();
-        for (k, u, n) in rows {
+        let mut ints: [Vec<i64>; 17] = Default::default();
+        for (k, u, n, seq) in rows {
             accounts.push(k.account.as_str());
             models.push(k.model.as_str());
             let values = [
@@ -348,6 +348,7 @@ impl WriteTx for Tx<'_> {
                 u.web_search_requests,
                 u.web_fetch_requests,
                 u.code_execution_requests,
+                *seq,
             ];
             for (col, v) in ints.iter_mut().zip(values) {
                 col.push(v);
@@ -370,15 +371,16 @@ impl WriteTx for Tx<'_> {
             c6,
             c7,
             c8,
+            newest,
         ] = ints;
         let sql = format!(
             "insert into usage_rollup (account, day, model, kind, batch, fast, us, size_class, records, \
              input_tokens, output_tokens, cache_creation_input_tokens, cache_write_5m_tokens, \
              cache_write_1h_tokens, cache_read_tokens, web_search_requests, web_fetch_requests, \
-             code_execution_requests) \
+             code_execution_requests, max_seq) \
              select * from unnest($1::text[], $2::bigint[], $3::text[], $4::bigint[], $5::bigint[], $6::bigint[], \
              $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[], $13::bigint[], \
-             $14::bigint[], $15::bigint[], $16::bigint[], $17::bigint[], $18::bigint[]) \
+             $14::bigint[], $15::bigint[], $16::bigint[], $17::bigint[], $18::bigint[], $19::bigint[]) \
              on conflict (account, day, model, kind, batch, fast, us, size_class) do update set {}",
             super::sql::rollup_update()
         );
@@ -401,6 +403,7 @@ impl WriteTx for Tx<'_> {
             .bind(c6)
             .bind(c7)
             .bind(c8)
+            .bind(newest)
             .execute(&mut **self.0)
             .await?;
         Ok(())
@@ -607,6 +610,15 @@ impl Store for PostgresStore {
         .bind(toml)
         .fetch_one(&self.pool)
         .await?;
+        Ok(row.try_get(0)?)
+    }
+
+    async fn newest_seq_in_days(&self, first_day: i64, end_day: i64) -> Result<i64> {
+        let row = sqlx::query("select cast(coalesce(max(max_seq), 0) as bigint) from usage_rollup where day >= $1 and day < $2")
+            .bind(first_day)
+            .bind(end_day)
+            .fetch_one(&self.pool)
+            .await?;
         Ok(row.try_get(0)?)
     }
 

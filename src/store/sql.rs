@@ -302,6 +302,10 @@ pub(super) fn rollup_update() -> String {
     ]
     .iter()
     .map(|c| format!("{c} = usage_rollup.{c} + excluded.{c}"))
+    .chain(std::iter::once(
+        "max_seq = case when excluded.max_seq > usage_rollup.max_seq then excluded.max_seq else usage_rollup.max_seq end"
+            .to_owned(),
+    ))
     .collect::<Vec<_>>()
     .join(", ")
 }

@@ -22,9 +22,9 @@ use super::{
     Backend, ContainerRecord, LedgerCounts, NewRejection, Rejected, Result, Store, StoredRecord,
     UsageGroup, UsageQuery, WriteBatch, WriteOutcome,
 };
-use super::{FinalizedInvoice, RollupKey, StoreError};
+use super::{FinalizedInvoice, RollupRow, StoreError};
 use crate::migrations;
-use crate::record::{ExtraIteration, Micros, NewRecord, Usage};
+use crate::record::{ExtraIteration, Micros, NewRecord};
 
 /// 30 columns × 200 rows stays far below SQLite's 32,766 bound parameters.
 const ROWS_PER_STATEMENT: usize = 200;
@@ -111,7 +111,7 @@ const RECORD_COLUMN_COUNT: usize = 29;
 
 const ROLLUP_COLUMNS: &str = "account, day, model, kind, batch, fast, us, size_class, records, input_tokens, \
     output_tokens, cache_creation_input_tokens, cache_write_5m_tokens, cache_write_1h_tokens, cache_read_tokens, \
-    web_search_requests, web_fetch_requests, code_execution_requests";
+    web_search_requests, web_fetch_requests, code_execution_requests, max_seq";
 const ROLLUP_KEY: &str = "account, day, model, kind, batch, fast, us, size_class";
 
 #[async_trait]
@@ -272,15 +272,15 @@ impl WriteTx for Tx<'_> {
         Ok(())
     }
 
-    async fn add_rollups(&mut self, rows: &[(RollupKey, Usage, i64)]) -> Result<()> {
+    async fn add_rollups(&mut self, rows: &[RollupRow]) -> Result<()> {
         for chunk in rows.chunks(ROWS_PER_STATEMENT / 2) {
             let sql = format!(
                 "insert into usage_rollup ({ROLLUP_COLUMNS}) values {} on conflict ({ROLLUP_KEY}) do update set {}",
-                placeholders(chunk.len(), 18),
+                placeholders(chunk.len(), 19),
                 super::sql::rollup_update()
             );
             let mut q = sqlx::query(AssertSqlSafe(sql));
-            for (k, u, n) in chunk {
+            for (k, u, n, seq) in chunk {
                 q = q
                     .bind(k.account.as_str())
                     .bind(k.day)
@@ -299,7 +299,8 @@ impl WriteTx for Tx<'_> {
                     .bind(u.cache_read_tokens)
                     .bind(u.web_search_requests)
                     .bind(u.web_fetch_requests)
-                    .bind(u.code_execution_requests);
+                    .bind(u.code_execution_requests)
+                    .bind(*seq);
             }
             q.execute(&mut **self.0).await?;
         }
@@ -484,6 +485,15 @@ impl Store for SqliteStore {
         .bind(toml)
         .fetch_one(&self.pool)
         .await?;
+        Ok(row.try_get(0)?)
+    }
+
+    async fn newest_seq_in_days(&self, first_day: i64, end_day: i64) -> Result<i64> {
+        let row = sqlx::query("select cast(coalesce(max(max_seq), 0) as bigint) from usage_rollup where day >= $1 and day < $2")
+            .bind(first_day)
+            .bind(end_day)
+            .fetch_one(&self.pool)
+            .await?;
         Ok(row.try_get(0)?)
     }
 

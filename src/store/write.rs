@@ -25,8 +25,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use async_trait::async_trait;
 
 use super::{
-    NewRejection, RecordOutcome, Result, RollupKey, WriteBatch, WriteOutcome, conflict_error,
-    size_class,
+    NewRejection, RecordOutcome, Result, RollupKey, RollupRow, WriteBatch, WriteOutcome,
+    conflict_error, size_class,
 };
 use crate::record::{ExtraIteration, Micros, NewRecord, RecordKind, Usage};
 
@@ -49,7 +49,8 @@ pub(crate) trait WriteTx: Send {
     async fn insert_bodies(&mut self, bodies: &[(i64, &str)]) -> Result<()>;
     async fn insert_iterations(&mut self, rows: &[(i64, i64, &ExtraIteration)]) -> Result<()>;
     /// Add to the usage roll-up (keys sorted, each once).
-    async fn add_rollups(&mut self, rows: &[(RollupKey, Usage, i64)]) -> Result<()>;
+    /// Rows are `(key, sums, records, newest seq)`.
+    async fn add_rollups(&mut self, rows: &[RollupRow]) -> Result<()>;
     /// Store a rejected line (or count another sighting of the same bytes); return its id.
     async fn quarantine(&mut self, rejection: &NewRejection, now: Micros) -> Result<i64>;
 }
@@ -192,7 +193,7 @@ async fn write_round<T: WriteTx>(
         tx.existing(&missing).await?
     };
 
-    let mut rollup: BTreeMap<RollupKey, (Usage, i64)> = BTreeMap::new();
+    let mut rollup: BTreeMap<RollupKey, (Usage, i64, i64)> = BTreeMap::new();
     let mut bodies: Vec<(i64, &str)> = Vec::with_capacity(inserted.len());
     let mut iterations: Vec<(i64, i64, &ExtraIteration)> = Vec::new();
     let mut used_containers: HashSet<&str> = HashSet::new();
@@ -206,7 +207,7 @@ async fn write_round<T: WriteTx>(
             if let Some(c) = r.container_id.as_deref() {
                 used_containers.insert(c);
             }
-            add_to_rollup(&mut rollup, r);
+            add_to_rollup(&mut rollup, r, seq);
             RecordOutcome::Recorded
         } else {
             match existing.get(&r.key) {
@@ -253,15 +254,17 @@ async fn write_round<T: WriteTx>(
         tx.insert_iterations(&iterations).await?;
     }
     if !rollup.is_empty() {
-        let rows: Vec<(RollupKey, Usage, i64)> =
-            rollup.into_iter().map(|(k, (u, n))| (k, u, n)).collect();
+        let rows: Vec<RollupRow> = rollup
+            .into_iter()
+            .map(|(k, (u, n, seq))| (k, u, n, seq))
+            .collect();
         tx.add_rollups(&rows).await?;
     }
     Ok(())
 }
 
 /// A new record's share of the usage roll-up.
-fn add_to_rollup(rollup: &mut BTreeMap<RollupKey, (Usage, i64)>, r: &NewRecord) {
+fn add_to_rollup(rollup: &mut BTreeMap<RollupKey, (Usage, i64, i64)>, r: &NewRecord, seq: i64) {
     let day = r.recorded_at.div_euclid(86_400_000_000);
     let flag = |b: bool| i64::from(b);
     let batch = flag(r.batch);
@@ -281,6 +284,7 @@ fn add_to_rollup(rollup: &mut BTreeMap<RollupKey, (Usage, i64)>, r: &NewRecord) 
         e.web_fetch_requests += u.web_fetch_requests;
         e.code_execution_requests += u.code_execution_requests;
         entry.1 += 1;
+        entry.2 = entry.2.max(seq);
     };
     if r.kind != RecordKind::Message {
         let key = RollupKey {
