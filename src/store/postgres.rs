@@ -33,7 +33,13 @@ const PARALLEL_WRITES: usize = 4;
 
 pub struct PostgresStore {
     pool: PgPool,
+    /// Roll-up shard of the next transaction: concurrent writers add to
+    /// different roll-up rows instead of queueing on one.
+    next_shard: std::sync::atomic::AtomicI64,
 }
+
+/// Roll-up shards per key (a few more than the writers in flight).
+const ROLLUP_SHARDS: i64 = 8;
 
 impl PostgresStore {
     pub async fn connect(url: &str) -> Result<Self> {
@@ -42,7 +48,10 @@ impl PostgresStore {
             .acquire_timeout(Duration::from_secs(30))
             .connect(url)
             .await?;
-        Ok(PostgresStore { pool })
+        Ok(PostgresStore {
+            pool,
+            next_shard: std::sync::atomic::AtomicI64::new(0),
+        })
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -82,7 +91,7 @@ impl PostgresStore {
     }
 }
 
-struct Tx<'a>(&'a mut Transaction<'static, Postgres>);
+struct Tx<'a>(&'a mut Transaction<'static, Postgres>, i64);
 
 const INSERT_RECORDS: &str = "insert into records (record_key, account, kind, message_id, custom_id, model, \
     recorded_at, started_at, batch, files_preloaded, uses_code_execution, web_tools_20260209, container_id, \
@@ -327,7 +336,7 @@ impl WriteTx for Tx<'_> {
     async fn add_rollups(&mut self, rows: &[RollupRow]) -> Result<()> {
         let mut accounts = Vec::with_capacity(rows.len());
         let mut models = Vec::with_capacity(rows.len());
-        let mut ints: [Vec<i64>; 17] = Default::default();
+        let mut ints: [Vec<i64>; 18] = Default::default();
         for (k, u, n, seq) in rows {
             accounts.push(k.account.as_str());
             models.push(k.model.as_str());
@@ -338,6 +347,7 @@ impl WriteTx for Tx<'_> {
                 k.fast,
                 k.us,
                 k.size_class,
+                self.1,
                 *n,
                 u.input_tokens,
                 u.output_tokens,
@@ -361,6 +371,7 @@ impl WriteTx for Tx<'_> {
             fast,
             us,
             class,
+            shard,
             n,
             c0,
             c1,
@@ -374,14 +385,14 @@ impl WriteTx for Tx<'_> {
             newest,
         ] = ints;
         let sql = format!(
-            "insert into usage_rollup (account, day, model, kind, batch, fast, us, size_class, records, \
+            "insert into usage_rollup (account, day, model, kind, batch, fast, us, size_class, shard, records, \
              input_tokens, output_tokens, cache_creation_input_tokens, cache_write_5m_tokens, \
              cache_write_1h_tokens, cache_read_tokens, web_search_requests, web_fetch_requests, \
              code_execution_requests, max_seq) \
              select * from unnest($1::text[], $2::bigint[], $3::text[], $4::bigint[], $5::bigint[], $6::bigint[], \
              $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[], $13::bigint[], \
-             $14::bigint[], $15::bigint[], $16::bigint[], $17::bigint[], $18::bigint[], $19::bigint[]) \
-             on conflict (account, day, model, kind, batch, fast, us, size_class) do update set {}",
+             $14::bigint[], $15::bigint[], $16::bigint[], $17::bigint[], $18::bigint[], $19::bigint[], $20::bigint[]) \
+             on conflict (account, day, model, kind, batch, fast, us, size_class, shard) do update set {}",
             super::sql::rollup_update()
         );
         sqlx::query(AssertSqlSafe(sql))
@@ -393,6 +404,7 @@ impl WriteTx for Tx<'_> {
             .bind(fast)
             .bind(us)
             .bind(class)
+            .bind(shard)
             .bind(n)
             .bind(c0)
             .bind(c1)
@@ -440,7 +452,11 @@ impl PostgresStore {
     async fn write_once(&self, batch: &WriteBatch) -> Result<WriteOutcome> {
         let now = crate::record::to_micros(chrono::Utc::now());
         let mut tx = self.pool.begin().await?;
-        let outcome = write_batch(&mut Tx(&mut tx), batch, now).await?;
+        let shard = self
+            .next_shard
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            .rem_euclid(ROLLUP_SHARDS);
+        let outcome = write_batch(&mut Tx(&mut tx, shard), batch, now).await?;
         tx.commit().await?;
         Ok(outcome)
     }

@@ -257,7 +257,8 @@ macro_rules! finalized_from_row {
 }
 pub(crate) use finalized_from_row;
 
-/// Usage from the roll-up: `$1` kind, `$2`/`$3` the UTC day range, `$4` the account.
+/// Usage from the roll-up (summing its shards): `$1` kind, `$2`/`$3` the UTC
+/// day range, `$4` the account.
 pub(super) fn rollup_sql(one_account: bool) -> String {
     let account = if one_account {
         "account = $4"
@@ -265,10 +266,18 @@ pub(super) fn rollup_sql(one_account: bool) -> String {
         "cast($4 as text) is null"
     };
     format!(
-        "select account, nullif(model, '') as model, day, batch, fast, us, size_class as bucket, records, \
-         input_tokens, output_tokens, cache_creation_input_tokens, cache_write_5m_tokens, cache_write_1h_tokens, \
-         cache_read_tokens, web_search_requests, web_fetch_requests, code_execution_requests \
-         from usage_rollup where kind = $1 and day >= $2 and day < $3 and {account}"
+        "select account, nullif(model, '') as model, day, batch, fast, us, size_class as bucket, \
+         cast(sum(records) as bigint) as records, cast(sum(input_tokens) as bigint) as input_tokens, \
+         cast(sum(output_tokens) as bigint) as output_tokens, \
+         cast(sum(cache_creation_input_tokens) as bigint) as cache_creation_input_tokens, \
+         cast(sum(cache_write_5m_tokens) as bigint) as cache_write_5m_tokens, \
+         cast(sum(cache_write_1h_tokens) as bigint) as cache_write_1h_tokens, \
+         cast(sum(cache_read_tokens) as bigint) as cache_read_tokens, \
+         cast(sum(web_search_requests) as bigint) as web_search_requests, \
+         cast(sum(web_fetch_requests) as bigint) as web_fetch_requests, \
+         cast(sum(code_execution_requests) as bigint) as code_execution_requests \
+         from usage_rollup where kind = $1 and day >= $2 and day < $3 and {account} \
+         group by account, model, day, batch, fast, us, size_class"
     )
 }
 

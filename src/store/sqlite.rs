@@ -109,10 +109,10 @@ const RECORD_COLUMNS: &str = "record_key, account, kind, message_id, custom_id, 
     content_hash, source, source_line, ingested_at";
 const RECORD_COLUMN_COUNT: usize = 29;
 
-const ROLLUP_COLUMNS: &str = "account, day, model, kind, batch, fast, us, size_class, records, input_tokens, \
+const ROLLUP_COLUMNS: &str = "account, day, model, kind, batch, fast, us, size_class, shard, records, input_tokens, \
     output_tokens, cache_creation_input_tokens, cache_write_5m_tokens, cache_write_1h_tokens, cache_read_tokens, \
     web_search_requests, web_fetch_requests, code_execution_requests, max_seq";
-const ROLLUP_KEY: &str = "account, day, model, kind, batch, fast, us, size_class";
+const ROLLUP_KEY: &str = "account, day, model, kind, batch, fast, us, size_class, shard";
 
 #[async_trait]
 impl WriteTx for Tx<'_> {
@@ -276,7 +276,7 @@ impl WriteTx for Tx<'_> {
         for chunk in rows.chunks(ROWS_PER_STATEMENT / 2) {
             let sql = format!(
                 "insert into usage_rollup ({ROLLUP_COLUMNS}) values {} on conflict ({ROLLUP_KEY}) do update set {}",
-                placeholders(chunk.len(), 19),
+                placeholders(chunk.len(), 20),
                 super::sql::rollup_update()
             );
             let mut q = sqlx::query(AssertSqlSafe(sql));
@@ -290,6 +290,7 @@ impl WriteTx for Tx<'_> {
                     .bind(k.fast)
                     .bind(k.us)
                     .bind(k.size_class)
+                    .bind(0i64) // one writer: one shard
                     .bind(*n)
                     .bind(u.input_tokens)
                     .bind(u.output_tokens)
