@@ -12,6 +12,7 @@
 //!   surface each backend implements, so the backends cannot drift apart.
 
 mod postgres;
+mod reads;
 pub(crate) mod sql;
 mod sqlite;
 mod write;

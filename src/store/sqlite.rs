@@ -61,38 +61,6 @@ impl SqliteStore {
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
     }
-
-    async fn usage_query(&self, q: &UsageQuery, iterations: bool) -> Result<Vec<UsageGroup>> {
-        if q.use_rollup && super::rollup_covers(&q.thresholds) {
-            let (first_day, end_day) = super::sql::days(q.from, q.to);
-            let rows = sqlx::query(AssertSqlSafe(super::sql::rollup_sql(q.account.is_some())))
-                .bind(i64::from(iterations))
-                .bind(first_day)
-                .bind(end_day)
-                .bind(q.account.as_deref())
-                .fetch_all(&self.pool)
-                .await?;
-            return rows
-                .iter()
-                .map(|row| {
-                    let mut g = usage_group_from_row!(row)?;
-                    g.bucket = super::bucket_of_class(g.bucket, &q.thresholds);
-                    Ok(g)
-                })
-                .collect();
-        }
-        let sql = super::sql::usage_sql(q.thresholds.len(), iterations, q.account.is_some());
-        let mut query = sqlx::query(AssertSqlSafe(sql))
-            .bind(q.from)
-            .bind(q.to)
-            .bind(q.account.as_deref())
-            .bind(q.max_seq);
-        for t in &q.thresholds {
-            query = query.bind(*t);
-        }
-        let rows = query.fetch_all(&self.pool).await?;
-        rows.iter().map(|row| usage_group_from_row!(row)).collect()
-    }
 }
 
 struct Tx<'a>(&'a mut Transaction<'static, Sqlite>);
@@ -325,6 +293,8 @@ const QUARANTINE_SQL: &str = "insert into rejected (raw_hash, raw, reason, messa
     column_number = excluded.column_number, field = excluded.field, source = excluded.source, status = 'open' \
     returning id";
 
+super::reads::shared_reads!(SqliteStore);
+
 #[async_trait]
 impl Store for SqliteStore {
     fn backend(&self) -> Backend {
@@ -351,20 +321,11 @@ impl Store for SqliteStore {
     }
 
     async fn rejected_list(&self, all: bool, limit: i64) -> Result<Vec<Rejected>> {
-        let rows = sqlx::query(super::sql::REJECTED_LIST)
-            .bind(all)
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(|row| rejected_from_row!(row)).collect()
+        self.shared_rejected_list(all, limit).await
     }
 
     async fn rejected_get(&self, id: i64) -> Result<Option<Rejected>> {
-        let row = sqlx::query(super::sql::REJECTED_GET)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(|row| rejected_from_row!(row)).transpose()
+        self.shared_rejected_get(id).await
     }
 
     async fn rejected_mark_retried(&self, id: i64) -> Result<()> {
@@ -378,22 +339,11 @@ impl Store for SqliteStore {
     }
 
     async fn record(&self, key: &str) -> Result<Option<StoredRecord>> {
-        let row = sqlx::query(super::sql::RECORD_GET)
-            .bind(key)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(|row| record_from_row!(row)).transpose()
+        self.shared_record(key).await
     }
 
     async fn counts(&self) -> Result<LedgerCounts> {
-        let row = sqlx::query(super::sql::COUNTS)
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(LedgerCounts {
-            records: row.try_get(0)?,
-            containers: row.try_get(1)?,
-            rejected_open: row.try_get(2)?,
-        })
+        self.shared_counts().await
     }
 
     async fn usage_groups(&self, q: &UsageQuery) -> Result<Vec<UsageGroup>> {
@@ -410,23 +360,7 @@ impl Store for SqliteStore {
         to: Micros,
         max_seq: i64,
     ) -> Result<Vec<ContainerRecord>> {
-        let rows = sqlx::query(super::sql::CONTAINER_RECORDS)
-            .bind(from)
-            .bind(to)
-            .bind(max_seq)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(ContainerRecord {
-                    container_id: r.try_get(0)?,
-                    account: r.try_get(1)?,
-                    recorded_at: r.try_get(2)?,
-                    started_at: r.try_get(3)?,
-                    web_tools_20260209: r.try_get::<i64, _>(4)? != 0,
-                })
-            })
-            .collect()
+        self.shared_container_records(from, to, max_seq).await
     }
 
     async fn record_counts(
@@ -437,84 +371,28 @@ impl Store for SqliteStore {
         max_seq: i64,
         use_rollup: bool,
     ) -> Result<Vec<(String, i64)>> {
-        let rows = if use_rollup {
-            let (first_day, end_day) = super::sql::days(from, to);
-            let sql = if account.is_some() {
-                super::sql::ROLLUP_COUNTS_ONE
-            } else {
-                super::sql::ROLLUP_COUNTS_ALL
-            };
-            sqlx::query(sql)
-                .bind(account)
-                .bind(first_day)
-                .bind(end_day)
-                .fetch_all(&self.pool)
-                .await?
-        } else {
-            let sql = if account.is_some() {
-                super::sql::RECORD_COUNTS_ONE
-            } else {
-                super::sql::RECORD_COUNTS_ALL
-            };
-            sqlx::query(sql)
-                .bind(account)
-                .bind(from)
-                .bind(to)
-                .bind(max_seq)
-                .fetch_all(&self.pool)
-                .await?
-        };
-        rows.iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
-            .collect()
+        self.shared_record_counts(account, from, to, max_seq, use_rollup)
+            .await
     }
 
     async fn price_book(&self) -> Result<Option<(i64, String, String)>> {
-        let row = sqlx::query("select id, name, toml from price_books order by id desc limit 1")
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
-            .transpose()
+        self.shared_price_book().await
     }
 
     async fn import_price_book(&self, name: &str, toml: &str) -> Result<i64> {
-        let row = sqlx::query(
-            "insert into price_books (imported_at, name, toml) values ($1, $2, $3) returning id",
-        )
-        .bind(crate::record::to_micros(chrono::Utc::now()))
-        .bind(name)
-        .bind(toml)
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(row.try_get(0)?)
+        self.shared_import_price_book(name, toml).await
     }
 
     async fn newest_seq_in_days(&self, first_day: i64, end_day: i64) -> Result<i64> {
-        let row = sqlx::query("select cast(coalesce(max(max_seq), 0) as bigint) from usage_rollup where day >= $1 and day < $2")
-            .bind(first_day)
-            .bind(end_day)
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(row.try_get(0)?)
+        self.shared_newest_seq_in_days(first_day, end_day).await
     }
 
     async fn max_seq(&self) -> Result<i64> {
-        let row = sqlx::query("select cast(coalesce(max(seq), 0) as bigint) from records")
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(row.try_get(0)?)
+        self.shared_max_seq().await
     }
 
     async fn finalized_periods(&self, account: &str) -> Result<Vec<(String, i64)>> {
-        let rows = sqlx::query(
-            "select period, cutoff_seq from invoices where account = $1 order by period",
-        )
-        .bind(account)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
-            .collect()
+        self.shared_finalized_periods(account).await
     }
 
     async fn finalized_invoice(
@@ -522,12 +400,7 @@ impl Store for SqliteStore {
         account: &str,
         period: &str,
     ) -> Result<Option<FinalizedInvoice>> {
-        let row = sqlx::query(super::sql::FINALIZED_GET)
-            .bind(account)
-            .bind(period)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(|r| finalized_from_row!(r)).transpose()
+        self.shared_finalized_invoice(account, period).await
     }
 
     async fn finalize(
@@ -568,7 +441,6 @@ impl Store for SqliteStore {
     }
 
     async fn ping(&self) -> Result<()> {
-        sqlx::query("select 1").execute(&self.pool).await?;
-        Ok(())
+        self.shared_ping().await
     }
 }

@@ -1,0 +1,199 @@
+//! The read methods whose SQL and row mapping are the same on both backends,
+//! written once. `shared_reads!(Type)` expands to an inherent `impl` with a
+//! `shared_*` method for each; the backends' `Store` impls delegate to them
+//! (only the pool type differs, and sqlx's generic bounds would cost more
+//! clarity than this macro does).
+
+macro_rules! shared_reads {
+    ($store:ty) => {
+        impl $store {
+            pub(super) async fn usage_query(&self, q: &UsageQuery, iterations: bool) -> Result<Vec<UsageGroup>> {
+                if q.use_rollup && super::rollup_covers(&q.thresholds) {
+                    let (first_day, end_day) = super::sql::days(q.from, q.to);
+                    let rows = sqlx::query(AssertSqlSafe(super::sql::rollup_sql(q.account.is_some())))
+                        .bind(i64::from(iterations))
+                        .bind(first_day)
+                        .bind(end_day)
+                        .bind(q.account.as_deref())
+                        .fetch_all(&self.pool)
+                        .await?;
+                    return rows
+                        .iter()
+                        .map(|row| {
+                            let mut g = usage_group_from_row!(row)?;
+                            g.bucket = super::bucket_of_class(g.bucket, &q.thresholds);
+                            Ok(g)
+                        })
+                        .collect();
+                }
+                let sql = super::sql::usage_sql(q.thresholds.len(), iterations, q.account.is_some());
+                let mut query = sqlx::query(AssertSqlSafe(sql))
+                    .bind(q.from)
+                    .bind(q.to)
+                    .bind(q.account.as_deref())
+                    .bind(q.max_seq);
+                for t in &q.thresholds {
+                    query = query.bind(*t);
+                }
+                let rows = query.fetch_all(&self.pool).await?;
+                rows.iter().map(|row| usage_group_from_row!(row)).collect()
+            }
+
+            pub(super) async fn shared_rejected_list(&self, all: bool, limit: i64) -> Result<Vec<Rejected>> {
+                let rows = sqlx::query(super::sql::REJECTED_LIST)
+                    .bind(all)
+                    .bind(limit)
+                    .fetch_all(&self.pool)
+                    .await?;
+                rows.iter().map(|row| rejected_from_row!(row)).collect()
+            }
+            pub(super) async fn shared_rejected_get(&self, id: i64) -> Result<Option<Rejected>> {
+                let row = sqlx::query(super::sql::REJECTED_GET)
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                row.as_ref().map(|row| rejected_from_row!(row)).transpose()
+            }
+            pub(super) async fn shared_record(&self, key: &str) -> Result<Option<StoredRecord>> {
+                let row = sqlx::query(super::sql::RECORD_GET)
+                    .bind(key)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                row.as_ref().map(|row| record_from_row!(row)).transpose()
+            }
+            pub(super) async fn shared_counts(&self) -> Result<LedgerCounts> {
+                let row = sqlx::query(super::sql::COUNTS)
+                    .fetch_one(&self.pool)
+                    .await?;
+                Ok(LedgerCounts {
+                    records: row.try_get(0)?,
+                    containers: row.try_get(1)?,
+                    rejected_open: row.try_get(2)?,
+                })
+            }
+            pub(super) async fn shared_container_records(
+                &self,
+                from: Micros,
+                to: Micros,
+                max_seq: i64,
+            ) -> Result<Vec<ContainerRecord>> {
+                let rows = sqlx::query(super::sql::CONTAINER_RECORDS)
+                    .bind(from)
+                    .bind(to)
+                    .bind(max_seq)
+                    .fetch_all(&self.pool)
+                    .await?;
+                rows.iter()
+                    .map(|r| {
+                        Ok(ContainerRecord {
+                            container_id: r.try_get(0)?,
+                            account: r.try_get(1)?,
+                            recorded_at: r.try_get(2)?,
+                            started_at: r.try_get(3)?,
+                            web_tools_20260209: r.try_get::<i64, _>(4)? != 0,
+                        })
+                    })
+                    .collect()
+            }
+            pub(super) async fn shared_record_counts(
+                &self,
+                account: Option<&str>,
+                from: Micros,
+                to: Micros,
+                max_seq: i64,
+                use_rollup: bool,
+            ) -> Result<Vec<(String, i64)>> {
+                let rows = if use_rollup {
+                    let (first_day, end_day) = super::sql::days(from, to);
+                    let sql = if account.is_some() {
+                        super::sql::ROLLUP_COUNTS_ONE
+                    } else {
+                        super::sql::ROLLUP_COUNTS_ALL
+                    };
+                    sqlx::query(sql)
+                        .bind(account)
+                        .bind(first_day)
+                        .bind(end_day)
+                        .fetch_all(&self.pool)
+                        .await?
+                } else {
+                    let sql = if account.is_some() {
+                        super::sql::RECORD_COUNTS_ONE
+                    } else {
+                        super::sql::RECORD_COUNTS_ALL
+                    };
+                    sqlx::query(sql)
+                        .bind(account)
+                        .bind(from)
+                        .bind(to)
+                        .bind(max_seq)
+                        .fetch_all(&self.pool)
+                        .await?
+                };
+                rows.iter()
+                    .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+                    .collect()
+            }
+            pub(super) async fn shared_price_book(&self) -> Result<Option<(i64, String, String)>> {
+                let row = sqlx::query("select id, name, toml from price_books order by id desc limit 1")
+                    .fetch_optional(&self.pool)
+                    .await?;
+                row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+                    .transpose()
+            }
+            pub(super) async fn shared_import_price_book(&self, name: &str, toml: &str) -> Result<i64> {
+                let row = sqlx::query(
+                    "insert into price_books (imported_at, name, toml) values ($1, $2, $3) returning id",
+                )
+                .bind(crate::record::to_micros(chrono::Utc::now()))
+                .bind(name)
+                .bind(toml)
+                .fetch_one(&self.pool)
+                .await?;
+                Ok(row.try_get(0)?)
+            }
+            pub(super) async fn shared_newest_seq_in_days(&self, first_day: i64, end_day: i64) -> Result<i64> {
+                let row = sqlx::query("select cast(coalesce(max(max_seq), 0) as bigint) from usage_rollup where day >= $1 and day < $2")
+                    .bind(first_day)
+                    .bind(end_day)
+                    .fetch_one(&self.pool)
+                    .await?;
+                Ok(row.try_get(0)?)
+            }
+            pub(super) async fn shared_max_seq(&self) -> Result<i64> {
+                let row = sqlx::query("select cast(coalesce(max(seq), 0) as bigint) from records")
+                    .fetch_one(&self.pool)
+                    .await?;
+                Ok(row.try_get(0)?)
+            }
+            pub(super) async fn shared_finalized_periods(&self, account: &str) -> Result<Vec<(String, i64)>> {
+                let rows = sqlx::query(
+                    "select period, cutoff_seq from invoices where account = $1 order by period",
+                )
+                .bind(account)
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter()
+                    .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+                    .collect()
+            }
+            pub(super) async fn shared_finalized_invoice(
+                &self,
+                account: &str,
+                period: &str,
+            ) -> Result<Option<FinalizedInvoice>> {
+                let row = sqlx::query(super::sql::FINALIZED_GET)
+                    .bind(account)
+                    .bind(period)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                row.as_ref().map(|r| finalized_from_row!(r)).transpose()
+            }
+            pub(super) async fn shared_ping(&self) -> Result<()> {
+                sqlx::query("select 1").execute(&self.pool).await?;
+                Ok(())
+            }
+        }
+    };
+}
+pub(crate) use shared_reads;
