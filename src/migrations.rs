@@ -47,9 +47,17 @@ pub fn versions() -> Vec<i64> {
 fn migrator(
     pick: fn(&(i64, &'static str, &'static str, &'static str)) -> &'static str,
 ) -> Migrator {
+    migrator_until(pick, i64::MAX)
+}
+
+fn migrator_until(
+    pick: fn(&(i64, &'static str, &'static str, &'static str)) -> &'static str,
+    last: i64,
+) -> Migrator {
     Migrator::with_migrations(
         MIGRATIONS
             .iter()
+            .filter(|m| m.0 <= last)
             .map(|m| {
                 Migration::new(
                     m.0,
@@ -69,4 +77,12 @@ pub fn sqlite() -> Migrator {
 
 pub fn postgres() -> Migrator {
     migrator(|m| m.3)
+}
+
+/// The migrations up to `last` only: for testing upgrades of older ledgers.
+pub fn until(backend: crate::store::Backend, last: i64) -> Migrator {
+    match backend {
+        crate::store::Backend::Sqlite => migrator_until(|m| m.2, last),
+        crate::store::Backend::Postgres => migrator_until(|m| m.3, last),
+    }
 }

@@ -493,3 +493,96 @@ mod ordering {
     use super::*;
     on_both_backends!(ordered_committer_never_lets_a_later_chunk_overtake);
 }
+
+/// A ledger created before the usage roll-up (migrations 1–4) gets its
+/// roll-up backfilled by migration 5: invoices from the roll-up then match
+/// invoices from the records.
+async fn rollup_backfill_matches_the_records(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let records = "insert into records (record_key, account, kind, message_id, custom_id, model, recorded_at, \
+        started_at, batch, files_preloaded, uses_code_execution, web_tools_20260209, container_id, input_tokens, \
+        output_tokens, cache_creation_input_tokens, cache_write_5m_tokens, cache_write_1h_tokens, cache_read_tokens, \
+        web_search_requests, web_fetch_requests, code_execution_requests, service_tier, inference_geo, speed, \
+        content_hash, source, source_line, ingested_at) values \
+        ('m1', 'acme', 'message', 'm1', null, 'claude-sonnet-4-5-20250929', 1759399200000000, null, false, false, false, false, null, 150000, 1000, 0, 0, 0, 60000, 2, 0, 0, null, null, null, 'h1', 't', 1, 0), \
+        ('m2', 'acme', 'message', 'm2', null, 'claude-haiku-4-5-20251001', 1761000000000000, null, true, false, false, false, null, 1200, 300, 0, 0, 0, 0, 0, 0, 0, null, null, null, 'h2', 't', 2, 0), \
+        ('b1', 'acme', 'batch_errored', null, 'c1', null, 1761000000000000, null, true, false, false, false, null, 0, 0, 0, 0, 0, 0, 0, 0, 0, null, null, null, 'h3', 't', 3, 0)";
+    let iteration = "insert into record_iterations (seq, position, kind, model, input_tokens, output_tokens, \
+        cache_creation_input_tokens, cache_write_5m_tokens, cache_write_1h_tokens, cache_read_tokens, web_search_requests) \
+        select seq, 0, 'advisor_message', 'claude-opus-4-1-20250805', 2000, 200, 0, 0, 0, 0, 0 from records where record_key = 'm1'";
+    match backend {
+        Backend::Sqlite => {
+            let pool = sqlx::SqlitePool::connect(&format!("{}?mode=rwc", db.url))
+                .await
+                .unwrap();
+            tally::migrations::until(tally::store::Backend::Sqlite, 4)
+                .run(&pool)
+                .await
+                .unwrap();
+            sqlx::raw_sql(sqlx::AssertSqlSafe(
+                records.replace("false", "0").replace("true", "1"),
+            ))
+            .execute(&pool)
+            .await
+            .unwrap();
+            sqlx::raw_sql(iteration).execute(&pool).await.unwrap();
+            pool.close().await;
+        }
+        Backend::Postgres => {
+            let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+            tally::migrations::until(tally::store::Backend::Postgres, 4)
+                .run(&pool)
+                .await
+                .unwrap();
+            sqlx::raw_sql(records).execute(&pool).await.unwrap();
+            sqlx::raw_sql(iteration).execute(&pool).await.unwrap();
+            pool.close().await;
+        }
+    }
+    let store = db.store().await; // applies migration 5 and its backfill
+    let book = tally::pricing::PriceBook::shipped();
+    let period = tally::billing::Period::parse("2025-10").unwrap();
+    let now = tally::billing::draft_as_of(
+        store.as_ref(),
+        &book,
+        "acme",
+        period,
+        tally::billing::Ledger::Now(i64::MAX),
+    )
+    .await
+    .unwrap();
+    let raw = tally::billing::draft_as_of(
+        store.as_ref(),
+        &book,
+        "acme",
+        period,
+        tally::billing::Ledger::AsOf(i64::MAX),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        tally::billing::render::json(&now),
+        tally::billing::render::json(&raw)
+    );
+    assert_eq!(now.records, 3);
+    // m1 is long context (150,000 + 60,000 > 200,000): 150,000 × $6/MTok = $0.90.
+    assert!(
+        now.lines
+            .iter()
+            .any(|l| l.long_context && l.amount_exact == "0.9".parse().unwrap()),
+        "{:#?}",
+        now.lines
+    );
+    // The advisor iteration at Opus 4.1: 2,000 × $15/MTok = $0.03.
+    assert!(
+        now.lines
+            .iter()
+            .any(|l| l.model.as_deref() == Some("claude-opus-4-1-20250805")
+                && l.amount_exact == "0.03".parse().unwrap())
+    );
+}
+
+mod upgrades {
+    use super::*;
+    on_both_backends!(rollup_backfill_matches_the_records);
+}
