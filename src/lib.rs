@@ -8,6 +8,7 @@
 //! - [`http`]: the axum API; [`cli`]: the command line;
 //! - [`migrations`]: embedded schema migrations; [`synth`]: synthetic data.
 
+pub mod auth;
 pub mod billing;
 pub mod cli;
 pub mod http;

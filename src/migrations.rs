@@ -37,6 +37,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/sqlite/0005_usage_rollup.sql"),
         include_str!("../migrations/postgres/0005_usage_rollup.sql"),
     ),
+    (
+        6,
+        "api keys",
+        include_str!("../migrations/sqlite/0006_api_keys.sql"),
+        include_str!("../migrations/postgres/0006_api_keys.sql"),
+    ),
 ];
 
 /// Version numbers of the embedded migrations.

@@ -5,7 +5,7 @@
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Query, Request, State};
+use axum::extract::{Extension, Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::{Bytes, BytesMut};
@@ -14,7 +14,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{ApiError, AppState};
-use crate::ingest::parse::{LineError, RejectReason, parse_record, parse_time};
+use crate::auth::Principal;
+use crate::ingest::parse::{LineError, RejectReason, parse_time};
 use crate::ingest::pipeline::OrderedCommitter;
 use crate::ingest::{ChunkBuilder, LineResult, Summary};
 use crate::record::{Defaults, Origin, to_micros};
@@ -92,12 +93,34 @@ async fn commit(
     Ok(results)
 }
 
+/// Defaults and the account restriction for the caller: an account key
+/// ingests for its own account only (and may not name another in the query).
+fn scope(
+    principal: &Principal,
+    query: &IngestQuery,
+) -> Result<(Defaults, Option<String>), ApiError> {
+    let mut defaults = query.defaults()?;
+    match principal {
+        Principal::Admin => Ok((defaults, None)),
+        Principal::Account(own) => {
+            if defaults.account.as_ref().is_some_and(|a| a != own) {
+                return Err(ApiError::Forbidden(format!(
+                    "this API key may only ingest for account {own:?}"
+                )));
+            }
+            defaults.account = Some(own.clone());
+            Ok((defaults, Some(own.clone())))
+        }
+    }
+}
+
 pub async fn post_usage(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     Query(query): Query<IngestQuery>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let defaults = query.defaults()?;
+    let (defaults, only) = scope(&principal, &query)?;
     let limit = state.config.max_body_bytes;
     if declared_length(&request).is_some_and(|n| n > limit as u64) {
         return Err(ApiError::TooLarge {
@@ -115,20 +138,9 @@ pub async fn post_usage(
                 ApiError::BadRequest(format!("could not read the request body: {e}"))
             }
         })?;
-    let origin = Origin {
-        source: "http".into(),
-        line: 1,
-    };
-    let mut batch = WriteBatch::default();
-    match parse_record(&bytes, &origin, &defaults, now()) {
-        Ok(record) => batch.records.push(record),
-        Err(error) => batch.rejections.push(NewRejection {
-            raw: bytes.to_vec(),
-            error,
-            origin,
-            defaults,
-        }),
-    }
+    let mut builder = ChunkBuilder::new("http", defaults, now()).only_for(only);
+    builder.push_line(1, &bytes);
+    let batch = builder.take();
     let mut summary = Summary::default();
     let result = commit(&state, batch, &mut summary)
         .await?
@@ -139,6 +151,7 @@ pub async fn post_usage(
         ("recorded", _) => StatusCode::CREATED,
         ("duplicate", _) => StatusCode::OK,
         ("conflict", _) => StatusCode::CONFLICT,
+        (_, Some("forbidden")) => StatusCode::FORBIDDEN,
         (_, Some("malformed")) => StatusCode::BAD_REQUEST,
         _ => StatusCode::UNPROCESSABLE_ENTITY,
     };
@@ -161,10 +174,11 @@ const OVERLONG_KEEP: usize = 64 << 10;
 
 pub async fn post_batch(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     Query(query): Query<IngestQuery>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let defaults = query.defaults()?;
+    let (defaults, only) = scope(&principal, &query)?;
     let max_total = state.config.max_batch_bytes;
     let max_line = state.config.max_body_bytes;
     if declared_length(&request).is_some_and(|n| n > max_total) {
@@ -172,8 +186,9 @@ pub async fn post_batch(
     }
     let chunk_lines = state.ledger.store().chunk_lines();
     let mut reader = LineReader::new(request.into_body(), max_line);
-    let mut builder =
-        ChunkBuilder::new("http", defaults.clone(), now()).with_chunk_lines(chunk_lines);
+    let mut builder = ChunkBuilder::new("http", defaults.clone(), now())
+        .with_chunk_lines(chunk_lines)
+        .only_for(only);
     let mut summary = Summary::default();
     // Per-line results are serialised as they arrive: a compact buffer, not
     // a growing list of structs.

@@ -2,12 +2,13 @@
 //! `Accept: text/csv` or `?format=csv`) and
 //! `POST /v1/accounts/{account}/invoices/{period}/finalize[?allow_unpriced=true]`.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use super::{ApiError, AppState};
+use crate::auth::Principal;
 use crate::billing::{self, BillingError, FinalizeError, Period};
 
 #[derive(Debug, Deserialize)]
@@ -59,11 +60,16 @@ fn document(body: String, csv: bool) -> Response {
 
 pub async fn get_invoice(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     Path((account, period)): Path<(String, String)>,
     Query(query): Query<InvoiceQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let period = parse_target(&account, &period)?;
+    if !principal.may_access(&account) {
+        // Another account's invoice: not even its existence is shown.
+        return Err(ApiError::NotFound("no such invoice".into()));
+    }
     let csv = wants_csv(&query, &headers)?;
     let store = state.ledger.store().as_ref();
     let book = billing::current_book(store).await.map_err(billing_error)?;
@@ -75,11 +81,17 @@ pub async fn get_invoice(
 
 pub async fn finalize(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     Path((account, period)): Path<(String, String)>,
     Query(query): Query<FinalizeQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let period = parse_target(&account, &period)?;
+    if principal != Principal::Admin {
+        return Err(ApiError::Forbidden(
+            "only the admin token may finalize invoices".into(),
+        ));
+    }
     let csv = wants_csv(&InvoiceQuery { format: None }, &headers)?;
     let store = state.ledger.store().as_ref();
     let book = billing::current_book(store).await.map_err(billing_error)?;

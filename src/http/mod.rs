@@ -20,6 +20,7 @@ use tokio::net::TcpListener;
 
 pub use error::ApiError;
 
+use crate::auth::Principal;
 use crate::ledger::Ledger;
 
 /// Settings of a running server.
@@ -95,7 +96,7 @@ pub fn router(state: AppState) -> Router {
             "/v1/accounts/{account}/invoices/{period}/finalize",
             post(invoices::finalize),
         )
-        .route_layer(middleware::from_fn_with_state(state.clone(), require_admin));
+        .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
     Router::new()
         .merge(api)
         .route("/healthz", get(health::healthz))
@@ -104,24 +105,38 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Until account keys exist, the admin token is the only credential: with it
-/// configured, every `/v1` call must present it.
-async fn require_admin(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    if let Some(expected) = &state.config.admin_token {
-        let presented = request
-            .headers()
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        if !presented.is_some_and(|p| constant_time_eq(p.as_bytes(), expected.as_bytes())) {
-            return ApiError::Unauthorized.into_response();
+/// Resolve who is calling and put it in the request's extensions.
+///
+/// With an admin token configured, every `/v1` request needs a bearer: the
+/// admin token, or an active account key. Without one (loopback only), a
+/// request without a bearer acts as admin, and one with an account key acts
+/// as that account.
+async fn authenticate(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    let presented = request
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_owned);
+    let principal = match (&state.config.admin_token, presented) {
+        (None, None) => Principal::Admin,
+        (Some(admin), Some(p)) if crate::auth::constant_time_eq(p.as_bytes(), admin.as_bytes()) => {
+            Principal::Admin
         }
-    }
+        (_, Some(p)) => match state
+            .ledger
+            .store()
+            .key_account(&crate::auth::hash_key(&p))
+            .await
+        {
+            Ok(Some(account)) => Principal::Account(account),
+            Ok(None) => return ApiError::Unauthorized.into_response(),
+            Err(e) => return ApiError::Storage(e.to_string()).into_response(),
+        },
+        (Some(_), None) => return ApiError::Unauthorized.into_response(),
+    };
+    request.extensions_mut().insert(principal);
     next.run(request).await
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Refuse to expose an unauthenticated ledger beyond this machine.

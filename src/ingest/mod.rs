@@ -30,6 +30,8 @@ pub struct ChunkBuilder {
     batch: WriteBatch,
     bytes: usize,
     max_lines: usize,
+    /// When set (an account API key), records for any other account are rejected.
+    only_account: Option<String>,
 }
 
 impl ChunkBuilder {
@@ -41,7 +43,14 @@ impl ChunkBuilder {
             batch: WriteBatch::default(),
             bytes: 0,
             max_lines: CHUNK_LINES,
+            only_account: None,
         }
+    }
+
+    /// Accept records for this account only (the caller's key is bound to it).
+    pub fn only_for(mut self, account: Option<String>) -> Self {
+        self.only_account = account;
+        self
     }
 
     /// Cut chunks at `lines` lines instead of [`CHUNK_LINES`].
@@ -62,6 +71,30 @@ impl ChunkBuilder {
             line,
         };
         match parse_record(text, &origin, &self.defaults, self.now) {
+            Ok(record)
+                if self
+                    .only_account
+                    .as_ref()
+                    .is_some_and(|a| *a != record.account) =>
+            {
+                let error = LineError {
+                    reason: parse::RejectReason::Forbidden,
+                    message: format!(
+                        "this API key may only ingest for account {:?}, not {:?}",
+                        self.only_account.as_deref().unwrap_or_default(),
+                        record.account
+                    ),
+                    line: Some(line),
+                    column: None,
+                    field: Some("account".into()),
+                };
+                self.batch.rejections.push(NewRejection {
+                    raw: text.to_vec(),
+                    error,
+                    origin,
+                    defaults: self.defaults.clone(),
+                });
+            }
             Ok(record) => self.batch.records.push(record),
             Err(error) => self.batch.rejections.push(NewRejection {
                 raw: text.to_vec(),

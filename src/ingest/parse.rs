@@ -37,6 +37,8 @@ pub enum RejectReason {
     /// Same id with another body or under another account; or a container
     /// already owned by another account (SPEC 3.2).
     Conflict,
+    /// A record for an account the caller's API key may not write to.
+    Forbidden,
 }
 
 impl RejectReason {
@@ -47,6 +49,7 @@ impl RejectReason {
             RejectReason::Invalid => "invalid",
             RejectReason::Incomplete => "incomplete",
             RejectReason::Conflict => "conflict",
+            RejectReason::Forbidden => "forbidden",
         }
     }
 
@@ -57,6 +60,7 @@ impl RejectReason {
             "invalid" => RejectReason::Invalid,
             "incomplete" => RejectReason::Incomplete,
             "conflict" => RejectReason::Conflict,
+            "forbidden" => RejectReason::Forbidden,
             _ => return None,
         })
     }

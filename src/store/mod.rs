@@ -228,6 +228,16 @@ pub struct ContainerRecord {
     pub web_tools_20260209: bool,
 }
 
+/// An account API key as listed (never the key itself).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ApiKey {
+    pub id: i64,
+    pub account: String,
+    pub prefix: String,
+    pub created_at: String,
+    pub revoked_at: Option<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FinalizedInvoice {
     pub number: String,
@@ -339,6 +349,18 @@ pub trait Store: Send + Sync + 'static {
 
     /// Store a validated price book; it is in force from now on.
     async fn import_price_book(&self, name: &str, toml: &str) -> Result<i64>;
+
+    /// Store a new account key by its hash; returns its id.
+    async fn create_key(&self, account: &str, prefix: &str, key_hash: &str) -> Result<i64>;
+
+    /// Every key, newest first.
+    async fn list_keys(&self) -> Result<Vec<ApiKey>>;
+
+    /// Revoke a key; false when no active key has that id.
+    async fn revoke_key(&self, id: i64) -> Result<bool>;
+
+    /// The account an active key (by hash) belongs to.
+    async fn key_account(&self, key_hash: &str) -> Result<Option<String>>;
 
     /// A cheap round trip, for `/healthz`.
     async fn ping(&self) -> Result<()>;

@@ -579,6 +579,22 @@ impl Store for PostgresStore {
             .ok_or_else(|| StoreError::Invalid("the finalized invoice vanished".into()))
     }
 
+    async fn create_key(&self, account: &str, prefix: &str, key_hash: &str) -> Result<i64> {
+        self.shared_create_key(account, prefix, key_hash).await
+    }
+
+    async fn list_keys(&self) -> Result<Vec<super::ApiKey>> {
+        self.shared_list_keys().await
+    }
+
+    async fn revoke_key(&self, id: i64) -> Result<bool> {
+        self.shared_revoke_key(id).await
+    }
+
+    async fn key_account(&self, key_hash: &str) -> Result<Option<String>> {
+        self.shared_key_account(key_hash).await
+    }
+
     async fn ping(&self) -> Result<()> {
         self.shared_ping().await
     }

@@ -7,6 +7,58 @@
 macro_rules! shared_reads {
     ($store:ty) => {
         impl $store {
+            pub(super) async fn shared_create_key(&self, account: &str, prefix: &str, key_hash: &str) -> Result<i64> {
+                use sqlx::Row as _;
+                let row = sqlx::query(
+                    "insert into api_keys (account, prefix, key_hash, created_at) values ($1, $2, $3, $4) returning id",
+                )
+                .bind(account)
+                .bind(prefix)
+                .bind(key_hash)
+                .bind(crate::record::to_micros(chrono::Utc::now()))
+                .fetch_one(&self.pool)
+                .await?;
+                Ok(row.try_get(0)?)
+            }
+
+            pub(super) async fn shared_list_keys(&self) -> Result<Vec<$crate::store::ApiKey>> {
+                use sqlx::Row as _;
+                let rows = sqlx::query("select id, account, prefix, created_at, revoked_at from api_keys order by id desc")
+                    .fetch_all(&self.pool)
+                    .await?;
+                rows.iter()
+                    .map(|r| {
+                        let created: i64 = r.try_get(3)?;
+                        let revoked: Option<i64> = r.try_get(4)?;
+                        Ok($crate::store::ApiKey {
+                            id: r.try_get(0)?,
+                            account: r.try_get(1)?,
+                            prefix: r.try_get(2)?,
+                            created_at: $crate::store::sql::rfc3339(created),
+                            revoked_at: revoked.map($crate::store::sql::rfc3339),
+                        })
+                    })
+                    .collect()
+            }
+
+            pub(super) async fn shared_revoke_key(&self, id: i64) -> Result<bool> {
+                let done = sqlx::query("update api_keys set revoked_at = $1 where id = $2 and revoked_at is null")
+                    .bind(crate::record::to_micros(chrono::Utc::now()))
+                    .bind(id)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            pub(super) async fn shared_key_account(&self, key_hash: &str) -> Result<Option<String>> {
+                use sqlx::Row as _;
+                let row = sqlx::query("select account from api_keys where key_hash = $1 and revoked_at is null")
+                    .bind(key_hash)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                row.map(|r| Ok(r.try_get(0)?)).transpose()
+            }
+
             pub(super) async fn usage_query(&self, q: &UsageQuery, iterations: bool) -> Result<Vec<UsageGroup>> {
                 if q.use_rollup && super::rollup_covers(&q.thresholds) {
                     let (first_day, end_day) = super::sql::days(q.from, q.to);

@@ -1,0 +1,10 @@
+-- Account API keys: only a SHA-256 of each key is kept; `prefix` (the first
+-- characters) lets people tell keys apart in listings.
+create table api_keys (
+    id          bigint generated always as identity primary key,
+    account     text   not null,
+    prefix      text   not null,
+    key_hash    text   not null unique,
+    created_at  bigint not null,
+    revoked_at  bigint
+);
