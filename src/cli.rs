@@ -632,8 +632,15 @@ async fn invoices(database: &str, args: InvoicesArgs) -> Result<ExitCode> {
             let all = billing::draft_invoices(store.as_ref(), &book, period).await?;
             let mut docs = Vec::with_capacity(all.len());
             for draft in all {
-                let r = billing::invoice(store.as_ref(), &book, &draft.account, period).await?;
-                docs.push(serde_json::from_str::<serde_json::Value>(&r.json)?);
+                // A finalized invoice is shown as frozen; the others as drafts.
+                let json = match store
+                    .finalized_invoice(&draft.account, &period.to_string())
+                    .await?
+                {
+                    Some(f) => f.json,
+                    None => billing::render::json(&draft),
+                };
+                docs.push(serde_json::from_str::<serde_json::Value>(&json)?);
             }
             println!("{}", serde_json::to_string_pretty(&docs)?);
         }

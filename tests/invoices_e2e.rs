@@ -76,6 +76,40 @@ async fn golden_invoices(backend: Backend) {
     // One header, then every account's rows, each ending with its total row.
     assert_eq!(out.matches("invoice_number,").count(), 1);
     assert_eq!(out.lines().filter(|l| l.contains(",total,")).count(), 2);
+
+    // After finalizing one account, the all-accounts documents show it frozen.
+    let (code, _, err) = tally(
+        &db,
+        &[
+            "invoice",
+            "--account",
+            "acme",
+            "--period",
+            "2025-10",
+            "--finalize",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let (_, json, _) = tally(
+        &db,
+        &["invoices", "--period", "2025-10", "--format", "json"],
+    );
+    let all: Vec<Value> = serde_json::from_str(&json).unwrap();
+    let states: Vec<(&str, &str)> = all
+        .iter()
+        .map(|v| {
+            (
+                v["account"].as_str().unwrap(),
+                v["status"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(states, [("acme", "finalized"), ("globex", "draft")]);
+    let (_, csv, _) = tally(&db, &["invoices", "--period", "2025-10"]);
+    assert!(
+        csv.lines().nth(1).unwrap().starts_with("INV-2025-10-"),
+        "{csv}"
+    );
 }
 
 async fn http_invoice_endpoints(backend: Backend) {
