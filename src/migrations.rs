@@ -43,6 +43,18 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/sqlite/0006_api_keys.sql"),
         include_str!("../migrations/postgres/0006_api_keys.sql"),
     ),
+    (
+        7,
+        "container cover index",
+        include_str!("../migrations/sqlite/0007_container_cover_index.sql"),
+        include_str!("../migrations/postgres/0007_container_cover_index.sql"),
+    ),
+    (
+        8,
+        "budgets",
+        include_str!("../migrations/sqlite/0008_budgets.sql"),
+        include_str!("../migrations/postgres/0008_budgets.sql"),
+    ),
 ];
 
 /// Version numbers of the embedded migrations.

@@ -248,6 +248,20 @@ pub struct FinalizedInvoice {
     pub csv: String,
 }
 
+/// A budget threshold crossed by an account's month-to-date spend.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BudgetAlert {
+    pub account: String,
+    pub period: String,
+    /// Percent of the budget: 50, 80 or 100.
+    pub threshold: i64,
+    pub spend_usd: rust_decimal::Decimal,
+    pub budget_usd: rust_decimal::Decimal,
+    /// UTC microseconds.
+    pub crossed_at: i64,
+    pub delivered_at: Option<i64>,
+}
+
 /// Counts over the whole ledger (health, metrics, tests).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct LedgerCounts {
@@ -326,6 +340,35 @@ pub trait Store: Send + Sync + 'static {
     /// Finalized invoices of an account: `(period, cutoff_seq)`, by period.
     async fn finalized_periods(&self, account: &str) -> Result<Vec<(String, i64)>>;
 
+    /// Set (or replace) an account's monthly budget in USD.
+    async fn set_budget(&self, account: &str, monthly_usd: rust_decimal::Decimal) -> Result<()>;
+
+    /// Every budget, by account.
+    async fn budgets(&self) -> Result<Vec<(String, rust_decimal::Decimal)>>;
+
+    /// Record an alert unless that (account, period, threshold) already has
+    /// one; true when this call recorded it.
+    async fn record_alert(&self, alert: &BudgetAlert) -> Result<bool>;
+
+    /// Alerts of a period (or all; or only those not yet delivered), by
+    /// period, account and threshold.
+    async fn alerts(
+        &self,
+        period: Option<&str>,
+        undelivered_only: bool,
+    ) -> Result<Vec<BudgetAlert>>;
+
+    /// Note that an alert reached the webhook.
+    async fn mark_alert_delivered(&self, account: &str, period: &str, threshold: i64)
+    -> Result<()>;
+
+    /// Accounts with a finalized invoice before `period` (they may owe an
+    /// adjustment on it even without usage in it).
+    async fn finalized_accounts_before(&self, period: &str) -> Result<Vec<String>>;
+
+    /// Every finalized invoice of a period: (account, number, cutoff seq), by account.
+    async fn finalized_in_period(&self, period: &str) -> Result<Vec<(String, String, i64)>>;
+
     /// A finalized invoice as frozen.
     async fn finalized_invoice(
         &self,
@@ -343,6 +386,9 @@ pub trait Store: Send + Sync + 'static {
         cutoff_seq: i64,
         render: &(dyn for<'a> Fn(&'a str) -> (String, String) + Send + Sync),
     ) -> Result<FinalizedInvoice>;
+
+    /// The id of the newest imported price book, if any (cheap: no text).
+    async fn price_book_id(&self) -> Result<Option<i64>>;
 
     /// The newest imported price book: `(id, name, toml)`.
     async fn price_book(&self) -> Result<Option<(i64, String, String)>>;

@@ -21,7 +21,7 @@ use super::{
     Backend, ContainerRecord, LedgerCounts, NewRejection, Rejected, Result, Store, StoreError,
     StoredRecord, UsageGroup, UsageQuery, WriteBatch, WriteOutcome,
 };
-use super::{FinalizedInvoice, RollupRow};
+use super::{BudgetAlert, FinalizedInvoice, RollupRow};
 use crate::migrations;
 use crate::record::{ExtraIteration, Micros, NewRecord};
 
@@ -515,6 +515,10 @@ impl Store for PostgresStore {
             .await
     }
 
+    async fn price_book_id(&self) -> Result<Option<i64>> {
+        self.shared_price_book_id().await
+    }
+
     async fn price_book(&self) -> Result<Option<(i64, String, String)>> {
         self.shared_price_book().await
     }
@@ -533,6 +537,44 @@ impl Store for PostgresStore {
 
     async fn finalized_periods(&self, account: &str) -> Result<Vec<(String, i64)>> {
         self.shared_finalized_periods(account).await
+    }
+
+    async fn set_budget(&self, account: &str, monthly_usd: rust_decimal::Decimal) -> Result<()> {
+        self.shared_set_budget(account, monthly_usd).await
+    }
+
+    async fn budgets(&self) -> Result<Vec<(String, rust_decimal::Decimal)>> {
+        self.shared_budgets().await
+    }
+
+    async fn record_alert(&self, alert: &BudgetAlert) -> Result<bool> {
+        self.shared_record_alert(alert).await
+    }
+
+    async fn alerts(
+        &self,
+        period: Option<&str>,
+        undelivered_only: bool,
+    ) -> Result<Vec<BudgetAlert>> {
+        self.shared_alerts(period, undelivered_only).await
+    }
+
+    async fn mark_alert_delivered(
+        &self,
+        account: &str,
+        period: &str,
+        threshold: i64,
+    ) -> Result<()> {
+        self.shared_mark_alert_delivered(account, period, threshold)
+            .await
+    }
+
+    async fn finalized_accounts_before(&self, period: &str) -> Result<Vec<String>> {
+        self.shared_finalized_accounts_before(period).await
+    }
+
+    async fn finalized_in_period(&self, period: &str) -> Result<Vec<(String, String, i64)>> {
+        self.shared_finalized_in_period(period).await
     }
 
     async fn finalized_invoice(

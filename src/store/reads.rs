@@ -50,6 +50,96 @@ macro_rules! shared_reads {
                 Ok(done.rows_affected() == 1)
             }
 
+            pub(super) async fn shared_set_budget(&self, account: &str, monthly_usd: rust_decimal::Decimal) -> Result<()> {
+                sqlx::query(
+                    "insert into budgets (account, monthly_usd, updated_at) values ($1, $2, $3) \
+                     on conflict (account) do update set monthly_usd = excluded.monthly_usd, updated_at = excluded.updated_at",
+                )
+                .bind(account)
+                .bind(monthly_usd.to_string())
+                .bind(crate::record::to_micros(chrono::Utc::now()))
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            pub(super) async fn shared_budgets(&self) -> Result<Vec<(String, rust_decimal::Decimal)>> {
+                use sqlx::Row as _;
+                let rows = sqlx::query("select account, monthly_usd from budgets order by account")
+                    .fetch_all(&self.pool)
+                    .await?;
+                rows.iter()
+                    .map(|r| {
+                        let text: String = r.try_get(1)?;
+                        let amount = text.parse().map_err(|e| {
+                            $crate::store::StoreError::Invalid(format!("budget {text:?} in the database: {e}"))
+                        })?;
+                        Ok((r.try_get(0)?, amount))
+                    })
+                    .collect()
+            }
+
+            pub(super) async fn shared_record_alert(&self, alert: &$crate::store::BudgetAlert) -> Result<bool> {
+                let done = sqlx::query(
+                    "insert into budget_alerts (account, period, threshold, spend_usd, budget_usd, crossed_at) \
+                     values ($1, $2, $3, $4, $5, $6) on conflict (account, period, threshold) do nothing",
+                )
+                .bind(&alert.account)
+                .bind(&alert.period)
+                .bind(alert.threshold)
+                .bind(alert.spend_usd.to_string())
+                .bind(alert.budget_usd.to_string())
+                .bind(alert.crossed_at)
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            pub(super) async fn shared_alerts(&self, period: Option<&str>, undelivered_only: bool) -> Result<Vec<$crate::store::BudgetAlert>> {
+                use sqlx::Row as _;
+                let rows = sqlx::query(
+                    "select account, period, threshold, spend_usd, budget_usd, crossed_at, delivered_at \
+                     from budget_alerts where (cast($1 as text) is null or period = $1) \
+                     and (not $2 or delivered_at is null) \
+                     order by period, account, threshold",
+                )
+                .bind(period)
+                .bind(undelivered_only)
+                .fetch_all(&self.pool)
+                .await?;
+                let money = |text: String| {
+                    text.parse::<rust_decimal::Decimal>().map_err(|e| {
+                        $crate::store::StoreError::Invalid(format!("amount {text:?} in budget_alerts: {e}"))
+                    })
+                };
+                rows.iter()
+                    .map(|r| {
+                        Ok($crate::store::BudgetAlert {
+                            account: r.try_get(0)?,
+                            period: r.try_get(1)?,
+                            threshold: r.try_get(2)?,
+                            spend_usd: money(r.try_get(3)?)?,
+                            budget_usd: money(r.try_get(4)?)?,
+                            crossed_at: r.try_get(5)?,
+                            delivered_at: r.try_get(6)?,
+                        })
+                    })
+                    .collect()
+            }
+
+            pub(super) async fn shared_mark_alert_delivered(&self, account: &str, period: &str, threshold: i64) -> Result<()> {
+                sqlx::query(
+                    "update budget_alerts set delivered_at = $1 where account = $2 and period = $3 and threshold = $4",
+                )
+                .bind(crate::record::to_micros(chrono::Utc::now()))
+                .bind(account)
+                .bind(period)
+                .bind(threshold)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
             pub(super) async fn shared_key_account(&self, key_hash: &str) -> Result<Option<String>> {
                 use sqlx::Row as _;
                 let row = sqlx::query("select account from api_keys where key_hash = $1 and revoked_at is null")
@@ -135,7 +225,8 @@ macro_rules! shared_reads {
                     .bind(max_seq)
                     .fetch_all(&self.pool)
                     .await?;
-                rows.iter()
+                let mut records = rows
+                    .iter()
                     .map(|r| {
                         Ok(ContainerRecord {
                             container_id: r.try_get(0)?,
@@ -145,7 +236,12 @@ macro_rules! shared_reads {
                             web_tools_20260209: r.try_get::<i64, _>(4)? != 0,
                         })
                     })
-                    .collect()
+                    .collect::<Result<Vec<_>>>()?;
+                // Read in time order (an index-only scan); grouped by container here.
+                records.sort_unstable_by(|a, b| {
+                    (&a.container_id, a.recorded_at).cmp(&(&b.container_id, b.recorded_at))
+                });
+                Ok(records)
             }
             pub(super) async fn shared_record_counts(
                 &self,
@@ -185,6 +281,12 @@ macro_rules! shared_reads {
                 rows.iter()
                     .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
                     .collect()
+            }
+            pub(super) async fn shared_price_book_id(&self) -> Result<Option<i64>> {
+                let row = sqlx::query("select max(id) from price_books")
+                    .fetch_one(&self.pool)
+                    .await?;
+                Ok(row.try_get(0)?)
             }
             pub(super) async fn shared_price_book(&self) -> Result<Option<(i64, String, String)>> {
                 let row = sqlx::query("select id, name, toml from price_books order by id desc limit 1")
@@ -227,6 +329,26 @@ macro_rules! shared_reads {
                 .await?;
                 rows.iter()
                     .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+                    .collect()
+            }
+            pub(super) async fn shared_finalized_accounts_before(&self, period: &str) -> Result<Vec<String>> {
+                let rows = sqlx::query(
+                    "select distinct account from invoices where period < $1 order by account",
+                )
+                .bind(period)
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+            }
+            pub(super) async fn shared_finalized_in_period(&self, period: &str) -> Result<Vec<(String, String, i64)>> {
+                let rows = sqlx::query(
+                    "select account, number, cutoff_seq from invoices where period = $1 order by account",
+                )
+                .bind(period)
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter()
+                    .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
                     .collect()
             }
             pub(super) async fn shared_finalized_invoice(

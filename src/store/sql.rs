@@ -193,8 +193,7 @@ pub(super) fn usage_sql(thresholds: usize, iterations: bool, one_account: bool) 
 pub(super) const CONTAINER_RECORDS: &str = "select container_id, account, recorded_at, started_at, \
     cast(case when web_tools_20260209 then 1 else 0 end as bigint) as web_tools \
     from records where container_id is not null and kind = 'message' \
-    and (uses_code_execution or files_preloaded) and recorded_at >= $1 and recorded_at < $2 and seq <= $3 \
-    order by container_id, recorded_at";
+    and (uses_code_execution or files_preloaded) and recorded_at >= $1 and recorded_at < $2 and seq <= $3";
 
 pub(super) const RECORD_COUNTS_ONE: &str = "select account, cast(count(*) as bigint) from records \
     where account = $1 and recorded_at >= $2 and recorded_at < $3 and seq <= $4 \
