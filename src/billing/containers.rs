@@ -43,10 +43,14 @@ pub struct ChargedContainer {
     pub hour_price: Decimal,
 }
 
-/// Free seconds credited to one account in one allowance bucket.
+/// Free seconds credited to one account on one day. An account's share of a
+/// monthly allowance is spread over its days in proportion to the container
+/// time it was billed on each (largest remainder again), so daily views add
+/// up to the invoice.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FreeCredit {
     pub account: String,
+    pub day: NaiveDate,
     pub seconds: i64,
     pub price_version: String,
     pub hour_price: Decimal,
@@ -67,6 +71,21 @@ pub struct AllowanceUse {
     pub start: NaiveDate,
     pub allowance_seconds: i64,
     pub billed_seconds: i64,
+}
+
+impl ContainerBill {
+    /// The bill split per account (containers and credits; the allowance
+    /// buckets stay organization-wide), in one pass.
+    pub fn by_account(self) -> BTreeMap<String, ContainerBill> {
+        let mut out: BTreeMap<String, ContainerBill> = BTreeMap::new();
+        for c in self.containers {
+            out.entry(c.account.clone()).or_default().containers.push(c);
+        }
+        for f in self.credits {
+            out.entry(f.account.clone()).or_default().credits.push(f);
+        }
+        out
+    }
 }
 
 fn day_of(us: Micros) -> NaiveDate {
@@ -165,8 +184,8 @@ fn share_allowance(
     book: &PriceBook,
     containers: &[ChargedContainer],
 ) -> (Vec<FreeCredit>, Vec<AllowanceUse>) {
-    // Billed seconds per bucket and account.
-    let mut buckets: BTreeMap<Bucket, BTreeMap<&str, i64>> = BTreeMap::new();
+    // Billed seconds per bucket, account and day.
+    let mut buckets: BTreeMap<Bucket, BTreeMap<&str, BTreeMap<NaiveDate, i64>>> = BTreeMap::new();
     for c in containers {
         let Some(v) = book.version_at(c.day) else {
             continue;
@@ -179,6 +198,8 @@ fn share_allowance(
             .entry((v.free_allowance_period, start))
             .or_default()
             .entry(c.account.as_str())
+            .or_default()
+            .entry(c.day)
             .or_default() += c.billed_seconds;
     }
     let mut credits = Vec::new();
@@ -195,7 +216,11 @@ fn share_allowance(
             .floor()
             .to_i64()
             .unwrap_or(i64::MAX);
-        let total: i64 = accounts.values().sum();
+        let billed: BTreeMap<&str, i64> = accounts
+            .iter()
+            .map(|(a, days)| (*a, days.values().sum()))
+            .collect();
+        let total: i64 = billed.values().sum();
         uses.push(AllowanceUse {
             period,
             start,
@@ -203,20 +228,27 @@ fn share_allowance(
             billed_seconds: total,
         });
         let shares: Vec<(&str, i64)> = match v.free_allowance_scope {
-            AllowanceScope::Account => accounts
+            AllowanceScope::Account => billed
                 .iter()
                 .map(|(a, s)| (*a, (*s).min(allowance)))
                 .collect(),
-            AllowanceScope::Organization => largest_remainder(total.min(allowance), &accounts),
+            AllowanceScope::Organization => largest_remainder(total.min(allowance), &billed),
         };
         for (account, seconds) in shares {
-            if seconds > 0 {
-                credits.push(FreeCredit {
-                    account: account.to_owned(),
-                    seconds,
-                    price_version: v.label(),
-                    hour_price: v.container_hour,
-                });
+            let Some(days) = accounts.get(account) else {
+                continue;
+            };
+            let days: Vec<(NaiveDate, i64)> = days.iter().map(|(d, s)| (*d, *s)).collect();
+            for (day, seconds) in split_by_weight(seconds, &days) {
+                if seconds > 0 {
+                    credits.push(FreeCredit {
+                        account: account.to_owned(),
+                        day,
+                        seconds,
+                        price_version: v.label(),
+                        hour_price: v.container_hour,
+                    });
+                }
             }
         }
     }
@@ -224,24 +256,32 @@ fn share_allowance(
 }
 
 /// Split `amount` whole seconds across accounts in proportion to their
-/// weights so the parts add up exactly: floors first, then one more second
-/// each to the largest remainders (ties: the name that sorts first).
+/// weights so the parts add up exactly (ties: the name that sorts first).
 pub fn largest_remainder<'a>(amount: i64, weights: &BTreeMap<&'a str, i64>) -> Vec<(&'a str, i64)> {
-    let total: i128 = weights.values().map(|&w| i128::from(w)).sum();
+    let weights: Vec<(&str, i64)> = weights.iter().map(|(a, w)| (*a, *w)).collect();
+    split_by_weight(amount, &weights)
+}
+
+/// Split `amount` whole units in proportion to the weights so the parts add
+/// up exactly: floors first, then one more unit each to the largest
+/// remainders (ties: the earlier entry). Nothing is split when the weights
+/// sum to zero or the amount is not positive.
+pub fn split_by_weight<K: Copy>(amount: i64, weights: &[(K, i64)]) -> Vec<(K, i64)> {
+    let total: i128 = weights.iter().map(|&(_, w)| i128::from(w)).sum();
     if total <= 0 || amount <= 0 {
-        return weights.keys().map(|a| (*a, 0)).collect();
+        return weights.iter().map(|&(k, _)| (k, 0)).collect();
     }
     let amount = i128::from(amount);
-    let mut parts: Vec<(&str, i128, i128)> = weights
+    let mut parts: Vec<(K, i128, i128)> = weights
         .iter()
-        .map(|(a, &w)| {
+        .map(|&(k, w)| {
             let exact = amount * i128::from(w);
-            (*a, exact / total, exact % total)
+            (k, exact / total, exact % total)
         })
         .collect();
     let mut left = amount - parts.iter().map(|p| p.1).sum::<i128>();
     let mut order: Vec<usize> = (0..parts.len()).collect();
-    // BTreeMap order is by name, and the sort is stable: ties go to the first name.
+    // The sort is stable: ties keep the given order.
     order.sort_by(|&x, &y| {
         let rx = parts.get(x).map_or(0, |p| p.2);
         let ry = parts.get(y).map_or(0, |p| p.2);
@@ -258,7 +298,7 @@ pub fn largest_remainder<'a>(amount: i64, weights: &BTreeMap<&'a str, i64>) -> V
     }
     parts
         .into_iter()
-        .map(|(a, n, _)| (a, i64::try_from(n).unwrap_or(i64::MAX)))
+        .map(|(k, n, _)| (k, i64::try_from(n).unwrap_or(i64::MAX)))
         .collect()
 }
 

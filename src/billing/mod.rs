@@ -10,6 +10,7 @@
 //! - a model the price book does not know is *unpriced*: listed, never $0.
 
 pub mod containers;
+pub mod daily;
 pub mod render;
 
 use std::collections::BTreeMap;
@@ -370,72 +371,101 @@ impl LineBook {
 
     /// Container hours and free-allowance credits of one account.
     pub fn add_containers(&mut self, bill: &ContainerBill, account: &str) {
-        let mut seconds: BTreeMap<(String, Decimal), i64> = BTreeMap::new();
-        for c in bill.containers.iter().filter(|c| c.account == account) {
-            *seconds
-                .entry((c.price_version.clone(), c.hour_price))
-                .or_default() += c.billed_seconds;
+        self.add_containers_where(bill, |c| c == account);
+    }
+
+    /// Container hours and free-allowance credits of the accounts the filter
+    /// keeps, in whole seconds until [`LineBook::finish`].
+    fn add_containers_where(&mut self, bill: &ContainerBill, keep: impl Fn(&str) -> bool) {
+        let parts = bill
+            .containers
+            .iter()
+            .filter(|c| keep(&c.account))
+            .map(|c| {
+                (
+                    Charge::ContainerHours,
+                    c.price_version.as_str(),
+                    c.hour_price,
+                    c.billed_seconds,
+                )
+            })
+            .chain(bill.credits.iter().filter(|f| keep(&f.account)).map(|f| {
+                (
+                    Charge::ContainerFreeHours,
+                    f.price_version.as_str(),
+                    f.hour_price,
+                    -f.seconds,
+                )
+            }));
+        // Summed per (charge, version, price) first: a period may hold
+        // hundreds of thousands of containers but only a few lines.
+        let mut sums: BTreeMap<(Charge, &str, Decimal), i64> = BTreeMap::new();
+        for (charge, price_version, unit_price, seconds) in parts {
+            *sums.entry((charge, price_version, unit_price)).or_default() += seconds;
         }
-        let mut free: BTreeMap<(String, Decimal), i64> = BTreeMap::new();
-        for f in bill.credits.iter().filter(|f| f.account == account) {
-            *free
-                .entry((f.price_version.clone(), f.hour_price))
-                .or_default() += f.seconds;
+        for ((charge, price_version, unit_price), seconds) in sums {
+            self.add_container_seconds(charge, price_version, unit_price, seconds);
         }
-        for (charge, map, sign) in [
-            (Charge::ContainerHours, seconds, 1i64),
-            (Charge::ContainerFreeHours, free, -1),
-        ] {
-            for ((price_version, price), secs) in map {
-                self.add(
-                    LineKey {
-                        category: Category::CodeExecution,
-                        model: None,
-                        charge,
-                        batch: false,
-                        long_context: false,
-                        us_inference: false,
-                        fast: false,
-                        price_version,
-                        unit_price: price,
-                    },
-                    // Kept in whole seconds until `finish`, so hours are divided once.
-                    Decimal::from(sign * secs),
-                );
-            }
-        }
+    }
+
+    /// Whole seconds of container time (or free credit, negative) on the
+    /// code-execution line of that charge, version and hour price.
+    fn add_container_seconds(
+        &mut self,
+        charge: Charge,
+        price_version: &str,
+        unit_price: Decimal,
+        seconds: i64,
+    ) {
+        self.add(
+            LineKey {
+                category: Category::CodeExecution,
+                model: None,
+                charge,
+                batch: false,
+                long_context: false,
+                us_inference: false,
+                fast: false,
+                price_version: price_version.to_owned(),
+                unit_price,
+            },
+            Decimal::from(seconds),
+        );
     }
 
     pub fn finish(self) -> (Vec<Line>, Vec<Unpriced>) {
         let lines = self
             .lines
             .into_iter()
-            .map(|(key, quantity)| {
-                // Container lines hold whole seconds: quantity = s / 3600 hours and
-                // amount = s × price / 3600 (SPEC 4.2).
-                let (quantity, amount_exact) = match key.charge {
-                    Charge::ContainerHours | Charge::ContainerFreeHours => (
-                        quantity / HOUR_SECONDS,
-                        quantity * key.unit_price / HOUR_SECONDS,
-                    ),
-                    _ => (quantity, quantity * key.unit_price),
-                };
-                Line {
-                    description: key.description(),
-                    charge: key.charge,
-                    batch: key.batch,
-                    long_context: key.long_context,
-                    quantity: quantity.normalize(),
-                    unit: key.charge.unit(),
-                    unit_price: key.unit_price.normalize(),
-                    price_version: key.price_version,
-                    amount_exact: amount_exact.normalize(),
-                    amount: cents(amount_exact),
-                    model: key.model,
-                }
-            })
+            .map(|(key, quantity)| line_of(key, quantity))
             .collect();
         (lines, self.unpriced.into_values().collect())
+    }
+}
+
+/// The rendered line of a key and its summed quantity. Container lines hold
+/// whole seconds until here: quantity = s / 3600 hours and amount =
+/// s × price / 3600 (SPEC 4.2).
+fn line_of(key: LineKey, quantity: Decimal) -> Line {
+    let (quantity, amount_exact) = match key.charge {
+        Charge::ContainerHours | Charge::ContainerFreeHours => (
+            quantity / HOUR_SECONDS,
+            quantity * key.unit_price / HOUR_SECONDS,
+        ),
+        _ => (quantity, quantity * key.unit_price),
+    };
+    Line {
+        description: key.description(),
+        charge: key.charge,
+        batch: key.batch,
+        long_context: key.long_context,
+        quantity: quantity.normalize(),
+        unit: key.charge.unit(),
+        unit_price: key.unit_price.normalize(),
+        price_version: key.price_version,
+        amount_exact: amount_exact.normalize(),
+        amount: cents(amount_exact),
+        model: key.model,
     }
 }
 
@@ -474,13 +504,18 @@ pub enum BillingError {
 
 /// The price book in force: the newest imported one, else the shipped one.
 pub async fn current_book(store: &dyn Store) -> Result<PriceBook, BillingError> {
+    Ok(book_in_force(store).await?.1)
+}
+
+/// The price book in force with its id (0 = the shipped one).
+pub async fn book_in_force(store: &dyn Store) -> Result<(i64, PriceBook), BillingError> {
     match store.price_book().await? {
-        Some((id, name, text)) => PriceBook::parse(&text).map_err(|e| {
+        Some((id, name, text)) => PriceBook::parse(&text).map(|book| (id, book)).map_err(|e| {
             BillingError::Invalid(format!(
                 "imported price book #{id} ({name}) no longer parses: {e}"
             ))
         }),
-        None => Ok(PriceBook::shipped()),
+        None => Ok((0, PriceBook::shipped())),
     }
 }
 
@@ -560,14 +595,14 @@ pub async fn draft_invoices(
 ) -> Result<Vec<Invoice>, BillingError> {
     let max_seq = store.max_seq().await?;
     let data = PeriodData::load(store, book, period, max_seq, None, true).await?;
-    let mut accounts: Vec<String> = data.counts.keys().cloned().collect();
-    accounts.extend(data.containers.containers.iter().map(|c| c.account.clone()));
-    accounts.sort();
-    accounts.dedup();
+    let accounts = data.accounts(store, period).await?;
     let mut invoices = Vec::with_capacity(accounts.len());
     for account in accounts {
         let mut invoice = data.charges(book, &account, period);
         let adjustments = adjustments_for(store, book, &account, period, max_seq).await?;
+        if adjustments.is_empty() && !data.has_usage(&account) {
+            continue;
+        }
         if !adjustments.is_empty() {
             invoice.lines.extend(adjustments);
             invoice.total = cents(invoice.lines.iter().map(|l| l.amount).sum());
@@ -577,27 +612,56 @@ pub async fn draft_invoices(
     Ok(invoices)
 }
 
-/// Every account's invoice for a period as one CSV document (the header
-/// once): finalized invoices as frozen, the others as drafts.
+/// Every account's invoice for a period, as served: finalized invoices as
+/// frozen, the others as drafts (computed in one pass), sorted by account.
+pub async fn period_invoices(
+    store: &dyn Store,
+    book: &PriceBook,
+    period: Period,
+) -> Result<Vec<Rendered>, BillingError> {
+    let mut out = Vec::new();
+    for draft in draft_invoices(store, book, period).await? {
+        out.push(
+            match store
+                .finalized_invoice(&draft.account, &period.to_string())
+                .await?
+            {
+                Some(f) => Rendered {
+                    json: f.json,
+                    csv: f.csv,
+                    number: Some(f.number),
+                    invoice: None,
+                },
+                None => Rendered {
+                    json: render::json(&draft),
+                    csv: render::csv(&draft),
+                    number: None,
+                    invoice: Some(draft),
+                },
+            },
+        );
+    }
+    Ok(out)
+}
+
+/// Invoices' CSV documents joined into one (the header once).
+pub fn joined_csv<'a>(documents: impl IntoIterator<Item = &'a Rendered>) -> String {
+    let mut out = render::csv_document(std::iter::empty());
+    for r in documents {
+        if let Some((_, rows)) = r.csv.split_once("\r\n") {
+            out.push_str(rows);
+        }
+    }
+    out
+}
+
+/// Every account's invoice for a period as one CSV document.
 pub async fn period_csv(
     store: &dyn Store,
     book: &PriceBook,
     period: Period,
 ) -> Result<String, BillingError> {
-    let mut out = render::csv_document(std::iter::empty());
-    for draft in draft_invoices(store, book, period).await? {
-        let text = match store
-            .finalized_invoice(&draft.account, &period.to_string())
-            .await?
-        {
-            Some(f) => f.csv,
-            None => render::csv(&draft),
-        };
-        if let Some((_, rows)) = text.split_once("\r\n") {
-            out.push_str(rows);
-        }
-    }
-    Ok(out)
+    Ok(joined_csv(&period_invoices(store, book, period).await?))
 }
 
 /// Which state of the ledger to bill.
@@ -619,12 +683,14 @@ impl Ledger {
 }
 
 /// What one period's invoices are computed from: usage summed by the
-/// database, record counts, and the org-wide container bill.
+/// database, record counts, and the org-wide container bill split per
+/// account (so one account's charges never scan every container).
 struct PeriodData {
     usage: BTreeMap<String, Vec<UsageGroup>>,
     iterations: BTreeMap<String, Vec<UsageGroup>>,
     counts: BTreeMap<String, i64>,
-    containers: ContainerBill,
+    bills: BTreeMap<String, ContainerBill>,
+    allowance: Vec<containers::AllowanceUse>,
 }
 
 impl PeriodData {
@@ -652,7 +718,11 @@ impl PeriodData {
             }
             map
         };
+        let mut bill = container_bill(store, book, period, max_seq).await?;
+        let allowance = std::mem::take(&mut bill.allowance);
         Ok(PeriodData {
+            bills: bill.by_account(),
+            allowance,
             usage: by_account(store.usage_groups(&query).await?),
             iterations: by_account(store.iteration_groups(&query).await?),
             counts: store
@@ -660,8 +730,28 @@ impl PeriodData {
                 .await?
                 .into_iter()
                 .collect(),
-            containers: container_bill(store, book, period, max_seq).await?,
         })
+    }
+
+    /// Accounts that may have an invoice in the period: those with usage or
+    /// containers in it, and those with an earlier finalized invoice (late
+    /// usage of it is billed here as an adjustment, even without usage now).
+    async fn accounts(
+        &self,
+        store: &dyn Store,
+        period: Period,
+    ) -> Result<Vec<String>, BillingError> {
+        let mut accounts: Vec<String> = self.counts.keys().cloned().collect();
+        accounts.extend(self.bills.keys().cloned());
+        accounts.extend(store.finalized_accounts_before(&period.to_string()).await?);
+        accounts.sort();
+        accounts.dedup();
+        Ok(accounts)
+    }
+
+    /// Whether the account has records or containers in the period.
+    fn has_usage(&self, account: &str) -> bool {
+        self.counts.contains_key(account) || self.bills.contains_key(account)
     }
 
     fn charges(&self, book: &PriceBook, account: &str, period: Period) -> Invoice {
@@ -673,14 +763,12 @@ impl PeriodData {
         for g in self.iterations.get(account).into_iter().flatten() {
             lines.add_tokens(book, &thresholds, g, false);
         }
-        lines.add_containers(&self.containers, account);
+        let bill = self.bills.get(account);
+        if let Some(bill) = bill {
+            lines.add_containers_where(bill, |_| true);
+        }
         let records = self.counts.get(account).copied().unwrap_or(0);
-        let containers = self
-            .containers
-            .containers
-            .iter()
-            .filter(|c| c.account == account)
-            .count() as i64;
+        let containers = bill.map_or(0, |b| b.containers.len() as i64);
         assemble(account, period, lines, records, containers)
     }
 }

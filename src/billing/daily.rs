@@ -1,0 +1,342 @@
+//! A period's charges split by UTC day: what the dashboard, the cost report,
+//! the FOCUS export and budgets are built from.
+//!
+//! Each account's period is billed exactly as its invoice bills it (a draft
+//! from the ledger as it is now; a finalized invoice as of its cutoff), and
+//! every invoice line's rounded amount is split across the days of its usage
+//! by the largest-remainder method in whole cents. So any sum of daily
+//! figures over a whole period equals the invoice to the cent, while each
+//! day still carries its exact amount.
+
+use std::collections::BTreeMap;
+
+use chrono::NaiveDate;
+use rust_decimal::Decimal;
+use rust_decimal::prelude::ToPrimitive;
+
+use super::containers::{AllowanceUse, split_by_weight};
+use super::{
+    BillingError, Charge, Invoice, Ledger, LineBook, LineKey, Period, PeriodData, adjustments_for,
+    cents, line_of,
+};
+use crate::pricing::PriceBook;
+use crate::store::Store;
+
+/// One account's charge of one kind (one invoice line key) on one day.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DayCost {
+    pub account: String,
+    pub day: NaiveDate,
+    pub key: LineKey,
+    /// In the line's unit (tokens, requests, hours).
+    pub quantity: Decimal,
+    pub amount_exact: Decimal,
+    /// This day's whole cents of the invoice line's rounded amount.
+    pub amount: Decimal,
+}
+
+/// One account's period as billed.
+#[derive(Debug, Clone)]
+pub struct AccountCosts {
+    /// The invoice (a draft, or the finalized invoice as recomputed from its
+    /// cutoff: the same figures as the frozen one while the price book that
+    /// priced it is unchanged), adjustment lines included.
+    pub invoice: Invoice,
+    /// Its charges by day; adjustment lines are not in here.
+    pub days: Vec<DayCost>,
+    /// The invoice number when finalized.
+    pub number: Option<String>,
+    /// Usage of this period recorded after finalization, exact and rounded:
+    /// it is billed as an adjustment on the account's next open period.
+    pub late: Decimal,
+}
+
+/// Every account's charges in a period.
+#[derive(Debug, Clone)]
+pub struct PeriodCosts {
+    pub period: Period,
+    /// The newest ledger record when the computation began.
+    pub max_seq: i64,
+    pub accounts: Vec<AccountCosts>,
+    /// Free container allowance buckets touching the period (org-wide).
+    pub allowance: Vec<AllowanceUse>,
+}
+
+impl PeriodCosts {
+    pub fn total(&self) -> Decimal {
+        cents(self.accounts.iter().map(|a| a.invoice.total).sum())
+    }
+
+    pub fn account(&self, account: &str) -> Option<&AccountCosts> {
+        self.accounts.iter().find(|a| a.invoice.account == account)
+    }
+
+    /// Every account's daily charges.
+    pub fn days(&self) -> impl Iterator<Item = &DayCost> {
+        self.accounts.iter().flat_map(|a| a.days.iter())
+    }
+}
+
+/// Compute a period's costs for every account (or one).
+pub async fn period_costs(
+    store: &dyn Store,
+    book: &PriceBook,
+    period: Period,
+    only: Option<&str>,
+) -> Result<PeriodCosts, BillingError> {
+    let max_seq = store.max_seq().await?;
+    let now = PeriodData::load(store, book, period, max_seq, only, true).await?;
+    let finalized: BTreeMap<String, (String, i64)> = store
+        .finalized_in_period(&period.to_string())
+        .await?
+        .into_iter()
+        .filter(|(a, _, _)| only.is_none_or(|o| o == a))
+        .map(|(a, n, c)| (a, (n, c)))
+        .collect();
+    let mut accounts = now.accounts(store, period).await?;
+    accounts.extend(finalized.keys().cloned());
+    if let Some(o) = only {
+        accounts.retain(|a| a == o);
+        if accounts.is_empty() {
+            accounts.push(o.to_owned());
+        }
+    }
+    accounts.sort();
+    accounts.dedup();
+
+    // Nothing recorded for the period (or containers reaching into the next
+    // month) since a cutoff: the ledger now bills it as it was then.
+    let (from, to) = period.bounds();
+    let newest = store
+        .newest_seq_in_days(
+            from.div_euclid(86_400_000_000),
+            (to + super::containers::CONTAINER_LIFETIME_MICROS).div_euclid(86_400_000_000),
+        )
+        .await?;
+    let mut out = Vec::with_capacity(accounts.len());
+    for account in accounts {
+        let then_data;
+        let (data, basis, number) = match finalized.get(&account) {
+            // Finalized, and records arrived since: bill it as of its cutoff
+            // (reading the records up to it, as finalizing did).
+            Some((number, cutoff)) if newest > *cutoff => {
+                then_data =
+                    PeriodData::load(store, book, period, *cutoff, Some(&account), false).await?;
+                (&then_data, Ledger::AsOf(*cutoff), Some(number.clone()))
+            }
+            Some((number, cutoff)) => (&now, Ledger::AsOf(*cutoff), Some(number.clone())),
+            None => (&now, Ledger::Now(max_seq), None),
+        };
+        let mut invoice = data.charges(book, &account, period);
+        let late = if std::ptr::eq(data, &now) {
+            Decimal::ZERO
+        } else {
+            now.charges(book, &account, period).total - invoice.total
+        };
+        let days = split_by_day(data, book, &account);
+        let adjustments = adjustments_for(store, book, &account, period, basis.seq()).await?;
+        if adjustments.is_empty() && number.is_none() && !now.has_usage(&account) && only.is_none()
+        {
+            continue;
+        }
+        if !adjustments.is_empty() {
+            invoice.lines.extend(adjustments);
+            invoice.total = cents(invoice.lines.iter().map(|l| l.amount).sum());
+        }
+        if let Some(n) = &number {
+            invoice.number = Some(n.clone());
+            invoice.status = "finalized";
+        }
+        out.push(AccountCosts {
+            invoice,
+            days,
+            number,
+            late,
+        });
+    }
+    Ok(PeriodCosts {
+        period,
+        max_seq,
+        accounts: out,
+        allowance: now.allowance.clone(),
+    })
+}
+
+/// One account's charges by day, each line's cents split across its days.
+fn split_by_day(data: &PeriodData, book: &PriceBook, account: &str) -> Vec<DayCost> {
+    let thresholds = book.thresholds();
+    let mut books: BTreeMap<NaiveDate, LineBook> = BTreeMap::new();
+    let day_of = |d: i64| {
+        NaiveDate::from_num_days_from_ce_opt(719_163 + i32::try_from(d).unwrap_or(0))
+            .unwrap_or_default()
+    };
+    for g in data.usage.get(account).into_iter().flatten() {
+        books
+            .entry(day_of(g.day))
+            .or_default()
+            .add_tokens(book, &thresholds, g, true);
+    }
+    for g in data.iterations.get(account).into_iter().flatten() {
+        books
+            .entry(day_of(g.day))
+            .or_default()
+            .add_tokens(book, &thresholds, g, false);
+    }
+    // This account's container seconds and credits, summed per day and line.
+    let mut seconds: BTreeMap<(NaiveDate, Charge, &str, Decimal), i64> = BTreeMap::new();
+    if let Some(bill) = data.bills.get(account) {
+        let containers = bill.containers.iter().map(|c| {
+            let line = (
+                c.day,
+                Charge::ContainerHours,
+                c.price_version.as_str(),
+                c.hour_price,
+            );
+            (line, c.billed_seconds)
+        });
+        let credits = bill.credits.iter().map(|f| {
+            let line = (
+                f.day,
+                Charge::ContainerFreeHours,
+                f.price_version.as_str(),
+                f.hour_price,
+            );
+            (line, -f.seconds)
+        });
+        for (line, s) in containers.chain(credits) {
+            *seconds.entry(line).or_default() += s;
+        }
+    }
+    for ((day, charge, version, price), s) in seconds {
+        books
+            .entry(day)
+            .or_default()
+            .add_container_seconds(charge, version, price, s);
+    }
+
+    // Quantities per line key and day.
+    let mut per_key: BTreeMap<LineKey, Vec<(NaiveDate, Decimal)>> = BTreeMap::new();
+    for (day, lines) in books {
+        for (key, quantity) in lines.lines {
+            per_key.entry(key).or_default().push((day, quantity));
+        }
+    }
+    let mut out = Vec::new();
+    for (key, parts) in per_key {
+        let total: Decimal = parts.iter().map(|(_, q)| *q).sum();
+        let line = line_of(key.clone(), total);
+        let line_cents = (line.amount * Decimal::ONE_HUNDRED).to_i64().unwrap_or(0);
+        // Quantities are whole tokens, requests or seconds, all of one sign.
+        let weights: Vec<(NaiveDate, i64)> = parts
+            .iter()
+            .map(|(d, q)| (*d, q.abs().to_i64().unwrap_or(0)))
+            .collect();
+        let split = split_by_weight(line_cents.abs(), &weights);
+        for ((day, quantity), (_, part)) in parts.into_iter().zip(split) {
+            let day_line = line_of(key.clone(), quantity);
+            let mut amount = Decimal::new(part * line_cents.signum(), 2);
+            amount.rescale(2);
+            if amount.is_zero() {
+                amount.set_sign_positive(true);
+            }
+            out.push(DayCost {
+                account: account.to_owned(),
+                day,
+                key: key.clone(),
+                quantity: day_line.quantity,
+                amount_exact: day_line.amount_exact,
+                amount,
+            });
+        }
+    }
+    net_free_hours(&mut out);
+    out.sort_by(|a, b| (a.day, &a.key).cmp(&(b.day, &b.key)));
+    out
+}
+
+/// Split independently, a day's container hours and free hours could round
+/// to a net of -$0.01 although the allowance never exceeds what was billed.
+/// So the free-hours line's cents follow the net: the net of both lines is
+/// split across days by each day's net seconds, and a day's free-hours cents
+/// are its net share minus its container-hours cents.
+fn net_free_hours(out: &mut [DayCost]) {
+    // By hour price: the allowance of a month is credited at the version of
+    // its first day, which may differ from the version of a later container.
+    let mut groups: BTreeMap<Decimal, Vec<usize>> = BTreeMap::new();
+    for (i, c) in out.iter().enumerate() {
+        if matches!(
+            c.key.charge,
+            Charge::ContainerHours | Charge::ContainerFreeHours
+        ) {
+            groups.entry(c.key.unit_price).or_default().push(i);
+        }
+    }
+    for indices in groups.into_values() {
+        let mut days: BTreeMap<NaiveDate, (Decimal, Decimal, Option<usize>)> = BTreeMap::new();
+        for &i in &indices {
+            let Some(c) = out.get(i) else { continue };
+            let e = days.entry(c.day).or_default();
+            e.0 += c.quantity; // hours, net (free hours are negative)
+            if c.key.charge == Charge::ContainerHours {
+                e.1 += c.amount;
+            } else {
+                e.2 = Some(i);
+            }
+        }
+        // Only where every day has both lines (else the split stays as it is).
+        if days.values().any(|d| d.2.is_none()) {
+            continue;
+        }
+        let net_cents: Decimal = indices
+            .iter()
+            .filter_map(|&i| out.get(i))
+            .map(|c| c.amount)
+            .sum::<Decimal>()
+            * Decimal::ONE_HUNDRED;
+        let Some(net_cents) = net_cents.to_i64().filter(|n| *n >= 0) else {
+            continue;
+        };
+        // Hours × 3600 are whole seconds. When the allowance covered all of
+        // it, the net is only the lines' rounding: spread it like the hours.
+        let seconds = |h: Decimal| {
+            (h * Decimal::from(3600))
+                .round()
+                .to_i64()
+                .unwrap_or(0)
+                .max(0)
+        };
+        let mut weights: Vec<(NaiveDate, i64)> =
+            days.iter().map(|(d, v)| (*d, seconds(v.0))).collect();
+        if weights.iter().all(|w| w.1 == 0) {
+            weights = days
+                .iter()
+                .map(|(d, v)| (*d, i64::from(!v.1.is_zero())))
+                .collect();
+        }
+        for ((_, net), (_, (_, container, free))) in
+            split_by_weight(net_cents, &weights).into_iter().zip(days)
+        {
+            if let Some(c) = free.and_then(|i| out.get_mut(i)) {
+                let mut amount = Decimal::new(net, 2) - container;
+                amount.rescale(2);
+                if amount.is_zero() {
+                    amount.set_sign_positive(true);
+                }
+                c.amount = amount;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_line_split_across_days_keeps_its_cents() {
+        // 7 cents over weights 1:1:1 → 3, 2, 2 (the earlier day takes the extra).
+        let w = [(1, 1), (2, 1), (3, 1)];
+        assert_eq!(split_by_weight(7, &w), [(1, 3), (2, 2), (3, 2)]);
+    }
+}
