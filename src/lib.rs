@@ -11,6 +11,8 @@
 pub mod auth;
 pub mod billing;
 pub mod cli;
+pub mod dashboard;
+pub mod finance;
 pub mod http;
 pub mod ingest;
 pub mod ledger;

@@ -21,6 +21,8 @@ use crate::pricing::PriceBook;
 use crate::record::{Defaults, Origin, to_micros};
 use crate::store::{self, RecordOutcome, Store, WriteBatch, WriteOutcome};
 
+mod finance;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "tally",
@@ -61,6 +63,13 @@ pub enum Command {
     /// Account API keys: create (shown once), list, revoke.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Monthly budgets per account and their alerts.
+    #[command(subcommand)]
+    Budget(finance::BudgetCommand),
+    /// Export a period's charges (FinOps FOCUS CSV).
+    Export(finance::ExportArgs),
+    /// Compare tally with a cost report exported from Anthropic's Admin API.
+    Reconcile(finance::ReconcileArgs),
     /// Write synthetic usage records (NDJSON) for benchmarks and trials.
     #[command(hide = true)]
     GenUsage(GenArgs),
@@ -80,6 +89,15 @@ pub struct ServeArgs {
     /// Largest body of `POST /v1/usage/batch`, in bytes.
     #[arg(long, default_value_t = 1 << 30)]
     pub max_batch_bytes: u64,
+    /// URL budget alerts are POSTed to (JSON).
+    #[arg(long, env = "TALLY_ALERT_WEBHOOK")]
+    pub alert_webhook: Option<String>,
+    /// Seconds between budget checks (and retries of undelivered alerts).
+    #[arg(long, default_value_t = 60)]
+    pub alert_interval: u64,
+    /// Seconds finance views may reuse a period's figures while records keep arriving.
+    #[arg(long, default_value_t = 10)]
+    pub finance_max_age: u64,
 }
 
 #[derive(Debug, Args)]
@@ -220,6 +238,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Invoices(args) => invoices(&cli.database, args).await,
         Command::Prices(args) => prices(&cli.database, args).await,
         Command::Keys(cmd) => keys(&cli.database, cmd).await,
+        Command::Budget(cmd) => finance::budget_cmd(&cli.database, cmd).await,
+        Command::Export(args) => finance::export(&cli.database, args).await,
+        Command::Reconcile(args) => finance::reconcile_cmd(&cli.database, args).await,
         Command::GenUsage(args) => {
             let out: Box<dyn Write> = match &args.out {
                 Some(p) => Box::new(
@@ -263,6 +284,9 @@ async fn serve(database: &str, args: ServeArgs) -> Result<ExitCode> {
         admin_token: args.admin_token.filter(|t| !t.is_empty()),
         max_body_bytes: args.max_body_bytes,
         max_batch_bytes: args.max_batch_bytes,
+        alert_webhook: args.alert_webhook.filter(|u| !u.is_empty()),
+        alert_interval: std::time::Duration::from_secs(args.alert_interval.max(1)),
+        finance_max_age: std::time::Duration::from_secs(args.finance_max_age),
     };
     if let Err(msg) = http::check_listen_policy(&args.listen, &config) {
         bail!(msg);
@@ -629,18 +653,9 @@ async fn invoices(database: &str, args: InvoicesArgs) -> Result<ExitCode> {
             billing::period_csv(store.as_ref(), &book, period).await?
         ),
         Format::Json => {
-            let all = billing::draft_invoices(store.as_ref(), &book, period).await?;
-            let mut docs = Vec::with_capacity(all.len());
-            for draft in all {
-                // A finalized invoice is shown as frozen; the others as drafts.
-                let json = match store
-                    .finalized_invoice(&draft.account, &period.to_string())
-                    .await?
-                {
-                    Some(f) => f.json,
-                    None => billing::render::json(&draft),
-                };
-                docs.push(serde_json::from_str::<serde_json::Value>(&json)?);
+            let mut docs = Vec::new();
+            for r in billing::period_invoices(store.as_ref(), &book, period).await? {
+                docs.push(serde_json::from_str::<serde_json::Value>(&r.json)?);
             }
             println!("{}", serde_json::to_string_pretty(&docs)?);
         }

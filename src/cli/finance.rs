@@ -1,0 +1,253 @@
+//! Finance commands: `tally budget`, `tally export --format focus`,
+//! `tally reconcile`.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, anyhow};
+use clap::{Args, Subcommand, ValueEnum};
+use rust_decimal::Decimal;
+
+use super::open_store;
+use crate::billing::daily::period_costs;
+use crate::billing::{self, Period};
+use crate::finance::{budget, focus, reconcile, usd};
+
+#[derive(Debug, Subcommand)]
+pub enum BudgetCommand {
+    /// Set an account's monthly budget in USD.
+    Set {
+        #[arg(long)]
+        account: String,
+        /// USD per month, e.g. 500 or 1234.50.
+        #[arg(long)]
+        monthly: String,
+    },
+    /// Budgets with month-to-date spend, forecast and share used.
+    List {
+        /// Period (default: the current month).
+        #[arg(long)]
+        period: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Alerts recorded (50/80/100 % of a budget), optionally for one period.
+    Alerts {
+        #[arg(long)]
+        period: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check this month's spend against budgets now: record crossed
+    /// thresholds and POST undelivered alerts to the webhook (for cron).
+    Check {
+        #[arg(long, env = "TALLY_ALERT_WEBHOOK")]
+        webhook: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ExportFormat {
+    Focus,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    #[arg(long, value_enum)]
+    pub format: ExportFormat,
+    #[arg(long)]
+    pub period: String,
+    /// Output file (default: stdout).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ReconcileArgs {
+    /// Cost report pages exported from Anthropic's Admin API (JSON).
+    #[arg(long)]
+    pub cost_report: PathBuf,
+    #[arg(long)]
+    pub period: String,
+    /// Largest difference per day and cost type still counted as a match, in USD.
+    #[arg(long, default_value = "0.01")]
+    pub tolerance: String,
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn period_arg(p: &str) -> Result<Period> {
+    Period::parse(p).map_err(|m| anyhow!("--period: {m}"))
+}
+
+fn current_or(p: Option<&str>) -> Result<Period> {
+    match p {
+        Some(p) => period_arg(p),
+        None => Ok(Period::of_day(chrono::Utc::now().date_naive())),
+    }
+}
+
+pub async fn budget_cmd(database: &str, cmd: BudgetCommand) -> Result<ExitCode> {
+    let store = open_store(database).await?;
+    let store = store.as_ref();
+    match cmd {
+        BudgetCommand::Set { account, monthly } => {
+            crate::record::validate_account(&account)
+                .map_err(|m| anyhow!("--account {account:?} {m}"))?;
+            let amount = budget::parse_amount(&monthly).map_err(|m| anyhow!("--monthly: {m}"))?;
+            store.set_budget(&account, amount).await?;
+            println!("budget of {account}: {} per month", usd(amount));
+        }
+        BudgetCommand::List { period, json } => {
+            let period = current_or(period.as_deref())?;
+            let book = billing::current_book(store).await?;
+            let costs = period_costs(store, &book, period, None).await?;
+            let statuses = budget::statuses(store, &costs, chrono::Utc::now()).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&statuses)?);
+            } else {
+                println!(
+                    "{:<24} {:>14} {:>14} {:>8} {:>16}",
+                    "account", "budget", "to date", "used", "month-end"
+                );
+                for s in statuses {
+                    println!(
+                        "{:<24} {:>14} {:>14} {:>8} {:>16}",
+                        s.account,
+                        s.monthly_budget_usd.map(usd).unwrap_or_else(|| "-".into()),
+                        usd(s.month_to_date_usd),
+                        s.share_used
+                            .map(|u| format!("{}%", (u * Decimal::ONE_HUNDRED).round_dp(1)))
+                            .unwrap_or_else(|| "-".into()),
+                        usd(s.forecast_usd)
+                    );
+                }
+            }
+        }
+        BudgetCommand::Alerts { period, json } => {
+            let period = period.as_deref().map(period_arg).transpose()?;
+            let alerts: Vec<budget::AlertView> = store
+                .alerts(period.map(|p| p.to_string()).as_deref(), false)
+                .await?
+                .iter()
+                .map(budget::AlertView::from)
+                .collect();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&alerts)?);
+            } else {
+                for a in alerts {
+                    println!(
+                        "{} {} {}% of {} crossed at {} (spend {}){}",
+                        a.period,
+                        a.account,
+                        a.threshold_percent,
+                        usd(a.budget_usd),
+                        a.crossed_at,
+                        usd(a.spend_usd),
+                        if a.delivered { ", delivered" } else { "" }
+                    );
+                }
+            }
+        }
+        BudgetCommand::Check { webhook } => {
+            let now = chrono::Utc::now();
+            let book = billing::current_book(store).await?;
+            let costs = period_costs(store, &book, Period::of_day(now.date_naive()), None).await?;
+            let new = budget::check(store, &costs, now).await?;
+            println!("{} new alert(s)", new.len());
+            if let Some(url) = webhook.filter(|u| !u.is_empty()) {
+                let client = reqwest::Client::builder()
+                    .timeout(std::time::Duration::from_secs(10))
+                    .build()?;
+                let sent = budget::deliver(store, &client, &url).await?;
+                println!("{sent} alert(s) delivered to the webhook");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn export(database: &str, args: ExportArgs) -> Result<ExitCode> {
+    let period = period_arg(&args.period)?;
+    let store = open_store(database).await?;
+    let book = billing::current_book(store.as_ref()).await?;
+    let costs = period_costs(store.as_ref(), &book, period, None).await?;
+    let ExportFormat::Focus = args.format;
+    match &args.out {
+        Some(path) => {
+            let file = std::fs::File::create(path)
+                .with_context(|| format!("creating {}", path.display()))?;
+            focus::write(&costs, None, std::io::BufWriter::new(file))?;
+        }
+        None => {
+            let mut out = std::io::stdout().lock();
+            focus::write(&costs, None, &mut out)?;
+            out.flush()?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn reconcile_cmd(database: &str, args: ReconcileArgs) -> Result<ExitCode> {
+    let period = period_arg(&args.period)?;
+    let tolerance: Decimal = args
+        .tolerance
+        .parse()
+        .ok()
+        .filter(|t: &Decimal| !t.is_sign_negative())
+        .ok_or_else(|| {
+            anyhow!(
+                "--tolerance {:?}: expected a non-negative USD amount",
+                args.tolerance
+            )
+        })?;
+    let text = std::fs::read_to_string(&args.cost_report)
+        .with_context(|| format!("reading {}", args.cost_report.display()))?;
+    let anthropic =
+        reconcile::read_pages(&text).map_err(|m| anyhow!("{}: {m}", args.cost_report.display()))?;
+    let store = open_store(database).await?;
+    let book = billing::current_book(store.as_ref()).await?;
+    let costs = period_costs(store.as_ref(), &book, period, None).await?;
+    let rows = reconcile::compare(
+        period,
+        &reconcile::tally_figures(&costs),
+        &anthropic,
+        tolerance,
+    );
+    let mismatches = rows.iter().filter(|r| !r.within_tolerance).count();
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "period": period.to_string(), "tolerance_usd": tolerance,
+                "rows": rows, "mismatches": mismatches}))?
+        );
+    } else {
+        println!(
+            "{:<10}  {:<15} {:>14} {:>14} {:>12}",
+            "day", "cost type", "tally", "anthropic", "difference"
+        );
+        for r in &rows {
+            println!(
+                "{:<10}  {:<15} {:>14} {:>14} {:>12}{}",
+                r.day,
+                r.cost_type,
+                usd(r.tally_usd),
+                usd(r.anthropic_usd),
+                r.difference_usd,
+                if r.within_tolerance { "" } else { "  ✗" }
+            );
+        }
+        println!(
+            "{mismatches} of {} day/cost-type figures differ by more than {}",
+            rows.len(),
+            usd(tolerance)
+        );
+    }
+    Ok(if mismatches == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
