@@ -41,10 +41,18 @@ impl IntoResponse for ApiError {
             }
             other => other.to_string(),
         };
-        (
+        let mut response = (
             status,
             Json(json!({"error": {"type": kind, "message": message}})),
         )
-            .into_response()
+            .into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            // Lets a browser ask for the key (as the Basic password) for the dashboard.
+            response.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Basic realm=\"tally\", charset=\"UTF-8\""),
+            );
+        }
+        response
     }
 }

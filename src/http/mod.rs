@@ -3,9 +3,11 @@
 //! for unauthenticated use, and graceful shutdown.
 
 mod error;
+mod finance;
 mod health;
 mod ingest;
 mod invoices;
+pub mod openapi;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -32,6 +34,13 @@ pub struct ServeConfig {
     pub max_body_bytes: usize,
     /// Largest NDJSON body (`POST /v1/usage/batch`).
     pub max_batch_bytes: u64,
+    /// Budget alerts are POSTed here when set.
+    pub alert_webhook: Option<String>,
+    /// How often budgets are checked (and undelivered alerts retried).
+    pub alert_interval: std::time::Duration,
+    /// How long finance views may reuse a period's figures while records
+    /// keep arriving (when nothing changed they are reused regardless).
+    pub finance_max_age: std::time::Duration,
 }
 
 impl Default for ServeConfig {
@@ -40,6 +49,9 @@ impl Default for ServeConfig {
             admin_token: None,
             max_body_bytes: 16 << 20,
             max_batch_bytes: 1 << 30,
+            alert_webhook: None,
+            alert_interval: std::time::Duration::from_secs(60),
+            finance_max_age: std::time::Duration::from_secs(10),
         }
     }
 }
@@ -72,12 +84,14 @@ pub struct AppState {
     pub ledger: Ledger,
     pub config: Arc<ServeConfig>,
     pub metrics: Arc<Metrics>,
+    pub finance: Arc<crate::finance::Finance>,
 }
 
 impl AppState {
     pub fn new(ledger: Ledger, config: ServeConfig) -> Self {
         AppState {
             ledger,
+            finance: Arc::new(crate::finance::Finance::new(config.finance_max_age)),
             config: Arc::new(config),
             metrics: Arc::default(),
         }
@@ -96,11 +110,21 @@ pub fn router(state: AppState) -> Router {
             "/v1/accounts/{account}/invoices/{period}/finalize",
             post(invoices::finalize),
         )
+        .route("/v1/invoices", get(finance::period_invoices))
+        .route(
+            "/v1/accounts/{account}/budget",
+            get(finance::get_budget).put(finance::put_budget),
+        )
+        .route("/v1/alerts", get(finance::alerts))
+        .route("/v1/cost_report", get(finance::cost_report))
+        .route("/v1/exports/focus", get(finance::focus_export))
+        .route("/", get(finance::dashboard))
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
     Router::new()
         .merge(api)
         .route("/healthz", get(health::healthz))
         .route("/metrics", get(health::metrics))
+        .route("/openapi.json", get(openapi::serve))
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .with_state(state)
 }
@@ -116,8 +140,7 @@ async fn authenticate(State(state): State<AppState>, mut request: Request, next:
         .headers()
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::to_owned);
+        .and_then(bearer_or_basic);
     let principal = match (&state.config.admin_token, presented) {
         (None, None) => Principal::Admin,
         (Some(admin), Some(p)) if crate::auth::constant_time_eq(p.as_bytes(), admin.as_bytes()) => {
@@ -137,6 +160,85 @@ async fn authenticate(State(state): State<AppState>, mut request: Request, next:
     };
     request.extensions_mut().insert(principal);
     next.run(request).await
+}
+
+/// The key from `Bearer KEY`, or from HTTP Basic auth's password (so a
+/// browser can open the dashboard: it asks for the key once).
+fn bearer_or_basic(header: &str) -> Option<String> {
+    if let Some(key) = header.strip_prefix("Bearer ") {
+        return Some(key.to_owned());
+    }
+    use base64::Engine as _;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(header.strip_prefix("Basic ")?.trim())
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    text.split_once(':')
+        .map(|(_, password)| password.to_owned())
+}
+
+/// Check budgets every `alert_interval`: record crossed thresholds and POST
+/// undelivered alerts to the webhook.
+fn spawn_alerts(state: AppState) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let client = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(10))
+            .build()
+            .unwrap_or_default();
+        let mut tick = tokio::time::interval(state.config.alert_interval);
+        loop {
+            tick.tick().await;
+            if let Err(e) = check_alerts(&state, &client).await {
+                tracing::warn!("budget check failed: {e}");
+            }
+        }
+    })
+}
+
+/// Keep the current month's costs computed in the background (from start,
+/// then every half `finance_max_age`), so the dashboard and cost report of
+/// the month finance opens most find them ready instead of computing them
+/// on the request (seconds on a month of millions of records).
+fn spawn_warm_current_month(state: AppState) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let every = (state.config.finance_max_age / 2).max(std::time::Duration::from_secs(1));
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let period = crate::billing::Period::of_day(chrono::Utc::now().date_naive());
+            if let Err(e) = state
+                .finance
+                .costs(state.ledger.store().as_ref(), period)
+                .await
+            {
+                tracing::warn!("computing this month's costs failed: {e}");
+            }
+        }
+    })
+}
+
+async fn check_alerts(state: &AppState, client: &reqwest::Client) -> Result<(), String> {
+    let store = state.ledger.store().as_ref();
+    if store.budgets().await.map_err(|e| e.to_string())?.is_empty() {
+        return Ok(());
+    }
+    let now = chrono::Utc::now();
+    let period = crate::billing::Period::of_day(now.date_naive());
+    let snap = state
+        .finance
+        .costs(store, period)
+        .await
+        .map_err(|e| e.to_string())?;
+    crate::finance::budget::check(store, &snap.costs, now)
+        .await
+        .map_err(|e| e.to_string())?;
+    if let Some(url) = &state.config.alert_webhook {
+        crate::finance::budget::deliver(store, client, url)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
 }
 
 /// Refuse to expose an unauthenticated ledger beyond this machine.
@@ -162,7 +264,16 @@ pub async fn serve(
         );
     }
     tracing::info!("tally listening on http://{addr}");
-    axum::serve(listener, router(state))
+    // Background work lives as long as the server, not longer.
+    let background = [
+        spawn_alerts(state.clone()),
+        spawn_warm_current_month(state.clone()),
+    ];
+    let served = axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
-        .await
+        .await;
+    for task in background {
+        task.abort();
+    }
+    served
 }

@@ -1,0 +1,362 @@
+//! The finance dashboard at `/`: one server-rendered HTML page with inline
+//! CSS and SVG charts. No script, no external asset: it works offline, in
+//! any browser, and prints. Every figure is read from the period's
+//! [`PeriodCosts`] (the invoices' own numbers).
+
+pub mod svg;
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use chrono::{Datelike, Days, NaiveDate};
+use rust_decimal::Decimal;
+
+use crate::billing::daily::{AccountCosts, PeriodCosts};
+use crate::billing::{Category, Charge, Period};
+use crate::finance::budget::BudgetStatus;
+use crate::finance::usd;
+use crate::pricing::AllowancePeriod;
+
+const STYLE: &str = include_str!("style.css");
+
+/// Escape text for HTML element content and attribute values.
+pub fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// What one page shows.
+pub struct View<'a> {
+    pub costs: &'a PeriodCosts,
+    /// The accounts the caller may see (all for the admin).
+    pub accounts: Vec<&'a AccountCosts>,
+    pub budgets: Vec<BudgetStatus>,
+    /// Organization-wide panels (the free allowance) for the admin only.
+    pub organization: bool,
+    pub computed_at: String,
+}
+
+fn category_label(c: Category) -> &'static str {
+    match c {
+        Category::Tokens => "tokens",
+        Category::CodeExecution => "code execution",
+        Category::WebSearch => "web search",
+        Category::Adjustment => "adjustments",
+    }
+}
+
+/// Render the page.
+pub fn render(v: &View) -> String {
+    let period = v.costs.period;
+    let total: Decimal = crate::billing::cents(v.accounts.iter().map(|a| a.invoice.total).sum());
+    let mut h = String::with_capacity(64 * 1024);
+    let _ = write!(
+        h,
+        r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>tally — {period}</title><style>{STYLE}</style></head><body><header><h1>tally</h1>"#
+    );
+    picker(&mut h, period);
+    h.push_str("</header><main>");
+
+    // Headline figures.
+    let sum = |cat: Category| -> Decimal {
+        v.accounts
+            .iter()
+            .flat_map(|a| a.invoice.lines.iter())
+            .filter(|l| l.charge.category() == cat)
+            .map(|l| l.amount)
+            .sum()
+    };
+    let _ = write!(
+        h,
+        r#"<section class="cards"><div class="card total"><div class="k">Total {period}</div><div class="v" id="total" data-usd="{total}">{}</div></div>"#,
+        usd(total)
+    );
+    for cat in [
+        Category::Tokens,
+        Category::CodeExecution,
+        Category::WebSearch,
+    ] {
+        let _ = write!(
+            h,
+            r#"<div class="card"><div class="k">{}</div><div class="v">{}</div></div>"#,
+            category_label(cat),
+            usd(sum(cat))
+        );
+    }
+    let adjustments = sum(Category::Adjustment);
+    if !adjustments.is_zero() {
+        let _ = write!(
+            h,
+            r#"<div class="card"><div class="k">adjustments</div><div class="v">{}</div></div>"#,
+            usd(adjustments)
+        );
+    }
+    let records: i64 = v.accounts.iter().map(|a| a.invoice.records).sum();
+    let _ = write!(
+        h,
+        r#"<div class="card"><div class="k">records · accounts</div><div class="v small">{records} · {}</div></div></section>"#,
+        v.accounts.len()
+    );
+
+    warnings(&mut h, v);
+    daily_chart(&mut h, v);
+    by_model(&mut h, v);
+    accounts_table(&mut h, v);
+    if v.organization {
+        allowance(&mut h, v.costs);
+    }
+    downloads(&mut h, period);
+    let _ = write!(
+        h,
+        r#"</main><footer>Figures as of {} (ledger record #{}). Amounts in USD; each day's figure is its share of the invoice lines, so every sum matches the invoices to the cent.</footer></body></html>"#,
+        esc(&v.computed_at),
+        v.costs.max_seq
+    );
+    h
+}
+
+fn picker(h: &mut String, period: Period) {
+    let prev = Period::of_day(period.first_day() - Days::new(1));
+    let next = period.next();
+    let _ = write!(
+        h,
+        r#"<form class="picker" method="get" action="/"><a href="/?period={prev}" title="previous month">‹ {prev}</a><input type="month" name="period" value="{period}" aria-label="period"><button type="submit">Show</button><a href="/?period={next}" title="next month">{next} ›</a></form>"#
+    );
+}
+
+fn warnings(h: &mut String, v: &View) {
+    let mut items = Vec::new();
+    // Unpriced usage, one line per model (however many accounts have it).
+    let mut unpriced: BTreeMap<&str, (i64, Vec<&str>)> = BTreeMap::new();
+    for a in &v.accounts {
+        for u in &a.invoice.unpriced {
+            let e = unpriced.entry(u.model.as_str()).or_default();
+            e.0 += u.records;
+            e.1.push(a.invoice.account.as_str());
+        }
+    }
+    for (model, (records, accounts)) in unpriced {
+        let mut names: Vec<String> = accounts.iter().take(5).map(|a| esc(a)).collect();
+        if accounts.len() > 5 {
+            names.push(format!("{} more", accounts.len() - 5));
+        }
+        items.push(format!(
+            "{records} records of <code>{}</code> have no price in the price book and are not in the totals (accounts: {}). Import prices with <code>tally prices import</code>.",
+            esc(model),
+            names.join(", ")
+        ));
+    }
+    for a in &v.accounts {
+        if !a.late.is_zero() {
+            items.push(format!(
+                "<b>{}</b>: {} of usage was recorded after invoice {} was finalized; it is billed as an adjustment on the account's next open period.",
+                esc(&a.invoice.account),
+                usd(a.late),
+                esc(a.number.as_deref().unwrap_or(""))
+            ));
+        }
+        for l in a
+            .invoice
+            .lines
+            .iter()
+            .filter(|l| l.charge == Charge::Adjustment)
+        {
+            items.push(format!(
+                "<b>{}</b>: {} — {}.",
+                esc(&a.invoice.account),
+                esc(&l.description),
+                usd(l.amount)
+            ));
+        }
+    }
+    if items.is_empty() {
+        return;
+    }
+    h.push_str(r#"<section class="warnings" id="warnings"><h2>Needs attention</h2><ul>"#);
+    for i in items {
+        let _ = write!(h, "<li>{i}</li>");
+    }
+    h.push_str("</ul></section>");
+}
+
+fn daily_chart(h: &mut String, v: &View) {
+    let period = v.costs.period;
+    let series = [
+        Category::Tokens,
+        Category::CodeExecution,
+        Category::WebSearch,
+    ];
+    let mut per_day: BTreeMap<NaiveDate, [Decimal; 3]> = BTreeMap::new();
+    let mut day = period.first_day();
+    while day < period.end_day() {
+        per_day.insert(day, [Decimal::ZERO; 3]);
+        day = day + Days::new(1);
+    }
+    for cost in v.accounts.iter().flat_map(|a| a.days.iter()) {
+        if let (Some(slot), Some(i)) = (
+            per_day.get_mut(&cost.day),
+            series.iter().position(|c| *c == cost.key.charge.category()),
+        ) && let Some(x) = slot.get_mut(i)
+        {
+            *x += cost.amount;
+        }
+    }
+    let columns: Vec<svg::Column> = per_day
+        .into_iter()
+        .map(|(d, values)| svg::Column {
+            label: d.day().to_string(),
+            values: values.to_vec(),
+        })
+        .collect();
+    let labels: Vec<&str> = series.iter().map(|c| category_label(*c)).collect();
+    h.push_str(r#"<section><h2>Cost per day</h2><p class="legend">"#);
+    for (i, l) in labels.iter().enumerate() {
+        let _ = write!(
+            h,
+            r#"<span><i style="background:{}"></i>{l}</span>"#,
+            svg::COLOURS[i]
+        );
+    }
+    h.push_str("</p>");
+    h.push_str(&svg::stacked_columns(
+        &columns,
+        &labels,
+        "cost per day by category",
+    ));
+    h.push_str("</section>");
+}
+
+fn by_model(h: &mut String, v: &View) {
+    let mut models: BTreeMap<String, Decimal> = BTreeMap::new();
+    for cost in v.accounts.iter().flat_map(|a| a.days.iter()) {
+        let name = match (&cost.key.model, cost.key.charge.category()) {
+            (Some(m), _) => m.clone(),
+            (None, Category::WebSearch) => "web search".into(),
+            (None, Category::CodeExecution) => "code execution".into(),
+            (None, _) => continue,
+        };
+        *models.entry(name).or_default() += cost.amount;
+    }
+    let mut rows: Vec<(String, Decimal)> = models.into_iter().collect();
+    rows.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    rows.truncate(15);
+    h.push_str("<section><h2>Cost by model</h2>");
+    if rows.is_empty() {
+        h.push_str(r#"<p class="empty">No usage in this period.</p>"#);
+    } else {
+        h.push_str(&svg::bars(&rows, "cost by model"));
+    }
+    h.push_str("</section>");
+}
+
+fn accounts_table(h: &mut String, v: &View) {
+    let period = v.costs.period;
+    let mut ranked: Vec<&&AccountCosts> = v.accounts.iter().collect();
+    ranked.sort_by(|a, b| {
+        b.invoice
+            .total
+            .cmp(&a.invoice.total)
+            .then_with(|| a.invoice.account.cmp(&b.invoice.account))
+    });
+    h.push_str(r#"<section><h2>Accounts by cost</h2><table id="accounts"><thead><tr><th>#</th><th>account</th><th class="n">tokens</th><th class="n">code execution</th><th class="n">web search</th><th class="n">total</th><th class="n">budget</th><th class="n">used</th><th class="n">month-end forecast</th><th>invoice</th></tr></thead><tbody>"#);
+    for (i, a) in ranked.iter().enumerate() {
+        let inv = &a.invoice;
+        let budget = v.budgets.iter().find(|b| b.account == inv.account);
+        let (budget_cell, used_cell, forecast_cell) = match budget {
+            Some(b) => (
+                b.monthly_budget_usd.map(usd).unwrap_or_default(),
+                b.share_used
+                    .map(|s| {
+                        let pct = (s * Decimal::ONE_HUNDRED).round_dp(1);
+                        let class = if s >= Decimal::ONE {
+                            "over"
+                        } else if s >= Decimal::new(8, 1) {
+                            "near"
+                        } else {
+                            "ok"
+                        };
+                        format!(r#"<span class="{class}">{pct}%</span>"#)
+                    })
+                    .unwrap_or_default(),
+                usd(b.forecast_usd),
+            ),
+            None => Default::default(),
+        };
+        let status = match &a.number {
+            Some(n) => esc(n),
+            None => "draft".to_owned(),
+        };
+        let acct = esc(&inv.account);
+        let _ = write!(
+            h,
+            r#"<tr><td>{}</td><td>{acct}</td><td class="n">{}</td><td class="n">{}</td><td class="n">{}</td><td class="n"><b>{}</b></td><td class="n">{budget_cell}</td><td class="n">{used_cell}</td><td class="n">{forecast_cell}</td><td>{status} · <a href="/v1/accounts/{acct}/invoices/{period}">JSON</a> · <a href="/v1/accounts/{acct}/invoices/{period}?format=csv">CSV</a></td></tr>"#,
+            i + 1,
+            usd(inv.subtotals.tokens),
+            usd(inv.subtotals.code_execution),
+            usd(inv.subtotals.web_search),
+            usd(inv.total),
+        );
+    }
+    if ranked.is_empty() {
+        h.push_str(r#"<tr><td colspan="10" class="empty">No usage in this period.</td></tr>"#);
+    }
+    h.push_str("</tbody></table></section>");
+}
+
+fn allowance(h: &mut String, costs: &PeriodCosts) {
+    let hours = |s: i64| Decimal::from(s) / Decimal::from(3600);
+    let buckets: Vec<_> = costs
+        .allowance
+        .iter()
+        .filter(|u| costs.period.contains(u.start) || u.period == AllowancePeriod::Month)
+        .collect();
+    h.push_str("<section><h2>Code-execution container hours against the free allowance</h2>");
+    if buckets.is_empty() {
+        h.push_str(r#"<p class="empty">No container time in this period.</p></section>"#);
+        return;
+    }
+    let used: i64 = buckets.iter().map(|u| u.billed_seconds).sum();
+    let free: i64 = buckets
+        .iter()
+        .map(|u| u.allowance_seconds.min(u.billed_seconds))
+        .sum();
+    let allowance: i64 = buckets.iter().map(|u| u.allowance_seconds).sum();
+    let per = if buckets.iter().all(|u| u.period == AllowancePeriod::Day) {
+        "per day"
+    } else {
+        "per month"
+    };
+    let _ = write!(
+        h,
+        r#"<p>{} hours billed, {} of them free ({per} allowance of {} hours in all, organization-wide); {} hours charged.</p>"#,
+        hours(used).round_dp(2),
+        hours(free).round_dp(2),
+        hours(allowance).round_dp(2),
+        hours(used - free).round_dp(2)
+    );
+    h.push_str(&svg::meter(
+        hours(used),
+        hours(allowance),
+        "container hours against the allowance",
+    ));
+    h.push_str("</section>");
+}
+
+fn downloads(h: &mut String, period: Period) {
+    let start = period.first_day();
+    let end = period.end_day();
+    let _ = write!(
+        h,
+        r#"<section class="downloads"><h2>Downloads</h2><ul><li><a href="/v1/invoices?period={period}&amp;format=csv">Invoices, all accounts (CSV)</a></li><li><a href="/v1/exports/focus?period={period}">FOCUS cost and usage (CSV)</a></li><li><a href="/v1/cost_report?starting_at={start}T00:00:00Z&amp;ending_at={end}T00:00:00Z&amp;limit=31&amp;group_by[]=account&amp;group_by[]=description">Cost report (JSON)</a></li></ul></section>"#
+    );
+}

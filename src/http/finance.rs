@@ -1,0 +1,288 @@
+//! Finance endpoints: the dashboard (`/`), the cost report, budgets and
+//! alerts, the FOCUS export and the all-accounts invoice download.
+//! The admin sees every account; an account key sees only its own rows
+//! (another account's budget answers 404, as its invoices do).
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Extension, Path, Query, RawQuery, State};
+use axum::http::header;
+use axum::response::{Html, IntoResponse, Response};
+use chrono::Utc;
+use serde::Deserialize;
+
+use super::{ApiError, AppState};
+use crate::auth::Principal;
+use crate::billing::{self, BillingError, Period};
+use crate::finance::{Snapshot, budget, cost_report, focus};
+
+fn billing_error(e: BillingError) -> ApiError {
+    ApiError::Storage(e.to_string())
+}
+
+#[derive(Debug, Deserialize)]
+pub struct PeriodQuery {
+    period: Option<String>,
+    format: Option<String>,
+}
+
+fn period_or_current(p: Option<&str>) -> Result<Period, ApiError> {
+    match p {
+        Some(p) if !p.is_empty() => {
+            Period::parse(p).map_err(|e| ApiError::BadRequest(format!("period: {e}")))
+        }
+        _ => Ok(Period::of_day(Utc::now().date_naive())),
+    }
+}
+
+fn required_period(p: Option<&str>) -> Result<Period, ApiError> {
+    match p {
+        Some(p) => Period::parse(p).map_err(|e| ApiError::BadRequest(format!("period: {e}"))),
+        None => Err(ApiError::BadRequest("period is required (YYYY-MM)".into())),
+    }
+}
+
+async fn snapshot(state: &AppState, period: Period) -> Result<Arc<Snapshot>, ApiError> {
+    state
+        .finance
+        .costs(state.ledger.store().as_ref(), period)
+        .await
+        .map_err(billing_error)
+}
+
+fn only(principal: &Principal) -> Option<&str> {
+    match principal {
+        Principal::Admin => None,
+        Principal::Account(a) => Some(a.as_str()),
+    }
+}
+
+/// `GET /` and `GET /?period=YYYY-MM`.
+pub async fn dashboard(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Query(q): Query<PeriodQuery>,
+) -> Result<Response, ApiError> {
+    let period = period_or_current(q.period.as_deref())?;
+    let snap = snapshot(&state, period).await?;
+    let store = state.ledger.store().as_ref();
+    let only = only(&principal);
+    let mut budgets = budget::statuses(store, &snap.costs, Utc::now())
+        .await
+        .map_err(|e| ApiError::Storage(e.to_string()))?;
+    budgets.retain(|b| only.is_none_or(|o| o == b.account));
+    let view = crate::dashboard::View {
+        costs: &snap.costs,
+        accounts: snap
+            .costs
+            .accounts
+            .iter()
+            .filter(|a| only.is_none_or(|o| o == a.invoice.account))
+            .collect(),
+        budgets,
+        organization: only.is_none(),
+        computed_at: snap.computed_at.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+    };
+    Ok(Html(crate::dashboard::render(&view)).into_response())
+}
+
+/// `GET /v1/cost_report`.
+pub async fn cost_report(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw.as_deref().unwrap_or(""))
+        .map_err(|e| ApiError::BadRequest(format!("query string: {e}")))?;
+    let query = cost_report::CostReportQuery::parse(&pairs, Utc::now().date_naive())
+        .map_err(ApiError::BadRequest)?;
+    let (days, _) = query.page_days();
+    let mut periods: Vec<Period> = days.iter().map(|d| Period::of_day(*d)).collect();
+    periods.dedup();
+    let only = only(&principal);
+    let mut snaps = Vec::new();
+    for p in periods {
+        snaps.push(snapshot(&state, p).await?);
+    }
+    let report = cost_report::build(
+        &query,
+        snaps
+            .iter()
+            .flat_map(|s| s.costs.days())
+            .filter(|c| only.is_none_or(|o| o == c.account)),
+    );
+    Ok(Json(report).into_response())
+}
+
+/// `GET /v1/accounts/{account}/budget[?period=YYYY-MM]`.
+pub async fn get_budget(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(account): Path<String>,
+    Query(q): Query<PeriodQuery>,
+) -> Result<Response, ApiError> {
+    check_account(&account)?;
+    if !principal.may_access(&account) {
+        return Err(ApiError::NotFound("no such budget".into()));
+    }
+    let period = period_or_current(q.period.as_deref())?;
+    let snap = snapshot(&state, period).await?;
+    let statuses = budget::statuses(state.ledger.store().as_ref(), &snap.costs, Utc::now())
+        .await
+        .map_err(|e| ApiError::Storage(e.to_string()))?;
+    let status = statuses
+        .into_iter()
+        .find(|s| s.account == account)
+        .unwrap_or_else(|| budget::BudgetStatus {
+            account: account.clone(),
+            period: period.to_string(),
+            monthly_budget_usd: None,
+            month_to_date_usd: Default::default(),
+            forecast_usd: Default::default(),
+            share_used: None,
+            alerts: Vec::new(),
+        });
+    Ok(Json(status).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetBody {
+    monthly_usd: String,
+}
+
+/// `PUT /v1/accounts/{account}/budget` with `{"monthly_usd": "500.00"}` (admin).
+pub async fn put_budget(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(account): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    check_account(&account)?;
+    if principal != Principal::Admin {
+        return Err(ApiError::Forbidden(
+            "only the admin token may set budgets".into(),
+        ));
+    }
+    let body: BudgetBody = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::BadRequest(format!(
+            "body: expected {{\"monthly_usd\": \"500.00\"}}: {e}"
+        ))
+    })?;
+    let amount = budget::parse_amount(&body.monthly_usd).map_err(ApiError::BadRequest)?;
+    let store = state.ledger.store().as_ref();
+    store
+        .set_budget(&account, amount)
+        .await
+        .map_err(|e| ApiError::Storage(e.to_string()))?;
+    get_budget(
+        State(state),
+        Extension(principal),
+        Path(account),
+        Query(PeriodQuery {
+            period: None,
+            format: None,
+        }),
+    )
+    .await
+}
+
+/// `GET /v1/alerts[?period=YYYY-MM]`: budget alerts (an account key sees its own).
+pub async fn alerts(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Query(q): Query<PeriodQuery>,
+) -> Result<Response, ApiError> {
+    let period = match q.period.as_deref() {
+        Some(p) => Some(required_period(Some(p))?.to_string()),
+        None => None,
+    };
+    let only = only(&principal);
+    let alerts: Vec<budget::AlertView> = state
+        .ledger
+        .store()
+        .alerts(period.as_deref(), false)
+        .await
+        .map_err(|e| ApiError::Storage(e.to_string()))?
+        .iter()
+        .filter(|a| only.is_none_or(|o| o == a.account))
+        .map(budget::AlertView::from)
+        .collect();
+    Ok(Json(serde_json::json!({ "data": alerts })).into_response())
+}
+
+fn csv_download(body: Vec<u8>, name: &str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{name}\""),
+            ),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// `GET /v1/exports/focus?period=YYYY-MM`.
+pub async fn focus_export(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Query(q): Query<PeriodQuery>,
+) -> Result<Response, ApiError> {
+    let period = required_period(q.period.as_deref())?;
+    let snap = snapshot(&state, period).await?;
+    let mut out = Vec::new();
+    focus::write(&snap.costs, only(&principal), &mut out)
+        .map_err(|e| ApiError::Storage(e.to_string()))?;
+    Ok(csv_download(out, &format!("tally-focus-{period}.csv")))
+}
+
+/// `GET /v1/invoices?period=YYYY-MM[&format=csv|json]`: every invoice of a
+/// period the caller may see (finalized ones as frozen).
+pub async fn period_invoices(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Query(q): Query<PeriodQuery>,
+) -> Result<Response, ApiError> {
+    let period = required_period(q.period.as_deref())?;
+    let store = state.ledger.store().as_ref();
+    let (_, book) = state.finance.book(store).await.map_err(billing_error)?;
+    let csv = match q.format.as_deref() {
+        None | Some("json") => false,
+        Some("csv") => true,
+        Some(other) => {
+            return Err(ApiError::BadRequest(format!(
+                "format={other:?}: expected json or csv"
+            )));
+        }
+    };
+    let rendered = match &principal {
+        Principal::Admin => billing::period_invoices(store, &book, period)
+            .await
+            .map_err(billing_error)?,
+        Principal::Account(a) => vec![
+            billing::invoice(store, &book, a, period)
+                .await
+                .map_err(billing_error)?,
+        ],
+    };
+    if csv {
+        return Ok(csv_download(
+            billing::joined_csv(&rendered).into_bytes(),
+            &format!("tally-invoices-{period}.csv"),
+        ));
+    }
+    let docs: Vec<serde_json::Value> = rendered
+        .iter()
+        .map(|r| serde_json::from_str(&r.json).unwrap_or(serde_json::Value::Null))
+        .collect();
+    Ok(Json(serde_json::json!({ "period": period.to_string(), "invoices": docs })).into_response())
+}
+
+fn check_account(account: &str) -> Result<(), ApiError> {
+    crate::record::validate_account(account)
+        .map_err(|m| ApiError::BadRequest(format!("account {account:?} {m}")))
+}
