@@ -7,7 +7,7 @@ mod common;
 
 use std::process::Command;
 
-use common::{Backend, TestDb, TestServer, fixture};
+use common::{Backend, TestDb, TestServer, create_key, fixture};
 use reqwest::StatusCode;
 use serde_json::Value;
 use tally::http::ServeConfig;
@@ -20,29 +20,6 @@ fn seed(account: &str, id: &str) -> String {
     v["response"]["id"] = id.into();
     v["response"]["container"]["id"] = format!("container-{id}").into();
     v.to_string()
-}
-
-/// Create a key with the CLI, as an operator would; returns the key.
-fn create_key(db: &TestDb, account: &str) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_tally"))
-        .args([
-            "--database",
-            &db.url,
-            "keys",
-            "create",
-            "--account",
-            account,
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
-    text.lines().last().unwrap().to_owned()
 }
 
 async fn every_endpoint_for_every_role(backend: Backend) {

@@ -9,27 +9,10 @@
 
 mod common;
 
-use std::process::Command;
-
-use common::{Backend, TestDb, TestServer, fixture_path};
+use common::{Backend, TestDb, TestServer, fixture_path, tally};
 use reqwest::StatusCode;
 use serde_json::Value;
 use tally::http::ServeConfig;
-
-fn tally(db: &TestDb, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_tally"))
-        .arg("--database")
-        .arg(&db.url)
-        .args(args)
-        .env_remove("DATABASE_URL")
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8(out.stdout).unwrap(),
-        String::from_utf8(out.stderr).unwrap(),
-    )
-}
 
 fn check_golden(name: &str, actual: &str) {
     let path = fixture_path("expected").join(name);

@@ -150,6 +150,31 @@ impl Drop for TestServer {
     }
 }
 
+/// Run the `tally` binary on `db`: (exit code, stdout, stderr).
+pub fn tally(db: &TestDb, args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tally"))
+        .arg("--database")
+        .arg(&db.url)
+        .args(args)
+        .env_remove("DATABASE_URL")
+        .env_remove("TALLY_ALERT_WEBHOOK")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+/// Create an account key with the CLI, as an operator would; returns the
+/// key (printed alone on the last line).
+pub fn create_key(db: &TestDb, account: &str) -> String {
+    let (code, out, err) = tally(db, &["keys", "create", "--account", account]);
+    assert_eq!(code, 0, "{err}");
+    out.lines().last().unwrap().to_owned()
+}
+
 pub fn fixture_path(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("fixtures")
