@@ -55,6 +55,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/sqlite/0008_budgets.sql"),
         include_str!("../migrations/postgres/0008_budgets.sql"),
     ),
+    (
+        9,
+        "container rollup",
+        include_str!("../migrations/sqlite/0009_container_rollup.sql"),
+        include_str!("../migrations/postgres/0009_container_rollup.sql"),
+    ),
 ];
 
 /// Version numbers of the embedded migrations.

@@ -220,10 +220,14 @@ proptest! {
                 prop_assert_eq!(render::json(&now), render::json(&raw));
             }
 
-            let bill = billing::container_bill(store.as_ref(), &book, period, i64::MAX).await.unwrap();
+            let bill = billing::container_bill(store.as_ref(), &book, period, i64::MAX, false).await.unwrap();
             for c in &bill.containers {
-                prop_assert!(c.billed_seconds >= 300 && c.billed_seconds >= c.execution_seconds);
+                prop_assert!(c.billed_seconds >= 300 * c.containers && c.billed_seconds >= c.execution_seconds);
             }
+            // The container roll-up bills exactly what the records do.
+            let rolled = billing::container_bill(store.as_ref(), &book, period, i64::MAX, true).await.unwrap();
+            prop_assert_eq!(&rolled.containers, &bill.containers);
+            prop_assert_eq!(&rolled.credits, &bill.credits);
             // Per day: the free parts add up to min(billed, allowance) exactly.
             let mut billed: BTreeMap<chrono::NaiveDate, i64> = BTreeMap::new();
             for c in &bill.containers {
@@ -234,6 +238,44 @@ proptest! {
             prop_assert_eq!(credited, expected);
             for u in &bill.allowance {
                 prop_assert_eq!(u.allowance_seconds, 1800);
+            }
+            Ok(())
+        })?;
+    }
+
+    #[test]
+    fn container_rollup_bills_what_the_records_bill(
+        specs in proptest::collection::vec(spec(), 1..40),
+        sizes in proptest::collection::vec(1usize..12, 1..5),
+        late_every in 3usize..12,
+    ) {
+        runtime().block_on(async {
+            let book = small_allowance_book();
+            let period = Period::parse("2025-11").unwrap();
+            let mut lines: Vec<Value> = specs.iter().enumerate().map(|(i, s)| to_line(i, s)).collect();
+            // In order of start, as a live service sends them: every container stays exact.
+            let start = |v: &Value| v.get("started_at").unwrap_or(&v["recorded_at"]).as_str().unwrap().to_owned();
+            lines.sort_by_key(start);
+            let in_order: Vec<String> = lines.iter().map(Value::to_string).collect();
+            // The same with some lines held back to the end (late, out of order).
+            let (on_time, late): (Vec<_>, Vec<_>) = in_order.iter().cloned().enumerate().partition(|(i, _)| i % late_every != 0);
+            let shuffled: Vec<String> = on_time.into_iter().chain(late).map(|(_, l)| l).collect();
+
+            for (lines, all_exact) in [(in_order, true), (shuffled, false)] {
+                let db = TestDb::new(Backend::Sqlite).await;
+                let store = db.store().await;
+                write_in_chunks(&store, &lines, &sizes).await;
+                let records = billing::container_bill(store.as_ref(), &book, period, i64::MAX, false).await.unwrap();
+                let rolled = billing::container_bill(store.as_ref(), &book, period, i64::MAX, true).await.unwrap();
+                prop_assert_eq!(&rolled.containers, &records.containers);
+                prop_assert_eq!(&rolled.credits, &records.credits);
+                prop_assert_eq!(&rolled.allowance, &records.allowance);
+                if all_exact {
+                    let pool = sqlx::SqlitePool::connect(&db.url).await.unwrap();
+                    let inexact: i64 = sqlx::query_scalar("select count(*) from containers where exact = 0")
+                        .fetch_one(&pool).await.unwrap();
+                    prop_assert_eq!(inexact, 0);
+                }
             }
             Ok(())
         })?;

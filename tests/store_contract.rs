@@ -586,3 +586,170 @@ mod upgrades {
     use super::*;
     on_both_backends!(rollup_backfill_matches_the_records);
 }
+
+/// Container lines of account `acme` in March 2026: `(id, container, started
+/// seconds, recorded seconds, web tools)`, seconds after 2026-03-02T00:00Z;
+/// `None` start = files preloaded, no tool run.
+const CONTAINER_LINES: [(&str, &str, Option<i64>, i64, bool); 7] = [
+    // c-a, in order: [0, 100] ∪ [50, 200] ∪ [1000, 1400] = 600 s.
+    ("m-a1", "c-a", Some(0), 100, false),
+    ("m-a2", "c-a", Some(50), 200, false),
+    ("m-a3", "c-a", Some(1000), 1400, false),
+    // c-b, out of order: [1000, 1100] then [0, 50] = 150 s, billed 300 s.
+    ("m-b1", "c-b", Some(1000), 1100, false),
+    ("m-b2", "c-b", Some(0), 50, false),
+    // c-c: files preloaded, the tool never ran: the 300 s minimum.
+    ("m-c1", "c-c", None, 10, false),
+    // c-d: web tools of 20260209 make code execution free from 2026-02-17.
+    ("m-d1", "c-d", Some(0), 4000, true),
+];
+
+fn container_line(
+    (id, container, started, recorded, web): (&str, &str, Option<i64>, i64, bool),
+) -> String {
+    let at = |s: i64| {
+        (chrono::DateTime::parse_from_rfc3339("2026-03-02T00:00:00Z").unwrap()
+            + chrono::Duration::seconds(s))
+        .to_rfc3339()
+    };
+    edit(fixture("seed/code_execution.ndjson").trim(), |v| {
+        v["response"]["id"] = id.into();
+        v["response"]["model"] = "claude-sonnet-4-5-20250929".into();
+        v["response"]["container"]["id"] = container.into();
+        v["recorded_at"] = at(recorded).into();
+        match started {
+            Some(s) => v["started_at"] = at(s).into(),
+            None => {
+                v.as_object_mut().unwrap().remove("started_at");
+                v["response"]["content"] = serde_json::json!([{"type": "text", "text": "ok"}]);
+                v["request"]["messages"] = serde_json::json!([{"role": "user", "content": [
+                    {"type": "container_upload", "file_id": "file_1"}]}]);
+            }
+        }
+        if web {
+            v["request"]["tools"]
+                .as_array_mut()
+                .unwrap()
+                .push(serde_json::json!({"type": "web_search_20260209", "name": "web_search"}));
+        }
+    })
+}
+
+/// What March 2026's container bill must hold, from the roll-up and from the records alike.
+async fn assert_container_bill(store: &dyn Store) {
+    let book = tally::pricing::PriceBook::shipped();
+    let period = tally::billing::Period::parse("2026-03").unwrap();
+    let bill = |rollup| tally::billing::container_bill(store, &book, period, i64::MAX, rollup);
+    let (rolled, records) = (bill(true).await.unwrap(), bill(false).await.unwrap());
+    assert_eq!(rolled.containers, records.containers);
+    assert_eq!(rolled.credits, records.credits);
+    let [day] = rolled.containers.as_slice() else {
+        panic!("one account-day: {:#?}", rolled.containers)
+    };
+    assert_eq!((day.containers, day.execution_seconds), (3, 750));
+    assert_eq!(day.billed_seconds, 600 + 300 + 300);
+}
+
+/// The container roll-up kept at ingest bills what the records bill: in
+/// order, out of order, files only, web tools; one line at a time or all at once.
+async fn container_rollup_matches_the_records(backend: Backend) {
+    for one_by_one in [true, false] {
+        let db = TestDb::new(backend).await;
+        let store = db.store().await;
+        let lines: Vec<String> = CONTAINER_LINES.into_iter().map(container_line).collect();
+        if one_by_one {
+            for l in &lines {
+                store.write(&batch(l)).await.unwrap();
+            }
+        } else {
+            store.write(&batch(&lines.join("\n"))).await.unwrap();
+        }
+        assert_container_bill(store.as_ref()).await;
+    }
+}
+
+/// A ledger written before the container roll-up (migrations 1–8) gets it
+/// backfilled by migration 9, equal to what the records bill.
+async fn container_rollup_backfill_matches_the_records(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    // Write the lines with today's schema, then rebuild the ledger as it was
+    // at migration 8 from a copy of its records and container claims.
+    let staging = TestDb::new(backend).await;
+    let store = staging.store().await;
+    let lines: Vec<String> = CONTAINER_LINES.into_iter().map(container_line).collect();
+    store.write(&batch(&lines.join("\n"))).await.unwrap();
+    let columns = "record_key, account, kind, message_id, custom_id, model, recorded_at, started_at, batch, \
+        files_preloaded, uses_code_execution, web_tools_20260209, container_id, input_tokens, output_tokens, \
+        cache_creation_input_tokens, cache_write_5m_tokens, cache_write_1h_tokens, cache_read_tokens, \
+        web_search_requests, web_fetch_requests, code_execution_requests, service_tier, inference_geo, speed, \
+        content_hash, source, source_line, ingested_at";
+    match backend {
+        Backend::Sqlite => {
+            let pool = sqlx::SqlitePool::connect(&format!("{}?mode=rwc", db.url))
+                .await
+                .unwrap();
+            tally::migrations::until(tally::store::Backend::Sqlite, 8)
+                .run(&pool)
+                .await
+                .unwrap();
+            let staged = staging.url.trim_start_matches("sqlite://").to_owned();
+            let mut conn = pool.acquire().await.unwrap();
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                "attach database '{staged}' as staged; \
+                 insert into records ({columns}) select {columns} from staged.records; \
+                 insert into containers (container_id, account) select container_id, account from staged.containers;"
+            )))
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+            drop(conn);
+            pool.close().await;
+        }
+        Backend::Postgres => {
+            let from = sqlx::PgPool::connect(&staging.url).await.unwrap();
+            let rows: Vec<(String, String)> =
+                sqlx::query_as("select record_key, account from records order by seq")
+                    .fetch_all(&from)
+                    .await
+                    .unwrap();
+            assert_eq!(rows.len(), CONTAINER_LINES.len());
+            let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+            tally::migrations::until(tally::store::Backend::Postgres, 8)
+                .run(&pool)
+                .await
+                .unwrap();
+            // Same server: copy through a dblink-free route, row by row as JSON.
+            let records: Vec<(String,)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "select row_to_json(t)::text from (select {columns} from records order by seq) t"
+            )))
+            .fetch_all(&from)
+            .await
+            .unwrap();
+            for (r,) in records {
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "insert into records ({columns}) select {columns} from json_populate_record(null::records, $1::json)"
+                )))
+                .bind(r)
+                .execute(&pool)
+                .await
+                .unwrap();
+            }
+            sqlx::query("insert into containers (container_id, account) select distinct container_id, account from records where container_id is not null")
+                .execute(&pool)
+                .await
+                .unwrap();
+            pool.close().await;
+            from.close().await;
+        }
+    }
+    let store = db.store().await; // applies migration 9 and its backfill
+    assert_container_bill(store.as_ref()).await;
+}
+
+mod container_rollup {
+    use super::*;
+    on_both_backends!(
+        container_rollup_matches_the_records,
+        container_rollup_backfill_matches_the_records
+    );
+}

@@ -23,21 +23,22 @@ use rust_decimal::prelude::ToPrimitive;
 use super::Period;
 use crate::pricing::{AllowancePeriod, AllowanceScope, PriceBook};
 use crate::record::{Micros, from_micros};
-use crate::store::ContainerRecord;
+use crate::store::containers::ROLLUP_MINIMUM_SECONDS;
+use crate::store::{ContainerDayRow, ContainerRecord};
 
 /// Containers live at most 30 days: records of a container first used in a
 /// period are found within this margin around it.
 pub const CONTAINER_LIFETIME_MICROS: Micros = 31 * 86_400 * 1_000_000;
 
-/// One container charged in the period.
+/// The containers of one account first billed on one day (so at one price).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChargedContainer {
-    pub container_id: String,
+pub struct ChargedContainers {
     pub account: String,
     pub day: NaiveDate,
-    /// Execution time, whole seconds, before the minimum.
+    pub containers: i64,
+    /// Execution time, whole seconds per container, before the minimum.
     pub execution_seconds: i64,
-    /// Billed seconds: `max(execution, minimum)`.
+    /// Billed seconds: the sum of `max(execution, minimum)` per container.
     pub billed_seconds: i64,
     pub price_version: String,
     pub hour_price: Decimal,
@@ -59,7 +60,8 @@ pub struct FreeCredit {
 /// Container charges and free-allowance credits of every account in a period.
 #[derive(Debug, Clone, Default)]
 pub struct ContainerBill {
-    pub containers: Vec<ChargedContainer>,
+    /// Sorted by account, then day.
+    pub containers: Vec<ChargedContainers>,
     pub credits: Vec<FreeCredit>,
     /// Allowance buckets: (allowance seconds, seconds used), for the dashboard.
     pub allowance: Vec<AllowanceUse>,
@@ -74,6 +76,11 @@ pub struct AllowanceUse {
 }
 
 impl ContainerBill {
+    /// Containers charged (of every account).
+    pub fn container_count(&self) -> i64 {
+        self.containers.iter().map(|c| c.containers).sum()
+    }
+
     /// The bill split per account (containers and credits; the allowance
     /// buckets stay organization-wide), in one pass.
     pub fn by_account(self) -> BTreeMap<String, ContainerBill> {
@@ -98,23 +105,7 @@ pub fn bill_containers(
     records: &[ContainerRecord],
     period: &Period,
 ) -> ContainerBill {
-    let mut containers = Vec::new();
-    let mut start = 0;
-    while let Some(first) = records.get(start) {
-        let end = records
-            .get(start..)
-            .and_then(|rest| {
-                rest.iter()
-                    .position(|r| r.container_id != first.container_id)
-            })
-            .map_or(records.len(), |n| start + n);
-        if let Some(group) = records.get(start..end)
-            && let Some(c) = charge_container(book, group, period)
-        {
-            containers.push(c);
-        }
-        start = end;
-    }
+    let containers = charge_each(book, records, period, BTreeMap::new());
     let (credits, allowance) = share_allowance(book, &containers);
     ContainerBill {
         containers,
@@ -123,11 +114,86 @@ pub fn bill_containers(
     }
 }
 
+/// The bill from the container roll-up: its day sums of exact containers,
+/// plus the records of the containers it could not keep exactly. `None`
+/// when a price version of the period has a minimum the roll-up does not
+/// count apart (then the records are read instead).
+pub fn bill_from_rollup(
+    book: &PriceBook,
+    days: &[ContainerDayRow],
+    inexact: &[ContainerRecord],
+    period: &Period,
+) -> Option<ContainerBill> {
+    let mut charged: BTreeMap<(String, NaiveDate), ChargedContainers> = BTreeMap::new();
+    for row in days {
+        let day = NaiveDate::from_epoch_days(i32::try_from(row.day).ok()?)?;
+        if !period.contains(day) {
+            continue;
+        }
+        let Some(version) = book.version_at(day) else {
+            continue;
+        };
+        let minimum = version.container_minimum_seconds;
+        let billed = if minimum == ROLLUP_MINIMUM_SECONDS {
+            row.execution_seconds + minimum * row.short_containers - row.short_seconds
+        } else if minimum <= 0 {
+            row.execution_seconds
+        } else {
+            return None;
+        };
+        charged.insert(
+            (row.account.clone(), day),
+            ChargedContainers {
+                account: row.account.clone(),
+                day,
+                containers: row.containers,
+                execution_seconds: row.execution_seconds,
+                billed_seconds: billed,
+                price_version: version.label(),
+                hour_price: version.container_hour,
+            },
+        );
+    }
+    let containers = charge_each(book, inexact, period, charged);
+    let (credits, allowance) = share_allowance(book, &containers);
+    Some(ContainerBill {
+        containers,
+        credits,
+        allowance,
+    })
+}
+
+/// Charge each container of `records` (grouped by container) and add it to
+/// the per-account, per-day sums in `charged`.
+fn charge_each(
+    book: &PriceBook,
+    records: &[ContainerRecord],
+    period: &Period,
+    mut charged: BTreeMap<(String, NaiveDate), ChargedContainers>,
+) -> Vec<ChargedContainers> {
+    for group in records.chunk_by(|a, b| a.container_id == b.container_id) {
+        let Some(c) = charge_container(book, group, period) else {
+            continue;
+        };
+        match charged.get_mut(&(c.account.clone(), c.day)) {
+            Some(sum) => {
+                sum.containers += c.containers;
+                sum.execution_seconds += c.execution_seconds;
+                sum.billed_seconds += c.billed_seconds;
+            }
+            None => {
+                charged.insert((c.account.clone(), c.day), c);
+            }
+        }
+    }
+    charged.into_values().collect()
+}
+
 fn charge_container(
     book: &PriceBook,
     group: &[ContainerRecord],
     period: &Period,
-) -> Option<ChargedContainer> {
+) -> Option<ChargedContainers> {
     let billable: Vec<&ContainerRecord> = group
         .iter()
         .filter(|r| {
@@ -166,10 +232,10 @@ fn charge_container(
         total += ce - cs;
     }
     let execution_seconds = (total + 999_999) / 1_000_000;
-    Some(ChargedContainer {
-        container_id: first.container_id.clone(),
+    Some(ChargedContainers {
         account: first.account.clone(),
         day,
+        containers: 1,
         execution_seconds,
         billed_seconds: execution_seconds.max(version.container_minimum_seconds),
         price_version: version.label(),
@@ -182,7 +248,7 @@ type Bucket = (AllowancePeriod, NaiveDate);
 
 fn share_allowance(
     book: &PriceBook,
-    containers: &[ChargedContainer],
+    containers: &[ChargedContainers],
 ) -> (Vec<FreeCredit>, Vec<AllowanceUse>) {
     // Billed seconds per bucket, account and day.
     let mut buckets: BTreeMap<Bucket, BTreeMap<&str, BTreeMap<NaiveDate, i64>>> = BTreeMap::new();

@@ -718,7 +718,7 @@ impl PeriodData {
             }
             map
         };
-        let mut bill = container_bill(store, book, period, max_seq).await?;
+        let mut bill = container_bill(store, book, period, max_seq, use_rollup).await?;
         let allowance = std::mem::take(&mut bill.allowance);
         Ok(PeriodData {
             bills: bill.by_account(),
@@ -768,7 +768,7 @@ impl PeriodData {
             lines.add_containers_where(bill, |_| true);
         }
         let records = self.counts.get(account).copied().unwrap_or(0);
-        let containers = bill.map_or(0, |b| b.containers.len() as i64);
+        let containers = bill.map_or(0, ContainerBill::container_count);
         assemble(account, period, lines, records, containers)
     }
 }
@@ -792,14 +792,27 @@ async fn charges(
 }
 
 /// Container charges of every account in a period (the free allowance is
-/// shared org-wide), from records up to `max_seq`.
+/// shared org-wide). With `use_rollup`, from the container roll-up (the
+/// ledger as it is now; see `store::containers`), else from the records up
+/// to `max_seq`.
 pub async fn container_bill(
     store: &dyn Store,
     book: &PriceBook,
     period: Period,
     max_seq: i64,
+    use_rollup: bool,
 ) -> Result<ContainerBill, BillingError> {
     let (from, to) = period.bounds();
+    if use_rollup {
+        let day = |us: i64| us.div_euclid(86_400_000_000);
+        let days = store.container_days(day(from), day(to)).await?;
+        let inexact = store
+            .inexact_container_records(from - CONTAINER_LIFETIME_MICROS, to)
+            .await?;
+        if let Some(bill) = containers::bill_from_rollup(book, &days, &inexact, &period) {
+            return Ok(bill);
+        }
+    }
     let records = store
         .container_records(
             from - CONTAINER_LIFETIME_MICROS,

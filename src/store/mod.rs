@@ -11,6 +11,7 @@
 //! - the batch algorithm lives once, in [`write`], over the small [`write::WriteTx`]
 //!   surface each backend implements, so the backends cannot drift apart.
 
+pub mod containers;
 mod postgres;
 mod reads;
 pub(crate) mod sql;
@@ -228,6 +229,19 @@ pub struct ContainerRecord {
     pub web_tools_20260209: bool,
 }
 
+/// Exact containers first used by one account on one UTC day (day number),
+/// from the container roll-up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerDayRow {
+    pub account: String,
+    pub day: i64,
+    pub containers: i64,
+    pub execution_seconds: i64,
+    /// Containers under [`containers::ROLLUP_MINIMUM_SECONDS`], and their seconds.
+    pub short_containers: i64,
+    pub short_seconds: i64,
+}
+
 /// An account API key as listed (never the key itself).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ApiKey {
@@ -316,6 +330,18 @@ pub trait Store: Send + Sync + 'static {
         from: Micros,
         to: Micros,
         max_seq: i64,
+    ) -> Result<Vec<ContainerRecord>>;
+
+    /// The container roll-up: sums of exact containers per account and UTC
+    /// day number in `[from_day, to_day)`.
+    async fn container_days(&self, from_day: i64, to_day: i64) -> Result<Vec<ContainerDayRow>>;
+
+    /// Records (as [`Store::container_records`]) of the containers the
+    /// roll-up could not keep exactly, first used in `[from, to)`.
+    async fn inexact_container_records(
+        &self,
+        from: Micros,
+        to: Micros,
     ) -> Result<Vec<ContainerRecord>>;
 
     /// Records (of every kind) per account in `[from, to)` with `seq <= max_seq`,

@@ -6,20 +6,22 @@
 //! safe; a transaction that loses a deadlock or serialization race is retried
 //! whole (nothing of it was committed).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::postgres::{PgPoolOptions, Postgres};
 use sqlx::{AssertSqlSafe, PgPool, Row, Transaction};
 
+use super::containers::{ContainerDayDelta, ContainerDayKey, ContainerState};
+use super::sql::container_state_from_row;
 use super::sql::{
     bind_rejection, finalized_from_row, record_from_row, rejected_from_row, usage_group_from_row,
 };
 use super::write::{WriteTx, write_batch};
 use super::{
-    Backend, ContainerRecord, LedgerCounts, NewRejection, Rejected, Result, Store, StoreError,
-    StoredRecord, UsageGroup, UsageQuery, WriteBatch, WriteOutcome,
+    Backend, ContainerDayRow, ContainerRecord, LedgerCounts, NewRejection, Rejected, Result, Store,
+    StoreError, StoredRecord, UsageGroup, UsageQuery, WriteBatch, WriteOutcome,
 };
 use super::{BudgetAlert, FinalizedInvoice, RollupRow};
 use crate::migrations;
@@ -389,6 +391,78 @@ impl WriteTx for Tx<'_> {
         Ok(())
     }
 
+    async fn container_states(&mut self, ids: &[&str]) -> Result<BTreeMap<String, ContainerState>> {
+        // Locked in id order, as every writer does: no deadlock between them.
+        let sql = format!(
+            "{} where container_id = any($1) order by container_id for update",
+            super::sql::CONTAINER_STATES
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(ids)
+            .fetch_all(&mut **self.0)
+            .await?;
+        rows.iter()
+            .map(|row| Ok((row.try_get(0)?, container_state_from_row!(row))))
+            .collect()
+    }
+
+    async fn save_container_states(&mut self, states: &[(&str, &ContainerState)]) -> Result<()> {
+        let ids: Vec<&str> = states.iter().map(|(id, _)| *id).collect();
+        let accounts: Vec<&str> = states.iter().map(|(_, c)| c.account.as_str()).collect();
+        let first: Vec<Option<i64>> = states.iter().map(|(_, c)| c.first_at).collect();
+        let start: Vec<Option<i64>> = states.iter().map(|(_, c)| c.open.map(|o| o.0)).collect();
+        let end: Vec<Option<i64>> = states.iter().map(|(_, c)| c.open.map(|o| o.1)).collect();
+        let closed: Vec<i64> = states.iter().map(|(_, c)| c.closed_micros).collect();
+        let exact: Vec<i64> = states.iter().map(|(_, c)| i64::from(c.exact)).collect();
+        let sql = format!(
+            "insert into containers (container_id, account, first_at, open_start, open_end, closed_micros, exact) \
+             select * from unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], \
+             $6::bigint[], $7::bigint[]) {}",
+            super::sql::CONTAINER_STATE_UPSERT
+        );
+        sqlx::query(AssertSqlSafe(sql))
+            .bind(ids)
+            .bind(accounts)
+            .bind(first)
+            .bind(start)
+            .bind(end)
+            .bind(closed)
+            .bind(exact)
+            .execute(&mut **self.0)
+            .await?;
+        Ok(())
+    }
+
+    async fn add_container_days(
+        &mut self,
+        rows: &[(ContainerDayKey, ContainerDayDelta)],
+    ) -> Result<()> {
+        let accounts: Vec<&str> = rows.iter().map(|((a, _), _)| a.as_str()).collect();
+        let days: Vec<i64> = rows.iter().map(|((_, d), _)| *d).collect();
+        let shards: Vec<i64> = vec![self.1; rows.len()];
+        let n: Vec<i64> = rows.iter().map(|(_, d)| d.containers).collect();
+        let secs: Vec<i64> = rows.iter().map(|(_, d)| d.execution_seconds).collect();
+        let short: Vec<i64> = rows.iter().map(|(_, d)| d.short_containers).collect();
+        let short_secs: Vec<i64> = rows.iter().map(|(_, d)| d.short_seconds).collect();
+        let sql = format!(
+            "insert into container_days (account, day, shard, containers, execution_seconds, \
+             short_containers, short_seconds) select * from unnest($1::text[], $2::bigint[], \
+             $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[]) {}",
+            super::sql::CONTAINER_DAYS_ADD
+        );
+        sqlx::query(AssertSqlSafe(sql))
+            .bind(accounts)
+            .bind(days)
+            .bind(shards)
+            .bind(n)
+            .bind(secs)
+            .bind(short)
+            .bind(short_secs)
+            .execute(&mut **self.0)
+            .await?;
+        Ok(())
+    }
+
     async fn quarantine(&mut self, r: &NewRejection, now: Micros) -> Result<i64> {
         let id = bind_rejection!(sqlx::query(QUARANTINE_SQL), r, now)
             .fetch_one(&mut **self.0)
@@ -500,7 +574,21 @@ impl Store for PostgresStore {
         to: Micros,
         max_seq: i64,
     ) -> Result<Vec<ContainerRecord>> {
-        self.shared_container_records(from, to, max_seq).await
+        self.shared_container_records(super::sql::CONTAINER_RECORDS, from, to, max_seq)
+            .await
+    }
+
+    async fn container_days(&self, from_day: i64, to_day: i64) -> Result<Vec<ContainerDayRow>> {
+        self.shared_container_days(from_day, to_day).await
+    }
+
+    async fn inexact_container_records(
+        &self,
+        from: Micros,
+        to: Micros,
+    ) -> Result<Vec<ContainerRecord>> {
+        self.shared_container_records(super::sql::INEXACT_CONTAINER_RECORDS, from, to, i64::MAX)
+            .await
     }
 
     async fn record_counts(

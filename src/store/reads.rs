@@ -213,13 +213,39 @@ macro_rules! shared_reads {
                     rejected_open: row.try_get(2)?,
                 })
             }
+            pub(super) async fn shared_container_days(
+                &self,
+                from_day: i64,
+                to_day: i64,
+            ) -> Result<Vec<$crate::store::ContainerDayRow>> {
+                use sqlx::Row as _;
+                let rows = sqlx::query(super::sql::CONTAINER_DAYS)
+                    .bind(from_day)
+                    .bind(to_day)
+                    .fetch_all(&self.pool)
+                    .await?;
+                rows.iter()
+                    .map(|r| {
+                        Ok($crate::store::ContainerDayRow {
+                            account: r.try_get(0)?,
+                            day: r.try_get(1)?,
+                            containers: r.try_get(2)?,
+                            execution_seconds: r.try_get(3)?,
+                            short_containers: r.try_get(4)?,
+                            short_seconds: r.try_get(5)?,
+                        })
+                    })
+                    .collect()
+            }
+            /// `sql` selects container records (see [`super::sql::CONTAINER_RECORDS`]).
             pub(super) async fn shared_container_records(
                 &self,
+                sql: &'static str,
                 from: Micros,
                 to: Micros,
                 max_seq: i64,
             ) -> Result<Vec<ContainerRecord>> {
-                let rows = sqlx::query(super::sql::CONTAINER_RECORDS)
+                let rows = sqlx::query(sql)
                     .bind(from)
                     .bind(to)
                     .bind(max_seq)

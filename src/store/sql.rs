@@ -195,6 +195,50 @@ pub(super) const CONTAINER_RECORDS: &str = "select container_id, account, record
     from records where container_id is not null and kind = 'message' \
     and (uses_code_execution or files_preloaded) and recorded_at >= $1 and recorded_at < $2 and seq <= $3";
 
+/// The container roll-up state of migration 9; `where` clause appended.
+pub(super) const CONTAINER_STATES: &str = "select container_id, account, first_at, open_start, open_end, \
+    closed_micros, exact from containers";
+
+pub(super) const CONTAINER_STATE_UPSERT: &str = "on conflict (container_id) do update set \
+    first_at = excluded.first_at, open_start = excluded.open_start, open_end = excluded.open_end, \
+    closed_micros = excluded.closed_micros, exact = excluded.exact";
+
+pub(super) const CONTAINER_DAYS_ADD: &str = "on conflict (account, day, shard) do update set \
+    containers = container_days.containers + excluded.containers, \
+    execution_seconds = container_days.execution_seconds + excluded.execution_seconds, \
+    short_containers = container_days.short_containers + excluded.short_containers, \
+    short_seconds = container_days.short_seconds + excluded.short_seconds";
+
+/// Map a row of [`CONTAINER_STATES`] (after the id) to a container state.
+macro_rules! container_state_from_row {
+    ($row:expr) => {{
+        let row = $row;
+        let start: Option<i64> = row.try_get(3)?;
+        let end: Option<i64> = row.try_get(4)?;
+        $crate::store::containers::ContainerState {
+            account: row.try_get(1)?,
+            first_at: row.try_get(2)?,
+            open: start.zip(end),
+            closed_micros: row.try_get(5)?,
+            exact: row.try_get::<i64, _>(6)? != 0,
+        }
+    }};
+}
+pub(super) use container_state_from_row;
+
+/// Records of inexact roll-up containers first used in `[$1, $2)`, same columns.
+pub(super) const INEXACT_CONTAINER_RECORDS: &str = "select r.container_id, r.account, r.recorded_at, r.started_at, \
+    cast(case when r.web_tools_20260209 then 1 else 0 end as bigint) as web_tools \
+    from containers c join records r on r.container_id = c.container_id \
+    where c.exact = 0 and c.first_at >= $1 and c.first_at < $2 and r.seq <= $3 \
+    and r.kind = 'message' and (r.uses_code_execution or r.files_preloaded)";
+
+/// The container roll-up's day sums in `[$1, $2)` (day numbers), shards summed.
+pub(super) const CONTAINER_DAYS: &str = "select account, day, cast(sum(containers) as bigint), \
+    cast(sum(execution_seconds) as bigint), cast(sum(short_containers) as bigint), \
+    cast(sum(short_seconds) as bigint) from container_days where day >= $1 and day < $2 \
+    group by account, day having sum(containers) <> 0 order by account, day";
+
 pub(super) const RECORD_COUNTS_ONE: &str = "select account, cast(count(*) as bigint) from records \
     where account = $1 and recorded_at >= $2 and recorded_at < $3 and seq <= $4 \
     group by account order by account";

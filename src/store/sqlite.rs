@@ -6,7 +6,7 @@
 //! never fails half-way on lock upgrade), and one writer at a time inside the
 //! process. Inserts are multi-row statements of [`ROWS_PER_STATEMENT`] rows.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -14,13 +14,15 @@ use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{AssertSqlSafe, Row, Sqlite, SqlitePool, Transaction};
 
+use super::containers::{ContainerDayDelta, ContainerDayKey, ContainerState};
+use super::sql::container_state_from_row;
 use super::sql::{
     bind_rejection, finalized_from_row, record_from_row, rejected_from_row, usage_group_from_row,
 };
 use super::write::{WriteTx, write_batch};
 use super::{
-    Backend, ContainerRecord, LedgerCounts, NewRejection, Rejected, Result, Store, StoredRecord,
-    UsageGroup, UsageQuery, WriteBatch, WriteOutcome,
+    Backend, ContainerDayRow, ContainerRecord, LedgerCounts, NewRejection, Rejected, Result, Store,
+    StoredRecord, UsageGroup, UsageQuery, WriteBatch, WriteOutcome,
 };
 use super::{BudgetAlert, FinalizedInvoice, RollupRow, StoreError};
 use crate::migrations;
@@ -276,6 +278,76 @@ impl WriteTx for Tx<'_> {
         Ok(())
     }
 
+    async fn container_states(&mut self, ids: &[&str]) -> Result<BTreeMap<String, ContainerState>> {
+        let mut states = BTreeMap::new();
+        for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "{} where container_id in ({})",
+                super::sql::CONTAINER_STATES,
+                vec!["?"; chunk.len()].join(",")
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for c in chunk {
+                q = q.bind(*c);
+            }
+            for row in q.fetch_all(&mut **self.0).await? {
+                states.insert(row.try_get(0)?, container_state_from_row!(row));
+            }
+        }
+        Ok(states)
+    }
+
+    async fn save_container_states(&mut self, states: &[(&str, &ContainerState)]) -> Result<()> {
+        for chunk in states.chunks(ROWS_PER_STATEMENT / 2) {
+            let sql = format!(
+                "insert into containers (container_id, account, first_at, open_start, open_end, closed_micros, exact) \
+                 values {} {}",
+                placeholders(chunk.len(), 7),
+                super::sql::CONTAINER_STATE_UPSERT
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for (id, c) in chunk {
+                q = q
+                    .bind(*id)
+                    .bind(c.account.as_str())
+                    .bind(c.first_at)
+                    .bind(c.open.map(|o| o.0))
+                    .bind(c.open.map(|o| o.1))
+                    .bind(c.closed_micros)
+                    .bind(i64::from(c.exact));
+            }
+            q.execute(&mut **self.0).await?;
+        }
+        Ok(())
+    }
+
+    async fn add_container_days(
+        &mut self,
+        rows: &[(ContainerDayKey, ContainerDayDelta)],
+    ) -> Result<()> {
+        for chunk in rows.chunks(ROWS_PER_STATEMENT / 2) {
+            let sql = format!(
+                "insert into container_days (account, day, shard, containers, execution_seconds, \
+                 short_containers, short_seconds) values {} {}",
+                placeholders(chunk.len(), 7),
+                super::sql::CONTAINER_DAYS_ADD
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for ((account, day), d) in chunk {
+                q = q
+                    .bind(account.as_str())
+                    .bind(*day)
+                    .bind(0i64) // one writer: one shard
+                    .bind(d.containers)
+                    .bind(d.execution_seconds)
+                    .bind(d.short_containers)
+                    .bind(d.short_seconds);
+            }
+            q.execute(&mut **self.0).await?;
+        }
+        Ok(())
+    }
+
     async fn quarantine(&mut self, r: &NewRejection, now: Micros) -> Result<i64> {
         let id = bind_rejection!(sqlx::query(QUARANTINE_SQL), r, now)
             .fetch_one(&mut **self.0)
@@ -360,7 +432,21 @@ impl Store for SqliteStore {
         to: Micros,
         max_seq: i64,
     ) -> Result<Vec<ContainerRecord>> {
-        self.shared_container_records(from, to, max_seq).await
+        self.shared_container_records(super::sql::CONTAINER_RECORDS, from, to, max_seq)
+            .await
+    }
+
+    async fn container_days(&self, from_day: i64, to_day: i64) -> Result<Vec<ContainerDayRow>> {
+        self.shared_container_days(from_day, to_day).await
+    }
+
+    async fn inexact_container_records(
+        &self,
+        from: Micros,
+        to: Micros,
+    ) -> Result<Vec<ContainerRecord>> {
+        self.shared_container_records(super::sql::INEXACT_CONTAINER_RECORDS, from, to, i64::MAX)
+            .await
     }
 
     async fn record_counts(

@@ -24,6 +24,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use async_trait::async_trait;
 
+use super::containers::{self, ContainerDayDelta, ContainerDayKey, ContainerState};
 use super::{
     NewRejection, RecordOutcome, Result, RollupKey, RollupRow, WriteBatch, WriteOutcome,
     conflict_error, size_class,
@@ -51,6 +52,15 @@ pub(crate) trait WriteTx: Send {
     /// Add to the usage roll-up (keys sorted, each once).
     /// Rows are `(key, sums, records, newest seq)`.
     async fn add_rollups(&mut self, rows: &[RollupRow]) -> Result<()>;
+    /// Roll-up state of these containers (claimed rows), locked for update.
+    async fn container_states(&mut self, ids: &[&str]) -> Result<BTreeMap<String, ContainerState>>;
+    /// Write back container states (ids sorted, each once).
+    async fn save_container_states(&mut self, states: &[(&str, &ContainerState)]) -> Result<()>;
+    /// Add to the per-account, per-day container sums (keys sorted, each once).
+    async fn add_container_days(
+        &mut self,
+        rows: &[(ContainerDayKey, ContainerDayDelta)],
+    ) -> Result<()>;
     /// Store a rejected line (or count another sighting of the same bytes); return its id.
     async fn quarantine(&mut self, rejection: &NewRejection, now: Micros) -> Result<i64>;
 }
@@ -197,6 +207,7 @@ async fn write_round<T: WriteTx>(
     let mut bodies: Vec<(i64, &str)> = Vec::with_capacity(inserted.len());
     let mut iterations: Vec<(i64, i64, &ExtraIteration)> = Vec::new();
     let mut used_containers: HashSet<&str> = HashSet::new();
+    let mut container_time: Vec<&NewRecord> = Vec::new();
     for &i in &candidates {
         let Some(r) = get(i) else { continue };
         let outcome = if let Some(&seq) = inserted.get(&r.key) {
@@ -206,6 +217,9 @@ async fn write_round<T: WriteTx>(
             }
             if let Some(c) = r.container_id.as_deref() {
                 used_containers.insert(c);
+            }
+            if containers::counts_toward_container(r) {
+                container_time.push(r);
             }
             add_to_rollup(&mut rollup, r, seq);
             RecordOutcome::Recorded
@@ -259,6 +273,35 @@ async fn write_round<T: WriteTx>(
             .map(|(k, (u, n, seq))| (k, u, n, seq))
             .collect();
         tx.add_rollups(&rows).await?;
+    }
+    if !container_time.is_empty() {
+        add_to_container_rollup(tx, &container_time).await?;
+    }
+    Ok(())
+}
+
+/// Fold newly inserted container records into the container roll-up.
+async fn add_to_container_rollup<T: WriteTx>(tx: &mut T, records: &[&NewRecord]) -> Result<()> {
+    let mut ids: Vec<&str> = records
+        .iter()
+        .filter_map(|r| r.container_id.as_deref())
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let mut states = tx.container_states(&ids).await?;
+    let mut deltas: BTreeMap<ContainerDayKey, ContainerDayDelta> = BTreeMap::new();
+    containers::apply(&mut states, records.iter().copied(), &mut deltas);
+    let changed: Vec<(&str, &ContainerState)> = ids
+        .iter()
+        .filter_map(|id| states.get(*id).map(|s| (*id, s)))
+        .collect();
+    tx.save_container_states(&changed).await?;
+    let rows: Vec<(ContainerDayKey, ContainerDayDelta)> = deltas
+        .into_iter()
+        .filter(|(_, d)| *d != ContainerDayDelta::default())
+        .collect();
+    if !rows.is_empty() {
+        tx.add_container_days(&rows).await?;
     }
     Ok(())
 }
