@@ -33,6 +33,8 @@ create table container_days (
 );
 
 create index containers_inexact on containers (first_at) where exact = 0;
+-- The records of those containers, found by id.
+create index records_by_container on records (container_id) where container_id is not null;
 
 -- Backfill from the ledger as it is: the union of each container's intervals
 -- as islands (a new island starts where an interval begins after every
