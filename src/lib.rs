@@ -12,6 +12,7 @@ pub mod auth;
 pub mod billing;
 pub mod cli;
 pub mod dashboard;
+pub mod estimate;
 pub mod finance;
 pub mod http;
 pub mod ingest;

@@ -264,6 +264,24 @@ impl PriceBook {
     }
 
     /// The version in force on `date`, if any.
+    /// A book holding only the version in force on `date`, so every later
+    /// day is priced with it too (estimates price a projection at one date).
+    pub fn pinned_at(&self, date: NaiveDate) -> Option<PriceBook> {
+        self.version_at(date).map(|v| PriceBook {
+            versions: vec![v.clone()],
+        })
+    }
+
+    /// The same book with every version's free container-hours set to
+    /// `hours` (estimates prorate a monthly allowance over part of a month).
+    pub fn with_free_container_hours(&self, hours: Decimal) -> PriceBook {
+        let mut book = self.clone();
+        for v in &mut book.versions {
+            v.free_container_hours = hours;
+        }
+        book
+    }
+
     pub fn version_at(&self, date: NaiveDate) -> Option<&PriceVersion> {
         let i = self.versions.partition_point(|v| v.effective_from <= date);
         i.checked_sub(1).and_then(|i| self.versions.get(i))

@@ -246,7 +246,7 @@ fn charge_container(
 /// Bucket key: the allowance period and its first day.
 type Bucket = (AllowancePeriod, NaiveDate);
 
-fn share_allowance(
+pub(crate) fn share_allowance(
     book: &PriceBook,
     containers: &[ChargedContainers],
 ) -> (Vec<FreeCredit>, Vec<AllowanceUse>) {

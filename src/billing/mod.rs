@@ -253,6 +253,17 @@ pub fn cents(amount: Decimal) -> Decimal {
 const MTOK: Decimal = Decimal::from_parts(1_000_000, 0, 0, false, 0);
 const HOUR_SECONDS: Decimal = Decimal::from_parts(3600, 0, 0, false, 0);
 
+/// Token and web-search quantities to price, as exact decimals.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TokenQuantities {
+    pub input: Decimal,
+    pub output: Decimal,
+    pub cache_write_5m: Decimal,
+    pub cache_write_1h: Decimal,
+    pub cache_read: Decimal,
+    pub web_searches: Decimal,
+}
+
 /// Lines being collected, keyed so that equal charges add up.
 #[derive(Debug, Default)]
 pub struct LineBook {
@@ -292,6 +303,29 @@ impl LineBook {
         g: &UsageGroup,
         count_records: bool,
     ) {
+        let u = &g.usage;
+        let quantities = TokenQuantities {
+            input: Decimal::from(u.input_tokens),
+            output: Decimal::from(u.output_tokens),
+            cache_write_5m: Decimal::from(u.cache_write_5m_tokens),
+            cache_write_1h: Decimal::from(u.cache_write_1h_tokens),
+            cache_read: Decimal::from(u.cache_read_tokens),
+            web_searches: Decimal::from(u.web_search_requests),
+        };
+        self.add_token_quantities(book, thresholds, g, &quantities, count_records);
+    }
+
+    /// Price token quantities with the traits of `g` (model, day, batch,
+    /// fast, US-only, size bucket); `g.usage` is only reported when the
+    /// model has no price. Estimates pass exact fractional quantities here.
+    pub fn add_token_quantities(
+        &mut self,
+        book: &PriceBook,
+        thresholds: &[i64],
+        g: &UsageGroup,
+        q: &TokenQuantities,
+        count_records: bool,
+    ) {
         let model = g.model.as_deref().unwrap_or("(no model)");
         let day = NaiveDate::from_num_days_from_ce_opt(719_163 + i32::try_from(g.day).unwrap_or(0));
         let version = day.and_then(|d| book.version_at(d));
@@ -313,7 +347,7 @@ impl LineBook {
                 price_version: version.label(),
                 unit_price: version.web_search_per_request,
             },
-            Decimal::from(g.usage.web_search_requests),
+            q.web_searches,
         );
         let Some(price) = version.model(model) else {
             let tokens_only = Usage {
@@ -332,25 +366,20 @@ impl LineBook {
         if g.batch {
             factor *= Decimal::ONE - version.batch_discount;
         }
-        let u = &g.usage;
         for (charge, quantity, rate) in [
-            (Charge::InputTokens, u.input_tokens, rates.input),
-            (Charge::OutputTokens, u.output_tokens, rates.output),
+            (Charge::InputTokens, q.input, rates.input),
+            (Charge::OutputTokens, q.output, rates.output),
             (
                 Charge::CacheWrite5mTokens,
-                u.cache_write_5m_tokens,
+                q.cache_write_5m,
                 rates.cache_write_5m,
             ),
             (
                 Charge::CacheWrite1hTokens,
-                u.cache_write_1h_tokens,
+                q.cache_write_1h,
                 rates.cache_write_1h,
             ),
-            (
-                Charge::CacheReadTokens,
-                u.cache_read_tokens,
-                rates.cache_read,
-            ),
+            (Charge::CacheReadTokens, q.cache_read, rates.cache_read),
         ] {
             self.add(
                 LineKey {
@@ -364,7 +393,7 @@ impl LineBook {
                     price_version: version.label(),
                     unit_price: (rate * factor / MTOK).normalize(),
                 },
-                Decimal::from(quantity),
+                quantity,
             );
         }
     }
@@ -376,7 +405,11 @@ impl LineBook {
 
     /// Container hours and free-allowance credits of the accounts the filter
     /// keeps, in whole seconds until [`LineBook::finish`].
-    fn add_containers_where(&mut self, bill: &ContainerBill, keep: impl Fn(&str) -> bool) {
+    pub(crate) fn add_containers_where(
+        &mut self,
+        bill: &ContainerBill,
+        keep: impl Fn(&str) -> bool,
+    ) {
         let parts = bill
             .containers
             .iter()
@@ -956,7 +989,7 @@ pub async fn finalize(
         .map_err(BillingError::from)?)
 }
 
-fn assemble(
+pub(crate) fn assemble(
     account: &str,
     period: Period,
     book: LineBook,

@@ -21,6 +21,7 @@ use crate::pricing::PriceBook;
 use crate::record::{Defaults, Origin, to_micros};
 use crate::store::{self, RecordOutcome, Store, WriteBatch, WriteOutcome};
 
+mod estimate;
 mod finance;
 
 #[derive(Debug, Parser)]
@@ -70,6 +71,9 @@ pub enum Command {
     Export(finance::ExportArgs),
     /// Compare tally with a cost report exported from Anthropic's Admin API.
     Reconcile(finance::ReconcileArgs),
+    /// Project the cost of a workload before deploying it, compare models,
+    /// or reprice recorded usage on another model.
+    Estimate(estimate::EstimateArgs),
     /// Write synthetic usage records (NDJSON) for benchmarks and trials.
     #[command(hide = true)]
     GenUsage(GenArgs),
@@ -241,6 +245,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Budget(cmd) => finance::budget_cmd(&cli.database, cmd).await,
         Command::Export(args) => finance::export(&cli.database, args).await,
         Command::Reconcile(args) => finance::reconcile_cmd(&cli.database, args).await,
+        Command::Estimate(args) => estimate::estimate_cmd(&cli.database, args).await,
         Command::GenUsage(args) => {
             let out: Box<dyn Write> = match &args.out {
                 Some(p) => Box::new(

@@ -99,7 +99,13 @@ pub fn document() -> Value {
                 json!([query_param("starting_at", "RFC 3339", true), query_param("ending_at", "RFC 3339", false), query_param("bucket_width", "1d", false),
                        query_param("group_by[]", "account | description | model | workspace_id (repeatable)", false), query_param("limit", "buckets per page, 1-31 (default 7)", false), query_param("page", "next_page of the previous answer", false)]),
                 content("application/json", "daily buckets"), &std_err)},
-            "/v1/exports/focus": {"get": op("FinOps FOCUS cost-and-usage CSV of a period", json!([q_period]), content("text/csv", "FOCUS rows"), &std_err)}
+            "/v1/exports/focus": {"get": op("FinOps FOCUS cost-and-usage CSV of a period", json!([q_period]), content("text/csv", "FOCUS rows"), &std_err)},
+            "/v1/estimate": {"post": {
+                "summary": "Project a workload's cost before deploying it (the workload document of SPEC 8 as JSON)",
+                "parameters": [query_param("at", "YYYY-MM-DD: price with the version in force then (default today)", false), query_param("compare_models", "comma-separated models: the same workloads on each, side by side", false)],
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["workload"], "properties": {"days": {"type": "integer", "default": 30}, "workload": {"type": "array", "items": {"type": "object", "required": ["name", "model", "requests_per_day"]}}}}}}},
+                "responses": op("", json!([]), content("application/json", "the estimate (or the comparison)"), &["400", "401", "503"])["responses"].clone()
+            }}
         }
     })
 }

@@ -1,0 +1,116 @@
+//! `tally estimate`: project a workload's cost, compare models, or reprice
+//! recorded usage (SPEC 8).
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, anyhow};
+use clap::{Args, ValueEnum};
+use rust_decimal::Decimal;
+
+use super::open_store;
+use crate::billing::{self, Period};
+use crate::estimate::{self, WorkloadFile, parse_day, text};
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum EstimateFormat {
+    Json,
+    Text,
+}
+
+#[derive(Debug, Args)]
+pub struct EstimateArgs {
+    /// Workload file, TOML or JSON (`-` reads standard input).
+    #[arg(long, required_unless_present = "reprice")]
+    pub workload: Option<PathBuf>,
+    /// Price with the version in force on this date (YYYY-MM-DD; default: today, UTC).
+    #[arg(long)]
+    pub at: Option<String>,
+    #[arg(long, value_enum, default_value = "json")]
+    pub format: EstimateFormat,
+    /// The same workloads on each of these models, side by side (comma-separated).
+    #[arg(long, value_delimiter = ',', conflicts_with = "reprice")]
+    pub compare_models: Vec<String>,
+    /// Reprice an account's recorded usage of a period on --model instead.
+    #[arg(long, requires_all = ["account", "period", "model"], conflicts_with_all = ["workload", "at"])]
+    pub reprice: bool,
+    #[arg(long, requires = "reprice")]
+    pub account: Option<String>,
+    /// Period to reprice (YYYY-MM).
+    #[arg(long, requires = "reprice")]
+    pub period: Option<String>,
+    /// Model to reprice on.
+    #[arg(long, requires = "reprice")]
+    pub model: Option<String>,
+    /// Volume factor for --reprice (e.g. 2.5).
+    #[arg(
+        long,
+        default_value = "1",
+        requires = "reprice",
+        allow_hyphen_values = true
+    )]
+    pub scale: String,
+}
+
+fn read_workload(path: &PathBuf) -> Result<String> {
+    if path.as_os_str() == "-" {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("reading the workload from standard input")?;
+        return Ok(text);
+    }
+    std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+}
+
+fn print<T: serde::Serialize>(value: &T, format: EstimateFormat, as_text: impl Fn(&T) -> String) {
+    match format {
+        EstimateFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(value).unwrap_or_else(|_| "{}".into())
+        ),
+        EstimateFormat::Text => print!("{}", as_text(value)),
+    }
+}
+
+pub async fn estimate_cmd(database: &str, args: EstimateArgs) -> Result<ExitCode> {
+    let store = open_store(database).await?;
+    let book = billing::current_book(store.as_ref()).await?;
+    if args.reprice {
+        let (Some(account), Some(period), Some(model)) = (&args.account, &args.period, &args.model)
+        else {
+            return Err(anyhow!("--reprice needs --account, --period and --model"));
+        };
+        let period = Period::parse(period).map_err(|m| anyhow!("--period: {m}"))?;
+        let scale: Decimal = args
+            .scale
+            .trim()
+            .parse()
+            .map_err(|_| anyhow!("--scale: {:?} is not a number", args.scale))?;
+        let e = estimate::reprice(store.as_ref(), &book, account, period, model, scale)
+            .await
+            .map_err(|e| anyhow!("{e}"))?;
+        print(&e, args.format, text::estimate);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let path = args
+        .workload
+        .as_ref()
+        .ok_or_else(|| anyhow!("--workload FILE is required"))?;
+    let at = match &args.at {
+        Some(s) => parse_day(s).map_err(|m| anyhow!("--at: {m}"))?,
+        None => chrono::Utc::now().date_naive(),
+    };
+    let name = path.display();
+    let file = WorkloadFile::parse(&read_workload(path)?).map_err(|e| anyhow!("{name}: {e}"))?;
+    if args.compare_models.is_empty() {
+        let e = estimate::estimate(&book, at, &file).map_err(|e| anyhow!("{name}: {e}"))?;
+        print(&e, args.format, text::estimate);
+    } else {
+        let c = estimate::compare_models(&book, at, &file, &args.compare_models)
+            .map_err(|e| anyhow!("{name}: {e}"))?;
+        print(&c, args.format, text::comparison);
+    }
+    Ok(ExitCode::SUCCESS)
+}

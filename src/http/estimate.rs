@@ -1,0 +1,61 @@
+//! `POST /v1/estimate`: the workload document as JSON (SPEC 8), priced with
+//! the book in force on `?at=` (default today); `?compare_models=a,b` puts
+//! the same workloads on each model. It reads only the price book, so any
+//! caller may ask.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::response::{IntoResponse, Response};
+use chrono::Utc;
+use serde::Deserialize;
+
+use super::{ApiError, AppState};
+use crate::estimate::{self, WorkloadError, WorkloadFile};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EstimateQuery {
+    at: Option<String>,
+    compare_models: Option<String>,
+}
+
+fn invalid(e: WorkloadError) -> ApiError {
+    ApiError::BadRequest(e.to_string())
+}
+
+pub async fn post_estimate(
+    State(state): State<AppState>,
+    Query(q): Query<EstimateQuery>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let at = match q.at.as_deref() {
+        Some(s) => estimate::parse_day(s).map_err(|m| ApiError::BadRequest(format!("at: {m}")))?,
+        None => Utc::now().date_naive(),
+    };
+    let text = std::str::from_utf8(&body)
+        .map_err(|e| ApiError::BadRequest(format!("body is not UTF-8: {e}")))?;
+    if !text.trim_start().starts_with('{') {
+        return Err(ApiError::BadRequest(
+            "the body must be the workload document as a JSON object".into(),
+        ));
+    }
+    let file = WorkloadFile::parse(text).map_err(invalid)?;
+    let (_, book) = state
+        .finance
+        .book(state.ledger.store().as_ref())
+        .await
+        .map_err(|e| ApiError::Storage(e.to_string()))?;
+    match q.compare_models.as_deref() {
+        None => Ok(Json(estimate::estimate(&book, at, &file).map_err(invalid)?).into_response()),
+        Some(list) => {
+            let models: Vec<String> = list
+                .split(',')
+                .map(|m| m.trim().to_owned())
+                .filter(|m| !m.is_empty())
+                .collect();
+            let c = estimate::compare_models(&book, at, &file, &models).map_err(invalid)?;
+            Ok(Json(c).into_response())
+        }
+    }
+}
