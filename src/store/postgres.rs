@@ -159,18 +159,6 @@ impl WriteTx for Tx<'_> {
             .collect()
     }
 
-    async fn container_owners(&mut self, ids: &[&str]) -> Result<HashMap<String, String>> {
-        let rows = sqlx::query(
-            "select container_id, account from containers where container_id = any($1)",
-        )
-        .bind(ids)
-        .fetch_all(&mut **self.0)
-        .await?;
-        rows.iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
-            .collect()
-    }
-
     async fn release_containers(&mut self, ids: &[&str]) -> Result<()> {
         sqlx::query("delete from containers where container_id = any($1)")
             .bind(ids)

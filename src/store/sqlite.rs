@@ -104,24 +104,6 @@ impl WriteTx for Tx<'_> {
         Ok(claimed)
     }
 
-    async fn container_owners(&mut self, ids: &[&str]) -> Result<HashMap<String, String>> {
-        let mut owners = HashMap::with_capacity(ids.len());
-        for chunk in ids.chunks(ROWS_PER_STATEMENT) {
-            let sql = format!(
-                "select container_id, account from containers where container_id in ({})",
-                vec!["?"; chunk.len()].join(",")
-            );
-            let mut q = sqlx::query(AssertSqlSafe(sql));
-            for c in chunk {
-                q = q.bind(*c);
-            }
-            for row in q.fetch_all(&mut **self.0).await? {
-                owners.insert(row.try_get(0)?, row.try_get(1)?);
-            }
-        }
-        Ok(owners)
-    }
-
     async fn release_containers(&mut self, ids: &[&str]) -> Result<()> {
         for c in ids {
             sqlx::query("delete from containers where container_id = ?")

@@ -7,7 +7,7 @@
 //!    against the database *including* the rounds before it, so an in-batch
 //!    repeat is judged exactly like a repeat across batches.
 //! 2. Per round: claim the containers the round names (`on conflict do
-//!    nothing`), then read their owners; a record whose container belongs to
+//!    nothing`), then read their owners (and roll-up state); a record whose container belongs to
 //!    another account is a conflict.
 //! 3. Insert the rest with `on conflict (record_key) do nothing`. A key that
 //!    was not inserted already exists: same account and same content hash is a
@@ -36,8 +36,6 @@ use crate::record::{ExtraIteration, Micros, NewRecord, RecordKind, Usage};
 pub(crate) trait WriteTx: Send {
     /// Insert `(container_id, account)` claims, skipping taken ids; return the ids newly claimed.
     async fn claim_containers(&mut self, claims: &[(&str, &str)]) -> Result<Vec<String>>;
-    /// Owner account of each of these containers.
-    async fn container_owners(&mut self, ids: &[&str]) -> Result<HashMap<String, String>>;
     async fn release_containers(&mut self, ids: &[&str]) -> Result<()>;
     /// Insert records, skipping existing keys; return `(key, seq)` of those inserted.
     async fn insert_records(
@@ -167,16 +165,22 @@ async fn write_round<T: WriteTx>(
         tx.claim_containers(&claims).await?.into_iter().collect()
     };
     let ids: Vec<&str> = proposed.keys().copied().collect();
-    let owners = if ids.is_empty() {
-        HashMap::new()
+    // The claimed rows, owner and roll-up state (locked until commit on
+    // PostgreSQL): read once for the ownership check and the roll-up.
+    let mut states = if ids.is_empty() {
+        BTreeMap::new()
     } else {
-        tx.container_owners(&ids).await?
+        tx.container_states(&ids).await?
     };
 
     let mut candidates: Vec<usize> = Vec::with_capacity(round.len());
     for &i in round {
         let Some(r) = get(i) else { continue };
-        match r.container_id.as_deref().and_then(|c| owners.get(c).map(|o| (c, o))) {
+        match r
+            .container_id
+            .as_deref()
+            .and_then(|c| states.get(c).map(|s| (c, &s.account)))
+        {
             Some((c, owner)) if owner != &r.account => conflicts.push((
                 i,
                 format!("container {c} already belongs to account {owner:?}; a container cannot be billed to two accounts"),
@@ -275,22 +279,26 @@ async fn write_round<T: WriteTx>(
         tx.add_rollups(&rows).await?;
     }
     if !container_time.is_empty() {
-        add_to_container_rollup(tx, &container_time).await?;
+        add_to_container_rollup(tx, &mut states, &container_time).await?;
     }
     Ok(())
 }
 
-/// Fold newly inserted container records into the container roll-up.
-async fn add_to_container_rollup<T: WriteTx>(tx: &mut T, records: &[&NewRecord]) -> Result<()> {
+/// Fold newly inserted container records into the container roll-up;
+/// `states` holds (at least) the state of each of their containers.
+async fn add_to_container_rollup<T: WriteTx>(
+    tx: &mut T,
+    states: &mut BTreeMap<String, ContainerState>,
+    records: &[&NewRecord],
+) -> Result<()> {
     let mut ids: Vec<&str> = records
         .iter()
         .filter_map(|r| r.container_id.as_deref())
         .collect();
     ids.sort_unstable();
     ids.dedup();
-    let mut states = tx.container_states(&ids).await?;
     let mut deltas: BTreeMap<ContainerDayKey, ContainerDayDelta> = BTreeMap::new();
-    containers::apply(&mut states, records.iter().copied(), &mut deltas);
+    containers::apply(states, records.iter().copied(), &mut deltas);
     let changed: Vec<(&str, &ContainerState)> = ids
         .iter()
         .filter_map(|id| states.get(*id).map(|s| (*id, s)))
