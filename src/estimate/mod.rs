@@ -33,6 +33,10 @@ pub use workload::{Workload, WorkloadError, WorkloadFile};
 /// Most workloads in one document (each is simulated day by day).
 pub const MAX_WORKLOADS: usize = 100;
 
+/// Most container seconds a workload may bill per day, so that sums over
+/// every day and workload stay far inside an i64.
+const MAX_SECONDS_PER_DAY: i64 = 1_000_000_000_000;
+
 /// The estimate document of SPEC 8.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Estimate {
@@ -245,7 +249,7 @@ fn workload_part(
         + w.requests_per_day * w.files_preloaded_share * minimum)
         .ceil()
         .to_i64()
-        .filter(|s| *s < i64::MAX / 4000)
+        .filter(|s| *s <= MAX_SECONDS_PER_DAY)
         .ok_or_else(|| {
             WorkloadError::invalid(
                 field("requests_per_day"),
@@ -488,18 +492,19 @@ pub async fn reprice(
         }
     }
     let bill = container_bill(store, book, period, i64::MAX, true).await?;
-    let container_days: Vec<(NaiveDate, i64)> = bill
-        .containers
-        .iter()
-        .filter(|c| c.account == account)
-        .filter_map(|c| {
-            (Decimal::from(c.billed_seconds) * scale)
-                .ceil()
-                .to_i64()
-                .map(|s| (c.day, s))
-        })
-        .filter(|(_, s)| *s > 0)
-        .collect();
+    let mut container_days: Vec<(NaiveDate, i64)> = Vec::new();
+    for c in bill.containers.iter().filter(|c| c.account == account) {
+        let seconds = (Decimal::from(c.billed_seconds) * scale)
+            .ceil()
+            .to_i64()
+            .filter(|s| *s <= MAX_SECONDS_PER_DAY)
+            .ok_or_else(|| {
+                WorkloadError::invalid("--scale", "container time per day would be too large")
+            })?;
+        if seconds > 0 {
+            container_days.push((c.day, seconds));
+        }
+    }
     if !container_days.is_empty() {
         parts.push(Part {
             name: "code execution containers".into(),
@@ -525,5 +530,46 @@ pub enum RepriceError {
 impl From<crate::store::StoreError> for RepriceError {
     fn from(e: crate::store::StoreError) -> Self {
         RepriceError::Billing(e.into())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// The largest document the limits allow is priced without overflow.
+    #[test]
+    fn the_largest_workloads_do_not_overflow() {
+        let big = Decimal::from(1_000_000_000);
+        let w = Workload {
+            name: "big".into(),
+            model: "claude-opus-4-20250514".into(),
+            requests_per_day: big,
+            input_tokens: big,
+            output_tokens: big,
+            cache_write_5m_tokens: big,
+            cache_write_1h_tokens: big,
+            cache_read_tokens: big,
+            web_searches: big,
+            batch_share: Decimal::new(5, 1),
+            code_execution_share: Decimal::new(1, 3),
+            container_minutes: Decimal::from(16_000),
+            files_preloaded_share: Decimal::ZERO,
+        };
+        let file = WorkloadFile {
+            days: workload::MAX_DAYS,
+            workload: vec![w; MAX_WORKLOADS],
+        };
+        let day = NaiveDate::from_ymd_opt(2025, 6, 15).unwrap();
+        let e = estimate(&PriceBook::shipped(), day, &file).unwrap();
+        assert!(e.total > Decimal::ZERO);
+        // Past the container-time limit: an error, not a panic.
+        let mut over = file.clone();
+        over.workload.truncate(1);
+        over.workload[0].code_execution_share = Decimal::ONE;
+        over.workload[0].container_minutes = big;
+        let err = estimate(&PriceBook::shipped(), day, &over).unwrap_err();
+        assert_eq!(err.field(), Some("workload[0].requests_per_day"));
     }
 }

@@ -85,7 +85,7 @@ pub const MAX_DAYS: i64 = 3660;
 
 /// Upper bound for any per-request average or daily count: far above real
 /// traffic, low enough that products of them never overflow a Decimal.
-const MAX_COUNT: i64 = 1_000_000_000_000;
+const MAX_COUNT: i64 = 1_000_000_000;
 
 impl WorkloadFile {
     /// Parse TOML, or JSON when the text starts with `{`.
