@@ -263,12 +263,16 @@ impl PriceBook {
         &self.versions
     }
 
-    /// The version in force on `date`, if any.
-    /// A book holding only the version in force on `date`, so every later
-    /// day is priced with it too (estimates price a projection at one date).
+    /// A book holding only the version in force on `date`, in force on
+    /// every day (estimates price a whole projection at one date; a monthly
+    /// allowance looked up on the 1st finds it too). Its lines carry the
+    /// earliest date as version label: callers report the original label.
     pub fn pinned_at(&self, date: NaiveDate) -> Option<PriceBook> {
         self.version_at(date).map(|v| PriceBook {
-            versions: vec![v.clone()],
+            versions: vec![PriceVersion {
+                effective_from: NaiveDate::MIN,
+                ..v.clone()
+            }],
         })
     }
 
@@ -282,6 +286,7 @@ impl PriceBook {
         book
     }
 
+    /// The version in force on `date`, if any.
     pub fn version_at(&self, date: NaiveDate) -> Option<&PriceVersion> {
         let i = self.versions.partition_point(|v| v.effective_from <= date);
         i.checked_sub(1).and_then(|i| self.versions.get(i))

@@ -590,11 +590,12 @@ mod upgrades {
 /// Container lines of account `acme` in March 2026: `(id, container, started
 /// seconds, recorded seconds, web tools)`, seconds after 2026-03-02T00:00Z;
 /// `None` start = files preloaded, no tool run.
-const CONTAINER_LINES: [(&str, &str, Option<i64>, i64, bool); 7] = [
-    // c-a, in order: [0, 100] ∪ [50, 200] ∪ [1000, 1400] = 600 s.
+const CONTAINER_LINES: [(&str, &str, Option<i64>, i64, bool); 8] = [
+    // c-a, in order: [0, 100] ∪ [50, 200] ∪ [1000, 1400] (twice) = 600 s.
     ("m-a1", "c-a", Some(0), 100, false),
     ("m-a2", "c-a", Some(50), 200, false),
     ("m-a3", "c-a", Some(1000), 1400, false),
+    ("m-a4", "c-a", Some(1000), 1400, false),
     // c-b, out of order: [1000, 1100] then [0, 50] = 150 s, billed 300 s.
     ("m-b1", "c-b", Some(1000), 1100, false),
     ("m-b2", "c-b", Some(0), 50, false),

@@ -38,11 +38,12 @@ create index records_by_container on records (container_id) where container_id i
 
 -- Backfill from the ledger as it is: the union of each container's intervals
 -- as islands (a new island starts where an interval begins after every
--- earlier one ended), the last island left open.
+-- earlier one ended), the last island left open. Both windows order rows
+-- the same way (seq breaks ties), so each row's island is the one it opened.
 create table container_backfill as
 with iv as (
-    select container_id, started_at as s, recorded_at as e,
-           max(recorded_at) over (partition by container_id order by started_at, recorded_at
+    select container_id, seq, started_at as s, recorded_at as e,
+           max(recorded_at) over (partition by container_id order by started_at, recorded_at, seq
                                   rows between unbounded preceding and 1 preceding) as prev_end
     from records
     where container_id is not null and kind = 'message' and (uses_code_execution or files_preloaded)
@@ -50,7 +51,8 @@ with iv as (
 ), marked as (
     select container_id, s, e,
            sum(case when prev_end is null or s > prev_end then 1 else 0 end)
-               over (partition by container_id order by s, e rows between unbounded preceding and current row) as island
+               over (partition by container_id order by s, e, seq
+                     rows between unbounded preceding and current row) as island
     from iv
 ), islands as (
     select container_id, island, min(s) as s, max(e) as e from marked group by container_id, island

@@ -33,6 +33,9 @@ pub use workload::{Workload, WorkloadError, WorkloadFile};
 /// Most workloads in one document (each is simulated day by day).
 pub const MAX_WORKLOADS: usize = 100;
 
+/// Most models in one comparison.
+pub const MAX_COMPARED: usize = 10;
+
 /// Most container seconds a workload may bill per day, so that sums over
 /// every day and workload stay far inside an i64.
 const MAX_SECONDS_PER_DAY: i64 = 1_000_000_000_000;
@@ -125,15 +128,27 @@ pub fn estimate(
             ),
         ));
     }
-    let pinned = book.pinned_at(at).ok_or_else(|| {
-        WorkloadError::invalid("at", format!("no price-book version is in force on {at}"))
-    })?;
+    let (Some(version), Some(pinned)) = (book.version_at(at), book.pinned_at(at)) else {
+        return Err(WorkloadError::invalid(
+            "at",
+            format!("no price-book version is in force on {at}"),
+        ));
+    };
+    let label = version.label();
     let thresholds = pinned.thresholds();
     let mut parts = Vec::with_capacity(file.workload.len());
     for (i, w) in file.workload.iter().enumerate() {
-        parts.push(workload_part(&pinned, &thresholds, at, file.days, w, i)?);
+        parts.push(workload_part(
+            &pinned,
+            &label,
+            &thresholds,
+            at,
+            file.days,
+            w,
+            i,
+        )?);
     }
-    price(&pinned, at, file.days, parts)
+    price(&pinned, label, at, file.days, parts)
 }
 
 /// The same document on each of `models` (every workload moved to it).
@@ -143,10 +158,10 @@ pub fn compare_models(
     file: &WorkloadFile,
     models: &[String],
 ) -> Result<Comparison, WorkloadError> {
-    if models.is_empty() {
+    if models.is_empty() || models.len() > MAX_COMPARED {
         return Err(WorkloadError::invalid(
             "--compare-models",
-            "name at least one model",
+            format!("name from 1 to {MAX_COMPARED} models"),
         ));
     }
     let mut out = Vec::with_capacity(models.len());
@@ -191,6 +206,7 @@ fn bucket(thresholds: &[i64], total_input: Decimal) -> i64 {
 
 fn workload_part(
     book: &PriceBook,
+    label: &str,
     thresholds: &[i64],
     at: NaiveDate,
     days: i64,
@@ -205,9 +221,8 @@ fn workload_part(
         return Err(WorkloadError::invalid(
             field("model"),
             format!(
-                "unknown model {:?}: the price-book version {} (in force on {at}) has no price for it",
+                "unknown model {:?}: the price-book version {label} (in force on {at}) has no price for it",
                 w.model,
-                version.label()
             ),
         ));
     }
@@ -244,7 +259,8 @@ fn workload_part(
     // Each code-running request has a container of its own, billed at
     // least the minimum; each files-only container the minimum.
     let minimum = Decimal::from(version.container_minimum_seconds.max(0));
-    let per_code = (w.container_minutes * MINUTE).max(minimum);
+    // Each container's time is rounded up to whole seconds, as on invoices.
+    let per_code = (w.container_minutes * MINUTE).ceil().max(minimum);
     let seconds = (w.requests_per_day * w.code_execution_share * per_code
         + w.requests_per_day * w.files_preloaded_share * minimum)
         .ceil()
@@ -277,6 +293,7 @@ fn projection_days(at: NaiveDate, days: i64) -> impl Iterator<Item = NaiveDate> 
 /// together as one invoice with the free allowance.
 fn price(
     book: &PriceBook,
+    label: String,
     at: NaiveDate,
     days: i64,
     parts: Vec<Part>,
@@ -286,15 +303,16 @@ fn price(
     let version = book
         .version_at(at)
         .ok_or_else(|| WorkloadError::invalid("at", format!("no price-book version on {at}")))?;
-    // Container time as the billing core holds it: per "account" (here the
-    // part's index, names may repeat) and day.
-    let charged = |i: usize, p: &Part| -> Vec<ChargedContainers> {
+    // Container time as the billing core holds it, per account and day:
+    // one account for the allowance (workloads share it, whatever its
+    // scope), and each part alone for its gross figures.
+    let charged = |account: &str, p: &Part| -> Vec<ChargedContainers> {
         p.container_days
             .iter()
             .map(|&(day, seconds)| {
                 let v = book.version_at(day).unwrap_or(version);
                 ChargedContainers {
-                    account: format!("{i:04}"),
+                    account: account.to_owned(),
                     day,
                     containers: 0,
                     execution_seconds: seconds,
@@ -305,11 +323,8 @@ fn price(
             })
             .collect()
     };
-    let all_containers: Vec<ChargedContainers> = parts
-        .iter()
-        .enumerate()
-        .flat_map(|(i, p)| charged(i, p))
-        .collect();
+    let all_containers: Vec<ChargedContainers> =
+        parts.iter().flat_map(|p| charged("all", p)).collect();
     let (credits, allowance) = allowance(book, version, at, days, &all_containers);
     let all = ContainerBill {
         containers: all_containers,
@@ -319,14 +334,14 @@ fn price(
 
     let mut everything = LineBook::default();
     let mut workloads = Vec::with_capacity(parts.len());
-    for (i, p) in parts.iter().enumerate() {
+    for p in &parts {
         let mut own = LineBook::default();
         for (g, q) in &p.tokens {
             own.add_token_quantities(book, &thresholds, g, q, false);
             everything.add_token_quantities(book, &thresholds, g, q, false);
         }
         let gross = ContainerBill {
-            containers: charged(i, p),
+            containers: charged("one", p),
             ..ContainerBill::default()
         };
         own.add_containers_where(&gross, |_| true);
@@ -358,7 +373,7 @@ fn price(
         free_container_hours: (Decimal::from(free) / HOUR).normalize(),
         subtotals: invoice.subtotals,
         total: invoice.total,
-        price_version: version.label(),
+        price_version: label,
         allowance_hours: (Decimal::from(available) / HOUR).normalize(),
     })
 }
@@ -452,20 +467,19 @@ pub async fn reprice(
             .await
             .map_err(BillingError::from)?,
     );
+    let at = period.first_day();
+    let days = (next_month(at) - at).num_days();
+    let version = book.version_at(at);
+    if version.is_some_and(|v| v.model(model).is_none()) {
+        return Err(unknown_model(model, version).into());
+    }
     let mut parts: Vec<Part> = Vec::new();
     for g in groups {
         let original = g.model.clone().unwrap_or_else(|| "(no model)".into());
         let day = NaiveDate::from_num_days_from_ce_opt(719_163 + i32::try_from(g.day).unwrap_or(0));
         let version = day.and_then(|d| book.version_at(d));
         if version.is_some_and(|v| v.model(model).is_none()) {
-            return Err(WorkloadError::invalid(
-                "--model",
-                format!(
-                    "unknown model {model:?}: the price-book version {} has no price for it",
-                    version.map(|v| v.label()).unwrap_or_default()
-                ),
-            )
-            .into());
+            return Err(unknown_model(model, version).into());
         }
         let scaled = |n: i64| Decimal::from(n) * scale;
         let u = &g.usage;
@@ -513,9 +527,18 @@ pub async fn reprice(
             container_days,
         });
     }
-    let at = period.first_day();
-    let days = (next_month(at) - at).num_days();
-    Ok(price(book, at, days, parts)?)
+    let label = version.map(PriceVersion::label).unwrap_or_default();
+    Ok(price(book, label, at, days, parts)?)
+}
+
+fn unknown_model(model: &str, version: Option<&PriceVersion>) -> WorkloadError {
+    WorkloadError::invalid(
+        "--model",
+        format!(
+            "unknown model {model:?}: the price-book version {} has no price for it",
+            version.map(PriceVersion::label).unwrap_or_default()
+        ),
+    )
 }
 
 /// Why a repricing failed: a bad argument, or the ledger could not be read.
@@ -537,6 +560,65 @@ impl From<crate::store::StoreError> for RepriceError {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    fn one(text: &str, at: &str, book: &PriceBook) -> Estimate {
+        let file = WorkloadFile::parse(text).unwrap();
+        estimate(
+            book,
+            NaiveDate::parse_from_str(at, "%Y-%m-%d").unwrap(),
+            &file,
+        )
+        .unwrap()
+    }
+
+    const CODE: &str = r#"
+days = 1
+[[workload]]
+name = "a"
+model = "claude-sonnet-4-20250514"
+requests_per_day = 100
+code_execution_share = 1
+container_minutes = 60
+[[workload]]
+name = "b"
+model = "claude-sonnet-4-20250514"
+requests_per_day = 100
+code_execution_share = 1
+container_minutes = 60
+"#;
+
+    /// A version that takes effect on the 30th still brings its monthly
+    /// allowance (1,550 h prorated to 1 day of 30).
+    #[test]
+    fn a_version_starting_late_in_the_month_keeps_its_allowance() {
+        let e = one(CODE, "2026-06-30", &PriceBook::shipped());
+        assert_eq!(e.price_version, "2026-06-30");
+        assert_eq!(e.free_container_hours.round_dp(2).to_string(), "51.67");
+    }
+
+    /// Workloads share one allowance, whatever its scope: two workloads of
+    /// 100 h a day under a 50 h daily allowance given per account get 50 h.
+    #[test]
+    fn workloads_share_the_allowance_even_with_account_scope() {
+        let text = crate::pricing::SHIPPED.replace(
+            "free_allowance_scope = \"organization\"",
+            "free_allowance_scope = \"account\"",
+        );
+        assert_ne!(text, crate::pricing::SHIPPED);
+        let book = PriceBook::parse(&text).unwrap();
+        let e = one(CODE, "2025-06-15", &book);
+        assert_eq!(e.free_container_hours, Decimal::from(50));
+    }
+
+    /// Each container's time is rounded up to a whole second before the
+    /// day is summed: 10 runs of 5.01 minutes (300.6 s) bill 10 × 301 s.
+    #[test]
+    fn container_time_rounds_per_container() {
+        let text = "days = 1\n[[workload]]\nname = \"x\"\nmodel = \"claude-sonnet-4-20250514\"\n\
+                    requests_per_day = 10\ncode_execution_share = 1\ncontainer_minutes = 5.01\n";
+        let e = one(text, "2025-06-15", &PriceBook::shipped());
+        assert_eq!(e.workloads[0].container_hours * HOUR, Decimal::from(3010));
+    }
 
     /// The largest document the limits allow is priced without overflow.
     #[test]

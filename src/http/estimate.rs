@@ -46,16 +46,20 @@ pub async fn post_estimate(
         .book(state.ledger.store().as_ref())
         .await
         .map_err(|e| ApiError::Storage(e.to_string()))?;
-    match q.compare_models.as_deref() {
-        None => Ok(Json(estimate::estimate(&book, at, &file).map_err(invalid)?).into_response()),
-        Some(list) => {
-            let models: Vec<String> = list
-                .split(',')
-                .map(|m| m.trim().to_owned())
-                .filter(|m| !m.is_empty())
-                .collect();
-            let c = estimate::compare_models(&book, at, &file, &models).map_err(invalid)?;
-            Ok(Json(c).into_response())
+    let models: Option<Vec<String>> = q.compare_models.as_deref().map(|list| {
+        list.split(',')
+            .map(|m| m.trim().to_owned())
+            .filter(|m| !m.is_empty())
+            .collect()
+    });
+    // A large document is simulated day by day: off the async workers.
+    let answer = tokio::task::spawn_blocking(move || match models {
+        None => estimate::estimate(&book, at, &file).map(|e| Json(e).into_response()),
+        Some(models) => {
+            estimate::compare_models(&book, at, &file, &models).map(|c| Json(c).into_response())
         }
-    }
+    })
+    .await
+    .map_err(|e| ApiError::Storage(format!("estimate task failed: {e}")))?;
+    answer.map_err(invalid)
 }
