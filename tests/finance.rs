@@ -862,43 +862,19 @@ async fn finalized_months_stay_as_billed(backend: Backend) {
     )
     .await;
     assert_eq!(sum_by_account(&pages)["team-01"], march);
-    let page = client
-        .get(server.url("/?period=2026-03"))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = server.get_text("/?period=2026-03", ADMIN).await;
     assert!(
         page.contains("recorded after invoice INV-2026-03-"),
         "late-usage warning"
     );
-    let page = client
-        .get(server.url("/?period=2026-04"))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = server.get_text("/?period=2026-04", ADMIN).await;
     assert!(
         page.contains("adjustment for 2026-03"),
         "adjustment shown on April"
     );
     // Without ?period the dashboard shows the current month.
     let now = chrono::Utc::now().format("%Y-%m").to_string();
-    let page = client
-        .get(server.url("/"))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = server.get_text("/", ADMIN).await;
     assert!(
         page.contains(&format!("Total {now}")),
         "current month by default"

@@ -117,6 +117,19 @@ pub struct TestServer {
 }
 
 impl TestServer {
+    /// GET `path` with a bearer key: the body as text, whatever the status.
+    pub async fn get_text(&self, path: &str, key: &str) -> String {
+        reqwest::Client::new()
+            .get(self.url(path))
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     pub async fn start(db: &TestDb, config: ServeConfig) -> TestServer {
         let store = db.store().await;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
