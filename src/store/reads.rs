@@ -237,20 +237,20 @@ macro_rules! shared_reads {
                     })
                     .collect()
             }
-            /// `sql` selects container records (see [`super::sql::CONTAINER_RECORDS`]).
+            /// `sql` selects container records (see [`super::sql::CONTAINER_RECORDS`]);
+            /// `max_seq` is bound as `$3` when the query has it.
             pub(super) async fn shared_container_records(
                 &self,
                 sql: &'static str,
                 from: Micros,
                 to: Micros,
-                max_seq: i64,
+                max_seq: Option<i64>,
             ) -> Result<Vec<ContainerRecord>> {
-                let rows = sqlx::query(sql)
-                    .bind(from)
-                    .bind(to)
-                    .bind(max_seq)
-                    .fetch_all(&self.pool)
-                    .await?;
+                let mut query = sqlx::query(sql).bind(from).bind(to);
+                if let Some(seq) = max_seq {
+                    query = query.bind(seq);
+                }
+                let rows = query.fetch_all(&self.pool).await?;
                 let mut records = rows
                     .iter()
                     .map(|r| {
@@ -376,6 +376,13 @@ macro_rules! shared_reads {
                 rows.iter()
                     .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
                     .collect()
+            }
+            pub(super) async fn shared_finalized_count(&self) -> Result<i64> {
+                use sqlx::Row as _;
+                let row = sqlx::query("select cast(count(*) as bigint) from invoices")
+                    .fetch_one(&self.pool)
+                    .await?;
+                Ok(row.try_get(0)?)
             }
             pub(super) async fn shared_finalized_invoice(
                 &self,

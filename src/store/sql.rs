@@ -227,12 +227,13 @@ macro_rules! container_state_from_row {
 pub(super) use container_state_from_row;
 
 /// Records of inexact roll-up containers first used in `[$1, $2)`, same columns.
-/// `cross join` keeps SQLite from scanning records first.
+/// `cross join` keeps SQLite from scanning records first; no bound on `seq`
+/// (PostgreSQL without statistics would scan its whole index per container).
 pub(super) const INEXACT_CONTAINER_RECORDS: &str = "select r.container_id, r.account, r.recorded_at, r.started_at, \
     cast(case when r.web_tools_20260209 then 1 else 0 end as bigint) as web_tools \
     from containers c cross join records r \
     where c.exact = 0 and c.first_at >= $1 and c.first_at < $2 \
-    and r.container_id is not null and r.container_id = c.container_id and r.seq <= $3 \
+    and r.container_id is not null and r.container_id = c.container_id \
     and r.kind = 'message' and (r.uses_code_execution or r.files_preloaded)";
 
 /// The container roll-up's day sums in `[$1, $2)` (day numbers), shards summed.

@@ -414,7 +414,7 @@ impl Store for SqliteStore {
         to: Micros,
         max_seq: i64,
     ) -> Result<Vec<ContainerRecord>> {
-        self.shared_container_records(super::sql::CONTAINER_RECORDS, from, to, max_seq)
+        self.shared_container_records(super::sql::CONTAINER_RECORDS, from, to, Some(max_seq))
             .await
     }
 
@@ -427,7 +427,7 @@ impl Store for SqliteStore {
         from: Micros,
         to: Micros,
     ) -> Result<Vec<ContainerRecord>> {
-        self.shared_container_records(super::sql::INEXACT_CONTAINER_RECORDS, from, to, i64::MAX)
+        self.shared_container_records(super::sql::INEXACT_CONTAINER_RECORDS, from, to, None)
             .await
     }
 
@@ -503,6 +503,10 @@ impl Store for SqliteStore {
 
     async fn finalized_in_period(&self, period: &str) -> Result<Vec<(String, String, i64)>> {
         self.shared_finalized_in_period(period).await
+    }
+
+    async fn finalized_count(&self) -> Result<i64> {
+        self.shared_finalized_count().await
     }
 
     async fn finalized_invoice(
