@@ -881,7 +881,36 @@ async fn finalized_months_stay_as_billed(backend: Backend) {
     );
 }
 
+/// The server's cached figures of a period are reused while nothing changes,
+/// even for an hour, and recomputed as soon as any invoice is finalized (an
+/// earlier period's finalization can move adjustments into this one).
+async fn cached_figures_follow_every_finalization(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    let lines = [
+        priced_record("acme", "msg_cache_1", "2026-01-10T10:00:00Z"),
+        priced_record("acme", "msg_cache_2", "2026-03-10T10:00:00Z"),
+    ];
+    ingest_lines(&db, &lines);
+    let finance = tally::finance::Finance::new(std::time::Duration::from_secs(3600));
+    let march = tally::billing::Period::parse("2026-03").unwrap();
+    let first = finance.costs(store.as_ref(), march).await.unwrap();
+    let again = finance.costs(store.as_ref(), march).await.unwrap();
+    assert!(Arc::ptr_eq(&first, &again), "nothing changed: reused");
+    let book = tally::pricing::PriceBook::shipped();
+    let january = tally::billing::Period::parse("2026-01").unwrap();
+    tally::billing::finalize(store.as_ref(), &book, "acme", january, false)
+        .await
+        .unwrap();
+    let after = finance.costs(store.as_ref(), march).await.unwrap();
+    assert!(
+        !Arc::ptr_eq(&first, &after),
+        "finalizing January (two periods back) recomputes March"
+    );
+}
+
 on_both_backends!(
+    cached_figures_follow_every_finalization,
     finalized_months_stay_as_billed,
     cost_report_sums_equal_invoices,
     focus_export_sums_equal_invoices,

@@ -31,8 +31,8 @@ pub struct Snapshot {
     pub costs: PeriodCosts,
     pub computed_at: DateTime<Utc>,
     /// What the figures depend on besides time: (newest record, finalized
-    /// invoices of the period, price book id).
-    version: (i64, usize, i64),
+    /// invoices in the ledger, price book id).
+    version: (i64, i64, i64),
     taken: Instant,
 }
 
@@ -78,16 +78,12 @@ impl Finance {
         period: Period,
     ) -> Result<Arc<Snapshot>, BillingError> {
         let (book_id, book) = self.book(store).await?;
-        // Finalizing this period, or the one before (whose late usage then
-        // becomes adjustments here), changes the figures without a new record.
-        let previous = Period::of_day(period.first_day() - chrono::Days::new(1));
+        // Finalizing an invoice (of this period, or of an earlier one whose
+        // late usage becomes adjustments here) changes the figures without
+        // a new record: any finalization anywhere refreshes them.
         let version = (
             store.max_seq().await?,
-            store.finalized_in_period(&period.to_string()).await?.len()
-                + store
-                    .finalized_in_period(&previous.to_string())
-                    .await?
-                    .len(),
+            store.finalized_count().await?,
             book_id,
         );
         // One computation at a time: concurrent requests wait for it and reuse it.

@@ -395,6 +395,9 @@ pub trait Store: Send + Sync + 'static {
     /// Every finalized invoice of a period: (account, number, cutoff seq), by account.
     async fn finalized_in_period(&self, period: &str) -> Result<Vec<(String, String, i64)>>;
 
+    /// How many invoices have been finalized, in every period.
+    async fn finalized_count(&self) -> Result<i64>;
+
     /// A finalized invoice as frozen.
     async fn finalized_invoice(
         &self,
