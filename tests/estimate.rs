@@ -1,5 +1,5 @@
-//! Estimates (SPEC 8), worked by hand, through `tally estimate` and
-//! `POST /v1/estimate`: a code-heavy workload past the free allowance, a
+//! Estimates (SPEC 8), worked by hand, each through both `tally estimate`
+//! and `POST /v1/estimate`: a code-heavy workload past the free allowance, a
 //! files-only workload billed at the minimum, a batch share, long context on
 //! a tiered model; a workload that mirrors a recorded month equals that
 //! month's invoice; repricing recorded usage on another model; comparisons;
@@ -59,11 +59,30 @@ code_execution_share = 0.5
 container_minutes = 10
 "#;
 
+/// The estimate of a TOML workload through both interfaces: `tally
+/// estimate` and `POST /v1/estimate` (the same document as JSON) must agree.
+async fn both(db: &TestDb, server: &TestServer, workload: &str, at: &str) -> Value {
+    let cli = estimate(db, workload, &["--at", at]);
+    let document: toml::Value = toml::from_str(workload).unwrap();
+    let r = reqwest::Client::new()
+        .post(server.url(&format!("/v1/estimate?at={at}")))
+        .body(serde_json::to_string(&document).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let http: Value = r.json().await.unwrap();
+    assert_eq!(http, cli, "HTTP and CLI differ");
+    cli
+}
+
 async fn hand_worked_examples(backend: Backend) {
     let db = TestDb::new(backend).await;
     db.store().await;
+    // No admin token: loopback only, requests act as the admin.
+    let server = TestServer::start(&db, ServeConfig::default()).await;
 
-    let e = estimate(&db, CODE_HEAVY, &["--at", "2025-06-15"]);
+    let e = both(&db, &server, CODE_HEAVY, "2025-06-15").await;
     assert_eq!(e["days"], 2);
     assert_eq!(e["at"], "2025-06-15");
     let w = &e["workloads"][0];
@@ -90,7 +109,7 @@ files_preloaded_share = 0.2
 code_execution_share = 0.1
 container_minutes = 1
 "#;
-    let e = estimate(&db, files, &["--at", "2026-06-15"]);
+    let e = both(&db, &server, files, "2026-06-15").await;
     let w = &e["workloads"][0];
     assert_eq!(w["container_hours"], "2.5");
     assert_eq!(subtotals(w), ["0.00", "0.00", "0.13"]);
@@ -111,7 +130,7 @@ output_tokens = 1000
 batch_share = 0.25
 web_searches = 0.5
 "#;
-    let e = estimate(&db, batch, &["--at", "2026-06-15"]);
+    let e = both(&db, &server, batch, "2026-06-15").await;
     // 500 searches at $10 per 1,000.
     assert_eq!(subtotals(&e), ["5.26", "5.00", "0.00"]);
     assert_eq!(e["total"], "10.26");
@@ -128,11 +147,11 @@ requests_per_day = 10
 input_tokens = 250000
 output_tokens = 1000
 "#;
-    let e = estimate(&db, long, &["--at", "2026-06-15"]);
+    let e = both(&db, &server, long, "2026-06-15").await;
     assert_eq!(subtotals(&e), ["15.23", "0.00", "0.00"]);
     // Below the threshold: 1.5M × $3 = $4.50 + 10k × $15 = $0.15.
     let short = long.replace("250000", "150000");
-    let e = estimate(&db, &short, &["--at", "2026-06-15"]);
+    let e = both(&db, &server, &short, "2026-06-15").await;
     assert_eq!(subtotals(&e), ["4.65", "0.00", "0.00"]);
 
     // The text view: the table, the allowance and the monthly figure.
