@@ -5,19 +5,19 @@
 //! an invoice's, and subtotals rounded by the same assembly. So a workload
 //! that mirrors a recorded month gives that month's invoice figures.
 //!
-//! Each workload stands for an account of its own in the simulation; the
-//! top-level figures are one invoice holding every workload (the allowance
-//! deducted once, from their container time together).
+//! Each workload is priced alone for its gross figures; the top-level
+//! figures are one invoice holding every workload, with one free allowance
+//! deducted from their container time together.
 
 pub mod text;
 pub mod workload;
+
+use std::collections::BTreeMap;
 
 use chrono::{Datelike, Days, NaiveDate};
 use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
 use serde::Serialize;
-
-use std::collections::BTreeMap;
 
 use crate::billing::containers::{
     AllowanceUse, ChargedContainers, ContainerBill, FreeCredit, share_allowance,
