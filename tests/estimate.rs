@@ -519,7 +519,46 @@ async fn estimate_over_http(backend: Backend) {
     assert_eq!(c["cheapest"], "claude-haiku-4-5-20251001");
 }
 
+/// A workload needs no ledger: on a SQLite file that does not exist the
+/// shipped price book is used and no file is created. When the ledger has an
+/// imported price book, that book prices the estimate.
+async fn estimates_use_the_book_in_force(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let workload = write(&dir, "w.toml", CODE_HEAVY);
+    let missing = dir.path().join("no-ledger.db");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tally"))
+        .args(["--database", &format!("sqlite://{}", missing.display())])
+        .args(["estimate", "--workload", &workload, "--at", "2025-06-15"])
+        .env_remove("DATABASE_URL")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let e: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(e["total"], "12.33");
+    assert!(!missing.exists(), "no ledger file created");
+
+    // Sonnet 4 input at $6 instead of $3 in an imported book: tokens $15.00.
+    let db = TestDb::new(backend).await;
+    db.store().await;
+    let mut parts = tally::pricing::SHIPPED.split("id = \"claude-sonnet-4-20250514\"");
+    let mut book = parts.next().unwrap().to_owned();
+    for part in parts {
+        book.push_str("id = \"claude-sonnet-4-20250514\"");
+        book.push_str(&part.replacen("input = \"3\"", "input = \"6\"", 1));
+    }
+    let book_file = write(&dir, "prices.toml", &book);
+    let (code, _, err) = tally(&db, &["prices", "import", &book_file]);
+    assert_eq!(code, 0, "{err}");
+    let e = estimate(&db, CODE_HEAVY, &["--at", "2025-06-15"]);
+    assert_eq!(subtotals(&e)[0], "15.00", "{e:#}");
+}
+
 on_both_backends!(
+    estimates_use_the_book_in_force,
     hand_worked_examples,
     a_mirrored_month_equals_its_invoice,
     recorded_usage_repriced,

@@ -12,6 +12,7 @@ use rust_decimal::Decimal;
 use super::open_store;
 use crate::billing::{self, Period};
 use crate::estimate::{self, WorkloadFile, parse_day, text};
+use crate::pricing::PriceBook;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum EstimateFormat {
@@ -75,9 +76,9 @@ fn print<T: serde::Serialize>(value: &T, format: EstimateFormat, as_text: impl F
 }
 
 pub async fn estimate_cmd(database: &str, args: EstimateArgs) -> Result<ExitCode> {
-    let store = open_store(database).await?;
-    let book = billing::current_book(store.as_ref()).await?;
     if args.reprice {
+        let store = open_store(database).await?;
+        let book = billing::current_book(store.as_ref()).await?;
         let (Some(account), Some(period), Some(model)) = (&args.account, &args.period, &args.model)
         else {
             return Err(anyhow!("--reprice needs --account, --period and --model"));
@@ -94,6 +95,13 @@ pub async fn estimate_cmd(database: &str, args: EstimateArgs) -> Result<ExitCode
         print(&e, args.format, text::estimate);
         return Ok(ExitCode::SUCCESS);
     }
+    // A workload needs only the price book: the shipped one unless one was
+    // imported, so a ledger that does not exist yet is not created for it.
+    let book = if crate::store::sqlite_file_missing(database) {
+        PriceBook::shipped()
+    } else {
+        billing::current_book(open_store(database).await?.as_ref()).await?
+    };
     let path = args
         .workload
         .as_ref()

@@ -455,6 +455,20 @@ pub async fn connect(url: &str) -> Result<Arc<dyn Store>> {
     }
 }
 
+/// Whether `url` names a SQLite file that does not exist yet (commands
+/// that only read may then answer without creating it).
+pub fn sqlite_file_missing(url: &str) -> bool {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return false;
+    }
+    let path = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url);
+    let path = path.split('?').next().unwrap_or(path);
+    !path.is_empty() && path != ":memory:" && !std::path::Path::new(path).exists()
+}
+
 /// Connect and migrate: what every command does first.
 pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
     let store = connect(url).await?;
