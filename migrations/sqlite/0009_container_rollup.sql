@@ -36,18 +36,25 @@ create index containers_inexact on containers (first_at) where exact = 0;
 -- The records of those containers, found by id.
 create index records_by_container on records (container_id) where container_id is not null;
 
--- Backfill from the ledger as it is: the union of each container's intervals
--- as islands (a new island starts where an interval begins after every
--- earlier one ended), the last island left open. Both windows order rows
--- the same way (seq breaks ties), so each row's island is the one it opened.
+-- Backfill from the ledger as it is, one row per container in a scratch
+-- table (indexed, so the update below looks each container up once): its
+-- first record, whether any record declared web tools, and the union of its
+-- intervals as islands (a new island starts where an interval begins after
+-- every earlier one ended), the last island left open. Both windows order
+-- rows the same way (seq breaks ties), so each row's island is the one it
+-- opened.
 create table container_backfill as
-with iv as (
+with candidates as (
+    select container_id, seq, started_at, recorded_at,
+           case when web_tools_20260209 then 1 else 0 end as web
+    from records
+    where container_id is not null and kind = 'message' and (uses_code_execution or files_preloaded)
+), iv as (
     select container_id, seq, started_at as s, recorded_at as e,
            max(recorded_at) over (partition by container_id order by started_at, recorded_at, seq
                                   rows between unbounded preceding and 1 preceding) as prev_end
-    from records
-    where container_id is not null and kind = 'message' and (uses_code_execution or files_preloaded)
-      and started_at is not null
+    from candidates
+    where started_at is not null
 ), marked as (
     select container_id, s, e,
            sum(case when prev_end is null or s > prev_end then 1 else 0 end)
@@ -59,24 +66,29 @@ with iv as (
 ), ranked as (
     select container_id, s, e, row_number() over (partition by container_id order by island desc) as rn
     from islands
+), spans as (
+    select container_id,
+           sum(case when rn > 1 then e - s else 0 end) as closed_micros,
+           max(case when rn = 1 then s end) as open_start,
+           max(case when rn = 1 then e end) as open_end
+    from ranked group by container_id
+), firsts as (
+    select container_id, min(recorded_at) as first_at, max(web) as web
+    from candidates group by container_id
 )
-select container_id,
-       sum(case when rn > 1 then e - s else 0 end) as closed_micros,
-       max(case when rn = 1 then s end) as open_start,
-       max(case when rn = 1 then e end) as open_end
-from ranked group by container_id;
+select f.container_id, f.first_at, f.web, coalesce(s.closed_micros, 0) as closed_micros,
+       s.open_start, s.open_end
+from firsts f left join spans s on s.container_id = f.container_id;
+
+create unique index container_backfill_id on container_backfill (container_id);
 
 update containers set
-    first_at = (select min(r.recorded_at) from records r
-                where r.container_id = containers.container_id and r.kind = 'message'
-                  and (r.uses_code_execution or r.files_preloaded)),
-    exact = case when exists (select 1 from records r
-                where r.container_id = containers.container_id and r.kind = 'message'
-                  and (r.uses_code_execution or r.files_preloaded) and r.web_tools_20260209) then 0 else 1 end,
-    closed_micros = coalesce((select b.closed_micros from container_backfill b
-                              where b.container_id = containers.container_id), 0),
+    first_at = (select b.first_at from container_backfill b where b.container_id = containers.container_id),
+    exact = (select 1 - b.web from container_backfill b where b.container_id = containers.container_id),
+    closed_micros = (select b.closed_micros from container_backfill b where b.container_id = containers.container_id),
     open_start = (select b.open_start from container_backfill b where b.container_id = containers.container_id),
-    open_end = (select b.open_end from container_backfill b where b.container_id = containers.container_id);
+    open_end = (select b.open_end from container_backfill b where b.container_id = containers.container_id)
+where container_id in (select container_id from container_backfill);
 
 drop table container_backfill;
 
