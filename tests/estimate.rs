@@ -498,6 +498,40 @@ async fn estimate_over_http(backend: Backend) {
     let r = post("", typo.to_string(), Some(ADMIN)).await.unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     assert!(r.text().await.unwrap().contains("web_serches"));
+    // Every refusal is the API's JSON error: an unknown query parameter and
+    // a body past the limit too.
+    let r = post("?colour=red", document.to_string(), Some(ADMIN))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["type"], "invalid_request");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("colour"),
+        "{body}"
+    );
+    let r = post("", " ".repeat(3 << 20), Some(ADMIN)).await.unwrap();
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["type"], "payload_too_large");
+    let r = client
+        .post(server.url("/v1/accounts/acme/invoices/2026-01/finalize?allow_unpriced=maybe"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let body: Value = r.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("allow_unpriced"),
+        "{body}"
+    );
     for (query, body) in [
         ("?at=soon", document.to_string()),
         ("", "days = 3".to_owned()),

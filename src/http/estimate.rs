@@ -5,12 +5,14 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Query, State};
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use serde::Deserialize;
 
-use super::{ApiError, AppState};
+use super::{ApiError, ApiQuery, AppState};
 use crate::estimate::{self, WorkloadError, WorkloadFile};
 
 #[derive(Debug, Deserialize)]
@@ -26,9 +28,17 @@ fn invalid(e: WorkloadError) -> ApiError {
 
 pub async fn post_estimate(
     State(state): State<AppState>,
-    Query(q): Query<EstimateQuery>,
-    body: Bytes,
+    ApiQuery(q): ApiQuery<EstimateQuery>,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    // axum's default body limit (2 MiB) is far above any workload document.
+    let body = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::TooLarge { limit: 2 << 20 }
+        } else {
+            ApiError::BadRequest(e.body_text())
+        }
+    })?;
     let at = match q.at.as_deref() {
         Some(s) => estimate::parse_day(s).map_err(|m| ApiError::BadRequest(format!("at: {m}")))?,
         None => Utc::now().date_naive(),

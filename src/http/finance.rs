@@ -6,13 +6,13 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Extension, Path, Query, RawQuery, State};
+use axum::extract::{Extension, Path, RawQuery, State};
 use axum::http::header;
 use axum::response::{Html, IntoResponse, Response};
 use chrono::Utc;
 use serde::Deserialize;
 
-use super::{ApiError, AppState};
+use super::{ApiError, ApiQuery, AppState};
 use crate::auth::Principal;
 use crate::billing::{self, BillingError, Period};
 use crate::finance::{Snapshot, budget, cost_report, focus};
@@ -62,7 +62,7 @@ fn only(principal: &Principal) -> Option<&str> {
 pub async fn dashboard(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
-    Query(q): Query<PeriodQuery>,
+    ApiQuery(q): ApiQuery<PeriodQuery>,
 ) -> Result<Response, ApiError> {
     let period = period_or_current(q.period.as_deref())?;
     let snap = snapshot(&state, period).await?;
@@ -120,7 +120,7 @@ pub async fn get_budget(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     Path(account): Path<String>,
-    Query(q): Query<PeriodQuery>,
+    ApiQuery(q): ApiQuery<PeriodQuery>,
 ) -> Result<Response, ApiError> {
     check_account(&account)?;
     if !principal.may_access(&account) {
@@ -180,7 +180,7 @@ pub async fn put_budget(
         State(state),
         Extension(principal),
         Path(account),
-        Query(PeriodQuery {
+        ApiQuery(PeriodQuery {
             period: None,
             format: None,
         }),
@@ -192,7 +192,7 @@ pub async fn put_budget(
 pub async fn alerts(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
-    Query(q): Query<PeriodQuery>,
+    ApiQuery(q): ApiQuery<PeriodQuery>,
 ) -> Result<Response, ApiError> {
     let period = match q.period.as_deref() {
         Some(p) => Some(required_period(Some(p))?.to_string()),
@@ -230,7 +230,7 @@ fn csv_download(body: Vec<u8>, name: &str) -> Response {
 pub async fn focus_export(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
-    Query(q): Query<PeriodQuery>,
+    ApiQuery(q): ApiQuery<PeriodQuery>,
 ) -> Result<Response, ApiError> {
     let period = required_period(q.period.as_deref())?;
     let snap = snapshot(&state, period).await?;
@@ -245,7 +245,7 @@ pub async fn focus_export(
 pub async fn period_invoices(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
-    Query(q): Query<PeriodQuery>,
+    ApiQuery(q): ApiQuery<PeriodQuery>,
 ) -> Result<Response, ApiError> {
     let period = required_period(q.period.as_deref())?;
     let store = state.ledger.store().as_ref();

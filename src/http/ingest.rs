@@ -5,7 +5,7 @@
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Extension, Query, Request, State};
+use axum::extract::{Extension, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::{Bytes, BytesMut};
@@ -13,7 +13,7 @@ use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{ApiError, AppState};
+use super::{ApiError, ApiQuery, AppState};
 use crate::auth::Principal;
 use crate::ingest::parse::{LineError, RejectReason, parse_time};
 use crate::ingest::pipeline::OrderedCommitter;
@@ -117,7 +117,7 @@ fn scope(
 pub async fn post_usage(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
-    Query(query): Query<IngestQuery>,
+    ApiQuery(query): ApiQuery<IngestQuery>,
     request: Request,
 ) -> Result<Response, ApiError> {
     let (defaults, only) = scope(&principal, &query)?;
@@ -175,7 +175,7 @@ const OVERLONG_KEEP: usize = 64 << 10;
 pub async fn post_batch(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
-    Query(query): Query<IngestQuery>,
+    ApiQuery(query): ApiQuery<IngestQuery>,
     request: Request,
 ) -> Result<Response, ApiError> {
     let (defaults, only) = scope(&principal, &query)?;

@@ -2,12 +2,12 @@
 //! `Accept: text/csv` or `?format=csv`) and
 //! `POST /v1/accounts/{account}/invoices/{period}/finalize[?allow_unpriced=true]`.
 
-use axum::extract::{Extension, Path, Query, State};
+use axum::extract::{Extension, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
-use super::{ApiError, AppState};
+use super::{ApiError, ApiQuery, AppState};
 use crate::auth::Principal;
 use crate::billing::{self, BillingError, FinalizeError, Period};
 
@@ -62,7 +62,7 @@ pub async fn get_invoice(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     Path((account, period)): Path<(String, String)>,
-    Query(query): Query<InvoiceQuery>,
+    ApiQuery(query): ApiQuery<InvoiceQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let period = parse_target(&account, &period)?;
@@ -83,7 +83,7 @@ pub async fn finalize(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     Path((account, period)): Path<(String, String)>,
-    Query(query): Query<FinalizeQuery>,
+    ApiQuery(query): ApiQuery<FinalizeQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let period = parse_target(&account, &period)?;

@@ -21,7 +21,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tokio::net::TcpListener;
 
-pub use error::ApiError;
+pub use error::{ApiError, ApiQuery};
 
 use crate::auth::Principal;
 use crate::ledger::Ledger;
