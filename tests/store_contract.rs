@@ -651,6 +651,28 @@ async fn assert_container_bill(store: &dyn Store) {
     assert_eq!(day.billed_seconds, 600 + 300 + 300);
 }
 
+/// A price book whose minimum is not the 300 s the roll-up counts apart is
+/// billed from the records, and still equal: at a 60 s minimum, c-a 600 s,
+/// c-b 150 s, c-c 60 s.
+async fn other_minimums_are_billed_from_the_records(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    let lines: Vec<String> = CONTAINER_LINES.into_iter().map(container_line).collect();
+    store.write(&batch(&lines.join("\n"))).await.unwrap();
+    let text = tally::pricing::SHIPPED.replace(
+        "container_minimum_seconds = 300",
+        "container_minimum_seconds = 60",
+    );
+    assert_ne!(text, tally::pricing::SHIPPED);
+    let book = tally::pricing::PriceBook::parse(&text).unwrap();
+    let period = tally::billing::Period::parse("2026-03").unwrap();
+    let bill =
+        |rollup| tally::billing::container_bill(store.as_ref(), &book, period, i64::MAX, rollup);
+    let (rolled, records) = (bill(true).await.unwrap(), bill(false).await.unwrap());
+    assert_eq!(rolled.containers, records.containers);
+    assert_eq!(rolled.containers[0].billed_seconds, 600 + 150 + 60);
+}
+
 /// The container roll-up kept at ingest bills what the records bill: in
 /// order, out of order, files only, web tools; one line at a time or all at once.
 async fn container_rollup_matches_the_records(backend: Backend) {
@@ -750,6 +772,7 @@ async fn container_rollup_backfill_matches_the_records(backend: Backend) {
 mod container_rollup {
     use super::*;
     on_both_backends!(
+        other_minimums_are_billed_from_the_records,
         container_rollup_matches_the_records,
         container_rollup_backfill_matches_the_records
     );
