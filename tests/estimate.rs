@@ -336,6 +336,14 @@ async fn recorded_usage_repriced(backend: Backend) {
         "{err}"
     );
     let mut bad = args;
+    bad[3] = "mirrror";
+    let (code, _, err) = tally(&db, &bad);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("--account") && err.contains("mirrror"),
+        "{err}"
+    );
+    let mut bad = args;
     bad[9] = "-1";
     let (code, _, err) = tally(&db, &bad);
     assert_ne!(code, 0);

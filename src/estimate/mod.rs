@@ -527,6 +527,14 @@ pub async fn reprice(
             container_days,
         });
     }
+    if parts.is_empty() {
+        // Nothing to reprice: most likely a misspelt account or period.
+        return Err(WorkloadError::invalid(
+            "--account",
+            format!("no usage of account {account:?} is recorded in {period}"),
+        )
+        .into());
+    }
     let label = version.map(PriceVersion::label).unwrap_or_default();
     Ok(price(book, label, at, days, parts)?)
 }
