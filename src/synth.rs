@@ -1,14 +1,24 @@
 //! Synthetic but realistic usage records, for benchmarks and trials
 //! (`tally gen-usage`). Deterministic for a given seed.
 //!
-//! The mix: a dozen accounts, current and retired models, prompt caching with
-//! and without the TTL breakdown, web searches, code execution in containers
-//! that are sometimes reused, file preloads, batch results (mostly succeeded),
-//! streamed responses, and the odd advisor iteration.
+//! The mix: a dozen accounts, current and retired models (each only on dates
+//! the shipped price book prices it), prompt caching with and without the TTL
+//! breakdown, web searches, code execution in containers that are sometimes
+//! reused, file preloads, batch results (mostly succeeded), streamed
+//! responses, and the odd advisor iteration.
+//!
+//! Two profiles: [`Profile::Default`] (12 % of records in containers) and
+//! [`Profile::CodeExecution`] (about a third in containers, most containers
+//! reused by several requests, one container in six with files preloaded).
+//! Records come in time order unless shuffled ([`Options::shuffle`]: a
+//! backfill of several log files at once).
 
+use std::collections::BTreeMap;
 use std::io::Write;
 
 use serde_json::{Value, json};
+
+use crate::pricing::PriceBook;
 
 const MODELS: [&str; 6] = [
     "claude-sonnet-4-20250514",
@@ -42,11 +52,56 @@ impl Rng {
     }
 }
 
+/// What kind of traffic to generate.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Profile {
+    /// A general mix: 12 % of records run code in containers.
+    #[default]
+    Default,
+    /// Code-execution-heavy traffic: about a third of records in containers,
+    /// most containers reused, files preloaded in some.
+    CodeExecution,
+}
+
+/// How to generate a file.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    pub profile: Profile,
+    /// Write the records in random order (the whole file is held in memory
+    /// to shuffle it; without this, generation streams in constant memory).
+    pub shuffle: bool,
+}
+
+/// Write `n` NDJSON records of the default mix, in time order.
+pub fn write_ndjson(out: impl Write, n: u64, seed: u64) -> std::io::Result<()> {
+    write_ndjson_with(out, n, seed, Options::default())
+}
+
 /// Write `n` NDJSON records.
-pub fn write_ndjson(mut out: impl Write, n: u64, seed: u64) -> std::io::Result<()> {
-    for line in Generator::new(n, seed, 12) {
-        serde_json::to_writer(&mut out, &line)?;
-        out.write_all(b"\n")?;
+pub fn write_ndjson_with(
+    mut out: impl Write,
+    n: u64,
+    seed: u64,
+    options: Options,
+) -> std::io::Result<()> {
+    let lines = Generator::new(n, seed, 12).profile(options.profile);
+    if options.shuffle {
+        let mut all: Vec<String> = lines.map(|l| l.to_string()).collect();
+        let mut rng = Rng(seed ^ 0x5eed_5eed);
+        // Fisher–Yates.
+        for i in (1..all.len()).rev() {
+            let j = rng.below(i as u64 + 1) as usize;
+            all.swap(i, j);
+        }
+        for line in all {
+            out.write_all(line.as_bytes())?;
+            out.write_all(b"\n")?;
+        }
+    } else {
+        for line in lines {
+            serde_json::to_writer(&mut out, &line)?;
+            out.write_all(b"\n")?;
+        }
     }
     out.flush()
 }
@@ -60,7 +115,11 @@ pub struct Generator {
     seed: u64,
     accounts: u64,
     base: i64,
-    container: Option<(String, String)>,
+    profile: Profile,
+    /// Recently used containers per account, newest last.
+    containers: BTreeMap<String, Vec<String>>,
+    /// The models the shipped price book prices, per UTC day number.
+    priced: BTreeMap<i64, Vec<&'static str>>,
 }
 
 impl Generator {
@@ -75,8 +134,32 @@ impl Generator {
             seed,
             accounts: accounts.max(1),
             base,
-            container: None,
+            profile: Profile::Default,
+            containers: BTreeMap::new(),
+            priced: BTreeMap::new(),
         }
+    }
+
+    pub fn profile(mut self, profile: Profile) -> Self {
+        self.profile = profile;
+        self
+    }
+
+    /// The models priced on the day of `t` (seconds), by the shipped book.
+    fn models_on(&mut self, t: i64) -> &[&'static str] {
+        let day = t.div_euclid(86_400);
+        self.priced.entry(day).or_insert_with(|| {
+            let book = PriceBook::shipped();
+            let date = chrono::DateTime::from_timestamp(day * 86_400, 0)
+                .map(|d| d.date_naive())
+                .unwrap_or_default();
+            let version = book.version_at(date);
+            MODELS
+                .iter()
+                .copied()
+                .filter(|m| version.is_some_and(|v| v.model(m).is_some()))
+                .collect()
+        })
     }
 }
 
@@ -89,34 +172,78 @@ impl Iterator for Generator {
         }
         let offset =
             i64::try_from(u128::from(self.i) * 2_419_000 / u128::from(self.n)).unwrap_or(0);
+        // Spread over 28 days, in order, with jitter.
+        let recorded = self.base + offset + self.rng.below(60) as i64;
+        let account = format!("team-{:02}", self.rng.below(self.accounts));
+        let pick = self.rng.below(1 << 16);
+        let models = self.models_on(recorded);
+        let model = models
+            .get((pick % models.len().max(1) as u64) as usize)
+            .copied()
+            .unwrap_or("claude-sonnet-4-6");
         let line = record(
             &mut self.rng,
-            self.i,
-            self.seed,
-            self.base + offset,
-            self.accounts,
-            &mut self.container,
+            Slot {
+                i: self.i,
+                seed: self.seed,
+                recorded,
+                account,
+                model,
+                profile: self.profile,
+            },
+            &mut self.containers,
         );
         self.i += 1;
         Some(line)
     }
 }
 
-fn record(
-    rng: &mut Rng,
+/// Where and when one record is generated.
+struct Slot {
     i: u64,
     seed: u64,
-    base: i64,
-    accounts: u64,
-    container: &mut Option<(String, String)>,
-) -> Value {
-    let account = format!("team-{:02}", rng.below(accounts));
-    let model = MODELS
-        .get(rng.below(MODELS.len() as u64) as usize)
-        .copied()
-        .unwrap_or("claude-sonnet-4-6");
-    // Spread over 28 days, in order, with jitter.
-    let recorded = base + rng.below(60) as i64;
+    recorded: i64,
+    account: String,
+    model: &'static str,
+    profile: Profile,
+}
+
+/// Pick a container for a code-execution record: a recent one of the same
+/// account (reused), or a new one.
+fn pick_container(
+    rng: &mut Rng,
+    slot: &Slot,
+    containers: &mut BTreeMap<String, Vec<String>>,
+) -> String {
+    let (reuse_percent, keep) = match slot.profile {
+        Profile::Default => (33, 1),
+        Profile::CodeExecution => (70, 4),
+    };
+    let recent = containers.entry(slot.account.clone()).or_default();
+    if !recent.is_empty() && rng.chance(reuse_percent) {
+        let pick = rng.below(recent.len() as u64) as usize;
+        if let Some(c) = recent.get(pick) {
+            return c.clone();
+        }
+    }
+    let cid = format!("container_{:04x}{:016}", slot.seed, slot.i);
+    recent.push(cid.clone());
+    if recent.len() > keep {
+        recent.remove(0);
+    }
+    cid
+}
+
+fn record(rng: &mut Rng, slot: Slot, containers: &mut BTreeMap<String, Vec<String>>) -> Value {
+    let Slot {
+        i,
+        seed,
+        recorded,
+        ref account,
+        model,
+        profile,
+    } = slot;
+    let account = account.clone();
     let started = recorded - 1 - rng.below(40) as i64;
     let ts = |t: i64| {
         chrono::DateTime::from_timestamp(t, 0)
@@ -153,20 +280,19 @@ fn record(
     let mut content = vec![json!({"type": "text", "text": TEXT})];
     let mut response_container = Value::Null;
     let mut request = Value::Null;
-    if rng.chance(12) {
-        // Code execution; a third of the time in the previous container of the same account.
-        let reuse = container
-            .as_ref()
-            .filter(|(a, _)| *a == account && rng.chance(33))
-            .map(|(_, c)| c.clone());
-        let cid = reuse.unwrap_or_else(|| format!("container_{seed:04x}{i:016}"));
-        *container = Some((account.clone(), cid.clone()));
+    let (code_percent, preload_percent) = match profile {
+        Profile::Default => (12, 2),
+        Profile::CodeExecution => (30, 6),
+    };
+    if rng.chance(code_percent) {
+        // Code execution, often in a recent container of the same account.
+        let cid = pick_container(rng, &slot, containers);
         content.push(json!({"type": "server_tool_use", "id": format!("srvtoolu_{i}"), "name": "code_execution",
             "input": {"code": "import pandas as pd\nprint(pd.read_csv('q3.csv').describe())"}}));
         content.push(json!({"type": "code_execution_tool_result", "tool_use_id": format!("srvtoolu_{i}"),
             "content": {"type": "code_execution_result", "stdout": "count  120\nmean   4.2\n", "stderr": "", "return_code": 0}}));
         response_container = json!({"id": cid, "expires_at": ts(recorded + 3600)});
-    } else if rng.chance(2) {
+    } else if rng.chance(preload_percent) {
         // Files preloaded into a container; the tool never runs.
         let cid = format!("container_{seed:04x}{i:016}");
         response_container = json!({"id": cid, "expires_at": ts(recorded + 3600)});

@@ -224,6 +224,14 @@ pub struct GenArgs {
     /// Output file (default: stdout).
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// The traffic mix: `default`, or `code-execution` (about a third of
+    /// records in reused containers, some with files preloaded).
+    #[arg(long, value_enum, default_value_t)]
+    pub profile: crate::synth::Profile,
+    /// Write the records in random order, as a backfill of several log files
+    /// would arrive (holds the whole file in memory).
+    #[arg(long)]
+    pub shuffle: bool,
 }
 
 pub async fn run(cli: Cli) -> Result<ExitCode> {
@@ -254,7 +262,16 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 ),
                 None => Box::new(std::io::stdout().lock()),
             };
-            crate::synth::write_ndjson(std::io::BufWriter::new(out), args.records, args.seed)?;
+            let options = crate::synth::Options {
+                profile: args.profile,
+                shuffle: args.shuffle,
+            };
+            crate::synth::write_ndjson_with(
+                std::io::BufWriter::new(out),
+                args.records,
+                args.seed,
+                options,
+            )?;
             Ok(ExitCode::SUCCESS)
         }
     }
