@@ -222,26 +222,20 @@ impl WriteTx for Tx<'_> {
     }
 
     async fn insert_bodies(&mut self, bodies: &[(i64, &str)]) -> Result<()> {
-        // The raw lines are most of the bytes ingested: COPY moves them
-        // several times faster than an INSERT of the same rows.
-        let mut csv = csv::WriterBuilder::new()
-            .has_headers(false)
-            .from_writer(Vec::with_capacity(
-                bodies.iter().map(|(_, r)| r.len() + 24).sum(),
-            ));
-        for (seq, raw) in bodies {
-            csv.write_record([seq.to_string().as_bytes(), raw.as_bytes()])
-                .map_err(|e| StoreError::Invalid(format!("encoding raw lines for COPY: {e}")))?;
-        }
-        let data = csv
-            .into_inner()
-            .map_err(|e| StoreError::Invalid(format!("encoding raw lines for COPY: {e}")))?;
-        let mut copy = self
-            .0
-            .copy_in_raw("copy record_bodies (seq, raw) from stdin (format csv)")
+        // Not COPY: sqlx (0.9) leaves Nagle's algorithm on, and COPY sends its
+        // data and its end as two writes with no answer between them, so the
+        // second waits for the server's delayed ACK — 40 ms per transaction.
+        // One `insert … unnest` is a single write and costs about the same.
+        for chunk in bodies.chunks(ROWS_PER_STATEMENT) {
+            let (seqs, raws): (Vec<i64>, Vec<&str>) = chunk.iter().copied().unzip();
+            sqlx::query(
+                "insert into record_bodies (seq, raw) select * from unnest($1::bigint[], $2::text[])",
+            )
+            .bind(seqs)
+            .bind(raws)
+            .execute(&mut **self.0)
             .await?;
-        copy.send(data).await?;
-        copy.finish().await?;
+        }
         Ok(())
     }
 
@@ -398,23 +392,21 @@ impl WriteTx for Tx<'_> {
         let ids: Vec<&str> = states.iter().map(|(id, _)| *id).collect();
         let accounts: Vec<&str> = states.iter().map(|(_, c)| c.account.as_str()).collect();
         let first: Vec<Option<i64>> = states.iter().map(|(_, c)| c.first_at).collect();
-        let start: Vec<Option<i64>> = states.iter().map(|(_, c)| c.open.map(|o| o.0)).collect();
-        let end: Vec<Option<i64>> = states.iter().map(|(_, c)| c.open.map(|o| o.1)).collect();
-        let closed: Vec<i64> = states.iter().map(|(_, c)| c.closed_micros).collect();
+        let spans: Vec<String> = states
+            .iter()
+            .map(|(_, c)| super::containers::encode_spans(&c.spans))
+            .collect();
         let exact: Vec<i64> = states.iter().map(|(_, c)| i64::from(c.exact)).collect();
         let sql = format!(
-            "insert into containers (container_id, account, first_at, open_start, open_end, closed_micros, exact) \
-             select * from unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], \
-             $6::bigint[], $7::bigint[]) {}",
+            "insert into containers (container_id, account, first_at, spans, exact) \
+             select * from unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::bigint[]) {}",
             super::sql::CONTAINER_STATE_UPSERT
         );
         sqlx::query(AssertSqlSafe(sql))
             .bind(ids)
             .bind(accounts)
             .bind(first)
-            .bind(start)
-            .bind(end)
-            .bind(closed)
+            .bind(spans)
             .bind(exact)
             .execute(&mut **self.0)
             .await?;
