@@ -6,10 +6,16 @@
 //! [`GROUP_MAX_LINES`] lines), commits it in one transaction, and only then
 //! answers every waiting request. A failed commit fails every request of the
 //! group, and none of them is acknowledged: nothing is half written.
+//!
+//! A backend that takes concurrent writers (PostgreSQL) gets up to
+//! [`Store::max_parallel_writes`] groups in flight at once: while one group
+//! waits for its commit, the next is already being written. Concurrent
+//! requests have no order among themselves, and the database's unique keys
+//! keep a record sent twice at once stored once.
 
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::store::{Store, WriteBatch, WriteOutcome};
 
@@ -54,7 +60,13 @@ impl Ledger {
 }
 
 async fn writer(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Job>) {
+    let slots = Arc::new(Semaphore::new(store.max_parallel_writes().max(1)));
     while let Some(first) = rx.recv().await {
+        // Wait for a free slot before gathering, so a group takes in
+        // everything that queued up meanwhile.
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
         let mut lines = first.batch.len();
         let mut jobs = vec![first];
         while lines < GROUP_MAX_LINES {
@@ -66,7 +78,11 @@ async fn writer(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        commit_group(store.as_ref(), jobs).await;
+        let store = store.clone();
+        tokio::spawn(async move {
+            commit_group(store.as_ref(), jobs).await;
+            drop(slot);
+        });
     }
 }
 
