@@ -61,6 +61,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/sqlite/0009_container_rollup.sql"),
         include_str!("../migrations/postgres/0009_container_rollup.sql"),
     ),
+    (
+        10,
+        "container spans",
+        include_str!("../migrations/sqlite/0010_container_spans.sql"),
+        include_str!("../migrations/postgres/0010_container_spans.sql"),
+    ),
 ];
 
 /// Version numbers of the embedded migrations.

@@ -1,14 +1,16 @@
-//! The container roll-up (migration 9): each container's execution time kept
-//! as records arrive, and per account and day the sums container billing
-//! needs, so a period's container time is billed without reading its records.
+//! The container roll-up (migrations 9 and 10): each container's execution
+//! time kept as records arrive, and per account and day the sums container
+//! billing needs, so a period's container time is billed without reading its
+//! records.
 //!
-//! The union of a container's intervals is kept as "closed" time plus the
-//! last, still open interval. A record whose interval starts at or after the
-//! open one's start extends it or closes it; one that starts earlier (records
-//! out of order) would need the whole union again, so the container is marked
-//! inexact and billing reads its records instead. So is a container with a
-//! record that declared web tools: whether those records are billed depends
-//! on the price book in force, which the roll-up cannot know.
+//! A container keeps the union of its billable records' intervals as a small
+//! set of disjoint spans. A record merges its interval into the set, so
+//! records may arrive in any order: the set, and so the execution time, is
+//! the same. Two cases still send billing back to a container's records (the
+//! container goes *inexact*): a record that declared web tools (whether it is
+//! billed depends on the price book in force, which the roll-up cannot know),
+//! and a container whose set would pass [`MAX_SPANS`] (kept small so a
+//! container's row stays cheap to rewrite).
 
 use std::collections::BTreeMap;
 
@@ -19,14 +21,18 @@ use crate::record::{Micros, NewRecord, RecordKind};
 /// books with another minimum are billed from the records.
 pub const ROLLUP_MINIMUM_SECONDS: i64 = 300;
 
+/// Most disjoint spans a container keeps before it goes inexact.
+pub const MAX_SPANS: usize = 128;
+
 /// What the roll-up keeps of one container.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContainerState {
     pub account: String,
     /// Earliest code-execution or file-preload record (None: none yet).
     pub first_at: Option<Micros>,
-    pub open: Option<(Micros, Micros)>,
-    pub closed_micros: i64,
+    /// The union of the intervals, as disjoint `[start, end]` spans of
+    /// positive length in ascending order (empty once inexact).
+    pub spans: Vec<(Micros, Micros)>,
     pub exact: bool,
 }
 
@@ -55,16 +61,15 @@ impl ContainerState {
         ContainerState {
             account: account.to_owned(),
             first_at: None,
-            open: None,
-            closed_micros: 0,
+            spans: Vec::new(),
             exact: true,
         }
     }
 
     /// Execution time in whole seconds, rounded up.
     pub fn execution_seconds(&self) -> i64 {
-        let open = self.open.map_or(0, |(s, e)| e - s);
-        (self.closed_micros + open + 999_999).div_euclid(1_000_000)
+        let micros: i64 = self.spans.iter().map(|(s, e)| e - s).sum();
+        (micros + 999_999).div_euclid(1_000_000)
     }
 
     /// This container's share of the day sums: (day, seconds), if exact.
@@ -74,33 +79,79 @@ impl ContainerState {
             .then(|| (first.div_euclid(86_400_000_000), self.execution_seconds()))
     }
 
-    /// Take one more record of the container into account.
+    /// Take one more record of the container into account, in any order.
     pub fn add(&mut self, recorded_at: Micros, started_at: Option<Micros>, web_tools: bool) {
-        if web_tools {
-            self.exact = false;
-        }
         self.first_at = Some(self.first_at.map_or(recorded_at, |f| f.min(recorded_at)));
-        let Some(start) = started_at else {
-            return;
-        };
-        let end = recorded_at;
-        if end < start {
-            self.exact = false;
+        if web_tools {
+            self.go_inexact();
+        }
+        if !self.exact {
             return;
         }
-        self.open = match self.open {
-            None => Some((start, end)),
-            Some((s, _)) if start < s => {
-                self.exact = false;
-                self.open
+        match started_at {
+            Some(start) if start > recorded_at => self.go_inexact(),
+            Some(start) if start < recorded_at => {
+                merge_span(&mut self.spans, (start, recorded_at));
+                if self.spans.len() > MAX_SPANS {
+                    self.go_inexact();
+                }
             }
-            Some((s, e)) if start <= e => Some((s, e.max(end))),
-            Some((s, e)) => {
-                self.closed_micros += e - s;
-                Some((start, end))
-            }
-        };
+            // No start, or a zero-length interval: no time, and the union is unchanged.
+            _ => {}
+        }
     }
+
+    fn go_inexact(&mut self) {
+        self.exact = false;
+        self.spans = Vec::new();
+    }
+}
+
+/// Merge `[s, e]` into sorted disjoint spans (spans that touch are joined).
+fn merge_span(spans: &mut Vec<(Micros, Micros)>, (mut s, mut e): (Micros, Micros)) {
+    // First span that ends at or after s, and first that starts after e.
+    let lo = spans.partition_point(|&(_, end)| end < s);
+    let hi = spans.partition_point(|&(start, _)| start <= e);
+    if let (Some(first), Some(last)) = (spans.get(lo), hi.checked_sub(1).and_then(|i| spans.get(i)))
+        && lo < hi
+    {
+        s = s.min(first.0);
+        e = e.max(last.1);
+    }
+    spans.splice(lo..hi.max(lo), [(s, e)]);
+}
+
+/// The spans as stored: `start:end` pairs in microseconds, comma-separated.
+pub fn encode_spans(spans: &[(Micros, Micros)]) -> String {
+    let mut out = String::with_capacity(spans.len() * 34);
+    for (i, (s, e)) in spans.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&s.to_string());
+        out.push(':');
+        out.push_str(&e.to_string());
+    }
+    out
+}
+
+/// Read stored spans back (see [`encode_spans`]).
+pub fn decode_spans(text: &str) -> Result<Vec<(Micros, Micros)>, String> {
+    if text.is_empty() {
+        return Ok(Vec::new());
+    }
+    text.split(',')
+        .map(|pair| {
+            let (s, e) = pair
+                .split_once(':')
+                .ok_or_else(|| format!("container spans: {pair:?} is not start:end"))?;
+            let num = |v: &str| {
+                v.parse::<i64>()
+                    .map_err(|_| format!("container spans: {v:?} is not a number"))
+            };
+            Ok((num(s)?, num(e)?))
+        })
+        .collect()
 }
 
 /// Apply `records` (all counting toward containers) to the states, adding
@@ -117,10 +168,7 @@ pub fn apply<'a>(
             by_container.entry(c).or_default().push(r);
         }
     }
-    for (id, mut recs) in by_container {
-        // In order of start, so a batch that holds a container's records in
-        // any order still extends the union exactly.
-        recs.sort_by_key(|r| (r.started_at, r.recorded_at));
+    for (id, recs) in by_container {
         let state = states
             .entry(id.to_owned())
             .or_insert_with(|| ContainerState::new(recs.first().map_or("", |r| &r.account)));
@@ -158,34 +206,72 @@ mod tests {
     const S: Micros = 1_000_000;
 
     #[test]
-    fn in_order_intervals_make_the_union() {
-        let mut c = ContainerState::new("a");
-        c.add(100 * S, Some(10 * S), false);
-        c.add(150 * S, Some(90 * S), false); // overlaps: [10, 150]
-        c.add(400 * S, Some(300 * S), false); // a gap: closes 140 s
-        c.add(350 * S, Some(310 * S), false); // inside the open one
-        assert!(c.exact);
-        assert_eq!(c.closed_micros, 140 * S);
-        assert_eq!(c.open, Some((300 * S, 400 * S)));
-        assert_eq!(c.execution_seconds(), 240);
-        assert_eq!(c.first_at, Some(100 * S));
+    fn intervals_make_the_union_in_any_order() {
+        let records = [
+            (100 * S, Some(10 * S)),
+            (150 * S, Some(90 * S)),  // overlaps: [10, 150]
+            (400 * S, Some(300 * S)), // a gap
+            (350 * S, Some(310 * S)), // inside [300, 400]
+            (5 * S, None),            // no time, but the first record
+            (160 * S, Some(150 * S)), // touches [10, 150]
+        ];
+        let expected = vec![(10 * S, 160 * S), (300 * S, 400 * S)];
+        // Every rotation and the reverse give the same state.
+        let mut orders: Vec<Vec<usize>> = (0..records.len())
+            .map(|k| {
+                (0..records.len())
+                    .map(|i| (i + k) % records.len())
+                    .collect()
+            })
+            .collect();
+        orders.push((0..records.len()).rev().collect());
+        for order in orders {
+            let mut c = ContainerState::new("a");
+            for i in order {
+                let (end, start) = records[i];
+                c.add(end, start, false);
+            }
+            assert!(c.exact);
+            assert_eq!(c.spans, expected);
+            assert_eq!(c.execution_seconds(), 250);
+            assert_eq!(c.first_at, Some(5 * S));
+        }
     }
 
     #[test]
-    fn out_of_order_or_web_tools_make_it_inexact() {
+    fn a_late_record_bridges_spans() {
         let mut c = ContainerState::new("a");
-        c.add(100 * S, Some(50 * S), false);
-        c.add(60 * S, Some(20 * S), false);
-        assert!(!c.exact);
+        c.add(20 * S, Some(10 * S), false);
+        c.add(60 * S, Some(50 * S), false);
+        c.add(90 * S, Some(80 * S), false);
+        c.add(55 * S, Some(15 * S), false); // joins the first two
+        assert_eq!(c.spans, vec![(10 * S, 60 * S), (80 * S, 90 * S)]);
+        c.add(100 * S, Some(0), false); // covers everything
+        assert_eq!(c.spans, vec![(0, 100 * S)]);
+    }
+
+    #[test]
+    fn web_tools_or_too_many_spans_make_it_inexact() {
         let mut w = ContainerState::new("a");
-        w.add(100 * S, None, true);
+        w.add(100 * S, Some(50 * S), false);
+        w.add(200 * S, None, true);
         assert!(!w.exact);
-        // A record without a start only moves the first day.
-        let mut n = ContainerState::new("a");
-        n.add(100 * S, Some(90 * S), false);
-        n.add(5 * S, None, false);
-        assert!(n.exact);
-        assert_eq!((n.first_at, n.execution_seconds()), (Some(5 * S), 10));
+        assert!(w.spans.is_empty());
+        let mut many = ContainerState::new("a");
+        for i in 0..=MAX_SPANS as i64 {
+            assert!(many.exact);
+            many.add((10 * i + 1) * S, Some(10 * i * S), false);
+        }
+        assert!(!many.exact);
+    }
+
+    #[test]
+    fn spans_round_trip_as_text() {
+        let spans = vec![(-5, 7), (1_700_000_000_000_000, 1_700_000_000_500_000)];
+        assert_eq!(decode_spans(&encode_spans(&spans)), Ok(spans));
+        assert_eq!(decode_spans(""), Ok(vec![]));
+        assert!(decode_spans("1:x").is_err());
+        assert!(decode_spans("12").is_err());
     }
 
     #[test]

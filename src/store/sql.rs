@@ -196,12 +196,11 @@ pub(super) const CONTAINER_RECORDS: &str = "select container_id, account, record
     and (uses_code_execution or files_preloaded) and recorded_at >= $1 and recorded_at < $2 and seq <= $3";
 
 /// The container roll-up state of migration 9; `where` clause appended.
-pub(super) const CONTAINER_STATES: &str = "select container_id, account, first_at, open_start, open_end, \
-    closed_micros, exact from containers";
+pub(super) const CONTAINER_STATES: &str =
+    "select container_id, account, first_at, spans, exact from containers";
 
 pub(super) const CONTAINER_STATE_UPSERT: &str = "on conflict (container_id) do update set \
-    first_at = excluded.first_at, open_start = excluded.open_start, open_end = excluded.open_end, \
-    closed_micros = excluded.closed_micros, exact = excluded.exact";
+    first_at = excluded.first_at, spans = excluded.spans, exact = excluded.exact";
 
 pub(super) const CONTAINER_DAYS_ADD: &str = "on conflict (account, day, shard) do update set \
     containers = container_days.containers + excluded.containers, \
@@ -213,14 +212,13 @@ pub(super) const CONTAINER_DAYS_ADD: &str = "on conflict (account, day, shard) d
 macro_rules! container_state_from_row {
     ($row:expr) => {{
         let row = $row;
-        let start: Option<i64> = row.try_get(3)?;
-        let end: Option<i64> = row.try_get(4)?;
+        let spans: String = row.try_get(3)?;
         $crate::store::containers::ContainerState {
             account: row.try_get(1)?,
             first_at: row.try_get(2)?,
-            open: start.zip(end),
-            closed_micros: row.try_get(5)?,
-            exact: row.try_get::<i64, _>(6)? != 0,
+            spans: $crate::store::containers::decode_spans(&spans)
+                .map_err($crate::store::StoreError::Invalid)?,
+            exact: row.try_get::<i64, _>(4)? != 0,
         }
     }};
 }

@@ -282,9 +282,8 @@ impl WriteTx for Tx<'_> {
     async fn save_container_states(&mut self, states: &[(&str, &ContainerState)]) -> Result<()> {
         for chunk in states.chunks(ROWS_PER_STATEMENT / 2) {
             let sql = format!(
-                "insert into containers (container_id, account, first_at, open_start, open_end, closed_micros, exact) \
-                 values {} {}",
-                placeholders(chunk.len(), 7),
+                "insert into containers (container_id, account, first_at, spans, exact) values {} {}",
+                placeholders(chunk.len(), 5),
                 super::sql::CONTAINER_STATE_UPSERT
             );
             let mut q = sqlx::query(AssertSqlSafe(sql));
@@ -293,9 +292,7 @@ impl WriteTx for Tx<'_> {
                     .bind(*id)
                     .bind(c.account.as_str())
                     .bind(c.first_at)
-                    .bind(c.open.map(|o| o.0))
-                    .bind(c.open.map(|o| o.1))
-                    .bind(c.closed_micros)
+                    .bind(super::containers::encode_spans(&c.spans))
                     .bind(i64::from(c.exact));
             }
             q.execute(&mut **self.0).await?;
