@@ -7,10 +7,11 @@
 //! whole (nothing of it was committed).
 
 use std::collections::{BTreeMap, HashMap};
+use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::postgres::{PgPoolOptions, Postgres};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgSslMode, Postgres};
 use sqlx::{AssertSqlSafe, PgPool, Row, Transaction};
 
 use super::containers::{ContainerDayDelta, ContainerDayKey, ContainerState};
@@ -47,8 +48,11 @@ impl PostgresStore {
     pub async fn connect(url: &str) -> Result<Self> {
         let pool = PgPoolOptions::new()
             .max_connections(8)
+            // Writers in flight from the start: a new connection costs tens
+            // of milliseconds, which the first requests should not wait for.
+            .min_connections(PARALLEL_WRITES as u32)
             .acquire_timeout(Duration::from_secs(30))
-            .connect(url)
+            .connect_with(connect_options(url)?)
             .await?;
         Ok(PostgresStore {
             pool,
@@ -59,6 +63,36 @@ impl PostgresStore {
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
+}
+
+/// The URL's options, with one default of tally's own: no TLS to a server on
+/// this machine unless the URL (or `PGSSLMODE`) asks for it.
+///
+/// TLS on loopback protects nothing and costs every byte twice; worse, sqlx
+/// 0.9 leaves Nagle's algorithm on and hands each 16 KiB TLS record to the
+/// kernel as its own write, so a statement of more than one record waited
+/// for the server's delayed ACK (40 ms) before its last record went out.
+/// Plain TCP sends a statement in one write. `sslmode=require` (or `prefer`)
+/// in the URL keeps TLS.
+fn connect_options(url: &str) -> Result<PgConnectOptions> {
+    let options = PgConnectOptions::from_str(url)?;
+    let says_ssl = url
+        .split_once('?')
+        .is_some_and(|(_, query)| query.split('&').any(|p| p.starts_with("sslmode=")))
+        || std::env::var_os("PGSSLMODE").is_some();
+    let host = options
+        .get_host()
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let loopback = host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    Ok(if loopback && !says_ssl {
+        options.ssl_mode(PgSslMode::Disable)
+    } else {
+        options
+    })
 }
 
 struct Tx<'a>(&'a mut Transaction<'static, Postgres>, i64);
@@ -144,24 +178,43 @@ impl<'a> Columns<'a> {
 
 #[async_trait]
 impl WriteTx for Tx<'_> {
-    async fn claim_containers(&mut self, claims: &[(&str, &str)]) -> Result<Vec<String>> {
-        let (ids, accounts): (Vec<&str>, Vec<&str>) = claims.iter().copied().unzip();
+    async fn container_owners(&mut self, ids: &[&str]) -> Result<HashMap<String, String>> {
         let rows = sqlx::query(
-            "insert into containers (container_id, account) select * from unnest($1::text[], $2::text[]) \
-             on conflict (container_id) do nothing returning container_id",
+            "select container_id, account from containers where container_id = any($1)",
         )
         .bind(ids)
-        .bind(accounts)
         .fetch_all(&mut **self.0)
         .await?;
         rows.iter()
-            .map(|r| r.try_get(0).map_err(StoreError::from))
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
             .collect()
     }
 
-    async fn release_containers(&mut self, ids: &[&str]) -> Result<()> {
-        sqlx::query("delete from containers where container_id = any($1)")
+    async fn lock_containers(
+        &mut self,
+        claims: &[(&str, &str)],
+    ) -> Result<BTreeMap<String, ContainerState>> {
+        // The upsert claims what is unclaimed, waits for a concurrent
+        // claimer to commit, and locks every row (in id order, as every
+        // writer does: no deadlock between them) until this commit.
+        let (ids, accounts): (Vec<&str>, Vec<&str>) = claims.iter().copied().unzip();
+        let sql = format!(
+            "insert into containers (container_id, account) select * from unnest($1::text[], $2::text[]) {}",
+            super::sql::CONTAINER_CLAIM_RETURNING
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql))
             .bind(ids)
+            .bind(accounts)
+            .fetch_all(&mut **self.0)
+            .await?;
+        rows.iter()
+            .map(|row| Ok((row.try_get(0)?, container_state_from_row!(row))))
+            .collect()
+    }
+
+    async fn delete_records(&mut self, seqs: &[i64]) -> Result<()> {
+        sqlx::query("delete from records where seq = any($1)")
+            .bind(seqs)
             .execute(&mut **self.0)
             .await?;
         Ok(())
@@ -373,66 +426,44 @@ impl WriteTx for Tx<'_> {
         Ok(())
     }
 
-    async fn container_states(&mut self, ids: &[&str]) -> Result<BTreeMap<String, ContainerState>> {
-        // Locked in id order, as every writer does: no deadlock between them.
-        let sql = format!(
-            "{} where container_id = any($1) order by container_id for update",
-            super::sql::CONTAINER_STATES
-        );
-        let rows = sqlx::query(AssertSqlSafe(sql))
-            .bind(ids)
-            .fetch_all(&mut **self.0)
-            .await?;
-        rows.iter()
-            .map(|row| Ok((row.try_get(0)?, container_state_from_row!(row))))
-            .collect()
-    }
-
-    async fn save_container_states(&mut self, states: &[(&str, &ContainerState)]) -> Result<()> {
+    async fn save_containers(
+        &mut self,
+        states: &[(&str, &ContainerState)],
+        days: &[(ContainerDayKey, ContainerDayDelta)],
+    ) -> Result<()> {
+        // One statement for both: the states as a writable CTE.
         let ids: Vec<&str> = states.iter().map(|(id, _)| *id).collect();
-        let accounts: Vec<&str> = states.iter().map(|(_, c)| c.account.as_str()).collect();
+        let owners: Vec<&str> = states.iter().map(|(_, c)| c.account.as_str()).collect();
         let first: Vec<Option<i64>> = states.iter().map(|(_, c)| c.first_at).collect();
         let spans: Vec<String> = states
             .iter()
             .map(|(_, c)| super::containers::encode_spans(&c.spans))
             .collect();
         let exact: Vec<i64> = states.iter().map(|(_, c)| i64::from(c.exact)).collect();
+        let accounts: Vec<&str> = days.iter().map(|((a, _), _)| a.as_str()).collect();
+        let day: Vec<i64> = days.iter().map(|((_, d), _)| *d).collect();
+        let shards: Vec<i64> = vec![self.1; days.len()];
+        let n: Vec<i64> = days.iter().map(|(_, d)| d.containers).collect();
+        let secs: Vec<i64> = days.iter().map(|(_, d)| d.execution_seconds).collect();
+        let short: Vec<i64> = days.iter().map(|(_, d)| d.short_containers).collect();
+        let short_secs: Vec<i64> = days.iter().map(|(_, d)| d.short_seconds).collect();
         let sql = format!(
-            "insert into containers (container_id, account, first_at, spans, exact) \
-             select * from unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::bigint[]) {}",
-            super::sql::CONTAINER_STATE_UPSERT
-        );
-        sqlx::query(AssertSqlSafe(sql))
-            .bind(ids)
-            .bind(accounts)
-            .bind(first)
-            .bind(spans)
-            .bind(exact)
-            .execute(&mut **self.0)
-            .await?;
-        Ok(())
-    }
-
-    async fn add_container_days(
-        &mut self,
-        rows: &[(ContainerDayKey, ContainerDayDelta)],
-    ) -> Result<()> {
-        let accounts: Vec<&str> = rows.iter().map(|((a, _), _)| a.as_str()).collect();
-        let days: Vec<i64> = rows.iter().map(|((_, d), _)| *d).collect();
-        let shards: Vec<i64> = vec![self.1; rows.len()];
-        let n: Vec<i64> = rows.iter().map(|(_, d)| d.containers).collect();
-        let secs: Vec<i64> = rows.iter().map(|(_, d)| d.execution_seconds).collect();
-        let short: Vec<i64> = rows.iter().map(|(_, d)| d.short_containers).collect();
-        let short_secs: Vec<i64> = rows.iter().map(|(_, d)| d.short_seconds).collect();
-        let sql = format!(
-            "insert into container_days (account, day, shard, containers, execution_seconds, \
-             short_containers, short_seconds) select * from unnest($1::text[], $2::bigint[], \
-             $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[]) {}",
+            "with states as (insert into containers (container_id, account, first_at, spans, exact) \
+             select * from unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::bigint[]) {}) \
+             insert into container_days (account, day, shard, containers, execution_seconds, \
+             short_containers, short_seconds) select * from unnest($6::text[], $7::bigint[], \
+             $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[]) {}",
+            super::sql::CONTAINER_STATE_UPSERT,
             super::sql::CONTAINER_DAYS_ADD
         );
         sqlx::query(AssertSqlSafe(sql))
+            .bind(ids)
+            .bind(owners)
+            .bind(first)
+            .bind(spans)
+            .bind(exact)
             .bind(accounts)
-            .bind(days)
+            .bind(day)
             .bind(shards)
             .bind(n)
             .bind(secs)
