@@ -821,3 +821,81 @@ mod container_rollup {
         container_spans_backfill_makes_containers_exact
     );
 }
+
+/// Another writer claims a container for another account after this write
+/// read the owners and before it locked them: the record that was inserted
+/// meanwhile is taken out again and quarantined as a conflict, and the ledger
+/// keeps the container's first owner. (PostgreSQL: the only backend with
+/// concurrent writers.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_container_claimed_meanwhile_undoes_the_record() {
+    let db = TestDb::new(Backend::Postgres).await;
+    let store = db.store().await;
+    let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+    let container = "container_011CPR5CNjB747bTd36fQLFk";
+
+    // Account `rival` claims the container in a transaction left open.
+    let mut rival = pool.begin().await.unwrap();
+    sqlx::query("insert into containers (container_id, account) values ($1, 'rival')")
+        .bind(container)
+        .execute(&mut *rival)
+        .await
+        .unwrap();
+
+    // `acme` writes a record in that container: it reads no owner (the claim
+    // is not committed), inserts the record, then waits on the claim's lock.
+    let writer = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .write(&batch(&fixture("seed/code_execution.ndjson")))
+                .await
+        })
+    };
+    let mut waited = false;
+    for _ in 0..200 {
+        let waiting: i64 = sqlx::query_scalar(
+            "select count(*) from pg_stat_activity where wait_event_type = 'Lock' and datname = current_database()",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        if waiting > 0 {
+            waited = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(waited, "the write never waited for the rival claim");
+    rival.commit().await.unwrap();
+
+    let out = writer.await.unwrap().unwrap();
+    let RecordOutcome::Conflict {
+        message,
+        rejected_id,
+    } = &out.records[0]
+    else {
+        panic!("expected a conflict: {:?}", out.records)
+    };
+    assert!(
+        message.contains("already belongs to account \"rival\""),
+        "{message}"
+    );
+    assert!(
+        store
+            .record("msg_01BqK2v4FnRs4xTjgL8EuZxz")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(store.rejected_get(*rejected_id).await.unwrap().is_some());
+    let counts = store.counts().await.unwrap();
+    assert_eq!(counts.records, 0, "{counts:?}");
+    let (rollup_rows, bodies): (i64, i64) = sqlx::query_as(
+        "select (select count(*) from usage_rollup), (select count(*) from record_bodies)",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!((rollup_rows, bodies), (0, 0));
+}

@@ -20,7 +20,7 @@ use parse::{LineError, parse_record};
 /// prompt. Stores may prefer another size ([`crate::store::Store::chunk_lines`]).
 pub const CHUNK_LINES: usize = 2000;
 /// A chunk is also cut once its raw text passes this many bytes.
-pub const CHUNK_BYTES: usize = 8 << 20;
+pub const CHUNK_BYTES: usize = 16 << 20;
 
 /// Accumulates raw lines and parses them into one [`WriteBatch`].
 pub struct ChunkBuilder {

@@ -3,11 +3,13 @@
 //!
 //! Order matters: the first occurrence of a response id is the one that
 //! stands, and the first account to use a container owns it. Two chunks run
-//! concurrently only when they share no record key and no container id;
-//! otherwise the later one waits for the earlier to commit. Results are
-//! handed back in submission order.
+//! concurrently only when they share no record key and every container they
+//! share is named by one and the same account in both (then either order
+//! gives the same owner, and container time merges in any order); otherwise
+//! the later one waits for the earlier to commit. Results are handed back in
+//! submission order.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -34,8 +36,46 @@ impl<S: Store + ?Sized> BatchWriter for S {
 
 type Done = std::result::Result<Result<(WriteBatch, WriteOutcome)>, tokio::task::JoinError>;
 
-struct InFlight {
+/// What a chunk touches that another chunk in flight must not.
+struct Footprint {
     keys: HashSet<String>,
+    /// Container → the one account naming it in the chunk (None: several).
+    containers: HashMap<String, Option<String>>,
+}
+
+impl Footprint {
+    fn of(batch: &WriteBatch) -> Self {
+        let mut keys = HashSet::with_capacity(batch.records.len());
+        let mut containers: HashMap<String, Option<String>> = HashMap::new();
+        for r in &batch.records {
+            keys.insert(r.key.clone());
+            if let Some(c) = &r.container_id {
+                containers
+                    .entry(c.clone())
+                    .and_modify(|a| {
+                        if a.as_deref() != Some(r.account.as_str()) {
+                            *a = None;
+                        }
+                    })
+                    .or_insert_with(|| Some(r.account.clone()));
+            }
+        }
+        Footprint { keys, containers }
+    }
+
+    fn clashes_with(&self, other: &Footprint) -> bool {
+        !self.keys.is_disjoint(&other.keys)
+            || self.containers.iter().any(|(c, account)| {
+                other
+                    .containers
+                    .get(c)
+                    .is_some_and(|theirs| account.is_none() || theirs != account)
+            })
+    }
+}
+
+struct InFlight {
+    footprint: Footprint,
     progress: u64,
     task: JoinHandle<Result<(WriteBatch, WriteOutcome)>>,
 }
@@ -64,13 +104,12 @@ impl<W: BatchWriter + ?Sized> OrderedCommitter<W> {
         progress: u64,
         on_done: &mut impl FnMut(WriteBatch, WriteOutcome, u64),
     ) -> Result<()> {
-        let keys: HashSet<String> = batch
-            .records
-            .iter()
-            .flat_map(|r| std::iter::once(r.key.clone()).chain(r.container_id.clone()))
-            .collect();
+        let footprint = Footprint::of(&batch);
         while self.inflight.len() >= self.parallel
-            || self.inflight.iter().any(|f| !f.keys.is_disjoint(&keys))
+            || self
+                .inflight
+                .iter()
+                .any(|f| f.footprint.clashes_with(&footprint))
         {
             self.finish_one(on_done).await?;
         }
@@ -80,7 +119,7 @@ impl<W: BatchWriter + ?Sized> OrderedCommitter<W> {
             Ok((batch, outcome))
         });
         self.inflight.push_back(InFlight {
-            keys,
+            footprint,
             progress,
             task,
         });

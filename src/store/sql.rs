@@ -196,8 +196,15 @@ pub(super) const CONTAINER_RECORDS: &str = "select container_id, account, record
     and (uses_code_execution or files_preloaded) and recorded_at >= $1 and recorded_at < $2 and seq <= $3";
 
 /// The container roll-up state of migration 9; `where` clause appended.
+/// Container states, for SQLite's single writer (`where …` follows).
 pub(super) const CONTAINER_STATES: &str =
     "select container_id, account, first_at, spans, exact from containers";
+
+/// Completes `insert into containers (container_id, account) …`: claims the
+/// unclaimed ids and returns every row's state (a no-op update, so existing
+/// rows come back too, locked until commit on PostgreSQL).
+pub(super) const CONTAINER_CLAIM_RETURNING: &str = "on conflict (container_id) do update set \
+    account = containers.account returning container_id, account, first_at, spans, exact";
 
 pub(super) const CONTAINER_STATE_UPSERT: &str = "on conflict (container_id) do update set \
     first_at = excluded.first_at, spans = excluded.spans, exact = excluded.exact";
@@ -208,7 +215,7 @@ pub(super) const CONTAINER_DAYS_ADD: &str = "on conflict (account, day, shard) d
     short_containers = container_days.short_containers + excluded.short_containers, \
     short_seconds = container_days.short_seconds + excluded.short_seconds";
 
-/// Map a row of [`CONTAINER_STATES`] (after the id) to a container state.
+/// Map a row of [`CONTAINER_STATES`] or [`CONTAINER_CLAIM_RETURNING`] (after the id) to a container state.
 macro_rules! container_state_from_row {
     ($row:expr) => {{
         let row = $row;

@@ -49,7 +49,8 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(30))
             .foreign_keys(true)
-            .pragma("cache_size", "-65536");
+            .pragma("cache_size", "-65536")
+            .pragma("wal_autocheckpoint", "16384");
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options)
@@ -65,7 +66,13 @@ impl SqliteStore {
     }
 }
 
-struct Tx<'a>(&'a mut Transaction<'static, Sqlite>);
+/// A write transaction. SQLite has one writer at a time (`BEGIN IMMEDIATE`),
+/// so the container states read with their owners cannot change before the
+/// transaction writes them back: they are kept here instead of read twice.
+struct Tx<'a>(
+    &'a mut Transaction<'static, Sqlite>,
+    BTreeMap<String, ContainerState>,
+);
 
 fn placeholders(rows: usize, cols: usize) -> String {
     let row = format!("({})", vec!["?"; cols].join(","));
@@ -86,28 +93,51 @@ const ROLLUP_KEY: &str = "account, day, model, kind, batch, fast, us, size_class
 
 #[async_trait]
 impl WriteTx for Tx<'_> {
-    async fn claim_containers(&mut self, claims: &[(&str, &str)]) -> Result<Vec<String>> {
-        let mut claimed = Vec::new();
-        for chunk in claims.chunks(ROWS_PER_STATEMENT) {
+    async fn container_owners(&mut self, ids: &[&str]) -> Result<HashMap<String, String>> {
+        let mut owners = HashMap::with_capacity(ids.len());
+        for chunk in ids.chunks(ROWS_PER_STATEMENT) {
             let sql = format!(
-                "insert into containers (container_id, account) values {} on conflict (container_id) do nothing returning container_id",
-                placeholders(chunk.len(), 2)
+                "{} where container_id in ({})",
+                super::sql::CONTAINER_STATES,
+                vec!["?"; chunk.len()].join(",")
             );
             let mut q = sqlx::query(AssertSqlSafe(sql));
-            for (c, a) in chunk {
-                q = q.bind(*c).bind(*a);
+            for c in chunk {
+                q = q.bind(*c);
             }
             for row in q.fetch_all(&mut **self.0).await? {
-                claimed.push(row.try_get(0)?);
+                let id: String = row.try_get(0)?;
+                let state = container_state_from_row!(row);
+                owners.insert(id.clone(), state.account.clone());
+                self.1.insert(id, state);
             }
         }
-        Ok(claimed)
+        Ok(owners)
     }
 
-    async fn release_containers(&mut self, ids: &[&str]) -> Result<()> {
-        for c in ids {
-            sqlx::query("delete from containers where container_id = ?")
-                .bind(*c)
+    async fn lock_containers(
+        &mut self,
+        claims: &[(&str, &str)],
+    ) -> Result<BTreeMap<String, ContainerState>> {
+        // The writer holds the database: states read with the owners are
+        // current, and a new container's row is written with its state.
+        Ok(claims
+            .iter()
+            .map(|(c, a)| {
+                let state = self
+                    .1
+                    .get(*c)
+                    .cloned()
+                    .unwrap_or_else(|| ContainerState::new(a));
+                ((*c).to_owned(), state)
+            })
+            .collect())
+    }
+
+    async fn delete_records(&mut self, seqs: &[i64]) -> Result<()> {
+        for seq in seqs {
+            sqlx::query("delete from records where seq = ?")
+                .bind(*seq)
                 .execute(&mut **self.0)
                 .await?;
         }
@@ -260,26 +290,11 @@ impl WriteTx for Tx<'_> {
         Ok(())
     }
 
-    async fn container_states(&mut self, ids: &[&str]) -> Result<BTreeMap<String, ContainerState>> {
-        let mut states = BTreeMap::new();
-        for chunk in ids.chunks(ROWS_PER_STATEMENT) {
-            let sql = format!(
-                "{} where container_id in ({})",
-                super::sql::CONTAINER_STATES,
-                vec!["?"; chunk.len()].join(",")
-            );
-            let mut q = sqlx::query(AssertSqlSafe(sql));
-            for c in chunk {
-                q = q.bind(*c);
-            }
-            for row in q.fetch_all(&mut **self.0).await? {
-                states.insert(row.try_get(0)?, container_state_from_row!(row));
-            }
-        }
-        Ok(states)
-    }
-
-    async fn save_container_states(&mut self, states: &[(&str, &ContainerState)]) -> Result<()> {
+    async fn save_containers(
+        &mut self,
+        states: &[(&str, &ContainerState)],
+        days: &[(ContainerDayKey, ContainerDayDelta)],
+    ) -> Result<()> {
         for chunk in states.chunks(ROWS_PER_STATEMENT / 2) {
             let sql = format!(
                 "insert into containers (container_id, account, first_at, spans, exact) values {} {}",
@@ -297,14 +312,8 @@ impl WriteTx for Tx<'_> {
             }
             q.execute(&mut **self.0).await?;
         }
-        Ok(())
-    }
 
-    async fn add_container_days(
-        &mut self,
-        rows: &[(ContainerDayKey, ContainerDayDelta)],
-    ) -> Result<()> {
-        for chunk in rows.chunks(ROWS_PER_STATEMENT / 2) {
+        for chunk in days.chunks(ROWS_PER_STATEMENT / 2) {
             let sql = format!(
                 "insert into container_days (account, day, shard, containers, execution_seconds, \
                  short_containers, short_seconds) values {} {}",
@@ -354,7 +363,7 @@ impl Store for SqliteStore {
 
     /// One writer, one fsync per commit: bigger transactions pay off.
     fn chunk_lines(&self) -> usize {
-        5000
+        10000
     }
 
     async fn migrate(&self) -> Result<()> {
@@ -366,7 +375,7 @@ impl Store for SqliteStore {
         let _one_writer = self.writer.lock().await;
         let now = crate::record::to_micros(chrono::Utc::now());
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let outcome = write_batch(&mut Tx(&mut tx), batch, now).await?;
+        let outcome = write_batch(&mut Tx(&mut tx, BTreeMap::new()), batch, now).await?;
         tx.commit().await?;
         Ok(outcome)
     }

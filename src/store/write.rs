@@ -6,21 +6,27 @@
 //!    they only exist when a batch repeats an id). Each round is checked
 //!    against the database *including* the rounds before it, so an in-batch
 //!    repeat is judged exactly like a repeat across batches.
-//! 2. Per round: claim the containers the round names (`on conflict do
-//!    nothing`), then read their owners (and roll-up state); a record whose container belongs to
-//!    another account is a conflict.
+//! 2. Per round: read the owners of the containers the round names (no lock,
+//!    so a writer never waits here for another); a record whose container
+//!    belongs to another account — or, for a container nobody owns yet, to
+//!    another account than the round's first record naming it — is a conflict.
 //! 3. Insert the rest with `on conflict (record_key) do nothing`. A key that
 //!    was not inserted already exists: same account and same content hash is a
 //!    duplicate, anything else a conflict.
-//! 4. Container claims made in this round that no inserted record uses are
-//!    released, so a conflicting record never takes a container.
-//! 5. Bodies and iterations of inserted records, then quarantine of conflicts
-//!    and of the batch's rejected lines.
+//! 4. Claim and lock the containers of the inserted records in one upsert
+//!    that returns their roll-up state. Locks are taken here, late, so two
+//!    transactions that share a container overlap for all their other work.
+//!    Should another writer have claimed a container for another account
+//!    since step 2, the records naming it are deleted again and become
+//!    conflicts.
+//! 5. Bodies and iterations of the records that stay; the usage roll-up; the
+//!    containers' new states and their day sums; then quarantine of
+//!    conflicts and of the batch's rejected lines.
 //!
 //! Keys are processed in sorted order so that concurrent transactions on
 //! PostgreSQL take row locks in the same order and cannot deadlock.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 use async_trait::async_trait;
 
@@ -34,9 +40,16 @@ use crate::record::{ExtraIteration, Micros, NewRecord, RecordKind, Usage};
 /// The primitive operations a backend's transaction provides.
 #[async_trait]
 pub(crate) trait WriteTx: Send {
-    /// Insert `(container_id, account)` claims, skipping taken ids; return the ids newly claimed.
-    async fn claim_containers(&mut self, claims: &[(&str, &str)]) -> Result<Vec<String>>;
-    async fn release_containers(&mut self, ids: &[&str]) -> Result<()>;
+    /// Owners of those of these containers that are claimed.
+    async fn container_owners(&mut self, ids: &[&str]) -> Result<HashMap<String, String>>;
+    /// Claim `(container_id, account)` where unclaimed, lock every one of them
+    /// until commit, and return their states (ids sorted, each once).
+    async fn lock_containers(
+        &mut self,
+        claims: &[(&str, &str)],
+    ) -> Result<BTreeMap<String, ContainerState>>;
+    /// Delete records inserted earlier in this transaction.
+    async fn delete_records(&mut self, seqs: &[i64]) -> Result<()>;
     /// Insert records, skipping existing keys; return `(key, seq)` of those inserted.
     async fn insert_records(
         &mut self,
@@ -50,14 +63,12 @@ pub(crate) trait WriteTx: Send {
     /// Add to the usage roll-up (keys sorted, each once).
     /// Rows are `(key, sums, records, newest seq)`.
     async fn add_rollups(&mut self, rows: &[RollupRow]) -> Result<()>;
-    /// Roll-up state of these containers (claimed rows), locked for update.
-    async fn container_states(&mut self, ids: &[&str]) -> Result<BTreeMap<String, ContainerState>>;
-    /// Write back container states (ids sorted, each once).
-    async fn save_container_states(&mut self, states: &[(&str, &ContainerState)]) -> Result<()>;
-    /// Add to the per-account, per-day container sums (keys sorted, each once).
-    async fn add_container_days(
+    /// Write back container states (ids sorted, each once) and add to the
+    /// per-account, per-day container sums (keys sorted, each once).
+    async fn save_containers(
         &mut self,
-        rows: &[(ContainerDayKey, ContainerDayDelta)],
+        states: &[(&str, &ContainerState)],
+        days: &[(ContainerDayKey, ContainerDayDelta)],
     ) -> Result<()>;
     /// Store a rejected line (or count another sighting of the same bytes); return its id.
     async fn quarantine(&mut self, rejection: &NewRejection, now: Micros) -> Result<i64>;
@@ -149,42 +160,33 @@ async fn write_round<T: WriteTx>(
 ) -> Result<()> {
     let get = |i: usize| records.get(i);
 
-    // Container claims: the first record naming a container proposes its account.
-    let mut proposed: BTreeMap<&str, &str> = BTreeMap::new();
-    for &i in round {
-        if let Some(r) = get(i)
-            && let Some(c) = r.container_id.as_deref()
-        {
-            proposed.entry(c).or_insert(r.account.as_str());
-        }
-    }
-    let claims: Vec<(&str, &str)> = proposed.iter().map(|(c, a)| (*c, *a)).collect();
-    let newly_claimed: HashSet<String> = if claims.is_empty() {
-        HashSet::new()
+    // Who owns each container: its claim, else the round's first record naming it.
+    let mut ids: Vec<&str> = round
+        .iter()
+        .filter_map(|&i| get(i).and_then(|r| r.container_id.as_deref()))
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let claimed = if ids.is_empty() {
+        HashMap::new()
     } else {
-        tx.claim_containers(&claims).await?.into_iter().collect()
+        tx.container_owners(&ids).await?
     };
-    let ids: Vec<&str> = proposed.keys().copied().collect();
-    // The claimed rows, owner and roll-up state (locked until commit on
-    // PostgreSQL): read once for the ownership check and the roll-up.
-    let mut states = if ids.is_empty() {
-        BTreeMap::new()
-    } else {
-        tx.container_states(&ids).await?
-    };
-
+    let mut owners: HashMap<&str, &str> = claimed
+        .iter()
+        .map(|(c, a)| (c.as_str(), a.as_str()))
+        .collect();
     let mut candidates: Vec<usize> = Vec::with_capacity(round.len());
     for &i in round {
         let Some(r) = get(i) else { continue };
-        match r
+        let owner = r
             .container_id
             .as_deref()
-            .and_then(|c| states.get(c).map(|s| (c, &s.account)))
-        {
-            Some((c, owner)) if owner != &r.account => conflicts.push((
-                i,
-                format!("container {c} already belongs to account {owner:?}; a container cannot be billed to two accounts"),
-            )),
+            .map(|c| (c, *owners.entry(c).or_insert(r.account.as_str())));
+        match owner {
+            Some((c, owner)) if owner != r.account => {
+                conflicts.push((i, container_conflict(c, owner)))
+            }
             _ => candidates.push(i),
         }
     }
@@ -207,20 +209,54 @@ async fn write_round<T: WriteTx>(
         tx.existing(&missing).await?
     };
 
+    // Lock the containers of the inserted records; a claim another writer
+    // made meanwhile for another account undoes the records naming it.
+    let mut claims: BTreeMap<&str, &str> = BTreeMap::new();
+    for &i in &candidates {
+        if let Some(r) = get(i)
+            && inserted.contains_key(&r.key)
+            && let Some(c) = r.container_id.as_deref()
+        {
+            claims.entry(c).or_insert(r.account.as_str());
+        }
+    }
+    let claims: Vec<(&str, &str)> = claims.into_iter().collect();
+    let mut states = if claims.is_empty() {
+        BTreeMap::new()
+    } else {
+        tx.lock_containers(&claims).await?
+    };
+    let mut undone: Vec<i64> = Vec::new();
+    let mut kept: Vec<usize> = Vec::with_capacity(candidates.len());
+    for &i in &candidates {
+        let Some(r) = get(i) else { continue };
+        let lost = r
+            .container_id
+            .as_deref()
+            .and_then(|c| states.get(c).map(|s| (c, s.account.as_str())))
+            .filter(|(_, owner)| *owner != r.account);
+        match (lost, inserted.get(&r.key)) {
+            (Some((c, owner)), Some(&seq)) => {
+                undone.push(seq);
+                conflicts.push((i, container_conflict(c, owner)));
+            }
+            _ => kept.push(i),
+        }
+    }
+    if !undone.is_empty() {
+        tx.delete_records(&undone).await?;
+    }
+
     let mut rollup: BTreeMap<RollupKey, (Usage, i64, i64)> = BTreeMap::new();
     let mut bodies: Vec<(i64, &str)> = Vec::with_capacity(inserted.len());
     let mut iterations: Vec<(i64, i64, &ExtraIteration)> = Vec::new();
-    let mut used_containers: HashSet<&str> = HashSet::new();
     let mut container_time: Vec<&NewRecord> = Vec::new();
-    for &i in &candidates {
+    for &i in &kept {
         let Some(r) = get(i) else { continue };
         let outcome = if let Some(&seq) = inserted.get(&r.key) {
             bodies.push((seq, r.raw.as_str()));
             for (pos, it) in r.iterations.iter().enumerate() {
                 iterations.push((seq, pos as i64, it));
-            }
-            if let Some(c) = r.container_id.as_deref() {
-                used_containers.insert(c);
             }
             if containers::counts_toward_container(r) {
                 container_time.push(r);
@@ -257,14 +293,6 @@ async fn write_round<T: WriteTx>(
         }
     }
 
-    let release: Vec<&str> = newly_claimed
-        .iter()
-        .map(String::as_str)
-        .filter(|c| !used_containers.contains(c))
-        .collect();
-    if !release.is_empty() {
-        tx.release_containers(&release).await?;
-    }
     if !bodies.is_empty() {
         tx.insert_bodies(&bodies).await?;
     }
@@ -282,6 +310,12 @@ async fn write_round<T: WriteTx>(
         add_to_container_rollup(tx, &mut states, &container_time).await?;
     }
     Ok(())
+}
+
+fn container_conflict(container: &str, owner: &str) -> String {
+    format!(
+        "container {container} already belongs to account {owner:?}; a container cannot be billed to two accounts"
+    )
 }
 
 /// Fold newly inserted container records into the container roll-up;
@@ -303,15 +337,11 @@ async fn add_to_container_rollup<T: WriteTx>(
         .iter()
         .filter_map(|id| states.get(*id).map(|s| (*id, s)))
         .collect();
-    tx.save_container_states(&changed).await?;
-    let rows: Vec<(ContainerDayKey, ContainerDayDelta)> = deltas
+    let days: Vec<(ContainerDayKey, ContainerDayDelta)> = deltas
         .into_iter()
         .filter(|(_, d)| *d != ContainerDayDelta::default())
         .collect();
-    if !rows.is_empty() {
-        tx.add_container_days(&rows).await?;
-    }
-    Ok(())
+    tx.save_containers(&changed, &days).await
 }
 
 /// A new record's share of the usage roll-up.
