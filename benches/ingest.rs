@@ -13,9 +13,15 @@
 //! - `TALLY_BENCH_POSTGRES` (default `postgres://postgres@127.0.0.1:5432`):
 //!   a server where the bench may create and drop a database;
 //! - `TALLY_BENCH_ONLY` (default: all): comma-separated run groups among
-//!   `cli`, `http-batch`, `http-single`, `http-two-servers`;
+//!   `cli`, `cli-code-execution`, `http-batch`, `http-single`,
+//!   `http-two-servers`;
 //! - `TALLY_BENCH_GEN_ARGS` (default empty): extra arguments to
 //!   `tally gen-usage`, split on whitespace (e.g. `--seed 7`).
+//!
+//! The `cli-code-execution` group ingests code-execution-heavy traffic in
+//! random order (`gen-usage --profile code-execution --shuffle`: a backfill
+//! of several log files), then apart its container records sorted by time
+//! and its other records still shuffled, to show where the time goes.
 //!
 //! Peak memory is the process's `VmHWM` (peak resident set), sampled from
 //! /proc while it runs (one figure per server). A second CLI run on a file a
@@ -43,7 +49,13 @@ use tokio::runtime::Runtime;
 use tokio::sync::Barrier;
 
 const BIN: &str = env!("CARGO_BIN_EXE_tally");
-const GROUPS: [&str; 4] = ["cli", "http-batch", "http-single", "http-two-servers"];
+const GROUPS: [&str; 5] = [
+    "cli",
+    "cli-code-execution",
+    "http-batch",
+    "http-single",
+    "http-two-servers",
+];
 /// Longest a server may take to say where it listens.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// Longest every client may take to open its connection.
@@ -579,6 +591,36 @@ impl Bench {
         ]
     }
 
+    fn cli_code_execution_runs(&self) -> Vec<Run> {
+        let records = self.settings.records;
+        let mut args = vec![
+            "--profile".to_owned(),
+            "code-execution".to_owned(),
+            "--shuffle".to_owned(),
+        ];
+        args.extend(self.settings.gen_args.iter().cloned());
+        let file = self.dir.path().join("usage_code_execution.ndjson");
+        gen_usage(records, &file, &args);
+        let (containers, others) = split_container_records(&file, self.dir.path());
+        let mut runs = Vec::new();
+        for (what, path, n) in [
+            ("code-execution mix, shuffled", file.clone(), records),
+            ("its container records, sorted", containers.0, containers.1),
+            ("its other records, shuffled", others.0, others.1),
+        ] {
+            runs.push(cli_run(
+                &format!("CLI → SQLite, {what}"),
+                &self.sqlite(&format!("ce_{n}.db")),
+                &path,
+                n,
+            ));
+            runs.push(
+                self.on_postgres(|db| cli_run(&format!("CLI → PostgreSQL, {what}"), db, &path, n)),
+            );
+        }
+        runs
+    }
+
     fn http_batch_runs(&self, full: &Path) -> Vec<Run> {
         let records = self.settings.records;
         let body = std::fs::read(full).unwrap();
@@ -636,6 +678,9 @@ impl Bench {
                 runs.extend(self.http_batch_runs(&full));
             }
         }
+        if wants("cli-code-execution") {
+            runs.extend(self.cli_code_execution_runs());
+        }
         if wants("http-single") || wants("http-two-servers") {
             let records = self.settings.http_records;
             let lines = ndjson_lines(&self.generate("usage_http.ndjson", records));
@@ -649,6 +694,43 @@ impl Bench {
         }
         runs
     }
+}
+
+/// Split a generated file into its records that name a container, sorted by
+/// `recorded_at`, and the others in their order: `((path, lines), (path, lines))`.
+fn split_container_records(file: &Path, dir: &Path) -> ((PathBuf, u64), (PathBuf, u64)) {
+    let text = std::fs::read_to_string(file).unwrap();
+    let mut containers: Vec<(String, &str)> = Vec::new();
+    let mut others: Vec<&str> = Vec::new();
+    for line in text.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        if line.contains("\"container\":{") {
+            let at = v["recorded_at"].as_str().unwrap_or_default().to_owned();
+            containers.push((at, line));
+        } else {
+            others.push(line);
+        }
+    }
+    containers.sort_by(|a, b| a.0.cmp(&b.0));
+    let write = |name: &str, lines: &mut dyn Iterator<Item = &str>| {
+        let path = dir.join(name);
+        let mut out = String::new();
+        let mut n = 0;
+        for l in lines {
+            out.push_str(l);
+            out.push('\n');
+            n += 1;
+        }
+        std::fs::write(&path, out).unwrap();
+        (path, n)
+    };
+    (
+        write(
+            "usage_containers_sorted.ndjson",
+            &mut containers.iter().map(|(_, l)| *l),
+        ),
+        write("usage_others.ndjson", &mut others.iter().copied()),
+    )
 }
 
 fn print_table(runs: &[Run]) {

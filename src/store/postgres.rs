@@ -213,10 +213,14 @@ impl WriteTx for Tx<'_> {
     }
 
     async fn delete_records(&mut self, seqs: &[i64]) -> Result<()> {
-        sqlx::query("delete from records where seq = any($1)")
+        for table in ["record_iterations", "record_bodies", "records"] {
+            sqlx::query(AssertSqlSafe(format!(
+                "delete from {table} where seq = any($1)"
+            )))
             .bind(seqs)
             .execute(&mut **self.0)
             .await?;
+        }
         Ok(())
     }
 

@@ -13,15 +13,16 @@
 //! 3. Insert the rest with `on conflict (record_key) do nothing`. A key that
 //!    was not inserted already exists: same account and same content hash is a
 //!    duplicate, anything else a conflict.
-//! 4. Claim and lock the containers of the inserted records in one upsert
+//! 4. Bodies and iterations of the inserted records (most of the bytes).
+//! 5. Claim and lock the containers of the inserted records in one upsert
 //!    that returns their roll-up state. Locks are taken here, late, so two
 //!    transactions that share a container overlap for all their other work.
 //!    Should another writer have claimed a container for another account
 //!    since step 2, the records naming it are deleted again and become
 //!    conflicts.
-//! 5. Bodies and iterations of the records that stay; the usage roll-up; the
-//!    containers' new states and their day sums; then quarantine of
-//!    conflicts and of the batch's rejected lines.
+//! 6. The usage roll-up of the records that stay; the containers' new states
+//!    and their day sums; then quarantine of conflicts and of the batch's
+//!    rejected lines.
 //!
 //! Keys are processed in sorted order so that concurrent transactions on
 //! PostgreSQL take row locks in the same order and cannot deadlock.
@@ -48,7 +49,8 @@ pub(crate) trait WriteTx: Send {
         &mut self,
         claims: &[(&str, &str)],
     ) -> Result<BTreeMap<String, ContainerState>>;
-    /// Delete records inserted earlier in this transaction.
+    /// Delete records inserted earlier in this transaction, with their
+    /// bodies and iterations.
     async fn delete_records(&mut self, seqs: &[i64]) -> Result<()>;
     /// Insert records, skipping existing keys; return `(key, seq)` of those inserted.
     async fn insert_records(
@@ -209,6 +211,25 @@ async fn write_round<T: WriteTx>(
         tx.existing(&missing).await?
     };
 
+    // The inserted records' bodies and iterations, before any lock: the
+    // bulk of the bytes goes in while another writer may hold a container.
+    let mut bodies: Vec<(i64, &str)> = Vec::with_capacity(inserted.len());
+    let mut iterations: Vec<(i64, i64, &ExtraIteration)> = Vec::new();
+    for r in &rows {
+        if let Some(&seq) = inserted.get(&r.key) {
+            bodies.push((seq, r.raw.as_str()));
+            for (pos, it) in r.iterations.iter().enumerate() {
+                iterations.push((seq, pos as i64, it));
+            }
+        }
+    }
+    if !bodies.is_empty() {
+        tx.insert_bodies(&bodies).await?;
+    }
+    if !iterations.is_empty() {
+        tx.insert_iterations(&iterations).await?;
+    }
+
     // Lock the containers of the inserted records; a claim another writer
     // made meanwhile for another account undoes the records naming it.
     let mut claims: BTreeMap<&str, &str> = BTreeMap::new();
@@ -248,16 +269,10 @@ async fn write_round<T: WriteTx>(
     }
 
     let mut rollup: BTreeMap<RollupKey, (Usage, i64, i64)> = BTreeMap::new();
-    let mut bodies: Vec<(i64, &str)> = Vec::with_capacity(inserted.len());
-    let mut iterations: Vec<(i64, i64, &ExtraIteration)> = Vec::new();
     let mut container_time: Vec<&NewRecord> = Vec::new();
     for &i in &kept {
         let Some(r) = get(i) else { continue };
         let outcome = if let Some(&seq) = inserted.get(&r.key) {
-            bodies.push((seq, r.raw.as_str()));
-            for (pos, it) in r.iterations.iter().enumerate() {
-                iterations.push((seq, pos as i64, it));
-            }
             if containers::counts_toward_container(r) {
                 container_time.push(r);
             }
@@ -293,12 +308,6 @@ async fn write_round<T: WriteTx>(
         }
     }
 
-    if !bodies.is_empty() {
-        tx.insert_bodies(&bodies).await?;
-    }
-    if !iterations.is_empty() {
-        tx.insert_iterations(&iterations).await?;
-    }
     if !rollup.is_empty() {
         let rows: Vec<RollupRow> = rollup
             .into_iter()
