@@ -195,7 +195,21 @@ fn wait_sampling(child: &mut Child) -> u64 {
     panic!("tally ingest took longer than {CLI_TIMEOUT:?}");
 }
 
+/// Write out what earlier runs left in the page cache, so their disk
+/// writes do not land in this run's time.
+fn settle() {
+    let _ = Command::new("sync").status();
+}
+
 fn cli_run(label: &str, database: &str, file: &Path, records: u64) -> Run {
+    // The schema is made first: the clock times ingesting, not migrating.
+    let migrated = Command::new(BIN)
+        .args(["--database", database, "migrate"])
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(migrated.success(), "{label}: tally migrate failed");
+    settle();
     let start = Instant::now();
     let mut child = Command::new(BIN)
         .args(["--database", database, "ingest", "--json"])
@@ -305,6 +319,7 @@ fn announced_address(stderr: std::process::ChildStderr) -> mpsc::Receiver<String
 }
 
 fn http_batch_run(label: &str, database: &str, body: Vec<u8>, records: u64, rt: &Runtime) -> Run {
+    settle();
     let server = Server::start(database);
     let url = format!("{}/v1/usage/batch", server.base);
     let start = Instant::now();
@@ -479,6 +494,7 @@ fn http_single_run(
     connections: usize,
     rt: &Runtime,
 ) -> Run {
+    settle();
     let servers: Vec<Server> = (0..servers).map(|_| Server::start(database)).collect();
     let bases: Vec<String> = servers.iter().map(|s| s.base.clone()).collect();
     let (seconds, latencies) = post_concurrently(rt, &bases, lines, connections);

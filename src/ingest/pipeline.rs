@@ -151,3 +151,51 @@ impl<W: BatchWriter + ?Sized> OrderedCommitter<W> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ingest::ChunkBuilder;
+    use crate::record::Defaults;
+
+    /// A batch of records `(id, account, container)`.
+    fn batch(records: &[(&str, &str, &str)]) -> WriteBatch {
+        let mut b = ChunkBuilder::new("test", Defaults::default(), 0);
+        for (n, (id, account, container)) in records.iter().enumerate() {
+            let line = serde_json::json!({
+                "account": account, "recorded_at": "2025-05-23T20:13:31Z",
+                "response": {"id": id, "type": "message", "model": "m", "content": [],
+                    "usage": {"input_tokens": 1, "output_tokens": 1},
+                    "container": {"id": container, "expires_at": "2025-05-23T21:00:00Z"}}
+            });
+            b.push_line(n as u64 + 1, line.to_string().as_bytes());
+        }
+        let batch = b.take();
+        assert_eq!(batch.records.len(), records.len(), "{:?}", batch.rejections);
+        batch
+    }
+
+    fn clash(a: &[(&str, &str, &str)], b: &[(&str, &str, &str)]) -> bool {
+        Footprint::of(&batch(a)).clashes_with(&Footprint::of(&batch(b)))
+    }
+
+    #[test]
+    fn chunks_wait_only_for_what_order_decides() {
+        // Disjoint: run together.
+        assert!(!clash(&[("m1", "a", "c1")], &[("m2", "b", "c2")]));
+        // One account's container in both: either order gives the same owner.
+        assert!(!clash(&[("m1", "a", "c1")], &[("m2", "a", "c1")]));
+        // The same container under two accounts: the first must commit first.
+        assert!(clash(&[("m1", "a", "c1")], &[("m2", "b", "c1")]));
+        assert!(clash(
+            &[("m1", "a", "c1"), ("m3", "b", "c1")],
+            &[("m2", "a", "c1")]
+        ));
+        assert!(clash(
+            &[("m2", "a", "c1")],
+            &[("m1", "a", "c1"), ("m3", "b", "c1")]
+        ));
+        // The same response id: the first occurrence must stand.
+        assert!(clash(&[("m1", "a", "c1")], &[("m1", "a", "c2")]));
+    }
+}

@@ -102,6 +102,7 @@ const ROLLUP_KEY: &str = "account, day, model, kind, batch, fast, us, size_class
 #[async_trait]
 impl WriteTx for Tx<'_> {
     async fn container_owners(&mut self, ids: &[&str]) -> Result<HashMap<String, String>> {
+        self.1.clear(); // a round reads afresh what earlier rounds wrote
         let mut owners = HashMap::with_capacity(ids.len());
         for chunk in ids.chunks(ROWS_PER_STATEMENT) {
             let sql = format!(
