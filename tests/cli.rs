@@ -347,3 +347,117 @@ mod ordering {
     use super::*;
     on_both_backends!(first_occurrence_stands_across_concurrent_chunks);
 }
+
+/// `gen-usage --profile code-execution --shuffle`: about a third of the
+/// records in containers, most containers reused, some with files preloaded,
+/// out of time order, the same file for the same seed; and a model only on
+/// dates the shipped price book prices it.
+#[test]
+fn gen_usage_code_execution_profile_shuffled() {
+    let gen_args = |extra: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_tally"))
+            .args(["gen-usage", "--records", "3000", "--seed", "4"])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let shuffled = gen_args(&["--profile", "code-execution", "--shuffle"]);
+    assert_eq!(
+        shuffled,
+        gen_args(&["--profile", "code-execution", "--shuffle"])
+    );
+    let book = tally::pricing::PriceBook::shipped();
+    let mut containers: std::collections::HashMap<String, usize> = Default::default();
+    let (mut preloads, mut times) = (0, Vec::new());
+    for line in shuffled.lines() {
+        let v: Value = serde_json::from_str(line).unwrap();
+        let message = if v["events"].is_array() {
+            &v["events"][0]["message"]
+        } else if v["result"].is_object() {
+            &v["result"]["message"]
+        } else {
+            &v["response"]
+        };
+        let at = v["recorded_at"].as_str().unwrap().to_owned();
+        if let Some(model) = message["model"].as_str() {
+            let date = chrono::DateTime::parse_from_rfc3339(&at)
+                .unwrap()
+                .date_naive();
+            let version = book.version_at(date).unwrap();
+            assert!(
+                version.model(model).is_some(),
+                "{model} is not priced on {date}"
+            );
+        }
+        if line.contains("\"container\":{") {
+            let id = line.split("\"id\":\"container_").nth(1).unwrap()[..20].to_owned();
+            *containers.entry(id).or_default() += 1;
+        }
+        preloads += usize::from(line.contains("container_upload"));
+        times.push(at);
+    }
+    let in_containers: usize = containers.values().sum();
+    assert!(
+        (800..1300).contains(&in_containers),
+        "{in_containers} of 3000 in containers"
+    );
+    assert!(
+        containers.values().filter(|&&n| n > 1).count() * 4 > containers.len(),
+        "reused"
+    );
+    assert!(preloads > 30, "{preloads} with files preloaded");
+    let mut sorted = times.clone();
+    sorted.sort();
+    assert_ne!(times, sorted, "shuffled");
+}
+
+/// A shuffled code-execution backfill through the CLI (on PostgreSQL with
+/// several chunks in flight that share containers): every container stays
+/// exact, and the container roll-up bills what the records bill.
+async fn code_execution_backfill_rolls_up_exactly(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let mut text = Vec::new();
+    let options = tally::synth::Options {
+        profile: tally::synth::Profile::CodeExecution,
+        shuffle: true,
+    };
+    tally::synth::write_ndjson_with(&mut text, 12_000, 8, options).unwrap();
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), &text).unwrap();
+    let out = tally(&db, &["ingest", "--json", file.path().to_str().unwrap()]);
+    assert_eq!(json_out(&out)["accepted"], 12_000);
+
+    let store = db.store().await;
+    let book = tally::pricing::PriceBook::shipped();
+    let period = tally::billing::Period::parse("2026-03").unwrap();
+    let bill =
+        |rollup| tally::billing::container_bill(store.as_ref(), &book, period, i64::MAX, rollup);
+    let (rolled, records) = (bill(true).await.unwrap(), bill(false).await.unwrap());
+    assert!(
+        rolled.containers.len() > 100,
+        "{} account-days",
+        rolled.containers.len()
+    );
+    assert_eq!(rolled.containers, records.containers);
+    assert_eq!(rolled.credits, records.credits);
+    let inexact = store
+        .inexact_container_records(i64::MIN, i64::MAX)
+        .await
+        .unwrap();
+    assert!(
+        inexact.is_empty(),
+        "{} records of inexact containers",
+        inexact.len()
+    );
+}
+
+mod backfill {
+    use super::*;
+    on_both_backends!(code_execution_backfill_rolls_up_exactly);
+}

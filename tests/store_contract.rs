@@ -812,6 +812,60 @@ async fn ledger_at_migration(backend: Backend, at: i64, then: &str) -> TestDb {
     db
 }
 
+/// A record in `container`: `(id, account, runs code)`.
+fn in_container(id: &str, account: &str, container: &str, runs_code: bool) -> String {
+    edit(fixture("seed/code_execution.ndjson").trim(), |v| {
+        v["response"]["id"] = id.into();
+        v["account"] = account.into();
+        v["response"]["container"]["id"] = container.into();
+        if !runs_code {
+            v["response"]["content"] = serde_json::json!([{"type": "text", "text": "ok"}]);
+        }
+    })
+}
+
+/// The first account to use a container owns it, even when that first
+/// record adds no container time (no code run, no files preloaded).
+async fn a_container_first_used_without_code_is_owned(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    let first = store
+        .write(&batch(&in_container("m1", "acme", "c-1", false)))
+        .await
+        .unwrap();
+    assert_eq!(statuses(&first.records), ["recorded"]);
+    let second = store
+        .write(&batch(&in_container("m2", "globex", "c-1", true)))
+        .await
+        .unwrap();
+    assert_eq!(statuses(&second.records), ["conflict"]);
+}
+
+/// Inside one batch, the container goes to the account of the earliest line
+/// naming it, whatever the response ids sort like.
+async fn a_container_goes_to_the_earliest_line_of_a_batch(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    let lines = [
+        in_container("msg_z", "globex", "c-9", true),
+        in_container("msg_a", "acme", "c-9", true),
+    ];
+    let out = store.write(&batch(&lines.join("\n"))).await.unwrap();
+    assert_eq!(statuses(&out.records), ["recorded", "conflict"]);
+    assert_eq!(
+        store.record("msg_z").await.unwrap().unwrap().account,
+        "globex"
+    );
+}
+
+mod container_owners {
+    use super::*;
+    on_both_backends!(
+        a_container_first_used_without_code_is_owned,
+        a_container_goes_to_the_earliest_line_of_a_batch
+    );
+}
+
 mod container_rollup {
     use super::*;
     on_both_backends!(
@@ -898,4 +952,71 @@ async fn postgres_a_container_claimed_meanwhile_undoes_the_record() {
     .await
     .unwrap();
     assert_eq!((rollup_rows, bodies), (0, 0));
+}
+
+/// A finalizing cutoff waits for the writes in flight, and writes wait for
+/// a cutoff being taken (PostgreSQL, where writers run concurrently): a record
+/// numbered below a cutoff can never commit after it and be missed for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_cutoffs_and_writes_exclude_each_other() {
+    // The advisory lock of src/store/postgres.rs (WRITERS_LOCK).
+    const WRITERS_LOCK: i64 = 0x7461_6c6c_7900;
+    let db = TestDb::new(Backend::Postgres).await;
+    let store = db.store().await;
+    let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+    let lock_waits = || async {
+        sqlx::query_scalar::<_, i64>(
+            "select count(*) from pg_stat_activity where wait_event_type = 'Lock' and datname = current_database()",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+    };
+    let wait_for_a_lock_wait = || async {
+        for _ in 0..250 {
+            if lock_waits().await > 0 {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        panic!("nothing waited on the lock");
+    };
+
+    // A writer in flight (holding the writers' lock shared): the cutoff waits.
+    let mut writer = pool.begin().await.unwrap();
+    sqlx::query("select pg_advisory_xact_lock_shared($1)")
+        .bind(WRITERS_LOCK)
+        .execute(&mut *writer)
+        .await
+        .unwrap();
+    let cutoff = {
+        let store = store.clone();
+        tokio::spawn(async move { store.cutoff_seq().await })
+    };
+    wait_for_a_lock_wait().await;
+    assert!(!cutoff.is_finished());
+    writer.commit().await.unwrap();
+    assert_eq!(cutoff.await.unwrap().unwrap(), 0);
+
+    // A cutoff being taken (the lock held exclusively): the write waits.
+    let mut taking = pool.begin().await.unwrap();
+    sqlx::query("select pg_advisory_xact_lock($1)")
+        .bind(WRITERS_LOCK)
+        .execute(&mut *taking)
+        .await
+        .unwrap();
+    let write = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .write(&batch(&fixture("seed/code_execution.ndjson")))
+                .await
+        })
+    };
+    wait_for_a_lock_wait().await;
+    assert!(!write.is_finished());
+    taking.commit().await.unwrap();
+    let out = write.await.unwrap().unwrap();
+    assert_eq!(statuses(&out.records), ["recorded"]);
+    assert!(store.cutoff_seq().await.unwrap() > 0);
 }

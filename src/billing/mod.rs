@@ -971,7 +971,7 @@ pub async fn finalize(
     {
         return Ok(f);
     }
-    let cutoff = store.max_seq().await.map_err(BillingError::from)?;
+    let cutoff = store.cutoff_seq().await.map_err(BillingError::from)?;
     let draft = draft_as_of(store, book, account, period, Ledger::AsOf(cutoff)).await?;
     if !draft.unpriced.is_empty() && !allow_unpriced {
         let models: Vec<&str> = draft.unpriced.iter().map(|u| u.model.as_str()).collect();

@@ -135,23 +135,38 @@ pub fn encode_spans(spans: &[(Micros, Micros)]) -> String {
     out
 }
 
-/// Read stored spans back (see [`encode_spans`]).
+/// Read stored spans back (see [`encode_spans`]), refusing any that are not
+/// ascending, disjoint and of positive length: a damaged row must not bill a
+/// wrong union silently.
 pub fn decode_spans(text: &str) -> Result<Vec<(Micros, Micros)>, String> {
     if text.is_empty() {
         return Ok(Vec::new());
     }
-    text.split(',')
+    let spans = text
+        .split(',')
         .map(|pair| {
             let (s, e) = pair
                 .split_once(':')
-                .ok_or_else(|| format!("container spans: {pair:?} is not start:end"))?;
+                .ok_or_else(|| format!("spans: {pair:?} is not start:end"))?;
             let num = |v: &str| {
                 v.parse::<i64>()
-                    .map_err(|_| format!("container spans: {v:?} is not a number"))
+                    .map_err(|_| format!("spans: {v:?} is not a number"))
             };
             Ok((num(s)?, num(e)?))
         })
-        .collect()
+        .collect::<Result<Vec<_>, String>>()?;
+    let ordered = spans.iter().all(|(s, e)| s < e)
+        && spans.windows(2).all(|w| match w {
+            [(_, end), (start, _)] => end < start,
+            _ => true,
+        });
+    if ordered {
+        Ok(spans)
+    } else {
+        Err(format!(
+            "spans {text:?} are not ascending, disjoint and of positive length"
+        ))
+    }
 }
 
 /// Apply `records` (all counting toward containers) to the states, adding
@@ -272,6 +287,9 @@ mod tests {
         assert_eq!(decode_spans(""), Ok(vec![]));
         assert!(decode_spans("1:x").is_err());
         assert!(decode_spans("12").is_err());
+        assert!(decode_spans("5:5").is_err(), "empty span");
+        assert!(decode_spans("1:4,3:9").is_err(), "overlapping spans");
+        assert!(decode_spans("10:20,1:4").is_err(), "spans out of order");
     }
 
     #[test]

@@ -363,6 +363,14 @@ pub trait Store: Send + Sync + 'static {
     /// The newest ledger sequence number (0 when empty).
     async fn max_seq(&self) -> Result<i64>;
 
+    /// A cutoff for finalizing: the newest sequence number such that no
+    /// record at or below it can still be committed later. With concurrent
+    /// writers (PostgreSQL) a transaction holding a lower number may commit
+    /// after a higher one; a finalized invoice would miss that record for good.
+    async fn cutoff_seq(&self) -> Result<i64> {
+        self.max_seq().await
+    }
+
     /// Finalized invoices of an account: `(period, cutoff_seq)`, by period.
     async fn finalized_periods(&self, account: &str) -> Result<Vec<(String, i64)>>;
 

@@ -41,6 +41,10 @@ pub struct PostgresStore {
     next_shard: std::sync::atomic::AtomicI64,
 }
 
+/// The advisory lock every write transaction holds shared, and a finalizing
+/// cutoff exclusively (see [`Store::cutoff_seq`]).
+const WRITERS_LOCK: i64 = 0x7461_6c6c_7900;
+
 /// Roll-up shards per key (a few more than the writers in flight).
 const ROLLUP_SHARDS: i64 = 8;
 
@@ -76,10 +80,11 @@ impl PostgresStore {
 /// in the URL keeps TLS.
 fn connect_options(url: &str) -> Result<PgConnectOptions> {
     let options = PgConnectOptions::from_str(url)?;
-    let says_ssl = url
-        .split_once('?')
-        .is_some_and(|(_, query)| query.split('&').any(|p| p.starts_with("sslmode=")))
-        || std::env::var_os("PGSSLMODE").is_some();
+    let says_ssl = url.split_once('?').is_some_and(|(_, query)| {
+        query
+            .split('&')
+            .any(|p| p.starts_with("sslmode=") || p.starts_with("ssl-mode="))
+    }) || std::env::var_os("PGSSLMODE").is_some_and(|v| !v.is_empty());
     let host = options
         .get_host()
         .trim_start_matches('[')
@@ -509,6 +514,11 @@ impl PostgresStore {
     async fn write_once(&self, batch: &WriteBatch) -> Result<WriteOutcome> {
         let now = crate::record::to_micros(chrono::Utc::now());
         let mut tx = self.pool.begin().await?;
+        // Held until commit: a finalizing cutoff waits for this write.
+        sqlx::query("select pg_advisory_xact_lock_shared($1)")
+            .bind(WRITERS_LOCK)
+            .execute(&mut *tx)
+            .await?;
         let shard = self
             .next_shard
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
@@ -638,6 +648,23 @@ impl Store for PostgresStore {
         self.shared_max_seq().await
     }
 
+    async fn cutoff_seq(&self) -> Result<i64> {
+        // Every writer holds the shared lock for its whole transaction (and
+        // takes its sequence numbers under it): the exclusive lock waits
+        // for those in flight, and writers after it number above the cutoff.
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("select pg_advisory_xact_lock($1)")
+            .bind(WRITERS_LOCK)
+            .execute(&mut *tx)
+            .await?;
+        let seq: i64 =
+            sqlx::query_scalar("select cast(coalesce(max(seq), 0) as bigint) from records")
+                .fetch_one(&mut *tx)
+                .await?;
+        tx.commit().await?;
+        Ok(seq)
+    }
+
     async fn finalized_periods(&self, account: &str) -> Result<Vec<(String, i64)>> {
         self.shared_finalized_periods(account).await
     }
@@ -746,5 +773,38 @@ impl Store for PostgresStore {
 
     async fn ping(&self) -> Result<()> {
         self.shared_ping().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mode(url: &str) -> PgSslMode {
+        connect_options(url)
+            .map(|o| o.get_ssl_mode())
+            .unwrap_or(PgSslMode::Prefer)
+    }
+
+    #[test]
+    fn no_tls_to_loopback_unless_asked() {
+        if std::env::var_os("PGSSLMODE").is_some() {
+            return; // the environment decides then
+        }
+        for url in [
+            "postgres://u@127.0.0.1:5432/db",
+            "postgres://u@localhost/db",
+            "postgres://u@[::1]:5432/db",
+        ] {
+            assert!(matches!(mode(url), PgSslMode::Disable), "{url}");
+        }
+        assert!(matches!(
+            mode("postgres://u@127.0.0.1/db?sslmode=require"),
+            PgSslMode::Require
+        ));
+        assert!(matches!(
+            mode("postgres://u@db.example.com/db"),
+            PgSslMode::Prefer
+        ));
     }
 }

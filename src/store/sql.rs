@@ -195,14 +195,14 @@ pub(super) const CONTAINER_RECORDS: &str = "select container_id, account, record
     from records where container_id is not null and kind = 'message' \
     and (uses_code_execution or files_preloaded) and recorded_at >= $1 and recorded_at < $2 and seq <= $3";
 
-/// The container roll-up state of migration 9; `where` clause appended.
-/// Container states, for SQLite's single writer (`where …` follows).
+/// Container roll-up states (migration 10), for SQLite's single writer
+/// (`where …` follows).
 pub(super) const CONTAINER_STATES: &str =
     "select container_id, account, first_at, spans, exact from containers";
 
 /// Completes `insert into containers (container_id, account) …`: claims the
 /// unclaimed ids and returns every row's state (a no-op update, so existing
-/// rows come back too, locked until commit on PostgreSQL).
+/// rows come back too, locked until commit). PostgreSQL's writers use it.
 pub(super) const CONTAINER_CLAIM_RETURNING: &str = "on conflict (container_id) do update set \
     account = containers.account returning container_id, account, first_at, spans, exact";
 
@@ -223,8 +223,10 @@ macro_rules! container_state_from_row {
         $crate::store::containers::ContainerState {
             account: row.try_get(1)?,
             first_at: row.try_get(2)?,
-            spans: $crate::store::containers::decode_spans(&spans)
-                .map_err($crate::store::StoreError::Invalid)?,
+            spans: $crate::store::containers::decode_spans(&spans).map_err(|e| {
+                let id: String = row.try_get(0).unwrap_or_default();
+                $crate::store::StoreError::Invalid(format!("container {id}: {e}"))
+            })?,
             exact: row.try_get::<i64, _>(4)? != 0,
         }
     }};

@@ -129,7 +129,24 @@ impl WriteTx for Tx<'_> {
         claims: &[(&str, &str)],
     ) -> Result<BTreeMap<String, ContainerState>> {
         // The writer holds the database: states read with the owners are
-        // current, and a new container's row is written with its state.
+        // current. Only the unclaimed are written here (a record that adds no
+        // container time still makes its account the owner).
+        let new: Vec<(&str, &str)> = claims
+            .iter()
+            .copied()
+            .filter(|(c, _)| !self.1.contains_key(*c))
+            .collect();
+        for chunk in new.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "insert into containers (container_id, account) values {}",
+                placeholders(chunk.len(), 2)
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for (c, a) in chunk {
+                q = q.bind(*c).bind(*a);
+            }
+            q.execute(&mut **self.0).await?;
+        }
         Ok(claims
             .iter()
             .map(|(c, a)| {
@@ -144,12 +161,19 @@ impl WriteTx for Tx<'_> {
     }
 
     async fn delete_records(&mut self, seqs: &[i64]) -> Result<()> {
-        for seq in seqs {
-            for table in ["record_iterations", "record_bodies", "records"] {
-                sqlx::query(AssertSqlSafe(format!("delete from {table} where seq = ?")))
-                    .bind(*seq)
-                    .execute(&mut **self.0)
-                    .await?;
+        // Only a concurrent claimer calls for this, and SQLite has one
+        // writer; complete all the same.
+        for table in ["record_iterations", "record_bodies", "records"] {
+            for chunk in seqs.chunks(ROWS_PER_STATEMENT) {
+                let sql = format!(
+                    "delete from {table} where seq in ({})",
+                    vec!["?"; chunk.len()].join(",")
+                );
+                let mut q = sqlx::query(AssertSqlSafe(sql));
+                for seq in chunk {
+                    q = q.bind(*seq);
+                }
+                q.execute(&mut **self.0).await?;
             }
         }
         Ok(())

@@ -9,7 +9,7 @@
 //! 2. Per round: read the owners of the containers the round names (no lock,
 //!    so a writer never waits here for another); a record whose container
 //!    belongs to another account — or, for a container nobody owns yet, to
-//!    another account than the round's first record naming it — is a conflict.
+//!    another account than the batch's earliest line naming it — is a conflict.
 //! 3. Insert the rest with `on conflict (record_key) do nothing`. A key that
 //!    was not inserted already exists: same account and same content hash is a
 //!    duplicate, anything else a conflict.
@@ -178,13 +178,24 @@ async fn write_round<T: WriteTx>(
         .iter()
         .map(|(c, a)| (c.as_str(), a.as_str()))
         .collect();
+    // Unclaimed: the account of the batch's earliest line naming it (the
+    // round is sorted by key; ownership goes by the order lines came in).
+    let mut in_arrival_order = round.to_vec();
+    in_arrival_order.sort_unstable();
+    for &i in &in_arrival_order {
+        if let Some(r) = get(i)
+            && let Some(c) = r.container_id.as_deref()
+        {
+            owners.entry(c).or_insert(r.account.as_str());
+        }
+    }
     let mut candidates: Vec<usize> = Vec::with_capacity(round.len());
     for &i in round {
         let Some(r) = get(i) else { continue };
         let owner = r
             .container_id
             .as_deref()
-            .map(|c| (c, *owners.entry(c).or_insert(r.account.as_str())));
+            .and_then(|c| owners.get(c).map(|owner| (c, *owner)));
         match owner {
             Some((c, owner)) if owner != r.account => {
                 conflicts.push((i, container_conflict(c, owner)))
@@ -233,7 +244,7 @@ async fn write_round<T: WriteTx>(
     // Lock the containers of the inserted records; a claim another writer
     // made meanwhile for another account undoes the records naming it.
     let mut claims: BTreeMap<&str, &str> = BTreeMap::new();
-    for &i in &candidates {
+    for &i in &in_arrival_order {
         if let Some(r) = get(i)
             && inserted.contains_key(&r.key)
             && let Some(c) = r.container_id.as_deref()
