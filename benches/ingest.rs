@@ -195,10 +195,23 @@ fn wait_sampling(child: &mut Child) -> u64 {
     panic!("tally ingest took longer than {CLI_TIMEOUT:?}");
 }
 
-/// Write out what earlier runs left in the page cache, so their disk
-/// writes do not land in this run's time.
+/// Write out what earlier runs left behind (PostgreSQL's dirty buffers, the
+/// page cache), so their disk writes do not land in this run's time.
 fn settle() {
+    let url = std::env::var("TALLY_BENCH_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+    if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        rt.block_on(async {
+            if let Ok(mut conn) = sqlx::PgConnection::connect(&format!("{url}/postgres")).await {
+                let _ = sqlx::query("checkpoint").execute(&mut conn).await;
+            }
+        });
+    }
     let _ = Command::new("sync").status();
+    std::thread::sleep(Duration::from_secs(1));
 }
 
 fn cli_run(label: &str, database: &str, file: &Path, records: u64) -> Run {
