@@ -876,6 +876,23 @@ mod container_rollup {
     );
 }
 
+/// Wait (up to 5 s) until a session of this test's database waits on a lock.
+async fn until_something_waits_on_a_lock(pool: &sqlx::PgPool) {
+    for _ in 0..250 {
+        let waiting: i64 = sqlx::query_scalar(
+            "select count(*) from pg_stat_activity where wait_event_type = 'Lock' and datname = current_database()",
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        if waiting > 0 {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("nothing waited on a lock");
+}
+
 /// Another writer claims a container for another account after this write
 /// read the owners and before it locked them: the record that was inserted
 /// meanwhile is taken out again and quarantined as a conflict, and the ledger
@@ -906,21 +923,7 @@ async fn postgres_a_container_claimed_meanwhile_undoes_the_record() {
                 .await
         })
     };
-    let mut waited = false;
-    for _ in 0..200 {
-        let waiting: i64 = sqlx::query_scalar(
-            "select count(*) from pg_stat_activity where wait_event_type = 'Lock' and datname = current_database()",
-        )
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-        if waiting > 0 {
-            waited = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    assert!(waited, "the write never waited for the rival claim");
+    until_something_waits_on_a_lock(&pool).await;
     rival.commit().await.unwrap();
 
     let out = writer.await.unwrap().unwrap();
@@ -964,23 +967,6 @@ async fn postgres_cutoffs_and_writes_exclude_each_other() {
     let db = TestDb::new(Backend::Postgres).await;
     let store = db.store().await;
     let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
-    let lock_waits = || async {
-        sqlx::query_scalar::<_, i64>(
-            "select count(*) from pg_stat_activity where wait_event_type = 'Lock' and datname = current_database()",
-        )
-        .fetch_one(&pool)
-        .await
-        .unwrap()
-    };
-    let wait_for_a_lock_wait = || async {
-        for _ in 0..250 {
-            if lock_waits().await > 0 {
-                return;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
-        panic!("nothing waited on the lock");
-    };
 
     // A writer in flight (holding the writers' lock shared): the cutoff waits.
     let mut writer = pool.begin().await.unwrap();
@@ -993,7 +979,7 @@ async fn postgres_cutoffs_and_writes_exclude_each_other() {
         let store = store.clone();
         tokio::spawn(async move { store.cutoff_seq().await })
     };
-    wait_for_a_lock_wait().await;
+    until_something_waits_on_a_lock(&pool).await;
     assert!(!cutoff.is_finished());
     writer.commit().await.unwrap();
     assert_eq!(cutoff.await.unwrap().unwrap(), 0);
@@ -1013,7 +999,7 @@ async fn postgres_cutoffs_and_writes_exclude_each_other() {
                 .await
         })
     };
-    wait_for_a_lock_wait().await;
+    until_something_waits_on_a_lock(&pool).await;
     assert!(!write.is_finished());
     taking.commit().await.unwrap();
     let out = write.await.unwrap().unwrap();
