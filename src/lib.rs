@@ -22,3 +22,4 @@ pub mod pricing;
 pub mod record;
 pub mod store;
 pub mod synth;
+pub mod time;

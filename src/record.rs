@@ -8,22 +8,9 @@
 //! - `key` identifies the record: the response id for messages, a content hash
 //!   for batch results that carry no message (see [`RecordKind`]).
 
-use chrono::{DateTime, TimeZone, Utc};
 use serde::Serialize;
 
-/// Microseconds since the Unix epoch, UTC. Both databases store times this way
-/// so the SQL is identical and container intervals keep sub-second precision.
-pub type Micros = i64;
-
-pub fn to_micros(t: DateTime<Utc>) -> Micros {
-    t.timestamp_micros()
-}
-
-pub fn from_micros(us: Micros) -> DateTime<Utc> {
-    Utc.timestamp_micros(us)
-        .single()
-        .unwrap_or(DateTime::<Utc>::MIN_UTC)
-}
+use crate::time::Micros;
 
 /// What kind of ledger record this is. Only `Message` records carry usage;
 /// the three batch outcomes are counted and kept but never charged.
@@ -157,13 +144,5 @@ mod tests {
         assert!(validate_account("").is_err());
         assert!(validate_account("a b").is_err());
         assert!(validate_account("ünï").is_err());
-    }
-
-    #[test]
-    fn micros_round_trip() {
-        let t = DateTime::parse_from_rfc3339("2025-05-23T20:13:31.749448Z")
-            .expect("valid")
-            .with_timezone(&Utc);
-        assert_eq!(from_micros(to_micros(t)), t);
     }
 }

@@ -9,8 +9,9 @@ use std::sync::Arc;
 
 use common::{Backend, TestDb, fixture};
 use tally::ingest::ChunkBuilder;
-use tally::record::{Defaults, to_micros};
+use tally::record::Defaults;
 use tally::store::{RecordOutcome, Store, WriteBatch};
+use tally::time::to_micros;
 
 fn batch_of(text: &str, source: &str, defaults: Defaults) -> WriteBatch {
     let mut b = ChunkBuilder::new(source, defaults, to_micros(chrono::Utc::now()));

@@ -22,9 +22,9 @@ use rust_decimal::prelude::ToPrimitive;
 
 use super::Period;
 use crate::pricing::{AllowancePeriod, AllowanceScope, PriceBook};
-use crate::record::{Micros, from_micros};
 use crate::store::containers::ROLLUP_MINIMUM_SECONDS;
 use crate::store::{ContainerDayRow, ContainerRecord};
+use crate::time::Micros;
 
 /// Containers live at most 30 days: records of a container first used in a
 /// period are found within this margin around it.
@@ -93,10 +93,6 @@ impl ContainerBill {
         }
         out
     }
-}
-
-fn day_of(us: Micros) -> NaiveDate {
-    from_micros(us).date_naive()
 }
 
 /// `records` must be ordered by container, then `recorded_at` (as the store returns them).
@@ -199,13 +195,13 @@ fn charge_container(
         .filter(|r| {
             let free = r.web_tools_20260209
                 && book
-                    .version_at(day_of(r.recorded_at))
+                    .version_at(crate::time::date_of(r.recorded_at))
                     .is_some_and(|v| v.web_tools_make_code_execution_free);
             !free
         })
         .collect();
     let first = billable.first()?;
-    let day = day_of(first.recorded_at);
+    let day = crate::time::date_of(first.recorded_at);
     if !period.contains(day) {
         return None;
     }

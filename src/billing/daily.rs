@@ -109,8 +109,8 @@ pub async fn period_costs(
     let (from, to) = period.bounds();
     let newest = store
         .newest_seq_in_days(
-            from.div_euclid(86_400_000_000),
-            (to + super::containers::CONTAINER_LIFETIME_MICROS).div_euclid(86_400_000_000),
+            crate::time::day_number(from),
+            crate::time::day_number(to + super::containers::CONTAINER_LIFETIME_MICROS),
         )
         .await?;
     let mut out = Vec::with_capacity(accounts.len());

@@ -21,8 +21,9 @@ use rust_decimal::{Decimal, RoundingStrategy};
 use serde::Serialize;
 
 use crate::pricing::{ModelPrice, PriceBook, PriceVersion, Rates};
-use crate::record::{Micros, Usage, to_micros};
+use crate::record::Usage;
 use crate::store::{Store, StoreError, UsageGroup, UsageQuery};
+use crate::time::{Micros, to_micros};
 use containers::{CONTAINER_LIFETIME_MICROS, ContainerBill, bill_containers};
 
 /// A calendar month in UTC, written `YYYY-MM`.
@@ -837,7 +838,7 @@ pub async fn container_bill(
 ) -> Result<ContainerBill, BillingError> {
     let (from, to) = period.bounds();
     if use_rollup {
-        let day = |us: i64| us.div_euclid(86_400_000_000);
+        let day = crate::time::day_number;
         let days = store.container_days(day(from), day(to)).await?;
         let inexact = store
             .inexact_container_records(from - CONTAINER_LIFETIME_MICROS, to)
@@ -901,8 +902,8 @@ async fn adjustments_for(
         // Nothing recorded for that period (or for containers reaching into
         // the next month) since: no adjustment, and no need to read records.
         let (from, to) = late.bounds();
-        let first_day = from.div_euclid(86_400_000_000);
-        let end_day = (to + containers::CONTAINER_LIFETIME_MICROS).div_euclid(86_400_000_000);
+        let first_day = crate::time::day_number(from);
+        let end_day = crate::time::day_number(to + containers::CONTAINER_LIFETIME_MICROS);
         if store.newest_seq_in_days(first_day, end_day).await? <= billed_to {
             continue;
         }

@@ -13,13 +13,15 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::billing::{self, Period};
 use crate::http::{self, AppState, ServeConfig};
-use crate::ingest::parse::{parse_record, parse_time};
+use crate::ingest::parse::parse_record;
 use crate::ingest::pipeline::OrderedCommitter;
 use crate::ingest::{ChunkBuilder, Summary};
 use crate::ledger::Ledger;
 use crate::pricing::PriceBook;
-use crate::record::{Defaults, Origin, to_micros};
+use crate::record::{Defaults, Origin};
 use crate::store::{self, RecordOutcome, Store, WriteBatch, WriteOutcome};
+use crate::time::parse_rfc3339;
+use crate::time::to_micros;
 
 mod estimate;
 mod finance;
@@ -346,7 +348,7 @@ async fn shutdown_signal() {
 
 fn defaults(account: Option<String>, recorded_at: Option<&str>) -> Result<Defaults> {
     let recorded_at = recorded_at
-        .map(parse_time)
+        .map(parse_rfc3339)
         .transpose()
         .map_err(|m| anyhow::anyhow!("--recorded-at: {m}"))?;
     if let Some(a) = &account {
@@ -585,7 +587,7 @@ async fn rejected(database: &str, cmd: RejectedCommand) -> Result<ExitCode> {
                 recorded_at: e
                     .recorded_at_default
                     .as_deref()
-                    .and_then(|t| parse_time(t).ok()),
+                    .and_then(|t| parse_rfc3339(t).ok()),
             };
             let given = defaults(account, recorded_at.as_deref())?;
             d.account = given.account.or(d.account);

@@ -17,8 +17,8 @@ use serde::Serialize;
 
 use crate::billing::daily::PeriodCosts;
 use crate::billing::{Period, cents};
-use crate::record::to_micros;
 use crate::store::{BudgetAlert, Store, StoreError};
+use crate::time::to_micros;
 
 pub const THRESHOLDS: [i64; 3] = [50, 80, 100];
 
@@ -58,7 +58,7 @@ impl From<&BudgetAlert> for AlertView {
             threshold_percent: a.threshold,
             spend_usd: a.spend_usd,
             budget_usd: a.budget_usd,
-            crossed_at: crate::store::sql::rfc3339(a.crossed_at),
+            crossed_at: crate::time::rfc3339(a.crossed_at),
             delivered: a.delivered_at.is_some(),
         }
     }

@@ -15,11 +15,13 @@ use serde_json::json;
 
 use super::{ApiError, ApiQuery, AppState};
 use crate::auth::Principal;
-use crate::ingest::parse::{LineError, RejectReason, parse_time};
+use crate::ingest::parse::{LineError, RejectReason};
 use crate::ingest::pipeline::OrderedCommitter;
 use crate::ingest::{ChunkBuilder, LineResult, Summary};
-use crate::record::{Defaults, Origin, to_micros};
+use crate::record::{Defaults, Origin};
 use crate::store::{NewRejection, StoreError, WriteBatch, WriteOutcome};
+use crate::time::parse_rfc3339;
+use crate::time::to_micros;
 
 #[derive(Debug, Deserialize)]
 pub struct IngestQuery {
@@ -34,7 +36,7 @@ impl IngestQuery {
     fn defaults(&self) -> Result<Defaults, ApiError> {
         let recorded_at =
             match &self.recorded_at {
-                Some(t) => Some(parse_time(t).map_err(|m| {
+                Some(t) => Some(parse_rfc3339(t).map_err(|m| {
                     ApiError::BadRequest(format!("query parameter recorded_at: {m}"))
                 })?),
                 None => None,

@@ -11,8 +11,9 @@ mod stream;
 
 use serde::Serialize;
 
-use crate::record::{Defaults, Micros, Origin};
+use crate::record::{Defaults, Origin};
 use crate::store::{NewRejection, RecordOutcome, WriteBatch, WriteOutcome};
+use crate::time::Micros;
 use parse::{LineError, parse_record};
 
 /// Default lines per transaction: large enough to amortise the commit (an

@@ -11,16 +11,15 @@
 
 use std::fmt;
 
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, de};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use super::stream::assemble_stream;
 use crate::record::{
-    Defaults, ExtraIteration, Micros, NewRecord, Origin, RecordKind, Usage, to_micros,
-    validate_account,
+    Defaults, ExtraIteration, NewRecord, Origin, RecordKind, Usage, validate_account,
 };
+use crate::time::Micros;
 
 /// Why a line was not recorded. Stored with the rejected line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -349,7 +348,9 @@ impl Ctx<'_> {
         let Some(s) = self.opt_str(obj, key, key)? else {
             return Ok(None);
         };
-        parse_time(s).map(Some).map_err(|m| self.invalid(key, m))
+        crate::time::parse_rfc3339(s)
+            .map(Some)
+            .map_err(|m| self.invalid(key, m))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -543,15 +544,6 @@ impl Ctx<'_> {
             origin: origin.clone(),
         })
     }
-}
-
-/// RFC 3339 with any offset, normalised to UTC microseconds.
-pub fn parse_time(s: &str) -> Result<Micros, String> {
-    DateTime::parse_from_rfc3339(s)
-        .map(|t| to_micros(t.with_timezone(&Utc)))
-        .map_err(|e| {
-            format!("{s:?} is not an RFC 3339 timestamp ({e}); expected e.g. 2025-05-23T20:13:31Z")
-        })
 }
 
 const CODE_EXECUTION_TOOLS: [&str; 3] = [

@@ -14,7 +14,8 @@
 
 use std::collections::BTreeMap;
 
-use crate::record::{Micros, NewRecord, RecordKind};
+use crate::record::{NewRecord, RecordKind};
+use crate::time::Micros;
 
 /// Execution time under this many seconds is counted apart, so billed time
 /// at this minimum is `execution + minimum × short − short seconds`. Price
@@ -76,7 +77,7 @@ impl ContainerState {
     fn contribution(&self) -> Option<(i64, i64)> {
         let first = self.first_at?;
         self.exact
-            .then(|| (first.div_euclid(86_400_000_000), self.execution_seconds()))
+            .then(|| (crate::time::day_number(first), self.execution_seconds()))
     }
 
     /// Take one more record of the container into account, in any order.

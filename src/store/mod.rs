@@ -24,7 +24,8 @@ use async_trait::async_trait;
 use serde::Serialize;
 
 use crate::ingest::parse::{LineError, RejectReason};
-use crate::record::{Defaults, Micros, NewRecord, Origin};
+use crate::record::{Defaults, NewRecord, Origin};
+use crate::time::Micros;
 
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;

@@ -26,7 +26,8 @@ use super::{
 };
 use super::{BudgetAlert, FinalizedInvoice, RollupRow};
 use crate::migrations;
-use crate::record::{ExtraIteration, Micros, NewRecord};
+use crate::record::{ExtraIteration, NewRecord};
+use crate::time::Micros;
 
 const ROWS_PER_STATEMENT: usize = 2000;
 const WRITE_ATTEMPTS: usize = 5;
@@ -512,7 +513,7 @@ fn is_retryable(e: &StoreError) -> bool {
 
 impl PostgresStore {
     async fn write_once(&self, batch: &WriteBatch) -> Result<WriteOutcome> {
-        let now = crate::record::to_micros(chrono::Utc::now());
+        let now = crate::time::now_micros();
         let mut tx = self.pool.begin().await?;
         // Held until commit: a finalizing cutoff waits for this write.
         sqlx::query("select pg_advisory_xact_lock_shared($1)")
@@ -570,7 +571,7 @@ impl Store for PostgresStore {
 
     async fn rejected_mark_retried(&self, id: i64) -> Result<()> {
         sqlx::query("update rejected set status = 'retried', resolved_at = $1 where id = $2")
-            .bind(crate::record::to_micros(chrono::Utc::now()))
+            .bind(crate::time::now_micros())
             .bind(id)
             .execute(&self.pool)
             .await?;
@@ -734,7 +735,7 @@ impl Store for PostgresStore {
         .bind(account)
         .bind(period)
         .bind(cutoff_seq)
-        .bind(crate::record::to_micros(chrono::Utc::now()))
+        .bind(crate::time::now_micros())
         .fetch_optional(&mut *tx)
         .await?;
         if let Some(row) = inserted {

@@ -15,7 +15,7 @@ macro_rules! shared_reads {
                 .bind(account)
                 .bind(prefix)
                 .bind(key_hash)
-                .bind(crate::record::to_micros(chrono::Utc::now()))
+                .bind(crate::time::now_micros())
                 .fetch_one(&self.pool)
                 .await?;
                 Ok(row.try_get(0)?)
@@ -34,8 +34,8 @@ macro_rules! shared_reads {
                             id: r.try_get(0)?,
                             account: r.try_get(1)?,
                             prefix: r.try_get(2)?,
-                            created_at: $crate::store::sql::rfc3339(created),
-                            revoked_at: revoked.map($crate::store::sql::rfc3339),
+                            created_at: $crate::time::rfc3339(created),
+                            revoked_at: revoked.map($crate::time::rfc3339),
                         })
                     })
                     .collect()
@@ -43,7 +43,7 @@ macro_rules! shared_reads {
 
             pub(super) async fn shared_revoke_key(&self, id: i64) -> Result<bool> {
                 let done = sqlx::query("update api_keys set revoked_at = $1 where id = $2 and revoked_at is null")
-                    .bind(crate::record::to_micros(chrono::Utc::now()))
+                    .bind(crate::time::now_micros())
                     .bind(id)
                     .execute(&self.pool)
                     .await?;
@@ -57,7 +57,7 @@ macro_rules! shared_reads {
                 )
                 .bind(account)
                 .bind(monthly_usd.to_string())
-                .bind(crate::record::to_micros(chrono::Utc::now()))
+                .bind(crate::time::now_micros())
                 .execute(&self.pool)
                 .await?;
                 Ok(())
@@ -131,7 +131,7 @@ macro_rules! shared_reads {
                 sqlx::query(
                     "update budget_alerts set delivered_at = $1 where account = $2 and period = $3 and threshold = $4",
                 )
-                .bind(crate::record::to_micros(chrono::Utc::now()))
+                .bind(crate::time::now_micros())
                 .bind(account)
                 .bind(period)
                 .bind(threshold)
@@ -151,7 +151,7 @@ macro_rules! shared_reads {
 
             pub(super) async fn usage_query(&self, q: &UsageQuery, iterations: bool) -> Result<Vec<UsageGroup>> {
                 if q.use_rollup && super::rollup_covers(&q.thresholds) {
-                    let (first_day, end_day) = super::sql::days(q.from, q.to);
+                    let (first_day, end_day) = crate::time::day_range(q.from, q.to);
                     let rows = sqlx::query(AssertSqlSafe(super::sql::rollup_sql(q.account.is_some())))
                         .bind(i64::from(iterations))
                         .bind(first_day)
@@ -278,7 +278,7 @@ macro_rules! shared_reads {
                 use_rollup: bool,
             ) -> Result<Vec<(String, i64)>> {
                 let rows = if use_rollup {
-                    let (first_day, end_day) = super::sql::days(from, to);
+                    let (first_day, end_day) = crate::time::day_range(from, to);
                     let sql = if account.is_some() {
                         super::sql::ROLLUP_COUNTS_ONE
                     } else {
@@ -325,7 +325,7 @@ macro_rules! shared_reads {
                 let row = sqlx::query(
                     "insert into price_books (imported_at, name, toml) values ($1, $2, $3) returning id",
                 )
-                .bind(crate::record::to_micros(chrono::Utc::now()))
+                .bind(crate::time::now_micros())
                 .bind(name)
                 .bind(toml)
                 .fetch_one(&self.pool)

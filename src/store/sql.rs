@@ -66,8 +66,8 @@ macro_rules! rejected_from_row {
         .to_string();
         Ok::<_, $crate::store::StoreError>($crate::store::Rejected {
             id: row.try_get("id")?,
-            time: $crate::store::sql::rfc3339(first_seen),
-            last_seen: $crate::store::sql::rfc3339(last_seen),
+            time: $crate::time::rfc3339(first_seen),
+            last_seen: $crate::time::rfc3339(last_seen),
             occurrences: row.try_get("occurrences")?,
             status: row.try_get("status")?,
             reason,
@@ -77,7 +77,7 @@ macro_rules! rejected_from_row {
             field,
             source: row.try_get("source")?,
             account_default: row.try_get("account_default")?,
-            recorded_at_default: recorded_at_default.map($crate::store::sql::rfc3339),
+            recorded_at_default: recorded_at_default.map($crate::time::rfc3339),
             raw: String::from_utf8_lossy(&raw_bytes).into_owned(),
             raw_bytes,
         })
@@ -130,10 +130,6 @@ pub fn rejection_hash(r: &super::NewRejection) -> String {
     hex::encode(h.finalize())
 }
 
-pub fn rfc3339(us: i64) -> String {
-    crate::record::from_micros(us).to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
-}
-
 /// Aggregation of token usage (or of extra iterations) for billing. `$1`/`$2`
 /// bound the time, `$3` is the account or null, `$4` the last ledger seq to
 /// include, `$5…` the tier thresholds.
@@ -170,7 +166,7 @@ pub(super) fn usage_sql(thresholds: usize, iterations: bool, one_account: bool) 
         ("r.web_fetch_requests", "r.code_execution_requests")
     };
     format!(
-        "select r.account, {model} as model, r.recorded_at / 86400000000 as day, \
+        "select r.account, {model} as model, r.recorded_at / {day} as day, \
          cast(case when r.batch then 1 else 0 end as bigint) as batch, \
          cast(case when r.speed = 'fast' then 1 else 0 end as bigint) as fast, \
          cast(case when r.inference_geo = 'us' then 1 else 0 end as bigint) as us, \
@@ -186,7 +182,8 @@ pub(super) fn usage_sql(thresholds: usize, iterations: bool, one_account: bool) 
          cast(sum({code}) as bigint) as code_execution_requests \
          from {src} where r.kind = 'message' and r.recorded_at >= $1 and r.recorded_at < $2 \
          and {account} and r.seq <= $4 \
-         group by 1, 2, 3, 4, 5, 6, 7"
+         group by 1, 2, 3, 4, 5, 6, 7",
+        day = crate::time::MICROS_PER_DAY
     )
 }
 
@@ -339,14 +336,6 @@ pub(super) const ROLLUP_COUNTS_ONE: &str = "select account, cast(sum(records) as
 
 pub(super) const ROLLUP_COUNTS_ALL: &str = "select account, cast(sum(records) as bigint) from usage_rollup \
     where cast($1 as text) is null and day >= $2 and day < $3 and kind in (0, 2) group by account order by account";
-
-/// Micros to UTC day numbers for a `[from, to)` range of whole days.
-pub(super) fn days(from: i64, to: i64) -> (i64, i64) {
-    (
-        from.div_euclid(86_400_000_000),
-        to.div_euclid(86_400_000_000),
-    )
-}
 
 /// `set` clause adding a new roll-up row's sums to the existing one.
 pub(super) fn rollup_update() -> String {

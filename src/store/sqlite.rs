@@ -33,7 +33,8 @@ use super::{
 };
 use super::{BudgetAlert, FinalizedInvoice, RollupRow, StoreError};
 use crate::migrations;
-use crate::record::{ExtraIteration, Micros, NewRecord};
+use crate::record::{ExtraIteration, NewRecord};
+use crate::time::Micros;
 
 /// 30 columns × 200 rows stays far below SQLite's 32,766 bound parameters.
 const ROWS_PER_STATEMENT: usize = 200;
@@ -408,7 +409,7 @@ impl Store for SqliteStore {
 
     async fn write(&self, batch: &WriteBatch) -> Result<WriteOutcome> {
         let _one_writer = self.writer.lock().await;
-        let now = crate::record::to_micros(chrono::Utc::now());
+        let now = crate::time::now_micros();
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let outcome = write_batch(&mut Tx(&mut tx, BTreeMap::new()), batch, now).await?;
         tx.commit().await?;
@@ -426,7 +427,7 @@ impl Store for SqliteStore {
     async fn rejected_mark_retried(&self, id: i64) -> Result<()> {
         let _one_writer = self.writer.lock().await;
         sqlx::query("update rejected set status = 'retried', resolved_at = ? where id = ?")
-            .bind(crate::record::to_micros(chrono::Utc::now()))
+            .bind(crate::time::now_micros())
             .bind(id)
             .execute(&self.pool)
             .await?;
@@ -574,7 +575,7 @@ impl Store for SqliteStore {
         .bind(account)
         .bind(period)
         .bind(cutoff_seq)
-        .bind(crate::record::to_micros(chrono::Utc::now()))
+        .bind(crate::time::now_micros())
         .fetch_optional(&mut *tx)
         .await?;
         if let Some(row) = inserted {

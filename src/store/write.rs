@@ -36,7 +36,8 @@ use super::{
     NewRejection, RecordOutcome, Result, RollupKey, RollupRow, WriteBatch, WriteOutcome,
     conflict_error, size_class,
 };
-use crate::record::{ExtraIteration, Micros, NewRecord, RecordKind, Usage};
+use crate::record::{ExtraIteration, NewRecord, RecordKind, Usage};
+use crate::time::Micros;
 
 /// The primitive operations a backend's transaction provides.
 #[async_trait]
@@ -366,7 +367,7 @@ async fn add_to_container_rollup<T: WriteTx>(
 
 /// A new record's share of the usage roll-up.
 fn add_to_rollup(rollup: &mut BTreeMap<RollupKey, (Usage, i64, i64)>, r: &NewRecord, seq: i64) {
-    let day = r.recorded_at.div_euclid(86_400_000_000);
+    let day = crate::time::day_number(r.recorded_at);
     let flag = |b: bool| i64::from(b);
     let batch = flag(r.batch);
     let fast = flag(r.speed.as_deref() == Some("fast"));
