@@ -17,7 +17,6 @@ pub mod finance;
 pub mod http;
 pub mod ingest;
 pub mod ledger;
-pub mod migrations;
 pub mod pricing;
 pub mod record;
 pub mod store;

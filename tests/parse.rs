@@ -8,8 +8,9 @@ mod common;
 use common::fixture;
 use proptest::prelude::*;
 use serde_json::{Value, json};
-use tally::ingest::parse::{LineError, RejectReason, canonical_hash, parse_record};
+use tally::ingest::parse::{canonical_hash, parse_record};
 use tally::record::{Defaults, NewRecord, Origin, RecordKind};
+use tally::record::{LineError, RejectReason};
 
 const NOW: i64 = 1_800_000_000_000_000;
 

@@ -422,7 +422,7 @@ fn migration_folders_have_the_same_versions() {
         .iter()
         .map(|f| f.split('_').next().unwrap().parse().unwrap())
         .collect();
-    assert_eq!(versions, tally::migrations::versions());
+    assert_eq!(versions, tally::store::migrations::versions());
 }
 
 /// A real store whose writes of batches holding `slow_key` take a while, so
@@ -516,7 +516,7 @@ async fn rollup_backfill_matches_the_records(backend: Backend) {
             let pool = sqlx::SqlitePool::connect(&format!("{}?mode=rwc", db.url))
                 .await
                 .unwrap();
-            tally::migrations::until(tally::store::Backend::Sqlite, 4)
+            tally::store::migrations::until(tally::store::Backend::Sqlite, 4)
                 .run(&pool)
                 .await
                 .unwrap();
@@ -531,7 +531,7 @@ async fn rollup_backfill_matches_the_records(backend: Backend) {
         }
         Backend::Postgres => {
             let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
-            tally::migrations::until(tally::store::Backend::Postgres, 4)
+            tally::store::migrations::until(tally::store::Backend::Postgres, 4)
                 .run(&pool)
                 .await
                 .unwrap();
@@ -749,7 +749,7 @@ async fn ledger_at_migration(backend: Backend, at: i64, then: &str) -> TestDb {
             let pool = sqlx::SqlitePool::connect(&format!("{}?mode=rwc", db.url))
                 .await
                 .unwrap();
-            tally::migrations::until(tally::store::Backend::Sqlite, at)
+            tally::store::migrations::until(tally::store::Backend::Sqlite, at)
                 .run(&pool)
                 .await
                 .unwrap();
@@ -776,7 +776,7 @@ async fn ledger_at_migration(backend: Backend, at: i64, then: &str) -> TestDb {
                     .unwrap();
             assert_eq!(rows.len(), CONTAINER_LINES.len());
             let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
-            tally::migrations::until(tally::store::Backend::Postgres, at)
+            tally::store::migrations::until(tally::store::Backend::Postgres, at)
                 .run(&pool)
                 .await
                 .unwrap();

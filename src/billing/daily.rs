@@ -90,8 +90,8 @@ pub async fn period_costs(
         .finalized_in_period(&period.to_string())
         .await?
         .into_iter()
-        .filter(|(a, _, _)| only.is_none_or(|o| o == a))
-        .map(|(a, n, c)| (a, (n, c)))
+        .filter(|f| only.is_none_or(|o| o == f.account))
+        .map(|f| (f.account, (f.number, f.cutoff_seq)))
         .collect();
     let mut accounts = now.accounts(store, period).await?;
     accounts.extend(finalized.keys().cloned());

@@ -544,11 +544,14 @@ pub async fn current_book(store: &dyn Store) -> Result<PriceBook, BillingError> 
 /// The price book in force with its id (0 = the shipped one).
 pub async fn book_in_force(store: &dyn Store) -> Result<(i64, PriceBook), BillingError> {
     match store.price_book().await? {
-        Some((id, name, text)) => PriceBook::parse(&text).map(|book| (id, book)).map_err(|e| {
-            BillingError::Invalid(format!(
-                "imported price book #{id} ({name}) no longer parses: {e}"
-            ))
-        }),
+        Some(stored) => PriceBook::parse(&stored.toml)
+            .map(|book| (stored.id, book))
+            .map_err(|e| {
+                BillingError::Invalid(format!(
+                    "imported price book #{} ({}) no longer parses: {e}",
+                    stored.id, stored.name
+                ))
+            }),
         None => Ok((0, PriceBook::shipped())),
     }
 }

@@ -89,14 +89,17 @@ pub async fn statuses(
         .accounts
         .iter()
         .map(|a| a.invoice.account.clone())
-        .chain(budgets.iter().map(|(a, _)| a.clone()))
+        .chain(budgets.iter().map(|b| b.account.clone()))
         .collect();
     accounts.sort();
     accounts.dedup();
     Ok(accounts
         .into_iter()
         .map(|account| {
-            let budget = budgets.iter().find(|(a, _)| *a == account).map(|(_, b)| *b);
+            let budget = budgets
+                .iter()
+                .find(|b| b.account == account)
+                .map(|b| b.monthly_usd);
             let spend = costs
                 .account(&account)
                 .map_or(Decimal::ZERO, |a| a.invoice.total);
@@ -139,7 +142,11 @@ pub async fn check(
     now: DateTime<Utc>,
 ) -> Result<Vec<AlertView>, StoreError> {
     let mut new = Vec::new();
-    for (account, budget) in store.budgets().await? {
+    for crate::store::Budget {
+        account,
+        monthly_usd: budget,
+    } in store.budgets().await?
+    {
         if budget <= Decimal::ZERO {
             continue;
         }

@@ -15,11 +15,11 @@ use serde_json::json;
 
 use super::{ApiError, ApiQuery, AppState};
 use crate::auth::Principal;
-use crate::ingest::parse::{LineError, RejectReason};
 use crate::ingest::pipeline::OrderedCommitter;
 use crate::ingest::{ChunkBuilder, LineResult, Summary};
 use crate::record::{Defaults, Origin};
-use crate::store::{NewRejection, StoreError, WriteBatch, WriteOutcome};
+use crate::record::{LineError, NewRejection, RejectReason};
+use crate::store::{StoreError, WriteBatch, WriteOutcome};
 use crate::time::parse_rfc3339;
 use crate::time::to_micros;
 

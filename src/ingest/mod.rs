@@ -12,14 +12,11 @@ mod stream;
 use serde::Serialize;
 
 use crate::record::{Defaults, Origin};
-use crate::store::{NewRejection, RecordOutcome, WriteBatch, WriteOutcome};
+use crate::record::{LineError, NewRejection, RejectReason, conflict_error};
+use crate::store::{RecordOutcome, WriteBatch, WriteOutcome};
 use crate::time::Micros;
-use parse::{LineError, parse_record};
+use parse::parse_record;
 
-/// Default lines per transaction: large enough to amortise the commit (an
-/// fsync on SQLite), small enough to keep memory flat and acknowledgements
-/// prompt. Stores may prefer another size ([`crate::store::Store::chunk_lines`]).
-pub const CHUNK_LINES: usize = 2000;
 /// A chunk is also cut once its raw text passes this many bytes.
 pub const CHUNK_BYTES: usize = 16 << 20;
 
@@ -43,7 +40,7 @@ impl ChunkBuilder {
             now,
             batch: WriteBatch::default(),
             bytes: 0,
-            max_lines: CHUNK_LINES,
+            max_lines: crate::store::CHUNK_LINES,
             only_account: None,
         }
     }
@@ -54,7 +51,7 @@ impl ChunkBuilder {
         self
     }
 
-    /// Cut chunks at `lines` lines instead of [`CHUNK_LINES`].
+    /// Cut chunks at `lines` lines instead of [`crate::store::CHUNK_LINES`].
     pub fn with_chunk_lines(mut self, lines: usize) -> Self {
         self.max_lines = lines.max(1);
         self
@@ -79,7 +76,7 @@ impl ChunkBuilder {
                     .is_some_and(|a| *a != record.account) =>
             {
                 let error = LineError {
-                    reason: parse::RejectReason::Forbidden,
+                    reason: RejectReason::Forbidden,
                     message: format!(
                         "this API key may only ingest for account {:?}, not {:?}",
                         self.only_account.as_deref().unwrap_or_default(),
@@ -238,7 +235,7 @@ impl Summary {
                 } => {
                     self.conflicts += 1;
                     self.conflict_lines.push(record.origin.line);
-                    let error = crate::store::conflict_error(message.clone(), &record.origin);
+                    let error = conflict_error(message.clone(), &record.origin);
                     self.note(Problem {
                         source: record.origin.source.clone(),
                         line: record.origin.line,

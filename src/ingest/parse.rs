@@ -16,105 +16,11 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use super::stream::assemble_stream;
+use crate::record::RejectReason;
 use crate::record::{
-    Defaults, ExtraIteration, NewRecord, Origin, RecordKind, Usage, validate_account,
+    Defaults, ExtraIteration, LineError, NewRecord, Origin, RecordKind, Usage, validate_account,
 };
 use crate::time::Micros;
-
-/// Why a line was not recorded. Stored with the rejected line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RejectReason {
-    /// Not valid JSON (or not UTF-8).
-    Malformed,
-    /// Valid JSON that is not a record (a lone content block, an array, …).
-    NotARecord,
-    /// A record with a field that breaks a rule (negative count, bad time, …).
-    Invalid,
-    /// A streamed response cut off before its `message_delta`.
-    Incomplete,
-    /// Same id with another body or under another account; or a container
-    /// already owned by another account (SPEC 3.2).
-    Conflict,
-    /// A record for an account the caller's API key may not write to.
-    Forbidden,
-}
-
-impl RejectReason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RejectReason::Malformed => "malformed",
-            RejectReason::NotARecord => "not_a_record",
-            RejectReason::Invalid => "invalid",
-            RejectReason::Incomplete => "incomplete",
-            RejectReason::Conflict => "conflict",
-            RejectReason::Forbidden => "forbidden",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "malformed" => RejectReason::Malformed,
-            "not_a_record" => RejectReason::NotARecord,
-            "invalid" => RejectReason::Invalid,
-            "incomplete" => RejectReason::Incomplete,
-            "conflict" => RejectReason::Conflict,
-            "forbidden" => RejectReason::Forbidden,
-            _ => return None,
-        })
-    }
-}
-
-/// A rejected line: what is wrong and where.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct LineError {
-    pub reason: RejectReason,
-    pub message: String,
-    pub line: Option<u64>,
-    pub column: Option<u64>,
-    pub field: Option<String>,
-}
-
-impl LineError {
-    fn field(
-        reason: RejectReason,
-        line: u64,
-        field: impl Into<String>,
-        message: impl Into<String>,
-    ) -> Self {
-        LineError {
-            reason,
-            message: message.into(),
-            line: Some(line),
-            column: None,
-            field: Some(field.into()),
-        }
-    }
-
-    fn whole(reason: RejectReason, line: u64, message: impl Into<String>) -> Self {
-        LineError {
-            reason,
-            message: message.into(),
-            line: Some(line),
-            column: None,
-            field: None,
-        }
-    }
-}
-
-impl fmt::Display for LineError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match (self.line, self.column) {
-            (Some(l), Some(c)) => write!(f, "line {l}, column {c}: ")?,
-            (Some(l), None) => write!(f, "line {l}: ")?,
-            _ => {}
-        }
-        if let Some(field) = &self.field {
-            write!(f, "field `{field}`: ")?;
-        }
-        f.write_str(&self.message)
-    }
-}
 
 /// Parse one record. `origin.line` is the line the text starts on; syntax
 /// errors inside a multi-line body are reported relative to it.

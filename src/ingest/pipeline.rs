@@ -15,7 +15,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use tokio::task::JoinHandle;
 
-use crate::store::{Result, Store, StoreError, WriteBatch, WriteOutcome};
+use crate::store::{Result, StoreError, WriteBatch, WriteOutcome, Writes};
 
 /// What the committer needs of a store: writing, and how many writes may overlap.
 #[async_trait]
@@ -25,12 +25,12 @@ pub trait BatchWriter: Send + Sync + 'static {
 }
 
 #[async_trait]
-impl<S: Store + ?Sized> BatchWriter for S {
+impl<S: Writes + ?Sized> BatchWriter for S {
     fn max_parallel_writes(&self) -> usize {
-        Store::max_parallel_writes(self)
+        Writes::max_parallel_writes(self)
     }
     async fn write(&self, batch: &WriteBatch) -> Result<WriteOutcome> {
-        Store::write(self, batch).await
+        Writes::write(self, batch).await
     }
 }
 

@@ -37,6 +37,34 @@ pub struct ContainerState {
     pub exact: bool,
 }
 
+/// A `containers` row as selected by [`super::sql::CONTAINER_STATES`] or
+/// returned by [`super::sql::CONTAINER_CLAIM_RETURNING`].
+#[derive(sqlx::FromRow)]
+pub(super) struct ContainerStateRow {
+    container_id: String,
+    account: String,
+    first_at: Option<Micros>,
+    spans: String,
+    exact: i64,
+}
+
+impl ContainerStateRow {
+    /// The container's id and state; stored spans are validated, and a bad
+    /// one names its container.
+    pub(super) fn into_state(self) -> Result<(String, ContainerState), super::StoreError> {
+        let spans = decode_spans(&self.spans).map_err(|e| {
+            super::StoreError::Invalid(format!("container {}: {e}", self.container_id))
+        })?;
+        let state = ContainerState {
+            account: self.account,
+            first_at: self.first_at,
+            spans,
+            exact: self.exact != 0,
+        };
+        Ok((self.container_id, state))
+    }
+}
+
 /// A change to the per-account, per-day sums of exact containers.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ContainerDayDelta {

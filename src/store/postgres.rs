@@ -14,18 +14,13 @@ use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgSslMode, Postgres};
 use sqlx::{AssertSqlSafe, PgPool, Row, Transaction};
 
+use super::containers::ContainerStateRow;
 use super::containers::{ContainerDayDelta, ContainerDayKey, ContainerState};
-use super::sql::container_state_from_row;
-use super::sql::{
-    bind_rejection, finalized_from_row, record_from_row, rejected_from_row, usage_group_from_row,
-};
+use super::pool::{PoolRef, Pooled};
+use super::sql::bind_rejection;
 use super::write::{WriteTx, write_batch};
-use super::{
-    Backend, ContainerDayRow, ContainerRecord, LedgerCounts, NewRejection, Rejected, Result, Store,
-    StoreError, StoredRecord, UsageGroup, UsageQuery, WriteBatch, WriteOutcome,
-};
-use super::{BudgetAlert, FinalizedInvoice, RollupRow};
-use crate::migrations;
+use super::{Backend, Result, RollupRow, StoreError, WriteBatch, WriteOutcome, Writes};
+use crate::record::NewRejection;
 use crate::record::{ExtraIteration, NewRecord};
 use crate::time::Micros;
 
@@ -208,13 +203,13 @@ impl WriteTx for Tx<'_> {
             "insert into containers (container_id, account) select * from unnest($1::text[], $2::text[]) {}",
             super::sql::CONTAINER_CLAIM_RETURNING
         );
-        let rows = sqlx::query(AssertSqlSafe(sql))
+        let rows = sqlx::query_as::<_, ContainerStateRow>(AssertSqlSafe(sql))
             .bind(ids)
             .bind(accounts)
             .fetch_all(&mut **self.0)
             .await?;
-        rows.iter()
-            .map(|row| Ok((row.try_get(0)?, container_state_from_row!(row))))
+        rows.into_iter()
+            .map(ContainerStateRow::into_state)
             .collect()
     }
 
@@ -530,10 +525,14 @@ impl PostgresStore {
     }
 }
 
-super::reads::shared_reads!(PostgresStore);
+impl Pooled for PostgresStore {
+    fn pool(&self) -> PoolRef<'_> {
+        PoolRef::Postgres(&self.pool)
+    }
+}
 
 #[async_trait]
-impl Store for PostgresStore {
+impl Writes for PostgresStore {
     fn backend(&self) -> Backend {
         Backend::Postgres
     }
@@ -543,7 +542,7 @@ impl Store for PostgresStore {
     }
 
     async fn migrate(&self) -> Result<()> {
-        migrations::postgres().run(&self.pool).await?;
+        super::migrations::postgres().run(&self.pool).await?;
         Ok(())
     }
 
@@ -561,94 +560,6 @@ impl Store for PostgresStore {
         }
     }
 
-    async fn rejected_list(&self, all: bool, limit: i64) -> Result<Vec<Rejected>> {
-        self.shared_rejected_list(all, limit).await
-    }
-
-    async fn rejected_get(&self, id: i64) -> Result<Option<Rejected>> {
-        self.shared_rejected_get(id).await
-    }
-
-    async fn rejected_mark_retried(&self, id: i64) -> Result<()> {
-        sqlx::query("update rejected set status = 'retried', resolved_at = $1 where id = $2")
-            .bind(crate::time::now_micros())
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    async fn record(&self, key: &str) -> Result<Option<StoredRecord>> {
-        self.shared_record(key).await
-    }
-
-    async fn counts(&self) -> Result<LedgerCounts> {
-        self.shared_counts().await
-    }
-
-    async fn usage_groups(&self, q: &UsageQuery) -> Result<Vec<UsageGroup>> {
-        self.usage_query(q, false).await
-    }
-
-    async fn iteration_groups(&self, q: &UsageQuery) -> Result<Vec<UsageGroup>> {
-        self.usage_query(q, true).await
-    }
-
-    async fn container_records(
-        &self,
-        from: Micros,
-        to: Micros,
-        max_seq: i64,
-    ) -> Result<Vec<ContainerRecord>> {
-        self.shared_container_records(super::sql::CONTAINER_RECORDS, from, to, Some(max_seq))
-            .await
-    }
-
-    async fn container_days(&self, from_day: i64, to_day: i64) -> Result<Vec<ContainerDayRow>> {
-        self.shared_container_days(from_day, to_day).await
-    }
-
-    async fn inexact_container_records(
-        &self,
-        from: Micros,
-        to: Micros,
-    ) -> Result<Vec<ContainerRecord>> {
-        self.shared_container_records(super::sql::INEXACT_CONTAINER_RECORDS, from, to, None)
-            .await
-    }
-
-    async fn record_counts(
-        &self,
-        account: Option<&str>,
-        from: Micros,
-        to: Micros,
-        max_seq: i64,
-        use_rollup: bool,
-    ) -> Result<Vec<(String, i64)>> {
-        self.shared_record_counts(account, from, to, max_seq, use_rollup)
-            .await
-    }
-
-    async fn price_book_id(&self) -> Result<Option<i64>> {
-        self.shared_price_book_id().await
-    }
-
-    async fn price_book(&self) -> Result<Option<(i64, String, String)>> {
-        self.shared_price_book().await
-    }
-
-    async fn import_price_book(&self, name: &str, toml: &str) -> Result<i64> {
-        self.shared_import_price_book(name, toml).await
-    }
-
-    async fn newest_seq_in_days(&self, first_day: i64, end_day: i64) -> Result<i64> {
-        self.shared_newest_seq_in_days(first_day, end_day).await
-    }
-
-    async fn max_seq(&self) -> Result<i64> {
-        self.shared_max_seq().await
-    }
-
     async fn cutoff_seq(&self) -> Result<i64> {
         // Every writer holds the shared lock for its whole transaction (and
         // takes its sequence numbers under it): the exclusive lock waits
@@ -658,122 +569,11 @@ impl Store for PostgresStore {
             .bind(WRITERS_LOCK)
             .execute(&mut *tx)
             .await?;
-        let seq: i64 =
-            sqlx::query_scalar("select cast(coalesce(max(seq), 0) as bigint) from records")
-                .fetch_one(&mut *tx)
-                .await?;
+        let seq: i64 = sqlx::query_scalar(super::sql::MAX_SEQ)
+            .fetch_one(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(seq)
-    }
-
-    async fn finalized_periods(&self, account: &str) -> Result<Vec<(String, i64)>> {
-        self.shared_finalized_periods(account).await
-    }
-
-    async fn set_budget(&self, account: &str, monthly_usd: rust_decimal::Decimal) -> Result<()> {
-        self.shared_set_budget(account, monthly_usd).await
-    }
-
-    async fn budgets(&self) -> Result<Vec<(String, rust_decimal::Decimal)>> {
-        self.shared_budgets().await
-    }
-
-    async fn record_alert(&self, alert: &BudgetAlert) -> Result<bool> {
-        self.shared_record_alert(alert).await
-    }
-
-    async fn alerts(
-        &self,
-        period: Option<&str>,
-        undelivered_only: bool,
-    ) -> Result<Vec<BudgetAlert>> {
-        self.shared_alerts(period, undelivered_only).await
-    }
-
-    async fn mark_alert_delivered(
-        &self,
-        account: &str,
-        period: &str,
-        threshold: i64,
-    ) -> Result<()> {
-        self.shared_mark_alert_delivered(account, period, threshold)
-            .await
-    }
-
-    async fn finalized_accounts_before(&self, period: &str) -> Result<Vec<String>> {
-        self.shared_finalized_accounts_before(period).await
-    }
-
-    async fn finalized_in_period(&self, period: &str) -> Result<Vec<(String, String, i64)>> {
-        self.shared_finalized_in_period(period).await
-    }
-
-    async fn finalized_count(&self) -> Result<i64> {
-        self.shared_finalized_count().await
-    }
-
-    async fn finalized_invoice(
-        &self,
-        account: &str,
-        period: &str,
-    ) -> Result<Option<FinalizedInvoice>> {
-        self.shared_finalized_invoice(account, period).await
-    }
-
-    async fn finalize(
-        &self,
-        account: &str,
-        period: &str,
-        cutoff_seq: i64,
-        render: &(dyn for<'a> Fn(&'a str) -> (String, String) + Send + Sync),
-    ) -> Result<FinalizedInvoice> {
-        let mut tx = self.pool.begin().await?;
-        let inserted = sqlx::query(
-            "insert into invoices (account, period, number, cutoff_seq, finalized_at, json, csv) \
-             values ($1, $2, '', $3, $4, '', '') on conflict (account, period) do nothing returning id",
-        )
-        .bind(account)
-        .bind(period)
-        .bind(cutoff_seq)
-        .bind(crate::time::now_micros())
-        .fetch_optional(&mut *tx)
-        .await?;
-        if let Some(row) = inserted {
-            let id: i64 = row.try_get(0)?;
-            let number = super::sql::invoice_number(period, id);
-            let (json, csv) = render(&number);
-            sqlx::query("update invoices set number = $1, json = $2, csv = $3 where id = $4")
-                .bind(number)
-                .bind(json)
-                .bind(csv)
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        self.finalized_invoice(account, period)
-            .await?
-            .ok_or_else(|| StoreError::Invalid("the finalized invoice vanished".into()))
-    }
-
-    async fn create_key(&self, account: &str, prefix: &str, key_hash: &str) -> Result<i64> {
-        self.shared_create_key(account, prefix, key_hash).await
-    }
-
-    async fn list_keys(&self) -> Result<Vec<super::ApiKey>> {
-        self.shared_list_keys().await
-    }
-
-    async fn revoke_key(&self, id: i64) -> Result<bool> {
-        self.shared_revoke_key(id).await
-    }
-
-    async fn key_account(&self, key_hash: &str) -> Result<Option<String>> {
-        self.shared_key_account(key_hash).await
-    }
-
-    async fn ping(&self) -> Result<()> {
-        self.shared_ping().await
     }
 }
 

@@ -1,6 +1,6 @@
 //! SQL both backends run unchanged (`$N` placeholders work in SQLite and
-//! PostgreSQL alike), and the row mappings for it. Written as macros because
-//! the row and query types differ per backend while the code does not.
+//! PostgreSQL alike). Column names are the fields of the `FromRow` structs
+//! the rows map to.
 
 pub(super) const REJECTED_LIST: &str = "select id, raw, reason, message, line_number, column_number, field, source, \
     account_default, recorded_at_default, first_seen, last_seen, occurrences, status \
@@ -17,13 +17,16 @@ pub(super) const RECORD_GET: &str = "select r.seq, r.record_key, r.account, r.ki
     (select count(*) from record_iterations i where i.seq = r.seq) as iterations, b.raw \
     from records r join record_bodies b on b.seq = r.seq where r.record_key = $1";
 
-pub(super) const COUNTS: &str = "select (select count(*) from records), (select count(*) from containers), \
-    (select count(*) from rejected where status = 'open')";
+pub(super) const COUNTS: &str = "select (select count(*) from records) as records, \
+    (select count(*) from containers) as containers, \
+    (select count(*) from rejected where status = 'open') as rejected_open";
+
+pub(super) const MAX_SEQ: &str = "select cast(coalesce(max(seq), 0) as bigint) from records";
 
 /// Bind a [`super::NewRejection`] to the quarantine upsert (12 parameters).
 macro_rules! bind_rejection {
     ($query:expr, $r:expr, $now:expr) => {{
-        let r: &$crate::store::NewRejection = $r;
+        let r: &$crate::record::NewRejection = $r;
         $query
             .bind($crate::store::sql::rejection_hash(r))
             .bind(r.raw.as_slice())
@@ -41,85 +44,9 @@ macro_rules! bind_rejection {
 }
 pub(crate) use bind_rejection;
 
-/// Map a row selected by [`REJECTED_LIST`] or [`REJECTED_GET`] to [`super::Rejected`].
-macro_rules! rejected_from_row {
-    ($row:expr) => {{
-        use sqlx::Row as _;
-        let row = $row;
-        let raw_bytes: Vec<u8> = row.try_get("raw")?;
-        let first_seen: i64 = row.try_get("first_seen")?;
-        let last_seen: i64 = row.try_get("last_seen")?;
-        let recorded_at_default: Option<i64> = row.try_get("recorded_at_default")?;
-        let reason: String = row.try_get("reason")?;
-        let message: String = row.try_get("message")?;
-        let line: Option<i64> = row.try_get("line_number")?;
-        let column: Option<i64> = row.try_get("column_number")?;
-        let field: Option<String> = row.try_get("field")?;
-        let error = $crate::ingest::parse::LineError {
-            reason: $crate::ingest::parse::RejectReason::parse(&reason)
-                .unwrap_or($crate::ingest::parse::RejectReason::Invalid),
-            message,
-            line: line.map(|v| v as u64),
-            column: column.map(|v| v as u64),
-            field: field.clone(),
-        }
-        .to_string();
-        Ok::<_, $crate::store::StoreError>($crate::store::Rejected {
-            id: row.try_get("id")?,
-            time: $crate::time::rfc3339(first_seen),
-            last_seen: $crate::time::rfc3339(last_seen),
-            occurrences: row.try_get("occurrences")?,
-            status: row.try_get("status")?,
-            reason,
-            error,
-            line,
-            column,
-            field,
-            source: row.try_get("source")?,
-            account_default: row.try_get("account_default")?,
-            recorded_at_default: recorded_at_default.map($crate::time::rfc3339),
-            raw: String::from_utf8_lossy(&raw_bytes).into_owned(),
-            raw_bytes,
-        })
-    }};
-}
-pub(crate) use rejected_from_row;
-
-/// Map a row selected with [`RECORD_GET`] to [`super::StoredRecord`].
-macro_rules! record_from_row {
-    ($row:expr) => {{
-        use sqlx::Row as _;
-        let row = $row;
-        Ok::<_, $crate::store::StoreError>($crate::store::StoredRecord {
-            seq: row.try_get("seq")?,
-            key: row.try_get("record_key")?,
-            account: row.try_get("account")?,
-            kind: row.try_get("kind")?,
-            model: row.try_get("model")?,
-            recorded_at: row.try_get("recorded_at")?,
-            started_at: row.try_get("started_at")?,
-            batch: row.try_get("batch")?,
-            files_preloaded: row.try_get("files_preloaded")?,
-            uses_code_execution: row.try_get("uses_code_execution")?,
-            web_tools_20260209: row.try_get("web_tools_20260209")?,
-            container_id: row.try_get("container_id")?,
-            input_tokens: row.try_get("input_tokens")?,
-            output_tokens: row.try_get("output_tokens")?,
-            cache_creation_input_tokens: row.try_get("cache_creation_input_tokens")?,
-            cache_write_5m_tokens: row.try_get("cache_write_5m_tokens")?,
-            cache_write_1h_tokens: row.try_get("cache_write_1h_tokens")?,
-            cache_read_tokens: row.try_get("cache_read_tokens")?,
-            web_search_requests: row.try_get("web_search_requests")?,
-            iterations: row.try_get("iterations")?,
-            raw: row.try_get("raw")?,
-        })
-    }};
-}
-pub(crate) use record_from_row;
-
 /// Identity of a rejected line: its bytes and the defaults it was parsed
 /// with, so the same bad line sent twice is one entry seen twice.
-pub fn rejection_hash(r: &super::NewRejection) -> String {
+pub fn rejection_hash(r: &crate::record::NewRejection) -> String {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
     h.update(&r.raw);
@@ -188,7 +115,7 @@ pub(super) fn usage_sql(thresholds: usize, iterations: bool, one_account: bool) 
 }
 
 pub(super) const CONTAINER_RECORDS: &str = "select container_id, account, recorded_at, started_at, \
-    cast(case when web_tools_20260209 then 1 else 0 end as bigint) as web_tools \
+    web_tools_20260209 \
     from records where container_id is not null and kind = 'message' \
     and (uses_code_execution or files_preloaded) and recorded_at >= $1 and recorded_at < $2 and seq <= $3";
 
@@ -212,38 +139,21 @@ pub(super) const CONTAINER_DAYS_ADD: &str = "on conflict (account, day, shard) d
     short_containers = container_days.short_containers + excluded.short_containers, \
     short_seconds = container_days.short_seconds + excluded.short_seconds";
 
-/// Map a row of [`CONTAINER_STATES`] or [`CONTAINER_CLAIM_RETURNING`] (after the id) to a container state.
-macro_rules! container_state_from_row {
-    ($row:expr) => {{
-        let row = $row;
-        let spans: String = row.try_get(3)?;
-        $crate::store::containers::ContainerState {
-            account: row.try_get(1)?,
-            first_at: row.try_get(2)?,
-            spans: $crate::store::containers::decode_spans(&spans).map_err(|e| {
-                let id: String = row.try_get(0).unwrap_or_default();
-                $crate::store::StoreError::Invalid(format!("container {id}: {e}"))
-            })?,
-            exact: row.try_get::<i64, _>(4)? != 0,
-        }
-    }};
-}
-pub(super) use container_state_from_row;
-
 /// Records of inexact roll-up containers first used in `[$1, $2)`, same columns.
 /// `cross join` keeps SQLite from scanning records first; no bound on `seq`
 /// (PostgreSQL without statistics would scan its whole index per container).
 pub(super) const INEXACT_CONTAINER_RECORDS: &str = "select r.container_id, r.account, r.recorded_at, r.started_at, \
-    cast(case when r.web_tools_20260209 then 1 else 0 end as bigint) as web_tools \
+    r.web_tools_20260209 \
     from containers c cross join records r \
     where c.exact = 0 and c.first_at >= $1 and c.first_at < $2 \
     and r.container_id is not null and r.container_id = c.container_id \
     and r.kind = 'message' and (r.uses_code_execution or r.files_preloaded)";
 
 /// The container roll-up's day sums in `[$1, $2)` (day numbers), shards summed.
-pub(super) const CONTAINER_DAYS: &str = "select account, day, cast(sum(containers) as bigint), \
-    cast(sum(execution_seconds) as bigint), cast(sum(short_containers) as bigint), \
-    cast(sum(short_seconds) as bigint) from container_days where day >= $1 and day < $2 \
+pub(super) const CONTAINER_DAYS: &str = "select account, day, cast(sum(containers) as bigint) as containers, \
+    cast(sum(execution_seconds) as bigint) as execution_seconds, \
+    cast(sum(short_containers) as bigint) as short_containers, \
+    cast(sum(short_seconds) as bigint) as short_seconds from container_days where day >= $1 and day < $2 \
     group by account, day having sum(containers) <> 0 order by account, day";
 
 pub(super) const RECORD_COUNTS_ONE: &str = "select account, cast(count(*) as bigint) from records \
@@ -254,58 +164,12 @@ pub(super) const RECORD_COUNTS_ALL: &str = "select account, cast(count(*) as big
     where cast($1 as text) is null and recorded_at >= $2 and recorded_at < $3 and seq <= $4 \
     group by account order by account";
 
-/// Map a row of [`usage_sql`] to [`super::UsageGroup`].
-macro_rules! usage_group_from_row {
-    ($row:expr) => {{
-        use sqlx::Row as _;
-        let row = $row;
-        Ok::<_, $crate::store::StoreError>($crate::store::UsageGroup {
-            account: row.try_get("account")?,
-            model: row.try_get("model")?,
-            day: row.try_get("day")?,
-            batch: row.try_get::<i64, _>("batch")? != 0,
-            fast: row.try_get::<i64, _>("fast")? != 0,
-            us: row.try_get::<i64, _>("us")? != 0,
-            bucket: row.try_get("bucket")?,
-            records: row.try_get("records")?,
-            usage: $crate::record::Usage {
-                input_tokens: row.try_get("input_tokens")?,
-                output_tokens: row.try_get("output_tokens")?,
-                cache_creation_input_tokens: row.try_get("cache_creation_input_tokens")?,
-                cache_write_5m_tokens: row.try_get("cache_write_5m_tokens")?,
-                cache_write_1h_tokens: row.try_get("cache_write_1h_tokens")?,
-                cache_read_tokens: row.try_get("cache_read_tokens")?,
-                web_search_requests: row.try_get("web_search_requests")?,
-                web_fetch_requests: row.try_get("web_fetch_requests")?,
-                code_execution_requests: row.try_get("code_execution_requests")?,
-            },
-        })
-    }};
-}
-pub(crate) use usage_group_from_row;
-
 pub(super) const FINALIZED_GET: &str = "select number, account, period, cutoff_seq, json, csv from invoices where account = $1 and period = $2";
 
 /// Invoice numbers: the period and a ledger-wide sequence, e.g. `INV-2025-05-000042`.
 pub(super) fn invoice_number(period: &str, id: i64) -> String {
     format!("INV-{period}-{id:06}")
 }
-
-macro_rules! finalized_from_row {
-    ($row:expr) => {{
-        use sqlx::Row as _;
-        let row = $row;
-        Ok::<_, $crate::store::StoreError>($crate::store::FinalizedInvoice {
-            number: row.try_get("number")?,
-            account: row.try_get("account")?,
-            period: row.try_get("period")?,
-            cutoff_seq: row.try_get("cutoff_seq")?,
-            json: row.try_get("json")?,
-            csv: row.try_get("csv")?,
-        })
-    }};
-}
-pub(crate) use finalized_from_row;
 
 /// Usage from the roll-up (summing its shards): `$1` kind, `$2`/`$3` the UTC
 /// day range, `$4` the account.

@@ -21,18 +21,13 @@ use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{AssertSqlSafe, Row, Sqlite, SqlitePool, Transaction};
 
+use super::containers::ContainerStateRow;
 use super::containers::{ContainerDayDelta, ContainerDayKey, ContainerState};
-use super::sql::container_state_from_row;
-use super::sql::{
-    bind_rejection, finalized_from_row, record_from_row, rejected_from_row, usage_group_from_row,
-};
+use super::pool::{PoolRef, Pooled};
+use super::sql::bind_rejection;
 use super::write::{WriteTx, write_batch};
-use super::{
-    Backend, ContainerDayRow, ContainerRecord, LedgerCounts, NewRejection, Rejected, Result, Store,
-    StoredRecord, UsageGroup, UsageQuery, WriteBatch, WriteOutcome,
-};
-use super::{BudgetAlert, FinalizedInvoice, RollupRow, StoreError};
-use crate::migrations;
+use super::{Backend, Result, RollupRow, WriteBatch, WriteOutcome, Writes};
+use crate::record::NewRejection;
 use crate::record::{ExtraIteration, NewRecord};
 use crate::time::Micros;
 
@@ -111,13 +106,12 @@ impl WriteTx for Tx<'_> {
                 super::sql::CONTAINER_STATES,
                 vec!["?"; chunk.len()].join(",")
             );
-            let mut q = sqlx::query(AssertSqlSafe(sql));
+            let mut q = sqlx::query_as::<_, ContainerStateRow>(AssertSqlSafe(sql));
             for c in chunk {
                 q = q.bind(*c);
             }
             for row in q.fetch_all(&mut **self.0).await? {
-                let id: String = row.try_get(0)?;
-                let state = container_state_from_row!(row);
+                let (id, state) = row.into_state()?;
                 owners.insert(id.clone(), state.account.clone());
                 self.1.insert(id, state);
             }
@@ -389,10 +383,18 @@ const QUARANTINE_SQL: &str = "insert into rejected (raw_hash, raw, reason, messa
     column_number = excluded.column_number, field = excluded.field, source = excluded.source, status = 'open' \
     returning id";
 
-super::reads::shared_reads!(SqliteStore);
+impl Pooled for SqliteStore {
+    fn pool(&self) -> PoolRef<'_> {
+        PoolRef::Sqlite(&self.pool)
+    }
+
+    fn writer_lock(&self) -> Option<&tokio::sync::Mutex<()>> {
+        Some(&self.writer)
+    }
+}
 
 #[async_trait]
-impl Store for SqliteStore {
+impl Writes for SqliteStore {
     fn backend(&self) -> Backend {
         Backend::Sqlite
     }
@@ -403,7 +405,7 @@ impl Store for SqliteStore {
     }
 
     async fn migrate(&self) -> Result<()> {
-        migrations::sqlite().run(&self.pool).await?;
+        super::migrations::sqlite().run(&self.pool).await?;
         Ok(())
     }
 
@@ -416,203 +418,10 @@ impl Store for SqliteStore {
         Ok(outcome)
     }
 
-    async fn rejected_list(&self, all: bool, limit: i64) -> Result<Vec<Rejected>> {
-        self.shared_rejected_list(all, limit).await
-    }
-
-    async fn rejected_get(&self, id: i64) -> Result<Option<Rejected>> {
-        self.shared_rejected_get(id).await
-    }
-
-    async fn rejected_mark_retried(&self, id: i64) -> Result<()> {
-        let _one_writer = self.writer.lock().await;
-        sqlx::query("update rejected set status = 'retried', resolved_at = ? where id = ?")
-            .bind(crate::time::now_micros())
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    async fn record(&self, key: &str) -> Result<Option<StoredRecord>> {
-        self.shared_record(key).await
-    }
-
-    async fn counts(&self) -> Result<LedgerCounts> {
-        self.shared_counts().await
-    }
-
-    async fn usage_groups(&self, q: &UsageQuery) -> Result<Vec<UsageGroup>> {
-        self.usage_query(q, false).await
-    }
-
-    async fn iteration_groups(&self, q: &UsageQuery) -> Result<Vec<UsageGroup>> {
-        self.usage_query(q, true).await
-    }
-
-    async fn container_records(
-        &self,
-        from: Micros,
-        to: Micros,
-        max_seq: i64,
-    ) -> Result<Vec<ContainerRecord>> {
-        self.shared_container_records(super::sql::CONTAINER_RECORDS, from, to, Some(max_seq))
-            .await
-    }
-
-    async fn container_days(&self, from_day: i64, to_day: i64) -> Result<Vec<ContainerDayRow>> {
-        self.shared_container_days(from_day, to_day).await
-    }
-
-    async fn inexact_container_records(
-        &self,
-        from: Micros,
-        to: Micros,
-    ) -> Result<Vec<ContainerRecord>> {
-        self.shared_container_records(super::sql::INEXACT_CONTAINER_RECORDS, from, to, None)
-            .await
-    }
-
-    async fn record_counts(
-        &self,
-        account: Option<&str>,
-        from: Micros,
-        to: Micros,
-        max_seq: i64,
-        use_rollup: bool,
-    ) -> Result<Vec<(String, i64)>> {
-        self.shared_record_counts(account, from, to, max_seq, use_rollup)
-            .await
-    }
-
-    async fn price_book_id(&self) -> Result<Option<i64>> {
-        self.shared_price_book_id().await
-    }
-
-    async fn price_book(&self) -> Result<Option<(i64, String, String)>> {
-        self.shared_price_book().await
-    }
-
-    async fn import_price_book(&self, name: &str, toml: &str) -> Result<i64> {
-        self.shared_import_price_book(name, toml).await
-    }
-
-    async fn newest_seq_in_days(&self, first_day: i64, end_day: i64) -> Result<i64> {
-        self.shared_newest_seq_in_days(first_day, end_day).await
-    }
-
-    async fn max_seq(&self) -> Result<i64> {
-        self.shared_max_seq().await
-    }
-
-    async fn finalized_periods(&self, account: &str) -> Result<Vec<(String, i64)>> {
-        self.shared_finalized_periods(account).await
-    }
-
-    async fn set_budget(&self, account: &str, monthly_usd: rust_decimal::Decimal) -> Result<()> {
-        self.shared_set_budget(account, monthly_usd).await
-    }
-
-    async fn budgets(&self) -> Result<Vec<(String, rust_decimal::Decimal)>> {
-        self.shared_budgets().await
-    }
-
-    async fn record_alert(&self, alert: &BudgetAlert) -> Result<bool> {
-        self.shared_record_alert(alert).await
-    }
-
-    async fn alerts(
-        &self,
-        period: Option<&str>,
-        undelivered_only: bool,
-    ) -> Result<Vec<BudgetAlert>> {
-        self.shared_alerts(period, undelivered_only).await
-    }
-
-    async fn mark_alert_delivered(
-        &self,
-        account: &str,
-        period: &str,
-        threshold: i64,
-    ) -> Result<()> {
-        self.shared_mark_alert_delivered(account, period, threshold)
-            .await
-    }
-
-    async fn finalized_accounts_before(&self, period: &str) -> Result<Vec<String>> {
-        self.shared_finalized_accounts_before(period).await
-    }
-
-    async fn finalized_in_period(&self, period: &str) -> Result<Vec<(String, String, i64)>> {
-        self.shared_finalized_in_period(period).await
-    }
-
-    async fn finalized_count(&self) -> Result<i64> {
-        self.shared_finalized_count().await
-    }
-
-    async fn finalized_invoice(
-        &self,
-        account: &str,
-        period: &str,
-    ) -> Result<Option<FinalizedInvoice>> {
-        self.shared_finalized_invoice(account, period).await
-    }
-
-    async fn finalize(
-        &self,
-        account: &str,
-        period: &str,
-        cutoff_seq: i64,
-        render: &(dyn for<'a> Fn(&'a str) -> (String, String) + Send + Sync),
-    ) -> Result<FinalizedInvoice> {
-        let _one_writer = self.writer.lock().await;
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let inserted = sqlx::query(
-            "insert into invoices (account, period, number, cutoff_seq, finalized_at, json, csv) \
-             values ($1, $2, '', $3, $4, '', '') on conflict (account, period) do nothing returning id",
-        )
-        .bind(account)
-        .bind(period)
-        .bind(cutoff_seq)
-        .bind(crate::time::now_micros())
-        .fetch_optional(&mut *tx)
-        .await?;
-        if let Some(row) = inserted {
-            let id: i64 = row.try_get(0)?;
-            let number = super::sql::invoice_number(period, id);
-            let (json, csv) = render(&number);
-            sqlx::query("update invoices set number = $1, json = $2, csv = $3 where id = $4")
-                .bind(number)
-                .bind(json)
-                .bind(csv)
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        self.finalized_invoice(account, period)
-            .await?
-            .ok_or_else(|| StoreError::Invalid("the finalized invoice vanished".into()))
-    }
-
-    async fn create_key(&self, account: &str, prefix: &str, key_hash: &str) -> Result<i64> {
-        self.shared_create_key(account, prefix, key_hash).await
-    }
-
-    async fn list_keys(&self) -> Result<Vec<super::ApiKey>> {
-        self.shared_list_keys().await
-    }
-
-    async fn revoke_key(&self, id: i64) -> Result<bool> {
-        self.shared_revoke_key(id).await
-    }
-
-    async fn key_account(&self, key_hash: &str) -> Result<Option<String>> {
-        self.shared_key_account(key_hash).await
-    }
-
-    async fn ping(&self) -> Result<()> {
-        self.shared_ping().await
+    /// One writer: every record at or below the newest is committed.
+    async fn cutoff_seq(&self) -> Result<i64> {
+        Ok(sqlx::query_scalar(super::sql::MAX_SEQ)
+            .fetch_one(&self.pool)
+            .await?)
     }
 }

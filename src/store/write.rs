@@ -32,11 +32,8 @@ use std::collections::{BTreeMap, HashMap};
 use async_trait::async_trait;
 
 use super::containers::{self, ContainerDayDelta, ContainerDayKey, ContainerState};
-use super::{
-    NewRejection, RecordOutcome, Result, RollupKey, RollupRow, WriteBatch, WriteOutcome,
-    conflict_error, size_class,
-};
-use crate::record::{ExtraIteration, NewRecord, RecordKind, Usage};
+use super::{RecordOutcome, Result, RollupKey, RollupRow, WriteBatch, WriteOutcome, size_class};
+use crate::record::{ExtraIteration, NewRecord, NewRejection, RecordKind, Usage, conflict_error};
 use crate::time::Micros;
 
 /// The primitive operations a backend's transaction provides.

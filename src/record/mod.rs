@@ -12,6 +12,9 @@ use serde::Serialize;
 
 use crate::time::Micros;
 
+mod rejection;
+pub use rejection::{LineError, NewRejection, RejectReason, conflict_error};
+
 /// What kind of ledger record this is. Only `Message` records carry usage;
 /// the three batch outcomes are counted and kept but never charged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -35,7 +38,7 @@ impl RecordKind {
 }
 
 /// Token and request counters of one response, as billing reads them.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, sqlx::FromRow)]
 pub struct Usage {
     pub input_tokens: i64,
     pub output_tokens: i64,

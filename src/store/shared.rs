@@ -1,0 +1,667 @@
+//! The role traits whose SQL is the same on both backends, implemented once
+//! for every [`Pooled`] store. Rows map through `FromRow` structs; a row
+//! type differs from the public one only where the database spells a value
+//! differently (an amount kept as text, a time as microseconds, a flag as a
+//! number).
+
+use async_trait::async_trait;
+use rust_decimal::Decimal;
+use sqlx::AssertSqlSafe;
+
+use super::pool::{PoolRef, Pooled, on_pool};
+use super::sql;
+use super::{
+    ApiKey, ApiKeys, Budget, BudgetAlert, Budgets, ContainerDayRow, ContainerRecord,
+    FinalizedInvoice, FinalizedRef, Invoices, LedgerCounts, PriceBooks, Rejected, RejectedLines,
+    Result, StoreError, StoredPriceBook, StoredRecord, UsageGroup, UsageQuery, UsageReads,
+};
+use crate::record::{LineError, RejectReason};
+use crate::time::{Micros, now_micros, rfc3339};
+
+/// An amount kept as exact decimal text.
+fn money(text: &str, what: &str) -> Result<Decimal> {
+    text.parse()
+        .map_err(|e| StoreError::Invalid(format!("{what} {text:?} in the database: {e}")))
+}
+
+/// Waits for the in-process writer lock where the backend has one.
+async fn one_writer<S: Pooled>(store: &S) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+    match store.writer_lock() {
+        Some(lock) => Some(lock.lock().await),
+        None => None,
+    }
+}
+
+// ---- usage reads ---------------------------------------------------------
+
+#[derive(sqlx::FromRow)]
+struct UsageGroupRow {
+    account: String,
+    model: Option<String>,
+    day: i64,
+    batch: i64,
+    fast: i64,
+    us: i64,
+    bucket: i64,
+    records: i64,
+    #[sqlx(flatten)]
+    usage: crate::record::Usage,
+}
+
+impl From<UsageGroupRow> for UsageGroup {
+    fn from(r: UsageGroupRow) -> Self {
+        UsageGroup {
+            account: r.account,
+            model: r.model,
+            day: r.day,
+            batch: r.batch != 0,
+            fast: r.fast != 0,
+            us: r.us != 0,
+            bucket: r.bucket,
+            records: r.records,
+            usage: r.usage,
+        }
+    }
+}
+
+/// Token usage (or extra iterations) from the roll-up when it can answer,
+/// else summed from the records.
+async fn usage_query(
+    pool: PoolRef<'_>,
+    q: &UsageQuery,
+    iterations: bool,
+) -> Result<Vec<UsageGroup>> {
+    if q.use_rollup && super::rollup_covers(&q.thresholds) {
+        let (first_day, end_day) = crate::time::day_range(q.from, q.to);
+        let sql = sql::rollup_sql(q.account.is_some());
+        let rows: Vec<UsageGroupRow> = on_pool!(pool, |p| {
+            sqlx::query_as(AssertSqlSafe(sql))
+                .bind(i64::from(iterations))
+                .bind(first_day)
+                .bind(end_day)
+                .bind(q.account.as_deref())
+                .fetch_all(p)
+                .await?
+        });
+        return Ok(rows
+            .into_iter()
+            .map(|r| {
+                let mut g = UsageGroup::from(r);
+                g.bucket = super::bucket_of_class(g.bucket, &q.thresholds);
+                g
+            })
+            .collect());
+    }
+    let sql = sql::usage_sql(q.thresholds.len(), iterations, q.account.is_some());
+    let rows: Vec<UsageGroupRow> = on_pool!(pool, |p| {
+        let mut query = sqlx::query_as(AssertSqlSafe(sql))
+            .bind(q.from)
+            .bind(q.to)
+            .bind(q.account.as_deref())
+            .bind(q.max_seq);
+        for t in &q.thresholds {
+            query = query.bind(*t);
+        }
+        query.fetch_all(p).await?
+    });
+    Ok(rows.into_iter().map(UsageGroup::from).collect())
+}
+
+/// Container records selected by `sql` (see [`sql::CONTAINER_RECORDS`]),
+/// grouped by container; `max_seq` is bound as `$3` when the query has it.
+async fn container_records(
+    pool: PoolRef<'_>,
+    sql: &'static str,
+    from: Micros,
+    to: Micros,
+    max_seq: Option<i64>,
+) -> Result<Vec<ContainerRecord>> {
+    let mut records: Vec<ContainerRecord> = on_pool!(pool, |p| {
+        let mut query = sqlx::query_as(sql).bind(from).bind(to);
+        if let Some(seq) = max_seq {
+            query = query.bind(seq);
+        }
+        query.fetch_all(p).await?
+    });
+    // Read in time order (an index-only scan); grouped by container here.
+    records.sort_unstable_by(|a, b| {
+        (&a.container_id, a.recorded_at).cmp(&(&b.container_id, b.recorded_at))
+    });
+    Ok(records)
+}
+
+#[async_trait]
+impl<S: Pooled> UsageReads for S {
+    async fn record(&self, key: &str) -> Result<Option<StoredRecord>> {
+        Ok(on_pool!(self.pool(), |p| {
+            sqlx::query_as(sql::RECORD_GET)
+                .bind(key)
+                .fetch_optional(p)
+                .await?
+        }))
+    }
+
+    async fn counts(&self) -> Result<LedgerCounts> {
+        Ok(on_pool!(self.pool(), |p| {
+            sqlx::query_as(sql::COUNTS).fetch_one(p).await?
+        }))
+    }
+
+    async fn usage_groups(&self, q: &UsageQuery) -> Result<Vec<UsageGroup>> {
+        usage_query(self.pool(), q, false).await
+    }
+
+    async fn iteration_groups(&self, q: &UsageQuery) -> Result<Vec<UsageGroup>> {
+        usage_query(self.pool(), q, true).await
+    }
+
+    async fn container_records(
+        &self,
+        from: Micros,
+        to: Micros,
+        max_seq: i64,
+    ) -> Result<Vec<ContainerRecord>> {
+        container_records(self.pool(), sql::CONTAINER_RECORDS, from, to, Some(max_seq)).await
+    }
+
+    async fn container_days(&self, from_day: i64, to_day: i64) -> Result<Vec<ContainerDayRow>> {
+        Ok(on_pool!(self.pool(), |p| {
+            sqlx::query_as(sql::CONTAINER_DAYS)
+                .bind(from_day)
+                .bind(to_day)
+                .fetch_all(p)
+                .await?
+        }))
+    }
+
+    async fn inexact_container_records(
+        &self,
+        from: Micros,
+        to: Micros,
+    ) -> Result<Vec<ContainerRecord>> {
+        container_records(self.pool(), sql::INEXACT_CONTAINER_RECORDS, from, to, None).await
+    }
+
+    async fn record_counts(
+        &self,
+        account: Option<&str>,
+        from: Micros,
+        to: Micros,
+        max_seq: i64,
+        use_rollup: bool,
+    ) -> Result<Vec<(String, i64)>> {
+        Ok(if use_rollup {
+            let (first_day, end_day) = crate::time::day_range(from, to);
+            let sql = match account {
+                Some(_) => sql::ROLLUP_COUNTS_ONE,
+                None => sql::ROLLUP_COUNTS_ALL,
+            };
+            on_pool!(self.pool(), |p| {
+                sqlx::query_as(sql)
+                    .bind(account)
+                    .bind(first_day)
+                    .bind(end_day)
+                    .fetch_all(p)
+                    .await?
+            })
+        } else {
+            let sql = match account {
+                Some(_) => sql::RECORD_COUNTS_ONE,
+                None => sql::RECORD_COUNTS_ALL,
+            };
+            on_pool!(self.pool(), |p| {
+                sqlx::query_as(sql)
+                    .bind(account)
+                    .bind(from)
+                    .bind(to)
+                    .bind(max_seq)
+                    .fetch_all(p)
+                    .await?
+            })
+        })
+    }
+
+    async fn newest_seq_in_days(&self, first_day: i64, end_day: i64) -> Result<i64> {
+        Ok(on_pool!(self.pool(), |p| {
+            sqlx::query_scalar(
+                "select cast(coalesce(max(max_seq), 0) as bigint) from usage_rollup \
+                 where day >= $1 and day < $2",
+            )
+            .bind(first_day)
+            .bind(end_day)
+            .fetch_one(p)
+            .await?
+        }))
+    }
+
+    async fn max_seq(&self) -> Result<i64> {
+        Ok(on_pool!(self.pool(), |p| {
+            sqlx::query_scalar(sql::MAX_SEQ).fetch_one(p).await?
+        }))
+    }
+
+    async fn ping(&self) -> Result<()> {
+        on_pool!(self.pool(), |p| {
+            sqlx::query("select 1").execute(p).await?;
+        });
+        Ok(())
+    }
+}
+
+// ---- rejected lines ------------------------------------------------------
+
+#[derive(sqlx::FromRow)]
+struct RejectedRow {
+    id: i64,
+    raw: Vec<u8>,
+    reason: String,
+    message: String,
+    line_number: Option<i64>,
+    column_number: Option<i64>,
+    field: Option<String>,
+    source: String,
+    account_default: Option<String>,
+    recorded_at_default: Option<i64>,
+    first_seen: i64,
+    last_seen: i64,
+    occurrences: i64,
+    status: String,
+}
+
+impl From<RejectedRow> for Rejected {
+    fn from(r: RejectedRow) -> Self {
+        let error = LineError {
+            reason: RejectReason::parse(&r.reason).unwrap_or(RejectReason::Invalid),
+            message: r.message,
+            line: r.line_number.map(|v| v as u64),
+            column: r.column_number.map(|v| v as u64),
+            field: r.field.clone(),
+        }
+        .to_string();
+        Rejected {
+            id: r.id,
+            time: rfc3339(r.first_seen),
+            last_seen: rfc3339(r.last_seen),
+            occurrences: r.occurrences,
+            status: r.status,
+            reason: r.reason,
+            error,
+            line: r.line_number,
+            column: r.column_number,
+            field: r.field,
+            source: r.source,
+            account_default: r.account_default,
+            recorded_at_default: r.recorded_at_default.map(rfc3339),
+            raw: String::from_utf8_lossy(&r.raw).into_owned(),
+            raw_bytes: r.raw,
+        }
+    }
+}
+
+#[async_trait]
+impl<S: Pooled> RejectedLines for S {
+    async fn rejected_list(&self, all: bool, limit: i64) -> Result<Vec<Rejected>> {
+        let rows: Vec<RejectedRow> = on_pool!(self.pool(), |p| {
+            sqlx::query_as(sql::REJECTED_LIST)
+                .bind(all)
+                .bind(limit)
+                .fetch_all(p)
+                .await?
+        });
+        Ok(rows.into_iter().map(Rejected::from).collect())
+    }
+
+    async fn rejected_get(&self, id: i64) -> Result<Option<Rejected>> {
+        let row: Option<RejectedRow> = on_pool!(self.pool(), |p| {
+            sqlx::query_as(sql::REJECTED_GET)
+                .bind(id)
+                .fetch_optional(p)
+                .await?
+        });
+        Ok(row.map(Rejected::from))
+    }
+
+    async fn rejected_mark_retried(&self, id: i64) -> Result<()> {
+        let _one_writer = one_writer(self).await;
+        on_pool!(self.pool(), |p| {
+            sqlx::query("update rejected set status = 'retried', resolved_at = $1 where id = $2")
+                .bind(now_micros())
+                .bind(id)
+                .execute(p)
+                .await?;
+        });
+        Ok(())
+    }
+}
+
+// ---- invoices ------------------------------------------------------------
+
+#[async_trait]
+impl<S: Pooled> Invoices for S {
+    async fn finalized_periods(&self, account: &str) -> Result<Vec<(String, i64)>> {
+        Ok(on_pool!(self.pool(), |p| {
+            sqlx::query_as(
+                "select period, cutoff_seq from invoices where account = $1 order by period",
+            )
+            .bind(account)
+            .fetch_all(p)
+            .await?
+        }))
+    }
+
+    async fn finalized_accounts_before(&self, period: &str) -> Result<Vec<String>> {
+        Ok(on_pool!(self.pool(), |p| {
+            sqlx::query_scalar(
+                "select distinct account from invoices where period < $1 order by account",
+            )
+            .bind(period)
+            .fetch_all(p)
+            .await?
+        }))
+    }
+
+    async fn finalized_in_period(&self, period: &str) -> Result<Vec<FinalizedRef>> {
+        Ok(on_pool!(self.pool(), |p| {
+            sqlx::query_as(
+                "select account, number, cutoff_seq from invoices where period = $1 order by account",
+            )
+            .bind(period)
+            .fetch_all(p)
+            .await?
+        }))
+    }
+
+    async fn finalized_count(&self) -> Result<i64> {
+        Ok(on_pool!(self.pool(), |p| {
+            sqlx::query_scalar("select cast(count(*) as bigint) from invoices")
+                .fetch_one(p)
+                .await?
+        }))
+    }
+
+    async fn finalized_invoice(
+        &self,
+        account: &str,
+        period: &str,
+    ) -> Result<Option<FinalizedInvoice>> {
+        Ok(on_pool!(self.pool(), |p| {
+            sqlx::query_as(sql::FINALIZED_GET)
+                .bind(account)
+                .bind(period)
+                .fetch_optional(p)
+                .await?
+        }))
+    }
+
+    async fn finalize(
+        &self,
+        account: &str,
+        period: &str,
+        cutoff_seq: i64,
+        render: &(dyn for<'a> Fn(&'a str) -> (String, String) + Send + Sync),
+    ) -> Result<FinalizedInvoice> {
+        let _one_writer = one_writer(self).await;
+        let begin = self.pool().begin_write();
+        on_pool!(self.pool(), |p| {
+            let mut tx = p.begin_with(begin).await?;
+            let inserted: Option<i64> = sqlx::query_scalar(
+                "insert into invoices (account, period, number, cutoff_seq, finalized_at, json, csv) \
+                 values ($1, $2, '', $3, $4, '', '') on conflict (account, period) do nothing returning id",
+            )
+            .bind(account)
+            .bind(period)
+            .bind(cutoff_seq)
+            .bind(now_micros())
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some(id) = inserted {
+                let number = sql::invoice_number(period, id);
+                let (json, csv) = render(&number);
+                sqlx::query("update invoices set number = $1, json = $2, csv = $3 where id = $4")
+                    .bind(number)
+                    .bind(json)
+                    .bind(csv)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?
+        });
+        self.finalized_invoice(account, period)
+            .await?
+            .ok_or_else(|| StoreError::Invalid("the finalized invoice vanished".into()))
+    }
+}
+
+// ---- budgets and their alerts --------------------------------------------
+
+#[derive(sqlx::FromRow)]
+struct BudgetAlertRow {
+    account: String,
+    period: String,
+    threshold: i64,
+    spend_usd: String,
+    budget_usd: String,
+    crossed_at: i64,
+    delivered_at: Option<i64>,
+}
+
+impl TryFrom<BudgetAlertRow> for BudgetAlert {
+    type Error = StoreError;
+
+    fn try_from(r: BudgetAlertRow) -> Result<Self> {
+        Ok(BudgetAlert {
+            spend_usd: money(&r.spend_usd, "amount in budget_alerts")?,
+            budget_usd: money(&r.budget_usd, "amount in budget_alerts")?,
+            account: r.account,
+            period: r.period,
+            threshold: r.threshold,
+            crossed_at: r.crossed_at,
+            delivered_at: r.delivered_at,
+        })
+    }
+}
+
+#[async_trait]
+impl<S: Pooled> Budgets for S {
+    async fn set_budget(&self, account: &str, monthly_usd: Decimal) -> Result<()> {
+        on_pool!(self.pool(), |p| {
+            sqlx::query(
+                "insert into budgets (account, monthly_usd, updated_at) values ($1, $2, $3) \
+                 on conflict (account) do update set monthly_usd = excluded.monthly_usd, \
+                 updated_at = excluded.updated_at",
+            )
+            .bind(account)
+            .bind(monthly_usd.to_string())
+            .bind(now_micros())
+            .execute(p)
+            .await?;
+        });
+        Ok(())
+    }
+
+    async fn budgets(&self) -> Result<Vec<Budget>> {
+        let rows: Vec<(String, String)> = on_pool!(self.pool(), |p| {
+            sqlx::query_as("select account, monthly_usd from budgets order by account")
+                .fetch_all(p)
+                .await?
+        });
+        rows.into_iter()
+            .map(|(account, amount)| {
+                Ok(Budget {
+                    monthly_usd: money(&amount, "budget")?,
+                    account,
+                })
+            })
+            .collect()
+    }
+
+    async fn record_alert(&self, alert: &BudgetAlert) -> Result<bool> {
+        let done = on_pool!(self.pool(), |p| {
+            sqlx::query(
+                "insert into budget_alerts (account, period, threshold, spend_usd, budget_usd, crossed_at) \
+                 values ($1, $2, $3, $4, $5, $6) on conflict (account, period, threshold) do nothing",
+            )
+            .bind(&alert.account)
+            .bind(&alert.period)
+            .bind(alert.threshold)
+            .bind(alert.spend_usd.to_string())
+            .bind(alert.budget_usd.to_string())
+            .bind(alert.crossed_at)
+            .execute(p)
+            .await?
+            .rows_affected()
+        });
+        Ok(done == 1)
+    }
+
+    async fn alerts(
+        &self,
+        period: Option<&str>,
+        undelivered_only: bool,
+    ) -> Result<Vec<BudgetAlert>> {
+        let rows: Vec<BudgetAlertRow> = on_pool!(self.pool(), |p| {
+            sqlx::query_as(
+                "select account, period, threshold, spend_usd, budget_usd, crossed_at, delivered_at \
+                 from budget_alerts where (cast($1 as text) is null or period = $1) \
+                 and (not $2 or delivered_at is null) \
+                 order by period, account, threshold",
+            )
+            .bind(period)
+            .bind(undelivered_only)
+            .fetch_all(p)
+            .await?
+        });
+        rows.into_iter().map(BudgetAlert::try_from).collect()
+    }
+
+    async fn mark_alert_delivered(
+        &self,
+        account: &str,
+        period: &str,
+        threshold: i64,
+    ) -> Result<()> {
+        on_pool!(self.pool(), |p| {
+            sqlx::query(
+                "update budget_alerts set delivered_at = $1 \
+                 where account = $2 and period = $3 and threshold = $4",
+            )
+            .bind(now_micros())
+            .bind(account)
+            .bind(period)
+            .bind(threshold)
+            .execute(p)
+            .await?;
+        });
+        Ok(())
+    }
+}
+
+// ---- price books ---------------------------------------------------------
+
+#[async_trait]
+impl<S: Pooled> PriceBooks for S {
+    async fn price_book_id(&self) -> Result<Option<i64>> {
+        Ok(on_pool!(self.pool(), |p| {
+            sqlx::query_scalar("select max(id) from price_books")
+                .fetch_one(p)
+                .await?
+        }))
+    }
+
+    async fn price_book(&self) -> Result<Option<StoredPriceBook>> {
+        Ok(on_pool!(self.pool(), |p| {
+            sqlx::query_as("select id, name, toml from price_books order by id desc limit 1")
+                .fetch_optional(p)
+                .await?
+        }))
+    }
+
+    async fn import_price_book(&self, name: &str, toml: &str) -> Result<i64> {
+        Ok(on_pool!(self.pool(), |p| {
+            sqlx::query_scalar(
+                "insert into price_books (imported_at, name, toml) values ($1, $2, $3) returning id",
+            )
+            .bind(now_micros())
+            .bind(name)
+            .bind(toml)
+            .fetch_one(p)
+            .await?
+        }))
+    }
+}
+
+// ---- account API keys ----------------------------------------------------
+
+#[derive(sqlx::FromRow)]
+struct ApiKeyRow {
+    id: i64,
+    account: String,
+    prefix: String,
+    created_at: i64,
+    revoked_at: Option<i64>,
+}
+
+impl From<ApiKeyRow> for ApiKey {
+    fn from(r: ApiKeyRow) -> Self {
+        ApiKey {
+            id: r.id,
+            account: r.account,
+            prefix: r.prefix,
+            created_at: rfc3339(r.created_at),
+            revoked_at: r.revoked_at.map(rfc3339),
+        }
+    }
+}
+
+#[async_trait]
+impl<S: Pooled> ApiKeys for S {
+    async fn create_key(&self, account: &str, prefix: &str, key_hash: &str) -> Result<i64> {
+        Ok(on_pool!(self.pool(), |p| {
+            sqlx::query_scalar(
+                "insert into api_keys (account, prefix, key_hash, created_at) \
+                 values ($1, $2, $3, $4) returning id",
+            )
+            .bind(account)
+            .bind(prefix)
+            .bind(key_hash)
+            .bind(now_micros())
+            .fetch_one(p)
+            .await?
+        }))
+    }
+
+    async fn list_keys(&self) -> Result<Vec<ApiKey>> {
+        let rows: Vec<ApiKeyRow> = on_pool!(self.pool(), |p| {
+            sqlx::query_as(
+                "select id, account, prefix, created_at, revoked_at from api_keys order by id desc",
+            )
+            .fetch_all(p)
+            .await?
+        });
+        Ok(rows.into_iter().map(ApiKey::from).collect())
+    }
+
+    async fn revoke_key(&self, id: i64) -> Result<bool> {
+        let done = on_pool!(self.pool(), |p| {
+            sqlx::query("update api_keys set revoked_at = $1 where id = $2 and revoked_at is null")
+                .bind(now_micros())
+                .bind(id)
+                .execute(p)
+                .await?
+                .rows_affected()
+        });
+        Ok(done == 1)
+    }
+
+    async fn key_account(&self, key_hash: &str) -> Result<Option<String>> {
+        Ok(on_pool!(self.pool(), |p| {
+            sqlx::query_scalar(
+                "select account from api_keys where key_hash = $1 and revoked_at is null",
+            )
+            .bind(key_hash)
+            .fetch_optional(p)
+            .await?
+        }))
+    }
+}

@@ -1,0 +1,257 @@
+//! The values the store takes and returns.
+
+use serde::Serialize;
+
+use crate::record::{NewRecord, NewRejection};
+use crate::time::Micros;
+
+/// What one transaction writes.
+#[derive(Debug, Default)]
+pub struct WriteBatch {
+    pub records: Vec<NewRecord>,
+    pub rejections: Vec<NewRejection>,
+}
+
+impl WriteBatch {
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty() && self.rejections.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.records.len() + self.rejections.len()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum RecordOutcome {
+    Recorded,
+    Duplicate,
+    Conflict { message: String, rejected_id: i64 },
+}
+
+/// Per-record outcomes (same order as `WriteBatch::records`) and the ids the
+/// rejected lines got (same order as `WriteBatch::rejections`).
+#[derive(Debug, Default)]
+pub struct WriteOutcome {
+    pub records: Vec<RecordOutcome>,
+    pub rejections: Vec<i64>,
+}
+
+/// A rejected line as stored.
+#[derive(Debug, Clone, Serialize)]
+pub struct Rejected {
+    pub id: i64,
+    /// When it was first rejected (RFC 3339).
+    pub time: String,
+    pub last_seen: String,
+    pub occurrences: i64,
+    /// `open`, or `retried` once a retry recorded it.
+    pub status: String,
+    pub reason: String,
+    pub error: String,
+    pub line: Option<i64>,
+    pub column: Option<i64>,
+    pub field: Option<String>,
+    pub source: String,
+    pub account_default: Option<String>,
+    pub recorded_at_default: Option<String>,
+    /// The raw bytes as text (invalid UTF-8 is shown with U+FFFD).
+    pub raw: String,
+    #[serde(skip)]
+    pub raw_bytes: Vec<u8>,
+}
+
+/// A record as stored, for inspection and tests.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct StoredRecord {
+    pub seq: i64,
+    #[sqlx(rename = "record_key")]
+    pub key: String,
+    pub account: String,
+    pub kind: String,
+    pub model: Option<String>,
+    pub recorded_at: Micros,
+    pub started_at: Option<Micros>,
+    pub batch: bool,
+    pub files_preloaded: bool,
+    pub uses_code_execution: bool,
+    pub web_tools_20260209: bool,
+    pub container_id: Option<String>,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub cache_creation_input_tokens: i64,
+    pub cache_write_5m_tokens: i64,
+    pub cache_write_1h_tokens: i64,
+    pub cache_read_tokens: i64,
+    pub web_search_requests: i64,
+    pub iterations: i64,
+    pub raw: String,
+}
+
+/// What to aggregate: records with `from <= recorded_at < to`, of one
+/// account or all, bucketed by how many of `thresholds` their total input
+/// (input + cache writes + cache reads) exceeds.
+#[derive(Debug, Clone)]
+pub struct UsageQuery {
+    pub account: Option<String>,
+    pub from: Micros,
+    pub to: Micros,
+    /// Only records with `seq <= max_seq` (the ledger as it stood then).
+    pub max_seq: i64,
+    pub thresholds: Vec<i64>,
+    /// May the answer come from the usage roll-up (the ledger as it is now,
+    /// ignoring `max_seq`)? Only when every threshold is a roll-up size class.
+    pub use_rollup: bool,
+}
+
+/// Total-input sizes the usage roll-up separates (a record's size class is
+/// how many of them its total input exceeds). Price-book tiers at other
+/// thresholds are computed from the records instead.
+pub const SIZE_BOUNDARIES: [i64; 8] = [
+    32_000, 64_000, 100_000, 128_000, 200_000, 256_000, 500_000, 1_000_000,
+];
+
+pub fn size_class(total_input: i64) -> i64 {
+    SIZE_BOUNDARIES.iter().filter(|&&b| total_input > b).count() as i64
+}
+
+/// Can a query with these tier thresholds be answered from the roll-up?
+pub fn rollup_covers(thresholds: &[i64]) -> bool {
+    thresholds.iter().all(|t| SIZE_BOUNDARIES.contains(t))
+}
+
+/// A size class as the query's bucket: how many of `thresholds` it exceeds.
+pub fn bucket_of_class(class: i64, thresholds: &[i64]) -> i64 {
+    thresholds
+        .iter()
+        .filter(|t| {
+            SIZE_BOUNDARIES
+                .iter()
+                .position(|b| b == *t)
+                .is_some_and(|i| (i as i64) < class)
+        })
+        .count() as i64
+}
+
+/// A roll-up delta: key, sums, number of records, newest record seq.
+pub type RollupRow = (RollupKey, crate::record::Usage, i64, i64);
+
+/// Key of a usage roll-up row (see migration 0005).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RollupKey {
+    pub account: String,
+    pub day: i64,
+    pub model: String,
+    /// 0 message usage, 1 extra iterations, 2 never-charged records.
+    pub kind: i64,
+    pub batch: i64,
+    pub fast: i64,
+    pub us: i64,
+    pub size_class: i64,
+}
+
+/// Summed usage of the records that share every billing-relevant trait.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageGroup {
+    pub account: String,
+    pub model: Option<String>,
+    /// UTC day number (days since 1970-01-01).
+    pub day: i64,
+    pub batch: bool,
+    pub fast: bool,
+    pub us: bool,
+    /// How many of the query's thresholds the records' total input exceeds.
+    pub bucket: i64,
+    pub records: i64,
+    pub usage: crate::record::Usage,
+}
+
+/// A record that may make its container billable (it used code execution or
+/// preloaded files), as the container-time rules read it.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct ContainerRecord {
+    pub container_id: String,
+    pub account: String,
+    pub recorded_at: Micros,
+    pub started_at: Option<Micros>,
+    pub web_tools_20260209: bool,
+}
+
+/// Exact containers first used by one account on one UTC day (day number),
+/// from the container roll-up.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct ContainerDayRow {
+    pub account: String,
+    pub day: i64,
+    pub containers: i64,
+    pub execution_seconds: i64,
+    /// Containers under [`containers::ROLLUP_MINIMUM_SECONDS`], and their seconds.
+    pub short_containers: i64,
+    pub short_seconds: i64,
+}
+
+/// An account API key as listed (never the key itself).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ApiKey {
+    pub id: i64,
+    pub account: String,
+    pub prefix: String,
+    pub created_at: String,
+    pub revoked_at: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct FinalizedInvoice {
+    pub number: String,
+    pub account: String,
+    pub period: String,
+    pub cutoff_seq: i64,
+    pub json: String,
+    pub csv: String,
+}
+
+/// A budget threshold crossed by an account's month-to-date spend.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BudgetAlert {
+    pub account: String,
+    pub period: String,
+    /// Percent of the budget: 50, 80 or 100.
+    pub threshold: i64,
+    pub spend_usd: rust_decimal::Decimal,
+    pub budget_usd: rust_decimal::Decimal,
+    /// UTC microseconds.
+    pub crossed_at: i64,
+    pub delivered_at: Option<i64>,
+}
+
+/// Counts over the whole ledger (health, metrics, tests).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct LedgerCounts {
+    pub records: i64,
+    pub containers: i64,
+    pub rejected_open: i64,
+}
+
+/// A finalized invoice of a period, without its documents.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct FinalizedRef {
+    pub account: String,
+    pub number: String,
+    pub cutoff_seq: i64,
+}
+
+/// An account's monthly budget.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Budget {
+    pub account: String,
+    pub monthly_usd: rust_decimal::Decimal,
+}
+
+/// An imported price book as stored (validated when it was imported).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct StoredPriceBook {
+    pub id: i64,
+    pub name: String,
+    pub toml: String,
+}
