@@ -4,7 +4,7 @@
 //! Billing buckets instants into UTC days, numbered from 1970-01-01 (day 0),
 //! which is how the roll-ups are keyed.
 
-use chrono::{DateTime, NaiveDate, SecondsFormat, TimeZone, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, SecondsFormat, TimeZone, Utc};
 
 /// Microseconds since the Unix epoch, UTC.
 pub type Micros = i64;
@@ -44,6 +44,42 @@ pub fn date_of(us: Micros) -> NaiveDate {
     from_micros(us).date_naive()
 }
 
+/// The UTC calendar date of a day number (None far outside chrono's range).
+pub fn date_of_day_number(day: i64) -> Option<NaiveDate> {
+    let days = i32::try_from(day).ok()?.checked_add(EPOCH_DAYS_FROM_CE)?;
+    NaiveDate::from_num_days_from_ce_opt(days)
+}
+
+/// The day number of a UTC calendar date.
+pub fn day_number_of_date(date: NaiveDate) -> i64 {
+    i64::from(date.num_days_from_ce() - EPOCH_DAYS_FROM_CE)
+}
+
+/// 1970-01-01 counted from 0001-01-01 (chrono's day 1).
+const EPOCH_DAYS_FROM_CE: i32 = 719_163;
+
+/// Merge `[s, e]` into a union of intervals kept as sorted, disjoint spans
+/// (spans that touch are joined). Cheapest when spans arrive in order (the
+/// merge then happens at the end); any order gives the same union.
+pub fn merge_span(spans: &mut Vec<(Micros, Micros)>, (mut s, mut e): (Micros, Micros)) {
+    // First span that ends at or after s, and first that starts after e.
+    let lo = spans.partition_point(|&(_, end)| end < s);
+    let hi = spans.partition_point(|&(start, _)| start <= e);
+    if let (Some(first), Some(last)) = (spans.get(lo), hi.checked_sub(1).and_then(|i| spans.get(i)))
+        && lo < hi
+    {
+        s = s.min(first.0);
+        e = e.max(last.1);
+    }
+    spans.splice(lo..hi.max(lo), [(s, e)]);
+}
+
+/// The time a union of spans covers, in whole seconds rounded up.
+pub fn covered_seconds(spans: &[(Micros, Micros)]) -> i64 {
+    let micros: Micros = spans.iter().map(|(s, e)| e - s).sum();
+    (micros + 999_999).div_euclid(1_000_000)
+}
+
 /// RFC 3339 in UTC with as many fractional digits as needed (`…Z`).
 pub fn rfc3339(us: Micros) -> String {
     from_micros(us).to_rfc3339_opts(SecondsFormat::AutoSi, true)
@@ -64,11 +100,30 @@ mod tests {
 
     #[test]
     fn days_are_utc_and_floor_before_the_epoch() {
-        let t = parse_rfc3339("2025-05-23T23:59:59.999999+00:00").unwrap();
-        assert_eq!(date_of(t), NaiveDate::from_ymd_opt(2025, 5, 23).unwrap());
+        let t = parse_rfc3339("2025-05-23T23:59:59.999999+00:00").expect("valid");
+        assert_eq!(date_of(t), NaiveDate::from_ymd_opt(2025, 5, 23).expect("valid"));
         assert_eq!(day_number(t) + 1, day_number(t + 1));
         assert_eq!(day_number(-1), -1);
         assert_eq!(day_range(0, MICROS_PER_DAY * 3), (0, 3));
+        assert_eq!(date_of_day_number(day_number(t)), Some(date_of(t)));
+        assert_eq!(day_number_of_date(date_of(t)), day_number(t));
+    }
+
+    #[test]
+    fn spans_merge_in_any_order() {
+        let intervals = [(10, 20), (30, 40), (15, 32), (50, 60), (60, 61), (0, 1)];
+        let mut forward = Vec::new();
+        let mut backward = Vec::new();
+        for i in intervals {
+            merge_span(&mut forward, i);
+        }
+        for i in intervals.iter().rev() {
+            merge_span(&mut backward, *i);
+        }
+        assert_eq!(forward, vec![(0, 1), (10, 40), (50, 61)]);
+        assert_eq!(forward, backward);
+        assert_eq!(covered_seconds(&forward), 1); // 42 µs round up to a second
+        assert_eq!(covered_seconds(&[(0, 2_000_000)]), 2);
     }
 
     #[test]
@@ -81,9 +136,9 @@ mod tests {
 
     #[test]
     fn rfc3339_round_trips_and_normalises_offsets() {
-        let t = parse_rfc3339("2025-05-23T22:13:31.5+02:00").unwrap();
+        let t = parse_rfc3339("2025-05-23T22:13:31.5+02:00").expect("valid");
         assert_eq!(rfc3339(t), "2025-05-23T20:13:31.500Z");
         assert_eq!(parse_rfc3339(&rfc3339(t)), Ok(t));
-        assert!(parse_rfc3339("23 May").unwrap_err().contains("RFC 3339"));
+        assert!(parse_rfc3339("23 May").expect_err("not RFC 3339").contains("RFC 3339"));
     }
 }

@@ -260,8 +260,8 @@ proptest! {
 
             // The roll-up and the records agree, to the byte.
             for account in ["acct-0", "acct-1", "acct-2"] {
-                let now = billing::draft_as_of(store.as_ref(), &book, account, period, billing::Ledger::Now(i64::MAX)).await.unwrap();
-                let raw = billing::draft_as_of(store.as_ref(), &book, account, period, billing::Ledger::AsOf(i64::MAX)).await.unwrap();
+                let now = billing::draft_as_of(store.as_ref(), &book, account, period, billing::Cutoff::Now(i64::MAX)).await.unwrap();
+                let raw = billing::draft_as_of(store.as_ref(), &book, account, period, billing::Cutoff::AsOf(i64::MAX)).await.unwrap();
                 prop_assert_eq!(render::json(&now), render::json(&raw));
             }
 

@@ -892,7 +892,7 @@ async fn cached_figures_follow_every_finalization(backend: Backend) {
         priced_record("acme", "msg_cache_2", "2026-03-10T10:00:00Z"),
     ];
     ingest_lines(&db, &lines);
-    let finance = tally::finance::Finance::new(std::time::Duration::from_secs(3600));
+    let finance = tally::finance::FinanceCache::new(std::time::Duration::from_secs(3600));
     let march = tally::billing::Period::parse("2026-03").unwrap();
     let first = finance.costs(store.as_ref(), march).await.unwrap();
     let again = finance.costs(store.as_ref(), march).await.unwrap();

@@ -548,7 +548,7 @@ async fn rollup_backfill_matches_the_records(backend: Backend) {
         &book,
         "acme",
         period,
-        tally::billing::Ledger::Now(i64::MAX),
+        tally::billing::Cutoff::Now(i64::MAX),
     )
     .await
     .unwrap();
@@ -557,7 +557,7 @@ async fn rollup_backfill_matches_the_records(backend: Backend) {
         &book,
         "acme",
         period,
-        tally::billing::Ledger::AsOf(i64::MAX),
+        tally::billing::Cutoff::AsOf(i64::MAX),
     )
     .await
     .unwrap();

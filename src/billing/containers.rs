@@ -20,7 +20,7 @@ use chrono::{Datelike, NaiveDate};
 use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
 
-use super::Period;
+use super::period::Period;
 use crate::pricing::{AllowancePeriod, AllowanceScope, PriceBook};
 use crate::store::containers::ROLLUP_MINIMUM_SECONDS;
 use crate::store::{ContainerDayRow, ContainerRecord};
@@ -207,27 +207,17 @@ fn charge_container(
     }
     let version = book.version_at(day)?;
     // Union of [started_at, recorded_at] intervals, in microseconds.
+    // (Sorted first, so each merge lands at the end of the union.)
     let mut intervals: Vec<(Micros, Micros)> = billable
         .iter()
         .filter_map(|r| r.started_at.map(|s| (s, r.recorded_at)))
         .collect();
     intervals.sort_unstable();
-    let mut total: i64 = 0;
-    let mut current: Option<(Micros, Micros)> = None;
-    for (s, e) in intervals {
-        current = match current {
-            Some((cs, ce)) if s <= ce => Some((cs, ce.max(e))),
-            Some((cs, ce)) => {
-                total += ce - cs;
-                Some((s, e))
-            }
-            None => Some((s, e)),
-        };
+    let mut union = Vec::new();
+    for interval in intervals {
+        crate::time::merge_span(&mut union, interval);
     }
-    if let Some((cs, ce)) = current {
-        total += ce - cs;
-    }
-    let execution_seconds = (total + 999_999) / 1_000_000;
+    let execution_seconds = crate::time::covered_seconds(&union);
     Some(ChargedContainers {
         account: first.account.clone(),
         day,

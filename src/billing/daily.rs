@@ -14,11 +14,11 @@ use chrono::NaiveDate;
 use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
 
+use super::adjustments::adjustments_for;
 use super::containers::{AllowanceUse, split_by_weight};
-use super::{
-    BillingError, Charge, Invoice, Ledger, LineBook, LineKey, Period, PeriodData, adjustments_for,
-    cents, line_of,
-};
+use super::drafts::PeriodData;
+use super::rating::line_of;
+use super::{BillingError, Charge, Cutoff, Invoice, LineBook, LineKey, Period, cents};
 use crate::pricing::PriceBook;
 use crate::store::Store;
 
@@ -122,10 +122,10 @@ pub async fn period_costs(
             Some((number, cutoff)) if newest > *cutoff => {
                 then_data =
                     PeriodData::load(store, book, period, *cutoff, Some(&account), false).await?;
-                (&then_data, Ledger::AsOf(*cutoff), Some(number.clone()))
+                (&then_data, Cutoff::AsOf(*cutoff), Some(number.clone()))
             }
-            Some((number, cutoff)) => (&now, Ledger::AsOf(*cutoff), Some(number.clone())),
-            None => (&now, Ledger::Now(max_seq), None),
+            Some((number, cutoff)) => (&now, Cutoff::AsOf(*cutoff), Some(number.clone())),
+            None => (&now, Cutoff::Now(max_seq), None),
         };
         let mut invoice = data.charges(book, &account, period);
         let late = if std::ptr::eq(data, &now) {
@@ -166,10 +166,7 @@ pub async fn period_costs(
 fn split_by_day(data: &PeriodData, book: &PriceBook, account: &str) -> Vec<DayCost> {
     let thresholds = book.thresholds();
     let mut books: BTreeMap<NaiveDate, LineBook> = BTreeMap::new();
-    let day_of = |d: i64| {
-        NaiveDate::from_num_days_from_ce_opt(719_163 + i32::try_from(d).unwrap_or(0))
-            .unwrap_or_default()
-    };
+    let day_of = |d: i64| crate::time::date_of_day_number(d).unwrap_or_default();
     for g in data.usage.get(account).into_iter().flatten() {
         books
             .entry(day_of(g.day))

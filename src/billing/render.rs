@@ -8,7 +8,7 @@
 
 use rust_decimal::Decimal;
 
-use super::Invoice;
+use super::invoice::Invoice;
 
 pub const CSV_HEADER: [&str; 13] = [
     "invoice_number",

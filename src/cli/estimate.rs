@@ -10,7 +10,7 @@ use clap::{Args, ValueEnum};
 use rust_decimal::Decimal;
 
 use super::open_store;
-use crate::billing::{self, Period};
+use crate::billing::Period;
 use crate::estimate::{self, WorkloadFile, parse_day, text};
 use crate::pricing::PriceBook;
 
@@ -78,7 +78,7 @@ fn print<T: serde::Serialize>(value: &T, format: EstimateFormat, as_text: impl F
 pub async fn estimate_cmd(database: &str, args: EstimateArgs) -> Result<ExitCode> {
     if args.reprice {
         let store = open_store(database).await?;
-        let book = billing::current_book(store.as_ref()).await?;
+        let book = crate::pricing::current_book(store.as_ref()).await?;
         let (Some(account), Some(period), Some(model)) = (&args.account, &args.period, &args.model)
         else {
             return Err(anyhow!("--reprice needs --account, --period and --model"));
@@ -100,7 +100,7 @@ pub async fn estimate_cmd(database: &str, args: EstimateArgs) -> Result<ExitCode
     let book = if crate::store::sqlite_file_missing(database) {
         PriceBook::shipped()
     } else {
-        billing::current_book(open_store(database).await?.as_ref()).await?
+        crate::pricing::current_book(open_store(database).await?.as_ref()).await?
     };
     let path = args
         .workload

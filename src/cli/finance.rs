@@ -10,8 +10,8 @@ use clap::{Args, Subcommand, ValueEnum};
 use rust_decimal::Decimal;
 
 use super::open_store;
+use crate::billing::Period;
 use crate::billing::daily::period_costs;
-use crate::billing::{self, Period};
 use crate::finance::{budget, focus, reconcile, usd};
 
 #[derive(Debug, Subcommand)]
@@ -101,7 +101,7 @@ pub async fn budget_cmd(database: &str, cmd: BudgetCommand) -> Result<ExitCode> 
         }
         BudgetCommand::List { period, json } => {
             let period = current_or(period.as_deref())?;
-            let book = billing::current_book(store).await?;
+            let book = crate::pricing::current_book(store).await?;
             let costs = period_costs(store, &book, period, None).await?;
             let statuses = budget::statuses(store, &costs, chrono::Utc::now()).await?;
             if json {
@@ -152,7 +152,7 @@ pub async fn budget_cmd(database: &str, cmd: BudgetCommand) -> Result<ExitCode> 
         }
         BudgetCommand::Check { webhook } => {
             let now = chrono::Utc::now();
-            let book = billing::current_book(store).await?;
+            let book = crate::pricing::current_book(store).await?;
             let costs = period_costs(store, &book, Period::of_day(now.date_naive()), None).await?;
             let new = budget::check(store, &costs, now).await?;
             println!("{} new alert(s)", new.len());
@@ -171,7 +171,7 @@ pub async fn budget_cmd(database: &str, cmd: BudgetCommand) -> Result<ExitCode> 
 pub async fn export(database: &str, args: ExportArgs) -> Result<ExitCode> {
     let period = period_arg(&args.period)?;
     let store = open_store(database).await?;
-    let book = billing::current_book(store.as_ref()).await?;
+    let book = crate::pricing::current_book(store.as_ref()).await?;
     let costs = period_costs(store.as_ref(), &book, period, None).await?;
     let ExportFormat::Focus = args.format;
     match &args.out {
@@ -207,7 +207,7 @@ pub async fn reconcile_cmd(database: &str, args: ReconcileArgs) -> Result<ExitCo
     let anthropic =
         reconcile::read_pages(&text).map_err(|m| anyhow!("{}: {m}", args.cost_report.display()))?;
     let store = open_store(database).await?;
-    let book = billing::current_book(store.as_ref()).await?;
+    let book = crate::pricing::current_book(store.as_ref()).await?;
     let costs = period_costs(store.as_ref(), &book, period, None).await?;
     let rows = reconcile::compare(
         period,

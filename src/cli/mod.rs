@@ -636,7 +636,7 @@ async fn invoice(database: &str, args: InvoiceArgs) -> Result<ExitCode> {
     crate::record::validate_account(&args.account)
         .map_err(|m| anyhow::anyhow!("--account {:?} {m}", args.account))?;
     let store = open_store(database).await?;
-    let book = billing::current_book(store.as_ref()).await?;
+    let book = crate::pricing::current_book(store.as_ref()).await?;
     let (json, csv) = if args.finalize {
         match billing::finalize(
             store.as_ref(),
@@ -670,7 +670,7 @@ async fn invoice(database: &str, args: InvoiceArgs) -> Result<ExitCode> {
 async fn invoices(database: &str, args: InvoicesArgs) -> Result<ExitCode> {
     let period = Period::parse(&args.period).map_err(|m| anyhow::anyhow!("--period: {m}"))?;
     let store = open_store(database).await?;
-    let book = billing::current_book(store.as_ref()).await?;
+    let book = crate::pricing::current_book(store.as_ref()).await?;
     match args.format {
         Format::Csv => print!(
             "{}",
@@ -725,7 +725,7 @@ async fn prices(database: &str, args: PricesArgs) -> Result<ExitCode> {
             .map_err(|_| anyhow::anyhow!("--at {d:?}: expected a date, YYYY-MM-DD"))?,
         None => chrono::Utc::now().date_naive(),
     };
-    let book = billing::current_book(store.as_ref()).await?;
+    let book = crate::pricing::current_book(store.as_ref()).await?;
     let Some(v) = book.version_at(at) else {
         bail!("no price-book version is in force on {at}");
     };

@@ -23,11 +23,11 @@ use crate::billing::containers::{
     AllowanceUse, ChargedContainers, ContainerBill, FreeCredit, share_allowance,
 };
 use crate::billing::{
-    BillingError, Charge, LineBook, Period, Subtotals, TokenQuantities, assemble, container_bill,
+    BillingError, Charge, LineBook, Period, RateKey, Subtotals, TokenQuantities, assemble,
+    container_bill,
 };
 use crate::pricing::{AllowancePeriod, PriceBook, PriceVersion};
-use crate::record::Usage;
-use crate::store::{Store, UsageGroup, UsageQuery};
+use crate::store::{Store, UsageQuery};
 pub use workload::{Workload, WorkloadError, WorkloadFile};
 
 /// Most workloads in one document (each is simulated day by day).
@@ -97,7 +97,7 @@ struct Part {
     name: String,
     model: String,
     /// Token groups to price, with their exact quantities.
-    tokens: Vec<(UsageGroup, TokenQuantities)>,
+    tokens: Vec<(RateKey, TokenQuantities)>,
     /// Billed container seconds per day.
     container_days: Vec<(NaiveDate, i64)>,
 }
@@ -235,16 +235,13 @@ fn workload_part(
         if n.is_zero() {
             continue;
         }
-        let group = UsageGroup {
-            account: w.name.clone(),
+        let key = RateKey {
             model: Some(w.model.clone()),
-            day: i64::from(at.num_days_from_ce() - 719_163),
+            day: crate::time::day_number_of_date(at),
             batch,
             fast: false,
             us: false,
             bucket: bucket(thresholds, total_input),
-            records: 0,
-            usage: Usage::default(),
         };
         let q = TokenQuantities {
             input: n * w.input_tokens,
@@ -254,7 +251,7 @@ fn workload_part(
             cache_read: n * w.cache_read_tokens,
             web_searches: n * w.web_searches,
         };
-        tokens.push((group, q));
+        tokens.push((key, q));
     }
     // Each code-running request has a container of its own, billed at
     // least the minimum; each files-only container the minimum.
@@ -337,8 +334,8 @@ fn price(
     for p in &parts {
         let mut own = LineBook::default();
         for (g, q) in &p.tokens {
-            own.add_token_quantities(book, &thresholds, g, q, false);
-            everything.add_token_quantities(book, &thresholds, g, q, false);
+            own.add_token_quantities(book, &thresholds, g, q);
+            everything.add_token_quantities(book, &thresholds, g, q);
         }
         let gross = ContainerBill {
             containers: charged("one", p),
@@ -476,7 +473,7 @@ pub async fn reprice(
     let mut parts: Vec<Part> = Vec::new();
     for g in groups {
         let original = g.model.clone().unwrap_or_else(|| "(no model)".into());
-        let day = NaiveDate::from_num_days_from_ce_opt(719_163 + i32::try_from(g.day).unwrap_or(0));
+        let day = crate::time::date_of_day_number(g.day);
         let version = day.and_then(|d| book.version_at(d));
         if version.is_some_and(|v| v.model(model).is_none()) {
             return Err(unknown_model(model, version).into());
@@ -491,9 +488,9 @@ pub async fn reprice(
             cache_read: scaled(u.cache_read_tokens),
             web_searches: scaled(u.web_search_requests),
         };
-        let moved = UsageGroup {
+        let moved = RateKey {
             model: Some(model.to_owned()),
-            ..g
+            ..RateKey::of(&g)
         };
         match parts.iter_mut().find(|p| p.name == original) {
             Some(p) => p.tokens.push((moved, q)),

@@ -3,7 +3,7 @@
 //! Every figure comes from [`crate::billing::daily::PeriodCosts`], so these
 //! views and the invoices never disagree by a cent.
 //!
-//! [`Finance`] holds what a server keeps between requests: the parsed price
+//! [`FinanceCache`] holds what a server keeps between requests: the parsed price
 //! book (re-read only when a new one is imported) and each period's costs,
 //! reused while the ledger has not changed, or for at most `max_age` while
 //! records keep arriving (a 5,000,000-record month takes seconds to compute;
@@ -38,15 +38,15 @@ pub struct Snapshot {
 
 /// Caches shared by the requests of one server.
 #[derive(Debug)]
-pub struct Finance {
+pub struct FinanceCache {
     book: tokio::sync::Mutex<Option<(i64, Arc<PriceBook>)>>,
     periods: tokio::sync::Mutex<HashMap<Period, Arc<Snapshot>>>,
     max_age: Duration,
 }
 
-impl Finance {
+impl FinanceCache {
     pub fn new(max_age: Duration) -> Self {
-        Finance {
+        FinanceCache {
             book: tokio::sync::Mutex::new(None),
             periods: tokio::sync::Mutex::new(HashMap::new()),
             max_age,
@@ -64,7 +64,7 @@ impl Finance {
         }
         // The id remembered is the one of the book parsed (a newer import
         // between the two reads is picked up by the next call).
-        let (id, book) = crate::billing::book_in_force(store).await?;
+        let (id, book) = crate::pricing::book_in_force(store).await?;
         let book = Arc::new(book);
         *cached = Some((id, book.clone()));
         Ok((id, book))

@@ -72,7 +72,9 @@ pub async fn get_invoice(
     }
     let csv = wants_csv(&query, &headers)?;
     let store = state.ledger.store().as_ref();
-    let book = billing::current_book(store).await.map_err(billing_error)?;
+    let book = crate::pricing::current_book(store)
+        .await
+        .map_err(|e| billing_error(e.into()))?;
     let r = billing::invoice(store, &book, &account, period)
         .await
         .map_err(billing_error)?;
@@ -94,7 +96,9 @@ pub async fn finalize(
     }
     let csv = wants_csv(&InvoiceQuery { format: None }, &headers)?;
     let store = state.ledger.store().as_ref();
-    let book = billing::current_book(store).await.map_err(billing_error)?;
+    let book = crate::pricing::current_book(store)
+        .await
+        .map_err(|e| billing_error(e.into()))?;
     match billing::finalize(store, &book, &account, period, query.allow_unpriced).await {
         Ok(f) => Ok(document(if csv { f.csv } else { f.json }, csv)),
         Err(FinalizeError::Unpriced(models)) => Ok((

@@ -85,14 +85,14 @@ pub struct AppState {
     pub ledger: Ledger,
     pub config: Arc<ServeConfig>,
     pub metrics: Arc<Metrics>,
-    pub finance: Arc<crate::finance::Finance>,
+    pub finance: Arc<crate::finance::FinanceCache>,
 }
 
 impl AppState {
     pub fn new(ledger: Ledger, config: ServeConfig) -> Self {
         AppState {
             ledger,
-            finance: Arc::new(crate::finance::Finance::new(config.finance_max_age)),
+            finance: Arc::new(crate::finance::FinanceCache::new(config.finance_max_age)),
             config: Arc::new(config),
             metrics: Arc::default(),
         }

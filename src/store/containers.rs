@@ -97,8 +97,7 @@ impl ContainerState {
 
     /// Execution time in whole seconds, rounded up.
     pub fn execution_seconds(&self) -> i64 {
-        let micros: i64 = self.spans.iter().map(|(s, e)| e - s).sum();
-        (micros + 999_999).div_euclid(1_000_000)
+        crate::time::covered_seconds(&self.spans)
     }
 
     /// This container's share of the day sums: (day, seconds), if exact.
@@ -120,7 +119,7 @@ impl ContainerState {
         match started_at {
             Some(start) if start > recorded_at => self.go_inexact(),
             Some(start) if start < recorded_at => {
-                merge_span(&mut self.spans, (start, recorded_at));
+                crate::time::merge_span(&mut self.spans, (start, recorded_at));
                 if self.spans.len() > MAX_SPANS {
                     self.go_inexact();
                 }
@@ -134,20 +133,6 @@ impl ContainerState {
         self.exact = false;
         self.spans = Vec::new();
     }
-}
-
-/// Merge `[s, e]` into sorted disjoint spans (spans that touch are joined).
-fn merge_span(spans: &mut Vec<(Micros, Micros)>, (mut s, mut e): (Micros, Micros)) {
-    // First span that ends at or after s, and first that starts after e.
-    let lo = spans.partition_point(|&(_, end)| end < s);
-    let hi = spans.partition_point(|&(start, _)| start <= e);
-    if let (Some(first), Some(last)) = (spans.get(lo), hi.checked_sub(1).and_then(|i| spans.get(i)))
-        && lo < hi
-    {
-        s = s.min(first.0);
-        e = e.max(last.1);
-    }
-    spans.splice(lo..hi.max(lo), [(s, e)]);
 }
 
 /// The spans as stored: `start:end` pairs in microseconds, comma-separated.

@@ -17,8 +17,11 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
+mod in_force;
+pub use in_force::{StoredBookError, book_in_force, current_book};
+
 /// The book shipped with tally (`fixtures/prices.toml`), used until another is imported.
-pub const SHIPPED: &str = include_str!("../fixtures/prices.toml");
+pub const SHIPPED: &str = include_str!("../../fixtures/prices.toml");
 
 /// USD per million tokens for the five token classes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

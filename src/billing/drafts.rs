@@ -1,0 +1,318 @@
+//! Draft invoices: the charges of a period computed from the ledger as it
+//! stands (or as it stood at a cutoff), one account or every account in one
+//! pass, with adjustments for late usage of finalized periods.
+
+use std::collections::BTreeMap;
+
+use super::adjustments::adjustments_for;
+use super::containers::{self, CONTAINER_LIFETIME_MICROS, ContainerBill, bill_containers};
+use super::invoice::{Invoice, assemble};
+use super::period::Period;
+use super::rating::{LineBook, cents};
+use super::{BillingError, render};
+use crate::pricing::PriceBook;
+use crate::store::{Store, UsageGroup, UsageQuery};
+
+/// The invoice of `account` for `period`: the frozen one when finalized,
+/// else a draft from the ledger as it is now (with adjustments for late
+/// records of earlier finalized periods).
+pub async fn invoice(
+    store: &dyn Store,
+    book: &PriceBook,
+    account: &str,
+    period: Period,
+) -> Result<Rendered, BillingError> {
+    if let Some(f) = store
+        .finalized_invoice(account, &period.to_string())
+        .await?
+    {
+        return Ok(Rendered {
+            json: f.json,
+            csv: f.csv,
+            invoice: None,
+            number: Some(f.number),
+        });
+    }
+    let draft = draft_invoice(store, book, account, period).await?;
+    Ok(Rendered {
+        json: render::json(&draft),
+        csv: render::csv(&draft),
+        number: None,
+        invoice: Some(draft),
+    })
+}
+
+/// An invoice as served: the exact bytes of both formats.
+#[derive(Debug, Clone)]
+pub struct Rendered {
+    pub json: String,
+    pub csv: String,
+    pub number: Option<String>,
+    /// The structured draft (absent for a finalized invoice, whose bytes are the truth).
+    pub invoice: Option<Invoice>,
+}
+
+/// The draft invoice of `account` for `period`, from the ledger as it is now.
+pub async fn draft_invoice(
+    store: &dyn Store,
+    book: &PriceBook,
+    account: &str,
+    period: Period,
+) -> Result<Invoice, BillingError> {
+    let max_seq = store.max_seq().await?;
+    draft_as_of(store, book, account, period, Cutoff::Now(max_seq)).await
+}
+
+/// The draft from the given state of the ledger, adjustments included.
+pub async fn draft_as_of(
+    store: &dyn Store,
+    book: &PriceBook,
+    account: &str,
+    period: Period,
+    cutoff: Cutoff,
+) -> Result<Invoice, BillingError> {
+    let mut invoice = charges(store, book, account, period, cutoff).await?;
+    let adjustments = adjustments_for(store, book, account, period, cutoff.seq()).await?;
+    if !adjustments.is_empty() {
+        invoice.lines.extend(adjustments);
+        invoice.total = cents(invoice.lines.iter().map(|l| l.amount).sum());
+    }
+    Ok(invoice)
+}
+
+/// Draft invoices of every account with usage (or containers) in `period`,
+/// sorted by account. Usage is read in one pass for all accounts.
+pub async fn draft_invoices(
+    store: &dyn Store,
+    book: &PriceBook,
+    period: Period,
+) -> Result<Vec<Invoice>, BillingError> {
+    let max_seq = store.max_seq().await?;
+    let data = PeriodData::load(store, book, period, max_seq, None, true).await?;
+    let accounts = data.accounts(store, period).await?;
+    let mut invoices = Vec::with_capacity(accounts.len());
+    for account in accounts {
+        let mut invoice = data.charges(book, &account, period);
+        let adjustments = adjustments_for(store, book, &account, period, max_seq).await?;
+        if adjustments.is_empty() && !data.has_usage(&account) {
+            continue;
+        }
+        if !adjustments.is_empty() {
+            invoice.lines.extend(adjustments);
+            invoice.total = cents(invoice.lines.iter().map(|l| l.amount).sum());
+        }
+        invoices.push(invoice);
+    }
+    Ok(invoices)
+}
+
+/// Every account's invoice for a period, as served: finalized invoices as
+/// frozen, the others as drafts (computed in one pass), sorted by account.
+pub async fn period_invoices(
+    store: &dyn Store,
+    book: &PriceBook,
+    period: Period,
+) -> Result<Vec<Rendered>, BillingError> {
+    let mut out = Vec::new();
+    for draft in draft_invoices(store, book, period).await? {
+        out.push(
+            match store
+                .finalized_invoice(&draft.account, &period.to_string())
+                .await?
+            {
+                Some(f) => Rendered {
+                    json: f.json,
+                    csv: f.csv,
+                    number: Some(f.number),
+                    invoice: None,
+                },
+                None => Rendered {
+                    json: render::json(&draft),
+                    csv: render::csv(&draft),
+                    number: None,
+                    invoice: Some(draft),
+                },
+            },
+        );
+    }
+    Ok(out)
+}
+
+/// Invoices' CSV documents joined into one (the header once).
+pub fn joined_csv<'a>(documents: impl IntoIterator<Item = &'a Rendered>) -> String {
+    let mut out = render::csv_document(std::iter::empty());
+    for r in documents {
+        if let Some((_, rows)) = r.csv.split_once("\r\n") {
+            out.push_str(rows);
+        }
+    }
+    out
+}
+
+/// Every account's invoice for a period as one CSV document.
+pub async fn period_csv(
+    store: &dyn Store,
+    book: &PriceBook,
+    period: Period,
+) -> Result<String, BillingError> {
+    Ok(joined_csv(&period_invoices(store, book, period).await?))
+}
+
+/// Which state of the ledger to bill: a cutoff in the ledger's sequence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cutoff {
+    /// As it is now (`seq` is the newest record when the computation began;
+    /// roll-ups may include a few records committed since).
+    Now(i64),
+    /// Exactly the records with `seq <=` this: what a finalized invoice saw.
+    AsOf(i64),
+}
+
+impl Cutoff {
+    pub(super) fn seq(self) -> i64 {
+        match self {
+            Cutoff::Now(s) | Cutoff::AsOf(s) => s,
+        }
+    }
+}
+
+/// What one period's invoices are computed from: usage summed by the
+/// database, record counts, and the org-wide container bill split per
+/// account (so one account's charges never scan every container).
+pub(super) struct PeriodData {
+    pub(super) usage: BTreeMap<String, Vec<UsageGroup>>,
+    pub(super) iterations: BTreeMap<String, Vec<UsageGroup>>,
+    pub(super) counts: BTreeMap<String, i64>,
+    pub(super) bills: BTreeMap<String, ContainerBill>,
+    pub(super) allowance: Vec<containers::AllowanceUse>,
+}
+
+impl PeriodData {
+    pub(super) async fn load(
+        store: &dyn Store,
+        book: &PriceBook,
+        period: Period,
+        max_seq: i64,
+        account: Option<&str>,
+        use_rollup: bool,
+    ) -> Result<PeriodData, BillingError> {
+        let (from, to) = period.bounds();
+        let query = UsageQuery {
+            account: account.map(str::to_owned),
+            from,
+            to,
+            max_seq,
+            thresholds: book.thresholds(),
+            use_rollup,
+        };
+        let by_account = |groups: Vec<UsageGroup>| {
+            let mut map: BTreeMap<String, Vec<UsageGroup>> = BTreeMap::new();
+            for g in groups {
+                map.entry(g.account.clone()).or_default().push(g);
+            }
+            map
+        };
+        let mut bill = container_bill(store, book, period, max_seq, use_rollup).await?;
+        let allowance = std::mem::take(&mut bill.allowance);
+        Ok(PeriodData {
+            bills: bill.by_account(),
+            allowance,
+            usage: by_account(store.usage_groups(&query).await?),
+            iterations: by_account(store.iteration_groups(&query).await?),
+            counts: store
+                .record_counts(account, from, to, max_seq, use_rollup)
+                .await?
+                .into_iter()
+                .collect(),
+        })
+    }
+
+    /// Accounts that may have an invoice in the period: those with usage or
+    /// containers in it, and those with an earlier finalized invoice (late
+    /// usage of it is billed here as an adjustment, even without usage now).
+    pub(super) async fn accounts(
+        &self,
+        store: &dyn Store,
+        period: Period,
+    ) -> Result<Vec<String>, BillingError> {
+        let mut accounts: Vec<String> = self.counts.keys().cloned().collect();
+        accounts.extend(self.bills.keys().cloned());
+        accounts.extend(store.finalized_accounts_before(&period.to_string()).await?);
+        accounts.sort();
+        accounts.dedup();
+        Ok(accounts)
+    }
+
+    /// Whether the account has records or containers in the period.
+    pub(super) fn has_usage(&self, account: &str) -> bool {
+        self.counts.contains_key(account) || self.bills.contains_key(account)
+    }
+
+    pub(super) fn charges(&self, book: &PriceBook, account: &str, period: Period) -> Invoice {
+        let thresholds = book.thresholds();
+        let mut lines = LineBook::default();
+        for g in self.usage.get(account).into_iter().flatten() {
+            lines.add_tokens(book, &thresholds, g, true);
+        }
+        for g in self.iterations.get(account).into_iter().flatten() {
+            lines.add_tokens(book, &thresholds, g, false);
+        }
+        let bill = self.bills.get(account);
+        if let Some(bill) = bill {
+            lines.add_containers_where(bill, |_| true);
+        }
+        let records = self.counts.get(account).copied().unwrap_or(0);
+        let containers = bill.map_or(0, ContainerBill::container_count);
+        assemble(account, period, lines, records, containers)
+    }
+}
+
+/// The charges of one account in one period. `Cutoff::AsOf` reads the
+/// records up to a sequence number (for finalizing and adjustments);
+/// `Cutoff::Now` may read the roll-up.
+pub(super) async fn charges(
+    store: &dyn Store,
+    book: &PriceBook,
+    account: &str,
+    period: Period,
+    cutoff: Cutoff,
+) -> Result<Invoice, BillingError> {
+    let (max_seq, use_rollup) = match cutoff {
+        Cutoff::Now(seq) => (seq, true),
+        Cutoff::AsOf(seq) => (seq, false),
+    };
+    let data = PeriodData::load(store, book, period, max_seq, Some(account), use_rollup).await?;
+    Ok(data.charges(book, account, period))
+}
+
+/// Container charges of every account in a period (the free allowance is
+/// shared org-wide). With `use_rollup`, from the container roll-up (the
+/// ledger as it is now; see `store::containers`), else from the records up
+/// to `max_seq`.
+pub async fn container_bill(
+    store: &dyn Store,
+    book: &PriceBook,
+    period: Period,
+    max_seq: i64,
+    use_rollup: bool,
+) -> Result<ContainerBill, BillingError> {
+    let (from, to) = period.bounds();
+    if use_rollup {
+        let day = crate::time::day_number;
+        let days = store.container_days(day(from), day(to)).await?;
+        let inexact = store
+            .inexact_container_records(from - CONTAINER_LIFETIME_MICROS, to)
+            .await?;
+        if let Some(bill) = containers::bill_from_rollup(book, &days, &inexact, &period) {
+            return Ok(bill);
+        }
+    }
+    let records = store
+        .container_records(
+            from - CONTAINER_LIFETIME_MICROS,
+            to + CONTAINER_LIFETIME_MICROS,
+            max_seq,
+        )
+        .await?;
+    Ok(bill_containers(book, &records, &period))
+}

@@ -1,0 +1,487 @@
+//! Rating: usage quantities → priced line items. Pure (no I/O): what a
+//! charge is, which rates apply to a group of usage, and how quantities add
+//! up to lines rounded to the cent (SPEC 4).
+
+use std::collections::BTreeMap;
+
+use rust_decimal::{Decimal, RoundingStrategy};
+use serde::Serialize;
+
+use super::containers::ContainerBill;
+use crate::pricing::{ModelPrice, PriceBook, Rates};
+use crate::record::Usage;
+use crate::store::UsageGroup;
+
+/// What a line charges for; the order is the order of lines within a model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Charge {
+    InputTokens,
+    OutputTokens,
+    #[serde(rename = "cache_write_5m_tokens")]
+    CacheWrite5mTokens,
+    #[serde(rename = "cache_write_1h_tokens")]
+    CacheWrite1hTokens,
+    CacheReadTokens,
+    WebSearchRequests,
+    ContainerHours,
+    ContainerFreeHours,
+    Adjustment,
+}
+
+impl Charge {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Charge::InputTokens => "input_tokens",
+            Charge::OutputTokens => "output_tokens",
+            Charge::CacheWrite5mTokens => "cache_write_5m_tokens",
+            Charge::CacheWrite1hTokens => "cache_write_1h_tokens",
+            Charge::CacheReadTokens => "cache_read_tokens",
+            Charge::WebSearchRequests => "web_search_requests",
+            Charge::ContainerHours => "container_hours",
+            Charge::ContainerFreeHours => "container_free_hours",
+            Charge::Adjustment => "adjustment",
+        }
+    }
+
+    fn words(self) -> &'static str {
+        match self {
+            Charge::InputTokens => "input tokens",
+            Charge::OutputTokens => "output tokens",
+            Charge::CacheWrite5mTokens => "5-minute cache write tokens",
+            Charge::CacheWrite1hTokens => "1-hour cache write tokens",
+            Charge::CacheReadTokens => "cache read tokens",
+            Charge::WebSearchRequests => "web search requests",
+            Charge::ContainerHours => "code execution container hours",
+            Charge::ContainerFreeHours => "code execution free container hours",
+            Charge::Adjustment => "adjustment",
+        }
+    }
+
+    pub fn category(self) -> Category {
+        match self {
+            Charge::WebSearchRequests => Category::WebSearch,
+            Charge::ContainerHours | Charge::ContainerFreeHours => Category::CodeExecution,
+            Charge::Adjustment => Category::Adjustment,
+            _ => Category::Tokens,
+        }
+    }
+
+    pub(super) fn unit(self) -> &'static str {
+        match self {
+            Charge::WebSearchRequests => "request",
+            Charge::ContainerHours | Charge::ContainerFreeHours => "hour",
+            Charge::Adjustment => "usd",
+            _ => "token",
+        }
+    }
+}
+
+/// Invoice sections, in the order lines are listed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Category {
+    Tokens,
+    WebSearch,
+    CodeExecution,
+    Adjustment,
+}
+
+/// Everything that makes two charges separate lines. The derived order is
+/// the order of lines on the invoice.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct LineKey {
+    pub category: Category,
+    pub model: Option<String>,
+    pub charge: Charge,
+    pub batch: bool,
+    pub long_context: bool,
+    pub us_inference: bool,
+    pub fast: bool,
+    pub price_version: String,
+    pub unit_price: Decimal,
+}
+
+impl LineKey {
+    fn description(&self) -> String {
+        let mut d = match &self.model {
+            Some(m) => format!("{m} {}", self.charge.words()),
+            None => self.charge.words().to_owned(),
+        };
+        for (on, label) in [
+            (self.batch, " (batch)"),
+            (self.long_context, " (long context)"),
+            (self.us_inference, " (US-only inference)"),
+            (self.fast, " (fast mode)"),
+        ] {
+            if on {
+                d.push_str(label);
+            }
+        }
+        d
+    }
+}
+
+/// One invoice line, as rendered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Line {
+    pub description: String,
+    pub model: Option<String>,
+    pub charge: Charge,
+    pub batch: bool,
+    pub long_context: bool,
+    pub quantity: Decimal,
+    pub unit: &'static str,
+    pub unit_price: Decimal,
+    pub price_version: String,
+    pub amount_exact: Decimal,
+    pub amount: Decimal,
+}
+
+/// Usage of a model the price book has no price for.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Unpriced {
+    pub model: String,
+    pub records: i64,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub cache_write_5m_tokens: i64,
+    pub cache_write_1h_tokens: i64,
+    pub cache_read_tokens: i64,
+    pub web_search_requests: i64,
+}
+
+/// Round to cents, half away from zero (SPEC 4.3).
+pub fn cents(amount: Decimal) -> Decimal {
+    let mut r = amount.round_dp_with_strategy(2, RoundingStrategy::MidpointAwayFromZero);
+    r.rescale(2);
+    if r.is_zero() {
+        r.set_sign_positive(true); // never "-0.00"
+    }
+    r
+}
+
+const MTOK: Decimal = Decimal::from_parts(1_000_000, 0, 0, false, 0);
+const HOUR_SECONDS: Decimal = Decimal::from_parts(3600, 0, 0, false, 0);
+
+/// Token and web-search quantities to price, as exact decimals.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TokenQuantities {
+    pub input: Decimal,
+    pub output: Decimal,
+    pub cache_write_5m: Decimal,
+    pub cache_write_1h: Decimal,
+    pub cache_read: Decimal,
+    pub web_searches: Decimal,
+}
+
+impl TokenQuantities {
+    pub fn of(u: &Usage) -> TokenQuantities {
+        TokenQuantities {
+            input: Decimal::from(u.input_tokens),
+            output: Decimal::from(u.output_tokens),
+            cache_write_5m: Decimal::from(u.cache_write_5m_tokens),
+            cache_write_1h: Decimal::from(u.cache_write_1h_tokens),
+            cache_read: Decimal::from(u.cache_read_tokens),
+            web_searches: Decimal::from(u.web_search_requests),
+        }
+    }
+}
+
+/// Everything that decides which rates apply to a quantity of tokens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateKey {
+    pub model: Option<String>,
+    /// UTC day number: picks the price-book version.
+    pub day: i64,
+    pub batch: bool,
+    pub fast: bool,
+    /// US-only inference.
+    pub us: bool,
+    /// How many of the book's tier thresholds the total input exceeds.
+    pub bucket: i64,
+}
+
+impl RateKey {
+    /// The rate key of a group of recorded usage.
+    pub fn of(g: &UsageGroup) -> RateKey {
+        RateKey {
+            model: g.model.clone(),
+            day: g.day,
+            batch: g.batch,
+            fast: g.fast,
+            us: g.us,
+            bucket: g.bucket,
+        }
+    }
+}
+
+/// Lines being collected, keyed so that equal charges add up.
+#[derive(Debug, Default)]
+pub struct LineBook {
+    pub(super) lines: BTreeMap<LineKey, Decimal>,
+    unpriced: BTreeMap<String, Unpriced>,
+}
+
+impl LineBook {
+    fn add(&mut self, key: LineKey, quantity: Decimal) {
+        if !quantity.is_zero() {
+            *self.lines.entry(key).or_default() += quantity;
+        }
+    }
+
+    fn add_unpriced(&mut self, model: &str, records: i64, u: &Usage) {
+        let e = self
+            .unpriced
+            .entry(model.to_owned())
+            .or_insert_with(|| Unpriced {
+                model: model.to_owned(),
+                ..Default::default()
+            });
+        e.records += records;
+        e.input_tokens += u.input_tokens;
+        e.output_tokens += u.output_tokens;
+        e.cache_write_5m_tokens += u.cache_write_5m_tokens;
+        e.cache_write_1h_tokens += u.cache_write_1h_tokens;
+        e.cache_read_tokens += u.cache_read_tokens;
+        e.web_search_requests += u.web_search_requests;
+    }
+
+    /// Price one group of summed token usage (SPEC 4.1).
+    pub fn add_tokens(
+        &mut self,
+        book: &PriceBook,
+        thresholds: &[i64],
+        g: &UsageGroup,
+        count_records: bool,
+    ) {
+        let records = if count_records { g.records } else { 0 };
+        let quantities = TokenQuantities::of(&g.usage);
+        self.rate_tokens(
+            book,
+            thresholds,
+            &RateKey::of(g),
+            &quantities,
+            (records, &g.usage),
+        );
+    }
+
+    /// Price exact (possibly fractional) token quantities under a rate key;
+    /// estimates price their workloads here.
+    pub fn add_token_quantities(
+        &mut self,
+        book: &PriceBook,
+        thresholds: &[i64],
+        key: &RateKey,
+        q: &TokenQuantities,
+    ) {
+        self.rate_tokens(book, thresholds, key, q, (0, &Usage::default()));
+    }
+
+    /// `unpriced` is what to report (records, usage) when the model has no
+    /// price on that day.
+    fn rate_tokens(
+        &mut self,
+        book: &PriceBook,
+        thresholds: &[i64],
+        key: &RateKey,
+        q: &TokenQuantities,
+        (records, usage): (i64, &Usage),
+    ) {
+        let model = key.model.as_deref().unwrap_or("(no model)");
+        let version = crate::time::date_of_day_number(key.day).and_then(|d| book.version_at(d));
+        let Some(version) = version else {
+            self.add_unpriced(model, records, usage);
+            return;
+        };
+        // Web searches do not depend on the model, and are never batch-discounted.
+        self.add(
+            LineKey {
+                category: Category::WebSearch,
+                model: None,
+                charge: Charge::WebSearchRequests,
+                batch: false,
+                long_context: false,
+                us_inference: false,
+                fast: false,
+                price_version: version.label(),
+                unit_price: version.web_search_per_request,
+            },
+            q.web_searches,
+        );
+        let Some(price) = version.model(model) else {
+            let tokens_only = Usage {
+                web_search_requests: 0,
+                ..usage.clone()
+            };
+            self.add_unpriced(model, records, &tokens_only);
+            return;
+        };
+        let (rates, long_context, fast) = pick_rates(price, thresholds, key);
+        let mut factor = Decimal::ONE;
+        let us = key.us && price.us_multiplier.is_some();
+        if let (true, Some(m)) = (key.us, price.us_multiplier) {
+            factor *= m;
+        }
+        if key.batch {
+            factor *= Decimal::ONE - version.batch_discount;
+        }
+        for (charge, quantity, rate) in [
+            (Charge::InputTokens, q.input, rates.input),
+            (Charge::OutputTokens, q.output, rates.output),
+            (
+                Charge::CacheWrite5mTokens,
+                q.cache_write_5m,
+                rates.cache_write_5m,
+            ),
+            (
+                Charge::CacheWrite1hTokens,
+                q.cache_write_1h,
+                rates.cache_write_1h,
+            ),
+            (Charge::CacheReadTokens, q.cache_read, rates.cache_read),
+        ] {
+            self.add(
+                LineKey {
+                    category: Category::Tokens,
+                    model: Some(price.id.clone()),
+                    charge,
+                    batch: key.batch,
+                    long_context,
+                    us_inference: us,
+                    fast,
+                    price_version: version.label(),
+                    unit_price: (rate * factor / MTOK).normalize(),
+                },
+                quantity,
+            );
+        }
+    }
+
+    /// Container hours and free-allowance credits of one account.
+    pub fn add_containers(&mut self, bill: &ContainerBill, account: &str) {
+        self.add_containers_where(bill, |c| c == account);
+    }
+
+    /// Container hours and free-allowance credits of the accounts the filter
+    /// keeps, in whole seconds until [`LineBook::finish`].
+    pub(crate) fn add_containers_where(
+        &mut self,
+        bill: &ContainerBill,
+        keep: impl Fn(&str) -> bool,
+    ) {
+        let parts = bill
+            .containers
+            .iter()
+            .filter(|c| keep(&c.account))
+            .map(|c| {
+                (
+                    Charge::ContainerHours,
+                    c.price_version.as_str(),
+                    c.hour_price,
+                    c.billed_seconds,
+                )
+            })
+            .chain(bill.credits.iter().filter(|f| keep(&f.account)).map(|f| {
+                (
+                    Charge::ContainerFreeHours,
+                    f.price_version.as_str(),
+                    f.hour_price,
+                    -f.seconds,
+                )
+            }));
+        // Summed per (charge, version, price) first: a period may hold
+        // hundreds of thousands of containers but only a few lines.
+        let mut sums: BTreeMap<(Charge, &str, Decimal), i64> = BTreeMap::new();
+        for (charge, price_version, unit_price, seconds) in parts {
+            *sums.entry((charge, price_version, unit_price)).or_default() += seconds;
+        }
+        for ((charge, price_version, unit_price), seconds) in sums {
+            self.add_container_seconds(charge, price_version, unit_price, seconds);
+        }
+    }
+
+    /// Whole seconds of container time (or free credit, negative) on the
+    /// code-execution line of that charge, version and hour price.
+    pub(super) fn add_container_seconds(
+        &mut self,
+        charge: Charge,
+        price_version: &str,
+        unit_price: Decimal,
+        seconds: i64,
+    ) {
+        self.add(
+            LineKey {
+                category: Category::CodeExecution,
+                model: None,
+                charge,
+                batch: false,
+                long_context: false,
+                us_inference: false,
+                fast: false,
+                price_version: price_version.to_owned(),
+                unit_price,
+            },
+            Decimal::from(seconds),
+        );
+    }
+
+    pub fn finish(self) -> (Vec<Line>, Vec<Unpriced>) {
+        let lines = self
+            .lines
+            .into_iter()
+            .map(|(key, quantity)| line_of(key, quantity))
+            .collect();
+        (lines, self.unpriced.into_values().collect())
+    }
+}
+
+/// The rendered line of a key and its summed quantity. Container lines hold
+/// whole seconds until here: quantity = s / 3600 hours and amount =
+/// s × price / 3600 (SPEC 4.2).
+pub(super) fn line_of(key: LineKey, quantity: Decimal) -> Line {
+    let (quantity, amount_exact) = match key.charge {
+        Charge::ContainerHours | Charge::ContainerFreeHours => (
+            quantity / HOUR_SECONDS,
+            quantity * key.unit_price / HOUR_SECONDS,
+        ),
+        _ => (quantity, quantity * key.unit_price),
+    };
+    Line {
+        description: key.description(),
+        charge: key.charge,
+        batch: key.batch,
+        long_context: key.long_context,
+        quantity: quantity.normalize(),
+        unit: key.charge.unit(),
+        unit_price: key.unit_price.normalize(),
+        price_version: key.price_version,
+        amount_exact: amount_exact.normalize(),
+        amount: cents(amount_exact),
+        model: key.model,
+    }
+}
+
+/// The rate set for a group: fast-mode prices when the response ran fast and
+/// the model has them; else the highest prompt-size tier the total input
+/// passed; else the base rates. Returns (rates, long_context, fast).
+fn pick_rates<'a>(
+    price: &'a ModelPrice,
+    thresholds: &[i64],
+    key: &RateKey,
+) -> (&'a Rates, bool, bool) {
+    if key.fast
+        && let Some(fast) = &price.fast
+    {
+        return (fast, false, true);
+    }
+    let passed = price.tiers.iter().rev().find(|t| {
+        thresholds
+            .iter()
+            .position(|&x| x == t.above_input_tokens)
+            .is_some_and(|i| key.bucket > i as i64)
+    });
+    match passed {
+        Some(t) => (&t.rates, true, false),
+        None => (&price.rates, false, false),
+    }
+}
