@@ -101,7 +101,10 @@ mod tests {
     #[test]
     fn days_are_utc_and_floor_before_the_epoch() {
         let t = parse_rfc3339("2025-05-23T23:59:59.999999+00:00").expect("valid");
-        assert_eq!(date_of(t), NaiveDate::from_ymd_opt(2025, 5, 23).expect("valid"));
+        assert_eq!(
+            date_of(t),
+            NaiveDate::from_ymd_opt(2025, 5, 23).expect("valid")
+        );
         assert_eq!(day_number(t) + 1, day_number(t + 1));
         assert_eq!(day_number(-1), -1);
         assert_eq!(day_range(0, MICROS_PER_DAY * 3), (0, 3));
@@ -139,6 +142,10 @@ mod tests {
         let t = parse_rfc3339("2025-05-23T22:13:31.5+02:00").expect("valid");
         assert_eq!(rfc3339(t), "2025-05-23T20:13:31.500Z");
         assert_eq!(parse_rfc3339(&rfc3339(t)), Ok(t));
-        assert!(parse_rfc3339("23 May").expect_err("not RFC 3339").contains("RFC 3339"));
+        assert!(
+            parse_rfc3339("23 May")
+                .expect_err("not RFC 3339")
+                .contains("RFC 3339")
+        );
     }
 }

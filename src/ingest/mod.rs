@@ -5,6 +5,7 @@
 //! batch is committed in one transaction, and only then are its lines counted
 //! as accepted. Memory is bounded by the chunk size, not by the input size.
 
+mod containers;
 pub mod parse;
 pub mod pipeline;
 mod stream;

@@ -15,6 +15,7 @@ use serde::{Deserialize, Deserializer, de};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
+use super::containers;
 use super::stream::assemble_stream;
 use crate::record::RejectReason;
 use crate::record::{
@@ -330,7 +331,7 @@ impl Ctx<'_> {
         };
         let uses_code_execution = match resp.get("content") {
             None | Some(Value::Null) => false,
-            Some(Value::Array(blocks)) => blocks.iter().any(block_uses_code_execution),
+            Some(Value::Array(blocks)) => blocks.iter().any(containers::block_uses_code_execution),
             Some(other) => {
                 return Err(self.invalid(
                     path("content"),
@@ -344,7 +345,7 @@ impl Ctx<'_> {
         let request = top.get("request").filter(|v| v.is_object());
         let files_preloaded = env
             .files_preloaded
-            .unwrap_or_else(|| request.is_some_and(request_uploads_files));
+            .unwrap_or_else(|| request.is_some_and(containers::request_uploads_files));
         let (usage, iterations, tier, geo, speed) = usage_in.into_parts();
         Ok(NewRecord {
             key: id.to_owned(),
@@ -358,7 +359,7 @@ impl Ctx<'_> {
             batch: from_batch || env.batch.unwrap_or(false),
             files_preloaded,
             uses_code_execution,
-            web_tools_20260209: request.is_some_and(request_declares_new_web_tools),
+            web_tools_20260209: request.is_some_and(containers::request_declares_new_web_tools),
             container_id,
             usage,
             service_tier: tier,
@@ -450,63 +451,6 @@ impl Ctx<'_> {
             origin: origin.clone(),
         })
     }
-}
-
-const CODE_EXECUTION_TOOLS: [&str; 3] = [
-    "code_execution",
-    "bash_code_execution",
-    "text_editor_code_execution",
-];
-
-/// SPEC 4.2: a `server_tool_use` of a code-execution tool, or a result block
-/// whose type ends in `code_execution_tool_result`.
-fn block_uses_code_execution(block: &Value) -> bool {
-    let Some(kind) = block.get("type").and_then(Value::as_str) else {
-        return false;
-    };
-    if kind.ends_with("code_execution_tool_result") {
-        return true;
-    }
-    kind == "server_tool_use"
-        && block
-            .get("name")
-            .and_then(Value::as_str)
-            .is_some_and(|n| CODE_EXECUTION_TOOLS.contains(&n))
-}
-
-/// Any `container_upload` block in any message of the request.
-fn request_uploads_files(request: &Value) -> bool {
-    let Some(messages) = request.get("messages").and_then(Value::as_array) else {
-        return false;
-    };
-    messages.iter().any(|m| {
-        m.get("content")
-            .and_then(Value::as_array)
-            .is_some_and(|blocks| {
-                blocks
-                    .iter()
-                    .any(|b| b.get("type").and_then(Value::as_str) == Some("container_upload"))
-            })
-    })
-}
-
-/// First tool version whose web search / web fetch makes code execution free.
-const FREE_CODE_EXECUTION_TOOL_VERSION: u32 = 20260209;
-
-fn request_declares_new_web_tools(request: &Value) -> bool {
-    let Some(tools) = request.get("tools").and_then(Value::as_array) else {
-        return false;
-    };
-    tools.iter().any(|t| {
-        let Some(ty) = t.get("type").and_then(Value::as_str) else {
-            return false;
-        };
-        let version = ty
-            .strip_prefix("web_search_")
-            .or_else(|| ty.strip_prefix("web_fetch_"))
-            .and_then(|v| v.parse::<u32>().ok());
-        version.is_some_and(|v| v >= FREE_CODE_EXECUTION_TOOL_VERSION)
-    })
 }
 
 /// SHA-256 of a JSON value with object keys sorted and no white space, so two

@@ -27,30 +27,15 @@ pub const SHIPPED: &str = include_str!("../../fixtures/prices.toml");
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Rates {
-    #[serde(
-        serialize_with = "rust_decimal::serde::str::serialize",
-        deserialize_with = "exact"
-    )]
+    #[serde(with = "exact_str")]
     pub input: Decimal,
-    #[serde(
-        serialize_with = "rust_decimal::serde::str::serialize",
-        deserialize_with = "exact"
-    )]
+    #[serde(with = "exact_str")]
     pub output: Decimal,
-    #[serde(
-        serialize_with = "rust_decimal::serde::str::serialize",
-        deserialize_with = "exact"
-    )]
+    #[serde(with = "exact_str")]
     pub cache_write_5m: Decimal,
-    #[serde(
-        serialize_with = "rust_decimal::serde::str::serialize",
-        deserialize_with = "exact"
-    )]
+    #[serde(with = "exact_str")]
     pub cache_write_1h: Decimal,
-    #[serde(
-        serialize_with = "rust_decimal::serde::str::serialize",
-        deserialize_with = "exact"
-    )]
+    #[serde(with = "exact_str")]
     pub cache_read: Decimal,
 }
 
@@ -245,6 +230,17 @@ fn exact<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Decimal, D::Error> {
     })?;
     Decimal::from_str_exact(text.trim())
         .map_err(|e| D::Error::custom(format!("{text:?} is not a decimal number ({e})")))
+}
+
+/// An exact amount both ways: read as [`exact`], written as a string.
+mod exact_str {
+    pub use rust_decimal::serde::str::serialize;
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(
+        d: D,
+    ) -> Result<rust_decimal::Decimal, D::Error> {
+        super::exact(d)
+    }
 }
 
 fn exact_option<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Decimal>, D::Error> {

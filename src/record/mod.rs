@@ -15,6 +15,39 @@ use crate::time::Micros;
 mod rejection;
 pub use rejection::{LineError, NewRejection, RejectReason, conflict_error};
 
+impl Usage {
+    /// The nine counters in the order of the ledger's columns (input,
+    /// output, cache creation, 5-minute and 1-hour writes, cache reads, web
+    /// searches, web fetches, code-execution requests).
+    pub fn counters(&self) -> [i64; 9] {
+        [
+            self.input_tokens,
+            self.output_tokens,
+            self.cache_creation_input_tokens,
+            self.cache_write_5m_tokens,
+            self.cache_write_1h_tokens,
+            self.cache_read_tokens,
+            self.web_search_requests,
+            self.web_fetch_requests,
+            self.code_execution_requests,
+        ]
+    }
+}
+
+impl std::ops::AddAssign<&Usage> for Usage {
+    fn add_assign(&mut self, u: &Usage) {
+        self.input_tokens += u.input_tokens;
+        self.output_tokens += u.output_tokens;
+        self.cache_creation_input_tokens += u.cache_creation_input_tokens;
+        self.cache_write_5m_tokens += u.cache_write_5m_tokens;
+        self.cache_write_1h_tokens += u.cache_write_1h_tokens;
+        self.cache_read_tokens += u.cache_read_tokens;
+        self.web_search_requests += u.web_search_requests;
+        self.web_fetch_requests += u.web_fetch_requests;
+        self.code_execution_requests += u.code_execution_requests;
+    }
+}
+
 /// What kind of ledger record this is. Only `Message` records carry usage;
 /// the three batch outcomes are counted and kept but never charged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

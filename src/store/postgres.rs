@@ -152,18 +152,7 @@ impl<'a> Columns<'a> {
             c.uses_code_execution.push(r.uses_code_execution);
             c.web_tools.push(r.web_tools_20260209);
             c.container_id.push(r.container_id.as_deref());
-            let values = [
-                u.input_tokens,
-                u.output_tokens,
-                u.cache_creation_input_tokens,
-                u.cache_write_5m_tokens,
-                u.cache_write_1h_tokens,
-                u.cache_read_tokens,
-                u.web_search_requests,
-                u.web_fetch_requests,
-                u.code_execution_requests,
-            ];
-            for (col, v) in c.counters.iter_mut().zip(values) {
+            for (col, v) in c.counters.iter_mut().zip(u.counters()) {
                 col.push(v);
             }
             c.service_tier.push(r.service_tier.as_deref());
@@ -320,8 +309,8 @@ impl WriteTx for Tx<'_> {
             kinds.push(it.kind.as_str());
             models.push(it.model.as_deref());
         }
-        let [seq, pos, c0, c1, c2, c3, c4, c5, c6] = cols;
-        sqlx::query(
+        let [seq, pos, usage @ ..] = cols;
+        let mut query = sqlx::query(
             "insert into record_iterations (seq, position, kind, model, input_tokens, output_tokens, \
              cache_creation_input_tokens, cache_write_5m_tokens, cache_write_1h_tokens, cache_read_tokens, \
              web_search_requests) select * from unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], \
@@ -330,16 +319,11 @@ impl WriteTx for Tx<'_> {
         .bind(seq)
         .bind(pos)
         .bind(kinds)
-        .bind(models)
-        .bind(c0)
-        .bind(c1)
-        .bind(c2)
-        .bind(c3)
-        .bind(c4)
-        .bind(c5)
-        .bind(c6)
-        .execute(&mut **self.0)
-        .await?;
+        .bind(models);
+        for column in usage {
+            query = query.bind(column);
+        }
+        query.execute(&mut **self.0).await?;
         Ok(())
     }
 
@@ -350,7 +334,7 @@ impl WriteTx for Tx<'_> {
         for (k, u, n, seq) in rows {
             accounts.push(k.account.as_str());
             models.push(k.model.as_str());
-            let values = [
+            let key = [
                 k.day,
                 k.kind,
                 k.batch,
@@ -359,41 +343,13 @@ impl WriteTx for Tx<'_> {
                 k.size_class,
                 self.1,
                 *n,
-                u.input_tokens,
-                u.output_tokens,
-                u.cache_creation_input_tokens,
-                u.cache_write_5m_tokens,
-                u.cache_write_1h_tokens,
-                u.cache_read_tokens,
-                u.web_search_requests,
-                u.web_fetch_requests,
-                u.code_execution_requests,
-                *seq,
             ];
+            let values = key.into_iter().chain(u.counters()).chain([*seq]);
             for (col, v) in ints.iter_mut().zip(values) {
                 col.push(v);
             }
         }
-        let [
-            day,
-            kind,
-            batch,
-            fast,
-            us,
-            class,
-            shard,
-            n,
-            c0,
-            c1,
-            c2,
-            c3,
-            c4,
-            c5,
-            c6,
-            c7,
-            c8,
-            newest,
-        ] = ints;
+        let [day, rest @ ..] = ints;
         let sql = format!(
             "insert into usage_rollup (account, day, model, kind, batch, fast, us, size_class, shard, records, \
              input_tokens, output_tokens, cache_creation_input_tokens, cache_write_5m_tokens, \
@@ -405,29 +361,15 @@ impl WriteTx for Tx<'_> {
              on conflict (account, day, model, kind, batch, fast, us, size_class, shard) do update set {}",
             super::sql::rollup_update()
         );
-        sqlx::query(AssertSqlSafe(sql))
+        // Columns in the order of the insert: account, day, model, then the rest.
+        let mut query = sqlx::query(AssertSqlSafe(sql))
             .bind(accounts)
             .bind(day)
-            .bind(models)
-            .bind(kind)
-            .bind(batch)
-            .bind(fast)
-            .bind(us)
-            .bind(class)
-            .bind(shard)
-            .bind(n)
-            .bind(c0)
-            .bind(c1)
-            .bind(c2)
-            .bind(c3)
-            .bind(c4)
-            .bind(c5)
-            .bind(c6)
-            .bind(c7)
-            .bind(c8)
-            .bind(newest)
-            .execute(&mut **self.0)
-            .await?;
+            .bind(models);
+        for column in rest {
+            query = query.bind(column);
+        }
+        query.execute(&mut **self.0).await?;
         Ok(())
     }
 
@@ -480,21 +422,13 @@ impl WriteTx for Tx<'_> {
     }
 
     async fn quarantine(&mut self, r: &NewRejection, now: Micros) -> Result<i64> {
-        let id = bind_rejection!(sqlx::query(QUARANTINE_SQL), r, now)
+        let id = bind_rejection!(sqlx::query(super::sql::QUARANTINE), r, now)
             .fetch_one(&mut **self.0)
             .await?
             .try_get(0)?;
         Ok(id)
     }
 }
-
-const QUARANTINE_SQL: &str = "insert into rejected (raw_hash, raw, reason, message, line_number, column_number, field, \
-    source, account_default, recorded_at_default, first_seen, last_seen, occurrences, status) \
-    values ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,1,'open') \
-    on conflict (raw_hash) do update set last_seen = excluded.last_seen, occurrences = rejected.occurrences + 1, \
-    reason = excluded.reason, message = excluded.message, line_number = excluded.line_number, \
-    column_number = excluded.column_number, field = excluded.field, source = excluded.source, status = 'open' \
-    returning id";
 
 /// Deadlocks and serialization failures: the whole transaction may be retried.
 fn is_retryable(e: &StoreError) -> bool {

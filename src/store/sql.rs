@@ -23,7 +23,17 @@ pub(super) const COUNTS: &str = "select (select count(*) from records) as record
 
 pub(super) const MAX_SEQ: &str = "select cast(coalesce(max(seq), 0) as bigint) from records";
 
-/// Bind a [`super::NewRejection`] to the quarantine upsert (12 parameters).
+/// Keep a rejected line (parameters bound by [`bind_rejection`]): the same
+/// line again counts one more occurrence.
+pub(super) const QUARANTINE: &str = "insert into rejected (raw_hash, raw, reason, message, line_number, column_number, field, \
+    source, account_default, recorded_at_default, first_seen, last_seen, occurrences, status) \
+    values ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,1,'open') \
+    on conflict (raw_hash) do update set last_seen = excluded.last_seen, occurrences = rejected.occurrences + 1, \
+    reason = excluded.reason, message = excluded.message, line_number = excluded.line_number, \
+    column_number = excluded.column_number, field = excluded.field, source = excluded.source, status = 'open' \
+    returning id";
+
+/// Bind a [`crate::record::NewRejection`] to the quarantine upsert (12 parameters).
 macro_rules! bind_rejection {
     ($query:expr, $r:expr, $now:expr) => {{
         let r: &$crate::record::NewRejection = $r;

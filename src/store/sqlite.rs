@@ -78,6 +78,33 @@ struct Tx<'a>(
     BTreeMap<String, ContainerState>,
 );
 
+type SqliteQuery<'q> = sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments>;
+
+/// Execute `statement(n)` (a statement for `n` rows) once per `per_statement`
+/// rows, binding each row with `bind`: multi-row statements are the cheap
+/// way into SQLite.
+async fn execute_chunked<'r, T: Sync>(
+    conn: &mut sqlx::SqliteConnection,
+    rows: &'r [T],
+    per_statement: usize,
+    statement: impl Fn(usize) -> String + Send + Sync,
+    bind: impl Fn(SqliteQuery<'r>, &'r T) -> SqliteQuery<'r> + Send + Sync,
+) -> Result<()> {
+    for chunk in rows.chunks(per_statement) {
+        let mut query = sqlx::query(AssertSqlSafe(statement(chunk.len())));
+        for row in chunk {
+            query = bind(query, row);
+        }
+        query.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// `?, ?, …` for an `in (…)` list of `n` values.
+fn list(n: usize) -> String {
+    vec!["?"; n].join(",")
+}
+
 fn placeholders(rows: usize, cols: usize) -> String {
     let row = format!("({})", vec!["?"; cols].join(","));
     vec![row; rows].join(",")
@@ -104,7 +131,7 @@ impl WriteTx for Tx<'_> {
             let sql = format!(
                 "{} where container_id in ({})",
                 super::sql::CONTAINER_STATES,
-                vec!["?"; chunk.len()].join(",")
+                list(chunk.len())
             );
             let mut q = sqlx::query_as::<_, ContainerStateRow>(AssertSqlSafe(sql));
             for c in chunk {
@@ -131,17 +158,19 @@ impl WriteTx for Tx<'_> {
             .copied()
             .filter(|(c, _)| !self.1.contains_key(*c))
             .collect();
-        for chunk in new.chunks(ROWS_PER_STATEMENT) {
-            let sql = format!(
-                "insert into containers (container_id, account) values {}",
-                placeholders(chunk.len(), 2)
-            );
-            let mut q = sqlx::query(AssertSqlSafe(sql));
-            for (c, a) in chunk {
-                q = q.bind(*c).bind(*a);
-            }
-            q.execute(&mut **self.0).await?;
-        }
+        execute_chunked(
+            self.0,
+            &new,
+            ROWS_PER_STATEMENT,
+            |n| {
+                format!(
+                    "insert into containers (container_id, account) values {}",
+                    placeholders(n, 2)
+                )
+            },
+            |q, (c, a)| q.bind(*c).bind(*a),
+        )
+        .await?;
         Ok(claims
             .iter()
             .map(|(c, a)| {
@@ -159,17 +188,11 @@ impl WriteTx for Tx<'_> {
         // Only a concurrent claimer calls for this, and SQLite has one
         // writer; complete all the same.
         for table in ["record_iterations", "record_bodies", "records"] {
-            for chunk in seqs.chunks(ROWS_PER_STATEMENT) {
-                let sql = format!(
-                    "delete from {table} where seq in ({})",
-                    vec!["?"; chunk.len()].join(",")
-                );
-                let mut q = sqlx::query(AssertSqlSafe(sql));
-                for seq in chunk {
-                    q = q.bind(*seq);
-                }
-                q.execute(&mut **self.0).await?;
-            }
+            let statement = |n| format!("delete from {table} where seq in ({})", list(n));
+            execute_chunked(self.0, seqs, ROWS_PER_STATEMENT, statement, |q, seq| {
+                q.bind(*seq)
+            })
+            .await?;
         }
         Ok(())
     }
@@ -201,16 +224,11 @@ impl WriteTx for Tx<'_> {
                     .bind(r.files_preloaded)
                     .bind(r.uses_code_execution)
                     .bind(r.web_tools_20260209)
-                    .bind(r.container_id.as_deref())
-                    .bind(u.input_tokens)
-                    .bind(u.output_tokens)
-                    .bind(u.cache_creation_input_tokens)
-                    .bind(u.cache_write_5m_tokens)
-                    .bind(u.cache_write_1h_tokens)
-                    .bind(u.cache_read_tokens)
-                    .bind(u.web_search_requests)
-                    .bind(u.web_fetch_requests)
-                    .bind(u.code_execution_requests)
+                    .bind(r.container_id.as_deref());
+                for count in u.counters() {
+                    q = q.bind(count);
+                }
+                q = q
                     .bind(r.service_tier.as_deref())
                     .bind(r.inference_geo.as_deref())
                     .bind(r.speed.as_deref())
@@ -231,7 +249,7 @@ impl WriteTx for Tx<'_> {
         for chunk in keys.chunks(ROWS_PER_STATEMENT) {
             let sql = format!(
                 "select record_key, account, content_hash from records where record_key in ({})",
-                vec!["?"; chunk.len()].join(",")
+                list(chunk.len())
             );
             let mut q = sqlx::query(AssertSqlSafe(sql));
             for k in chunk {
@@ -245,18 +263,20 @@ impl WriteTx for Tx<'_> {
     }
 
     async fn insert_bodies(&mut self, bodies: &[(i64, &str)]) -> Result<()> {
-        for chunk in bodies.chunks(ROWS_PER_STATEMENT) {
-            let sql = format!(
+        let statement = |n| {
+            format!(
                 "insert into record_bodies (seq, raw) values {}",
-                placeholders(chunk.len(), 2)
-            );
-            let mut q = sqlx::query(AssertSqlSafe(sql));
-            for (seq, raw) in chunk {
-                q = q.bind(*seq).bind(*raw);
-            }
-            q.execute(&mut **self.0).await?;
-        }
-        Ok(())
+                placeholders(n, 2)
+            )
+        };
+        execute_chunked(
+            self.0,
+            bodies,
+            ROWS_PER_STATEMENT,
+            statement,
+            |q, (seq, raw)| q.bind(*seq).bind(*raw),
+        )
+        .await
     }
 
     async fn insert_iterations(&mut self, rows: &[(i64, i64, &ExtraIteration)]) -> Result<()> {
@@ -285,15 +305,20 @@ impl WriteTx for Tx<'_> {
     }
 
     async fn add_rollups(&mut self, rows: &[RollupRow]) -> Result<()> {
-        for chunk in rows.chunks(ROWS_PER_STATEMENT / 2) {
-            let sql = format!(
-                "insert into usage_rollup ({ROLLUP_COLUMNS}) values {} on conflict ({ROLLUP_KEY}) do update set {}",
-                placeholders(chunk.len(), 20),
-                super::sql::rollup_update()
-            );
-            let mut q = sqlx::query(AssertSqlSafe(sql));
-            for (k, u, n, seq) in chunk {
-                q = q
+        let update = super::sql::rollup_update();
+        let statement = |n| {
+            format!(
+                "insert into usage_rollup ({ROLLUP_COLUMNS}) values {} on conflict ({ROLLUP_KEY}) do update set {update}",
+                placeholders(n, 20),
+            )
+        };
+        execute_chunked(
+            self.0,
+            rows,
+            ROWS_PER_STATEMENT / 2,
+            statement,
+            |q, (k, u, n, seq)| {
+                let q = q
                     .bind(k.account.as_str())
                     .bind(k.day)
                     .bind(k.model.as_str())
@@ -303,21 +328,14 @@ impl WriteTx for Tx<'_> {
                     .bind(k.us)
                     .bind(k.size_class)
                     .bind(0i64) // one writer: one shard
-                    .bind(*n)
-                    .bind(u.input_tokens)
-                    .bind(u.output_tokens)
-                    .bind(u.cache_creation_input_tokens)
-                    .bind(u.cache_write_5m_tokens)
-                    .bind(u.cache_write_1h_tokens)
-                    .bind(u.cache_read_tokens)
-                    .bind(u.web_search_requests)
-                    .bind(u.web_fetch_requests)
-                    .bind(u.code_execution_requests)
-                    .bind(*seq);
-            }
-            q.execute(&mut **self.0).await?;
-        }
-        Ok(())
+                    .bind(*n);
+                u.counters()
+                    .into_iter()
+                    .fold(q, |q, count| q.bind(count))
+                    .bind(*seq)
+            },
+        )
+        .await
     }
 
     async fn save_containers(
@@ -325,63 +343,61 @@ impl WriteTx for Tx<'_> {
         states: &[(&str, &ContainerState)],
         days: &[(ContainerDayKey, ContainerDayDelta)],
     ) -> Result<()> {
-        for chunk in states.chunks(ROWS_PER_STATEMENT / 2) {
-            let sql = format!(
+        let statement = |n| {
+            format!(
                 "insert into containers (container_id, account, first_at, spans, exact) values {} {}",
-                placeholders(chunk.len(), 5),
+                placeholders(n, 5),
                 super::sql::CONTAINER_STATE_UPSERT
-            );
-            let mut q = sqlx::query(AssertSqlSafe(sql));
-            for (id, c) in chunk {
-                q = q
-                    .bind(*id)
+            )
+        };
+        execute_chunked(
+            self.0,
+            states,
+            ROWS_PER_STATEMENT / 2,
+            statement,
+            |q, (id, c)| {
+                q.bind(*id)
                     .bind(c.account.as_str())
                     .bind(c.first_at)
                     .bind(super::containers::encode_spans(&c.spans))
-                    .bind(i64::from(c.exact));
-            }
-            q.execute(&mut **self.0).await?;
-        }
-
-        for chunk in days.chunks(ROWS_PER_STATEMENT / 2) {
-            let sql = format!(
+                    .bind(i64::from(c.exact))
+            },
+        )
+        .await?;
+        let statement = |n| {
+            format!(
                 "insert into container_days (account, day, shard, containers, execution_seconds, \
                  short_containers, short_seconds) values {} {}",
-                placeholders(chunk.len(), 7),
+                placeholders(n, 7),
                 super::sql::CONTAINER_DAYS_ADD
-            );
-            let mut q = sqlx::query(AssertSqlSafe(sql));
-            for ((account, day), d) in chunk {
-                q = q
-                    .bind(account.as_str())
+            )
+        };
+        execute_chunked(
+            self.0,
+            days,
+            ROWS_PER_STATEMENT / 2,
+            statement,
+            |q, ((account, day), d)| {
+                q.bind(account.as_str())
                     .bind(*day)
                     .bind(0i64) // one writer: one shard
                     .bind(d.containers)
                     .bind(d.execution_seconds)
                     .bind(d.short_containers)
-                    .bind(d.short_seconds);
-            }
-            q.execute(&mut **self.0).await?;
-        }
-        Ok(())
+                    .bind(d.short_seconds)
+            },
+        )
+        .await
     }
 
     async fn quarantine(&mut self, r: &NewRejection, now: Micros) -> Result<i64> {
-        let id = bind_rejection!(sqlx::query(QUARANTINE_SQL), r, now)
+        let id = bind_rejection!(sqlx::query(super::sql::QUARANTINE), r, now)
             .fetch_one(&mut **self.0)
             .await?
             .try_get(0)?;
         Ok(id)
     }
 }
-
-const QUARANTINE_SQL: &str = "insert into rejected (raw_hash, raw, reason, message, line_number, column_number, field, \
-    source, account_default, recorded_at_default, first_seen, last_seen, occurrences, status) \
-    values (?,?,?,?,?,?,?,?,?,?,?,?,1,'open') \
-    on conflict (raw_hash) do update set last_seen = excluded.last_seen, occurrences = rejected.occurrences + 1, \
-    reason = excluded.reason, message = excluded.message, line_number = excluded.line_number, \
-    column_number = excluded.column_number, field = excluded.field, source = excluded.source, status = 'open' \
-    returning id";
 
 impl Pooled for SqliteStore {
     fn pool(&self) -> PoolRef<'_> {

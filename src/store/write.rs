@@ -288,29 +288,21 @@ async fn write_round<T: WriteTx>(
             add_to_rollup(&mut rollup, r, seq);
             RecordOutcome::Recorded
         } else {
-            match existing.get(&r.key) {
+            let conflict = match existing.get(&r.key) {
                 Some((account, _)) if account != &r.account => {
-                    conflicts.push((
-                        i,
-                        format!(
-                            "response id {} is already recorded under account {account:?}",
-                            r.key
-                        ),
-                    ));
-                    continue;
+                    Some(format!("under account {account:?}"))
                 }
                 Some((_, hash)) if hash != &r.content_hash => {
-                    conflicts.push((
-                        i,
-                        format!(
-                            "response id {} is already recorded with a different response body",
-                            r.key
-                        ),
-                    ));
-                    continue;
+                    Some("with a different response body".to_owned())
                 }
-                _ => RecordOutcome::Duplicate,
+                _ => None,
+            };
+            if let Some(how) = conflict {
+                let message = format!("response id {} is already recorded {how}", r.key);
+                conflicts.push((i, message));
+                continue;
             }
+            RecordOutcome::Duplicate
         };
         if let Some(slot) = outcomes.get_mut(i) {
             *slot = Some(outcome);
@@ -372,16 +364,7 @@ fn add_to_rollup(rollup: &mut BTreeMap<RollupKey, (Usage, i64, i64)>, r: &NewRec
     let total = |u: &Usage| u.input_tokens + u.cache_creation_input_tokens + u.cache_read_tokens;
     let mut add = |key: RollupKey, u: &Usage| {
         let entry = rollup.entry(key).or_default();
-        let e = &mut entry.0;
-        e.input_tokens += u.input_tokens;
-        e.output_tokens += u.output_tokens;
-        e.cache_creation_input_tokens += u.cache_creation_input_tokens;
-        e.cache_write_5m_tokens += u.cache_write_5m_tokens;
-        e.cache_write_1h_tokens += u.cache_write_1h_tokens;
-        e.cache_read_tokens += u.cache_read_tokens;
-        e.web_search_requests += u.web_search_requests;
-        e.web_fetch_requests += u.web_fetch_requests;
-        e.code_execution_requests += u.code_execution_requests;
+        entry.0 += u;
         entry.1 += 1;
         entry.2 = entry.2.max(seq);
     };
