@@ -2,7 +2,9 @@
 //!
 //! Module map:
 //! - [`record`]: the ledger record and its invariants;
-//! - [`ingest`]: parsing every accepted input shape, and ingest summaries;
+//! - [`ingest`]: reading NDJSON lines, parsing every accepted input shape,
+//!   ingesting files, retrying rejected lines, and ingest summaries;
+//! - [`price_import`]: validating and storing a price book;
 //! - [`store`]: the storage trait and its SQLite and PostgreSQL backends;
 //! - [`ledger`]: group commit in front of a store (used by the HTTP API);
 //! - [`http`]: the axum API; [`cli`]: the command line;
@@ -18,6 +20,7 @@ pub mod http;
 pub mod ingest;
 pub mod ledger;
 pub mod migrations;
+pub mod price_import;
 pub mod pricing;
 pub mod record;
 pub mod store;
