@@ -1,12 +1,19 @@
 //! tally: a usage-metering and billing ledger for the Anthropic Messages API.
 //!
-//! Module map:
-//! - [`record`]: the ledger record and its invariants;
-//! - [`ingest`]: parsing every accepted input shape, and ingest summaries;
-//! - [`store`]: the storage trait and its SQLite and PostgreSQL backends;
+//! Module map, from the bottom up (a module uses only those above it in
+//! this list, never the other way round):
+//! - [`time`]: instants as UTC microseconds, day numbers, RFC 3339;
+//! - [`record`]: the ledger record, its invariants, and rejected lines;
+//! - [`store`]: the storage role traits and their SQLite and PostgreSQL
+//!   backends, with the schema migrations;
+//! - [`pricing`]: the price book (parsing, the book in force, importing);
+//! - [`ingest`]: reading NDJSON lines, parsing every accepted input shape,
+//!   ingesting files, retrying rejected lines, and ingest summaries;
 //! - [`ledger`]: group commit in front of a store (used by the HTTP API);
-//! - [`http`]: the axum API; [`cli`]: the command line;
-//! - [`migrations`]: embedded schema migrations; [`synth`]: synthetic data.
+//! - [`billing`]: usage → priced invoices; [`finance`]: the views built on
+//!   it; [`estimate`]: costs of workloads not yet run;
+//! - [`http`]: the axum API; [`dashboard`]: its HTML page; [`cli`]: the
+//!   command line; [`synth`]: synthetic data; [`auth`]: API keys.
 
 pub mod auth;
 pub mod billing;

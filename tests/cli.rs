@@ -245,11 +245,74 @@ async fn migrate_is_idempotent(backend: Backend) {
     }
 }
 
+/// A line past the per-line cap (16 MiB, the server's default) is one
+/// rejected line naming its number, in a file and on standard input alike;
+/// the lines around it are recorded.
+async fn ingest_rejects_an_overlong_line_and_keeps_the_rest(backend: Backend) {
+    const CAP: usize = 16 << 20;
+    let db = TestDb::new(backend).await;
+    let sample = std::fs::read_to_string(fixture_path("sample.ndjson")).unwrap();
+    let (first, rest) = sample.split_once('\n').unwrap();
+    let long = format!("{{\"pad\":\"{}\"}}", "x".repeat(CAP));
+    let input = format!("{first}\n{long}\n{rest}");
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), &input).unwrap();
+    let name = file.path().to_str().unwrap();
+
+    let out = tally(&db, &["ingest", "--json", name]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s = json_out(&out);
+    assert_eq!(
+        (s["accepted"].as_u64(), s["rejected"].as_u64()),
+        (Some(10), Some(1)),
+        "{s}"
+    );
+    assert_eq!(s["rejected_lines"], serde_json::json!([2]));
+    let error = s["problems"][0]["error"].as_str().unwrap();
+    assert_eq!(
+        error,
+        format!(
+            "line 2: line is longer than {CAP} bytes (the per-record limit); its first 65536 bytes are kept"
+        )
+    );
+
+    // Only the head of the line is stored.
+    let list = json_out(&tally(&db, &["rejected", "list", "--json"]));
+    let entries = list.as_array().unwrap();
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0]["source"], name);
+    assert!(entries[0]["raw"].as_str().unwrap().len() <= 65536);
+
+    // The same from standard input: the good lines are duplicates now.
+    let out = tally_stdin(&db, &["ingest", "--json", "-"], input.as_bytes());
+    assert_eq!(out.status.code(), Some(1));
+    let s = json_out(&out);
+    assert_eq!(
+        (s["duplicates"].as_u64(), s["rejected"].as_u64()),
+        (Some(10), Some(1)),
+        "{s}"
+    );
+    assert_eq!(s["rejected_lines"], serde_json::json!([2]));
+    assert!(
+        s["problems"][0]["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("line 2: line is longer than"),
+        "{s}"
+    );
+}
+
 on_both_backends!(
     ingest_summary_and_exit_codes,
     ingest_reads_stdin_with_account_and_time_defaults,
     rejected_list_show_and_retry,
     migrate_is_idempotent,
+    ingest_rejects_an_overlong_line_and_keeps_the_rest,
 );
 
 #[test]

@@ -3,22 +3,23 @@
 //! Both answer only after the commit. Out-of-band defaults for records that
 //! lack them come from the query string: `?account=A&recorded_at=TIME`.
 
+use std::io;
+
 use axum::Json;
-use axum::body::Body;
 use axum::extract::{Extension, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use bytes::{Bytes, BytesMut};
-use futures_util::StreamExt;
+use futures_util::TryStreamExt;
 use serde::Deserialize;
 use serde_json::json;
+use tokio_util::io::StreamReader;
 
 use super::{ApiError, ApiQuery, AppState};
 use crate::auth::Principal;
+use crate::ingest::lines::LineReader;
 use crate::ingest::pipeline::OrderedCommitter;
 use crate::ingest::{ChunkBuilder, LineResult, Summary};
-use crate::record::{Defaults, Origin};
-use crate::record::{LineError, NewRejection, RejectReason};
+use crate::record::Defaults;
 use crate::store::{StoreError, WriteBatch, WriteOutcome};
 use crate::time::parse_rfc3339;
 use crate::time::to_micros;
@@ -171,9 +172,6 @@ fn is_length_limit(e: &axum::Error) -> bool {
     false
 }
 
-/// Bytes kept of a line that is longer than the per-line limit.
-const OVERLONG_KEEP: usize = 64 << 10;
-
 pub async fn post_batch(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -187,8 +185,9 @@ pub async fn post_batch(
         return Err(ApiError::TooLarge { limit: max_total });
     }
     let chunk_lines = state.ledger.store().chunk_lines();
-    let mut reader = LineReader::new(request.into_body(), max_line);
-    let mut builder = ChunkBuilder::new("http", defaults.clone(), now())
+    let body = request.into_body().into_data_stream();
+    let mut reader = LineReader::new(StreamReader::new(body.map_err(io::Error::other)), max_line);
+    let mut builder = ChunkBuilder::new("http", defaults, now())
         .with_chunk_lines(chunk_lines)
         .only_for(only);
     let mut summary = Summary::default();
@@ -217,35 +216,12 @@ pub async fn post_batch(
                 break;
             }
         };
-        total += item.len as u64;
+        total += item.len;
         if total > max_total {
             too_large = true;
             break;
         }
-        if item.overlong {
-            let origin = Origin {
-                source: "http".into(),
-                line: item.number,
-            };
-            let error = LineError {
-                reason: RejectReason::Malformed,
-                message: format!(
-                    "line is longer than {max_line} bytes (the per-record limit); its first {OVERLONG_KEEP} bytes are kept"
-                ),
-                line: Some(item.number),
-                column: None,
-                field: None,
-            };
-            let head = item.bytes.slice(..OVERLONG_KEEP.min(item.bytes.len()));
-            builder.push_rejection(NewRejection {
-                raw: head.to_vec(),
-                error,
-                origin,
-                defaults: defaults.clone(),
-            });
-        } else {
-            builder.push_line(item.number, &item.bytes);
-        }
+        builder.push_read(&item, max_line);
         if builder.is_full() {
             let batch = builder.take();
             builder.set_now(now());
@@ -324,96 +300,5 @@ impl ResultsJson {
         }
         self.json.push(b']');
         self.json
-    }
-}
-
-struct Line {
-    number: u64,
-    bytes: Bytes,
-    /// Bytes the line had on the wire (may exceed `bytes.len()` when overlong).
-    len: usize,
-    overlong: bool,
-}
-
-/// Splits a streamed body into lines without holding more than one line
-/// (capped at `max_line` bytes) plus one network chunk in memory.
-struct LineReader {
-    stream: axum::body::BodyDataStream,
-    pending: BytesMut,
-    number: u64,
-    max_line: usize,
-    skipping: Option<(Bytes, usize)>,
-    done: bool,
-}
-
-impl LineReader {
-    fn new(body: Body, max_line: usize) -> Self {
-        LineReader {
-            stream: body.into_data_stream(),
-            pending: BytesMut::new(),
-            number: 0,
-            max_line,
-            skipping: None,
-            done: false,
-        }
-    }
-
-    async fn next_line(&mut self) -> Result<Option<Line>, axum::Error> {
-        loop {
-            if let Some(pos) = self.pending.iter().position(|&b| b == b'\n') {
-                let chunk = self.pending.split_to(pos + 1).freeze();
-                self.number += 1;
-                if let Some((head, seen)) = self.skipping.take() {
-                    return Ok(Some(Line {
-                        number: self.number,
-                        bytes: head,
-                        len: seen + chunk.len(),
-                        overlong: true,
-                    }));
-                }
-                let len = chunk.len();
-                return Ok(Some(Line {
-                    number: self.number,
-                    bytes: chunk,
-                    len,
-                    overlong: len > self.max_line + 2,
-                }));
-            }
-            if self.pending.len() > self.max_line {
-                // Keep only the head of an overlong line; drop the rest as it streams by.
-                let dropped = self.pending.split().freeze();
-                let (head, seen) = self
-                    .skipping
-                    .take()
-                    .unwrap_or_else(|| (dropped.slice(..OVERLONG_KEEP.min(dropped.len())), 0));
-                self.skipping = Some((head, seen + dropped.len()));
-            }
-            if self.done {
-                if self.pending.is_empty() && self.skipping.is_none() {
-                    return Ok(None);
-                }
-                let rest = self.pending.split().freeze();
-                self.number += 1;
-                if let Some((head, seen)) = self.skipping.take() {
-                    return Ok(Some(Line {
-                        number: self.number,
-                        bytes: head,
-                        len: seen + rest.len(),
-                        overlong: true,
-                    }));
-                }
-                let len = rest.len();
-                return Ok(Some(Line {
-                    number: self.number,
-                    bytes: rest,
-                    len,
-                    overlong: len > self.max_line,
-                }));
-            }
-            match self.stream.next().await {
-                Some(chunk) => self.pending.extend_from_slice(&chunk?),
-                None => self.done = true,
-            }
-        }
     }
 }

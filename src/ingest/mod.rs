@@ -1,13 +1,17 @@
 //! Ingestion: NDJSON lines to write batches, and the tally of what happened.
 //!
-//! The same code serves `tally ingest` (files, stdin) and `POST /v1/usage/batch`:
-//! lines are parsed into a [`WriteBatch`] of records and rejections, the
+//! The same code serves `tally ingest` (files, stdin: [`files`]) and
+//! `POST /v1/usage/batch`: one reader splits the input into capped lines
+//! ([`lines`]), lines are parsed into a [`WriteBatch`] of records and rejections, the
 //! batch is committed in one transaction, and only then are its lines counted
 //! as accepted. Memory is bounded by the chunk size, not by the input size.
 
 mod containers;
+pub mod files;
+pub mod lines;
 pub mod parse;
 pub mod pipeline;
+pub mod retry;
 mod stream;
 
 use serde::Serialize;

@@ -17,6 +17,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
+pub mod import;
 mod in_force;
 pub use in_force::{StoredBookError, book_in_force, current_book};
 

@@ -1,0 +1,98 @@
+//! `tally invoice` (one account's invoice for a period, or finalizing it)
+//! and `tally invoices` (every account's for a period).
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::Args;
+
+use super::open_store;
+use crate::billing::{self, Period};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Json,
+    Csv,
+}
+
+#[derive(Debug, Args)]
+pub struct InvoiceArgs {
+    #[arg(long)]
+    pub account: String,
+    /// The month, YYYY-MM.
+    #[arg(long)]
+    pub period: String,
+    #[arg(long, value_enum, default_value_t = Format::Json)]
+    pub format: Format,
+    /// Freeze the invoice: it gets a number and never changes again.
+    #[arg(long)]
+    pub finalize: bool,
+    /// With --finalize: freeze even though some usage has no price.
+    #[arg(long, requires = "finalize")]
+    pub allow_unpriced: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct InvoicesArgs {
+    /// The month, YYYY-MM.
+    #[arg(long)]
+    pub period: String,
+    #[arg(long, value_enum, default_value_t = Format::Csv)]
+    pub format: Format,
+}
+
+pub async fn invoice(database: &str, args: InvoiceArgs) -> Result<ExitCode> {
+    let period = Period::parse(&args.period).map_err(|m| anyhow::anyhow!("--period: {m}"))?;
+    crate::record::validate_account(&args.account)
+        .map_err(|m| anyhow::anyhow!("--account {:?} {m}", args.account))?;
+    let store = open_store(database).await?;
+    let book = crate::pricing::current_book(store.as_ref()).await?;
+    let (json, csv) = if args.finalize {
+        match billing::finalize(
+            store.as_ref(),
+            &book,
+            &args.account,
+            period,
+            args.allow_unpriced,
+        )
+        .await
+        {
+            Ok(f) => (f.json, f.csv),
+            Err(billing::FinalizeError::Unpriced(models)) => {
+                eprintln!(
+                    "error: not finalized: the invoice has unpriced usage ({models}); import prices for it, or use --allow-unpriced"
+                );
+                return Ok(ExitCode::FAILURE);
+            }
+            Err(e) => return Err(e.into()),
+        }
+    } else {
+        let r = billing::invoice(store.as_ref(), &book, &args.account, period).await?;
+        (r.json, r.csv)
+    };
+    match args.format {
+        Format::Json => print!("{json}"),
+        Format::Csv => print!("{csv}"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn invoices(database: &str, args: InvoicesArgs) -> Result<ExitCode> {
+    let period = Period::parse(&args.period).map_err(|m| anyhow::anyhow!("--period: {m}"))?;
+    let store = open_store(database).await?;
+    let book = crate::pricing::current_book(store.as_ref()).await?;
+    match args.format {
+        Format::Csv => print!(
+            "{}",
+            billing::period_csv(store.as_ref(), &book, period).await?
+        ),
+        Format::Json => {
+            let mut docs = Vec::new();
+            for r in billing::period_invoices(store.as_ref(), &book, period).await? {
+                docs.push(serde_json::from_str::<serde_json::Value>(&r.json)?);
+            }
+            println!("{}", serde_json::to_string_pretty(&docs)?);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
