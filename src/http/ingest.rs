@@ -19,7 +19,7 @@ use crate::ingest::parse::{LineError, RejectReason, parse_time};
 use crate::ingest::pipeline::OrderedCommitter;
 use crate::ingest::{ChunkBuilder, LineResult, Summary};
 use crate::record::{Defaults, Origin, to_micros};
-use crate::store::{NewRejection, StoreError, WriteBatch, WriteOutcome};
+use crate::store::{NewRejection, WriteBatch, WriteOutcome};
 
 #[derive(Debug, Deserialize)]
 pub struct IngestQuery {
@@ -32,6 +32,7 @@ pub struct IngestQuery {
 
 impl IngestQuery {
     fn defaults(&self) -> Result<Defaults, ApiError> {
+        // Names the parameter: the parser's message alone would not.
         let recorded_at =
             match &self.recorded_at {
                 Some(t) => Some(parse_time(t).map_err(|m| {
@@ -83,11 +84,7 @@ async fn commit(
     batch: WriteBatch,
     summary: &mut Summary,
 ) -> Result<Vec<LineResult>, ApiError> {
-    let (batch, outcome) = state
-        .ledger
-        .submit(batch)
-        .await
-        .map_err(ApiError::Storage)?;
+    let (batch, outcome) = state.ledger.submit(batch).await?;
     let results = summary.absorb(&batch, &outcome);
     state.metrics.count(&results);
     Ok(results)
@@ -127,6 +124,7 @@ pub async fn post_usage(
             limit: limit as u64,
         });
     }
+    // This endpoint's own limit (not axum's default), hence no `From`.
     let bytes = axum::body::to_bytes(request.into_body(), limit)
         .await
         .map_err(|e| {
@@ -247,19 +245,13 @@ pub async fn post_batch(
         if builder.is_full() {
             let batch = builder.take();
             builder.set_now(now());
-            committer
-                .submit(batch, 0, &mut on_done)
-                .await
-                .map_err(storage)?;
+            committer.submit(batch, 0, &mut on_done).await?;
         }
     }
     if !builder.is_empty() {
-        committer
-            .submit(builder.take(), 0, &mut on_done)
-            .await
-            .map_err(storage)?;
+        committer.submit(builder.take(), 0, &mut on_done).await?;
     }
-    committer.finish(&mut on_done).await.map_err(storage)?;
+    committer.finish(&mut on_done).await?;
 
     let mut body = serde_json::to_vec(&summary).unwrap_or_else(|_| b"{}".to_vec());
     body.pop(); // the closing brace: the results (and any error) follow
@@ -278,10 +270,6 @@ pub async fn post_batch(
         StatusCode::OK
     };
     Ok((status, [(header::CONTENT_TYPE, "application/json")], body).into_response())
-}
-
-fn storage(e: StoreError) -> ApiError {
-    ApiError::Storage(e.to_string())
 }
 
 /// A JSON array written incrementally, keeping the lines the mode asks for.

@@ -156,12 +156,18 @@ async fn authenticate(State(state): State<AppState>, mut request: Request, next:
         {
             Ok(Some(account)) => Principal::Account(account),
             Ok(None) => return ApiError::Unauthorized.into_response(),
-            Err(e) => return ApiError::Storage(e.to_string()).into_response(),
+            Err(e) => return ApiError::from(e).into_response(),
         },
         (Some(_), None) => return ApiError::Unauthorized.into_response(),
     };
     request.extensions_mut().insert(principal);
     next.run(request).await
+}
+
+/// The `{account}` of a path (a 400 names it).
+fn check_account(account: &str) -> Result<(), ApiError> {
+    crate::record::validate_account(account)
+        .map_err(|m| ApiError::BadRequest(format!("account {account:?} {m}")))
 }
 
 /// The key from `Bearer KEY`, or from HTTP Basic auth's password (so a
@@ -220,25 +226,20 @@ fn spawn_warm_current_month(state: AppState) -> tokio::task::JoinHandle<()> {
     })
 }
 
-async fn check_alerts(state: &AppState, client: &reqwest::Client) -> Result<(), String> {
+async fn check_alerts(
+    state: &AppState,
+    client: &reqwest::Client,
+) -> Result<(), crate::billing::BillingError> {
     let store = state.ledger.store().as_ref();
-    if store.budgets().await.map_err(|e| e.to_string())?.is_empty() {
+    if store.budgets().await?.is_empty() {
         return Ok(());
     }
     let now = chrono::Utc::now();
     let period = crate::billing::Period::of_day(now.date_naive());
-    let snap = state
-        .finance
-        .costs(store, period)
-        .await
-        .map_err(|e| e.to_string())?;
-    crate::finance::budget::check(store, &snap.costs, now)
-        .await
-        .map_err(|e| e.to_string())?;
+    let snap = state.finance.costs(store, period).await?;
+    crate::finance::budget::check(store, &snap.costs, now).await?;
     if let Some(url) = &state.config.alert_webhook {
-        crate::finance::budget::deliver(store, client, url)
-            .await
-            .map_err(|e| e.to_string())?;
+        crate::finance::budget::deliver(store, client, url).await?;
     }
     Ok(())
 }
