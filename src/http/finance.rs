@@ -25,6 +25,7 @@ pub struct PeriodQuery {
 
 /// The `period` query parameter (a 400 names it).
 fn period_param(p: &str) -> Result<Period, ApiError> {
+    super::note_target(None, Some(p));
     Period::parse(p).map_err(|e| ApiError::BadRequest(format!("period: {e}")))
 }
 

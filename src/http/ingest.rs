@@ -92,10 +92,18 @@ async fn commit(
 
 /// Defaults and the account restriction for the caller: an account key
 /// ingests for its own account only (and may not name another in the query).
+/// The account, when known, goes on the request's span.
 fn scope(
     principal: &Principal,
     query: &IngestQuery,
 ) -> Result<(Defaults, Option<String>), ApiError> {
+    super::note_target(
+        query.account.as_deref().or(match principal {
+            Principal::Admin => None,
+            Principal::Account(own) => Some(own.as_str()),
+        }),
+        None,
+    );
     let mut defaults = query.defaults()?;
     match principal {
         Principal::Admin => Ok((defaults, None)),
@@ -253,6 +261,10 @@ pub async fn post_batch(
     }
     committer.finish(&mut on_done).await?;
 
+    tracing::Span::current().record(
+        "lines",
+        summary.accepted + summary.duplicates + summary.conflicts + summary.rejected,
+    );
     let mut body = serde_json::to_vec(&summary).unwrap_or_else(|_| b"{}".to_vec());
     body.pop(); // the closing brace: the results (and any error) follow
     body.extend_from_slice(b",\"results\":");

@@ -24,6 +24,7 @@ pub struct FinalizeQuery {
 
 fn parse_target(account: &str, period: &str) -> Result<Period, ApiError> {
     check_account(account)?;
+    super::note_target(None, Some(period));
     // The period's parser says what is wrong with it: the client's to fix.
     Period::parse(period).map_err(ApiError::BadRequest)
 }
