@@ -17,11 +17,23 @@ use std::sync::Arc;
 
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
-use crate::store::{Store, WriteBatch, WriteOutcome};
+use crate::store::{Store, StoreError, WriteBatch, WriteOutcome};
 
 pub const GROUP_MAX_LINES: usize = 8000;
 
-type Reply = Result<(WriteBatch, WriteOutcome), String>;
+/// Why a submitted batch was not committed (nothing of it was recorded).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CommitError {
+    /// The store failed the group's transaction (shared by every request of
+    /// the group, hence the `Arc`).
+    #[error("{0}")]
+    Store(Arc<StoreError>),
+    /// The writer task is gone (the runtime is shutting down).
+    #[error("the ledger writer has stopped")]
+    Stopped,
+}
+
+type Reply = Result<(WriteBatch, WriteOutcome), CommitError>;
 
 struct Job {
     batch: WriteBatch,
@@ -52,10 +64,8 @@ impl Ledger {
         self.queue
             .send(Job { batch, reply })
             .await
-            .map_err(|_| "the ledger writer has stopped".to_owned())?;
-        answer
-            .await
-            .map_err(|_| "the ledger writer has stopped".to_owned())?
+            .map_err(|_| CommitError::Stopped)?;
+        answer.await.map_err(|_| CommitError::Stopped)?
     }
 }
 
@@ -89,7 +99,10 @@ async fn writer(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Job>) {
 async fn commit_group(store: &dyn Store, jobs: Vec<Job>) {
     if let [_] = jobs.as_slice() {
         if let Some(job) = jobs.into_iter().next() {
-            let result = store.write(&job.batch).await.map_err(|e| e.to_string());
+            let result = store
+                .write(&job.batch)
+                .await
+                .map_err(|e| CommitError::Store(Arc::new(e)));
             let _ = job.reply.send(result.map(|outcome| (job.batch, outcome)));
         }
         return;
@@ -123,10 +136,10 @@ async fn commit_group(store: &dyn Store, jobs: Vec<Job>) {
             }
         }
         Err(e) => {
-            let message = e.to_string();
-            tracing::error!("group commit failed: {message}");
+            // Logged where each request is answered, with its request span.
+            let e = CommitError::Store(Arc::new(e));
             for reply in replies {
-                let _ = reply.send(Err(message.clone()));
+                let _ = reply.send(Err(e.clone()));
             }
         }
     }

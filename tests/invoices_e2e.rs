@@ -9,10 +9,14 @@
 
 mod common;
 
+use std::sync::Arc;
+
 use common::{Backend, TestDb, TestServer, fixture_path, tally};
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::Value;
+use sqlx::Connection;
 use tally::http::ServeConfig;
+use tally::store::{PostgresStore, SqliteStore, Store, Writes};
 
 fn check_golden(name: &str, actual: &str) {
     let path = fixture_path("expected").join(name);
@@ -230,4 +234,145 @@ async fn price_book_commands(backend: Backend) {
     );
 }
 
-on_both_backends!(golden_invoices, http_invoice_endpoints, price_book_commands);
+/// A stored price book that no longer parses is the server's fault: 500
+/// `internal_error` with an opaque message (the cause goes to the log), not
+/// a 503 as if the database were away.
+async fn unparsable_price_book_is_an_internal_error(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let server = TestServer::start(&db, ServeConfig::default()).await;
+    // Written behind tally's back, as a hand edit or a bad restore would.
+    let sql = "insert into price_books (imported_at, name, toml) values (0, 'hand-edited', 'this is [not toml')";
+    match backend {
+        Backend::Sqlite => {
+            let mut conn = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
+            sqlx::query(sql).execute(&mut conn).await.unwrap();
+        }
+        Backend::Postgres => {
+            let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+            sqlx::query(sql).execute(&mut conn).await.unwrap();
+        }
+    }
+    let client = reqwest::Client::new();
+    for (method, path) in [
+        (Method::GET, "/v1/accounts/acme/invoices/2025-05"),
+        (Method::POST, "/v1/accounts/acme/invoices/2025-05/finalize"),
+        (Method::GET, "/v1/invoices?period=2025-05"),
+    ] {
+        let answer = client
+            .request(method, server.url(path))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), StatusCode::INTERNAL_SERVER_ERROR, "{path}");
+        let body: Value = answer.json().await.unwrap();
+        assert_eq!(body["error"]["type"], "internal_error", "{path}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(!message.contains("price book"), "{path}: {message}");
+    }
+    // The database itself answers.
+    let health = client.get(server.url("/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+}
+
+/// The pool of a store opened by the test, to close it under the server.
+enum Pool {
+    Sqlite(sqlx::SqlitePool),
+    Postgres(sqlx::PgPool),
+}
+
+async fn open_with_pool(db: &TestDb) -> (Arc<dyn Store>, Pool) {
+    match db.backend {
+        Backend::Sqlite => {
+            let store = SqliteStore::connect(&db.url).await.unwrap();
+            store.migrate().await.unwrap();
+            let pool = Pool::Sqlite(store.pool().clone());
+            (Arc::new(store), pool)
+        }
+        Backend::Postgres => {
+            let store = PostgresStore::connect(&db.url).await.unwrap();
+            store.migrate().await.unwrap();
+            let pool = Pool::Postgres(store.pool().clone());
+            (Arc::new(store), pool)
+        }
+    }
+}
+
+/// Reads and writes through `server` answer 503 `storage_unavailable`.
+async fn assert_unavailable(server: &TestServer) {
+    let client = reqwest::Client::new();
+    let record = std::fs::read_to_string(fixture_path("seed/files_preloaded.ndjson")).unwrap();
+    for (method, path, body) in [
+        (
+            Method::GET,
+            "/v1/accounts/acme/invoices/2025-05",
+            String::new(),
+        ),
+        (Method::POST, "/v1/usage", record.clone()),
+        (Method::POST, "/v1/usage/batch", record),
+    ] {
+        let answer = client
+            .request(method, server.url(path))
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), StatusCode::SERVICE_UNAVAILABLE, "{path}");
+        let body: Value = answer.json().await.unwrap();
+        assert_eq!(body["error"]["type"], "storage_unavailable", "{path}");
+        assert_eq!(
+            body["error"]["message"],
+            "the ledger could not commit; nothing from this request was recorded, retry later"
+        );
+    }
+    let health = client.get(server.url("/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), StatusCode::SERVICE_UNAVAILABLE);
+}
+
+/// A database that is gone answers 503 (retry later), not 500.
+async fn unavailable_database_is_503(backend: Backend) {
+    // Its pool closed under a running server: deterministic on both backends.
+    let db = TestDb::new(backend).await;
+    let (store, pool) = open_with_pool(&db).await;
+    let server = TestServer::serve(store, ServeConfig::default()).await;
+    let invoice = server.url("/v1/accounts/acme/invoices/2025-05");
+    let client = reqwest::Client::new();
+    assert_eq!(
+        client.get(&invoice).send().await.unwrap().status(),
+        StatusCode::OK
+    );
+    match pool {
+        Pool::Sqlite(p) => p.close().await,
+        Pool::Postgres(p) => p.close().await,
+    }
+    assert_unavailable(&server).await;
+
+    if backend == Backend::Postgres {
+        // The database dropped under a running server: its connections are
+        // cut, and a new one finds no such database.
+        let db = TestDb::new(backend).await;
+        let server = TestServer::start(&db, ServeConfig::default()).await;
+        let invoice = server.url("/v1/accounts/acme/invoices/2025-05");
+        assert_eq!(
+            client.get(&invoice).send().await.unwrap().status(),
+            StatusCode::OK
+        );
+        let name = db.url.rsplit('/').next().unwrap();
+        let admin = format!("{}/postgres", common::postgres_server());
+        let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "drop database {name} with (force)"
+        )))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        assert_unavailable(&server).await;
+    }
+}
+
+on_both_backends!(
+    golden_invoices,
+    http_invoice_endpoints,
+    price_book_commands,
+    unparsable_price_book_is_an_internal_error,
+    unavailable_database_is_503,
+);

@@ -7,13 +7,12 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use serde::Deserialize;
 
 use super::{ApiError, ApiQuery, AppState};
-use crate::estimate::{self, WorkloadError, WorkloadFile};
+use crate::estimate::{self, WorkloadFile};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -22,24 +21,15 @@ pub struct EstimateQuery {
     compare_models: Option<String>,
 }
 
-fn invalid(e: WorkloadError) -> ApiError {
-    ApiError::BadRequest(e.to_string())
-}
-
 pub async fn post_estimate(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<EstimateQuery>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     // axum's default body limit (2 MiB) is far above any workload document.
-    let body = body.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::TooLarge { limit: 2 << 20 }
-        } else {
-            ApiError::BadRequest(e.body_text())
-        }
-    })?;
+    let body = body?;
     let at = match q.at.as_deref() {
+        // Names the parameter: the parser's message alone would not.
         Some(s) => estimate::parse_day(s).map_err(|m| ApiError::BadRequest(format!("at: {m}")))?,
         None => Utc::now().date_naive(),
     };
@@ -50,12 +40,8 @@ pub async fn post_estimate(
             "the body must be the workload document as a JSON object".into(),
         ));
     }
-    let file = WorkloadFile::parse(text).map_err(invalid)?;
-    let (_, book) = state
-        .finance
-        .book(state.ledger.store().as_ref())
-        .await
-        .map_err(|e| ApiError::Storage(e.to_string()))?;
+    let file = WorkloadFile::parse(text)?;
+    let (_, book) = state.finance.book(state.ledger.store().as_ref()).await?;
     let models: Option<Vec<String>> = q.compare_models.as_deref().map(|list| {
         list.split(',')
             .map(|m| m.trim().to_owned())
@@ -69,7 +55,6 @@ pub async fn post_estimate(
             estimate::compare_models(&book, at, &file, &models).map(|c| Json(c).into_response())
         }
     })
-    .await
-    .map_err(|e| ApiError::Storage(format!("estimate task failed: {e}")))?;
-    answer.map_err(invalid)
+    .await?;
+    Ok(answer?)
 }

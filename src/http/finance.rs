@@ -12,14 +12,10 @@ use axum::response::{Html, IntoResponse, Response};
 use chrono::Utc;
 use serde::Deserialize;
 
-use super::{ApiError, ApiQuery, AppState};
+use super::{ApiError, ApiQuery, AppState, check_account};
 use crate::auth::Principal;
-use crate::billing::{self, BillingError, Period};
+use crate::billing::{self, Period};
 use crate::finance::{Snapshot, budget, cost_report, focus};
-
-fn billing_error(e: BillingError) -> ApiError {
-    ApiError::Storage(e.to_string())
-}
 
 #[derive(Debug, Deserialize)]
 pub struct PeriodQuery {
@@ -27,28 +23,31 @@ pub struct PeriodQuery {
     format: Option<String>,
 }
 
+/// The `period` query parameter (a 400 names it).
+fn period_param(p: &str) -> Result<Period, ApiError> {
+    super::note_target(None, Some(p));
+    Period::parse(p).map_err(|e| ApiError::BadRequest(format!("period: {e}")))
+}
+
 fn period_or_current(p: Option<&str>) -> Result<Period, ApiError> {
     match p {
-        Some(p) if !p.is_empty() => {
-            Period::parse(p).map_err(|e| ApiError::BadRequest(format!("period: {e}")))
-        }
+        Some(p) if !p.is_empty() => period_param(p),
         _ => Ok(Period::of_day(Utc::now().date_naive())),
     }
 }
 
 fn required_period(p: Option<&str>) -> Result<Period, ApiError> {
     match p {
-        Some(p) => Period::parse(p).map_err(|e| ApiError::BadRequest(format!("period: {e}"))),
+        Some(p) => period_param(p),
         None => Err(ApiError::BadRequest("period is required (YYYY-MM)".into())),
     }
 }
 
 async fn snapshot(state: &AppState, period: Period) -> Result<Arc<Snapshot>, ApiError> {
-    state
+    Ok(state
         .finance
         .costs(state.ledger.store().as_ref(), period)
-        .await
-        .map_err(billing_error)
+        .await?)
 }
 
 fn only(principal: &Principal) -> Option<&str> {
@@ -68,9 +67,7 @@ pub async fn dashboard(
     let snap = snapshot(&state, period).await?;
     let store = state.ledger.store().as_ref();
     let only = only(&principal);
-    let mut budgets = budget::statuses(store, &snap.costs, Utc::now())
-        .await
-        .map_err(|e| ApiError::Storage(e.to_string()))?;
+    let mut budgets = budget::statuses(store, &snap.costs, Utc::now()).await?;
     budgets.retain(|b| only.is_none_or(|o| o == b.account));
     let view = crate::dashboard::View {
         costs: &snap.costs,
@@ -93,8 +90,10 @@ pub async fn cost_report(
     Extension(principal): Extension<Principal>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
+    // The raw query (repeated keys allowed); a 400 says it is the query string.
     let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw.as_deref().unwrap_or(""))
         .map_err(|e| ApiError::BadRequest(format!("query string: {e}")))?;
+    // The parser's message names the parameter at fault: the client's to fix.
     let query = cost_report::CostReportQuery::parse(&pairs, Utc::now().date_naive())
         .map_err(ApiError::BadRequest)?;
     let (days, _) = query.page_days();
@@ -128,9 +127,7 @@ pub async fn get_budget(
     }
     let period = period_or_current(q.period.as_deref())?;
     let snap = snapshot(&state, period).await?;
-    let statuses = budget::statuses(state.ledger.store().as_ref(), &snap.costs, Utc::now())
-        .await
-        .map_err(|e| ApiError::Storage(e.to_string()))?;
+    let statuses = budget::statuses(state.ledger.store().as_ref(), &snap.costs, Utc::now()).await?;
     let status = statuses
         .into_iter()
         .find(|s| s.account == account)
@@ -165,17 +162,16 @@ pub async fn put_budget(
             "only the admin token may set budgets".into(),
         ));
     }
+    // The client's body: a 400 showing the expected shape.
     let body: BudgetBody = serde_json::from_slice(&body).map_err(|e| {
         ApiError::BadRequest(format!(
             "body: expected {{\"monthly_usd\": \"500.00\"}}: {e}"
         ))
     })?;
+    // The amount's parser says what is wrong with it: the client's to fix.
     let amount = budget::parse_amount(&body.monthly_usd).map_err(ApiError::BadRequest)?;
     let store = state.ledger.store().as_ref();
-    store
-        .set_budget(&account, amount)
-        .await
-        .map_err(|e| ApiError::Storage(e.to_string()))?;
+    store.set_budget(&account, amount).await?;
     get_budget(
         State(state),
         Extension(principal),
@@ -203,8 +199,7 @@ pub async fn alerts(
         .ledger
         .store()
         .alerts(period.as_deref(), false)
-        .await
-        .map_err(|e| ApiError::Storage(e.to_string()))?
+        .await?
         .iter()
         .filter(|a| only.is_none_or(|o| o == a.account))
         .map(budget::AlertView::from)
@@ -235,8 +230,8 @@ pub async fn focus_export(
     let period = required_period(q.period.as_deref())?;
     let snap = snapshot(&state, period).await?;
     let mut out = Vec::new();
-    focus::write(&snap.costs, only(&principal), &mut out)
-        .map_err(|e| ApiError::Storage(e.to_string()))?;
+    // Writing CSV into memory fails only on a bug: 500.
+    focus::write(&snap.costs, only(&principal), &mut out).map_err(ApiError::internal)?;
     Ok(csv_download(out, &format!("tally-focus-{period}.csv")))
 }
 
@@ -249,7 +244,7 @@ pub async fn period_invoices(
 ) -> Result<Response, ApiError> {
     let period = required_period(q.period.as_deref())?;
     let store = state.ledger.store().as_ref();
-    let (_, book) = state.finance.book(store).await.map_err(billing_error)?;
+    let (_, book) = state.finance.book(store).await?;
     let csv = match q.format.as_deref() {
         None | Some("json") => false,
         Some("csv") => true,
@@ -260,14 +255,8 @@ pub async fn period_invoices(
         }
     };
     let rendered = match &principal {
-        Principal::Admin => billing::period_invoices(store, &book, period)
-            .await
-            .map_err(billing_error)?,
-        Principal::Account(a) => vec![
-            billing::invoice(store, &book, a, period)
-                .await
-                .map_err(billing_error)?,
-        ],
+        Principal::Admin => billing::period_invoices(store, &book, period).await?,
+        Principal::Account(a) => vec![billing::invoice(store, &book, a, period).await?],
     };
     if csv {
         return Ok(csv_download(
@@ -275,14 +264,11 @@ pub async fn period_invoices(
             &format!("tally-invoices-{period}.csv"),
         ));
     }
-    let docs: Vec<serde_json::Value> = rendered
+    // Our own rendering: a document that does not parse back is a bug (500).
+    let docs = rendered
         .iter()
-        .map(|r| serde_json::from_str(&r.json).unwrap_or(serde_json::Value::Null))
-        .collect();
+        .map(|r| serde_json::from_str(&r.json))
+        .collect::<Result<Vec<serde_json::Value>, _>>()
+        .map_err(ApiError::internal)?;
     Ok(Json(serde_json::json!({ "period": period.to_string(), "invoices": docs })).into_response())
-}
-
-fn check_account(account: &str) -> Result<(), ApiError> {
-    crate::record::validate_account(account)
-        .map_err(|m| ApiError::BadRequest(format!("account {account:?} {m}")))
 }

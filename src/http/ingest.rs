@@ -20,7 +20,7 @@ use crate::ingest::lines::LineReader;
 use crate::ingest::pipeline::OrderedCommitter;
 use crate::ingest::{ChunkBuilder, LineResult, Summary};
 use crate::record::Defaults;
-use crate::store::{StoreError, WriteBatch, WriteOutcome};
+use crate::store::{WriteBatch, WriteOutcome};
 use crate::time::parse_rfc3339;
 use crate::time::to_micros;
 
@@ -35,6 +35,7 @@ pub struct IngestQuery {
 
 impl IngestQuery {
     fn defaults(&self) -> Result<Defaults, ApiError> {
+        // Names the parameter: the parser's message alone would not.
         let recorded_at =
             match &self.recorded_at {
                 Some(t) => Some(parse_rfc3339(t).map_err(|m| {
@@ -86,11 +87,7 @@ async fn commit(
     batch: WriteBatch,
     summary: &mut Summary,
 ) -> Result<Vec<LineResult>, ApiError> {
-    let (batch, outcome) = state
-        .ledger
-        .submit(batch)
-        .await
-        .map_err(ApiError::Storage)?;
+    let (batch, outcome) = state.ledger.submit(batch).await?;
     let results = summary.absorb(&batch, &outcome);
     state.metrics.count(&results);
     Ok(results)
@@ -98,10 +95,18 @@ async fn commit(
 
 /// Defaults and the account restriction for the caller: an account key
 /// ingests for its own account only (and may not name another in the query).
+/// The account, when known, goes on the request's span.
 fn scope(
     principal: &Principal,
     query: &IngestQuery,
 ) -> Result<(Defaults, Option<String>), ApiError> {
+    super::note_target(
+        query.account.as_deref().or(match principal {
+            Principal::Admin => None,
+            Principal::Account(own) => Some(own.as_str()),
+        }),
+        None,
+    );
     let mut defaults = query.defaults()?;
     match principal {
         Principal::Admin => Ok((defaults, None)),
@@ -130,6 +135,7 @@ pub async fn post_usage(
             limit: limit as u64,
         });
     }
+    // This endpoint's own limit (not axum's default), hence no `From`.
     let bytes = axum::body::to_bytes(request.into_body(), limit)
         .await
         .map_err(|e| {
@@ -225,20 +231,18 @@ pub async fn post_batch(
         if builder.is_full() {
             let batch = builder.take();
             builder.set_now(now());
-            committer
-                .submit(batch, 0, &mut on_done)
-                .await
-                .map_err(storage)?;
+            committer.submit(batch, 0, &mut on_done).await?;
         }
     }
     if !builder.is_empty() {
-        committer
-            .submit(builder.take(), 0, &mut on_done)
-            .await
-            .map_err(storage)?;
+        committer.submit(builder.take(), 0, &mut on_done).await?;
     }
-    committer.finish(&mut on_done).await.map_err(storage)?;
+    committer.finish(&mut on_done).await?;
 
+    tracing::Span::current().record(
+        "lines",
+        summary.accepted + summary.duplicates + summary.conflicts + summary.rejected,
+    );
     let mut body = serde_json::to_vec(&summary).unwrap_or_else(|_| b"{}".to_vec());
     body.pop(); // the closing brace: the results (and any error) follow
     body.extend_from_slice(b",\"results\":");
@@ -256,10 +260,6 @@ pub async fn post_batch(
         StatusCode::OK
     };
     Ok((status, [(header::CONTENT_TYPE, "application/json")], body).into_response())
-}
-
-fn storage(e: StoreError) -> ApiError {
-    ApiError::Storage(e.to_string())
 }
 
 /// A JSON array written incrementally, keeping the lines the mode asks for.

@@ -3,13 +3,13 @@
 //! `POST /v1/accounts/{account}/invoices/{period}/finalize[?allow_unpriced=true]`.
 
 use axum::extract::{Extension, Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
-use super::{ApiError, ApiQuery, AppState};
+use super::{ApiError, ApiQuery, AppState, check_account};
 use crate::auth::Principal;
-use crate::billing::{self, BillingError, FinalizeError, Period};
+use crate::billing::{self, Period};
 
 #[derive(Debug, Deserialize)]
 pub struct InvoiceQuery {
@@ -23,13 +23,10 @@ pub struct FinalizeQuery {
 }
 
 fn parse_target(account: &str, period: &str) -> Result<Period, ApiError> {
-    crate::record::validate_account(account)
-        .map_err(|m| ApiError::BadRequest(format!("account {account:?} {m}")))?;
+    check_account(account)?;
+    super::note_target(None, Some(period));
+    // The period's parser says what is wrong with it: the client's to fix.
     Period::parse(period).map_err(ApiError::BadRequest)
-}
-
-fn billing_error(e: BillingError) -> ApiError {
-    ApiError::Storage(e.to_string())
 }
 
 fn wants_csv(query: &InvoiceQuery, headers: &HeaderMap) -> Result<bool, ApiError> {
@@ -72,12 +69,8 @@ pub async fn get_invoice(
     }
     let csv = wants_csv(&query, &headers)?;
     let store = state.ledger.store().as_ref();
-    let book = crate::pricing::current_book(store)
-        .await
-        .map_err(|e| billing_error(e.into()))?;
-    let r = billing::invoice(store, &book, &account, period)
-        .await
-        .map_err(billing_error)?;
+    let book = crate::pricing::current_book(store).await?;
+    let r = billing::invoice(store, &book, &account, period).await?;
     Ok(document(if csv { r.csv } else { r.json }, csv))
 }
 
@@ -96,17 +89,8 @@ pub async fn finalize(
     }
     let csv = wants_csv(&InvoiceQuery { format: None }, &headers)?;
     let store = state.ledger.store().as_ref();
-    let book = crate::pricing::current_book(store)
-        .await
-        .map_err(|e| billing_error(e.into()))?;
-    match billing::finalize(store, &book, &account, period, query.allow_unpriced).await {
-        Ok(f) => Ok(document(if csv { f.csv } else { f.json }, csv)),
-        Err(FinalizeError::Unpriced(models)) => Ok((
-            StatusCode::CONFLICT,
-            axum::Json(serde_json::json!({"error": {"type": "unpriced_usage", "message": format!(
-                "the invoice has unpriced usage ({models}): import prices for it, or finalize with ?allow_unpriced=true")}})),
-        )
-            .into_response()),
-        Err(FinalizeError::Billing(e)) => Err(billing_error(e)),
-    }
+    let book = crate::pricing::current_book(store).await?;
+    // Unpriced usage is a 409 `unpriced_usage` (see `From<FinalizeError>`).
+    let f = billing::finalize(store, &book, &account, period, query.allow_unpriced).await?;
+    Ok(document(if csv { f.csv } else { f.json }, csv))
 }

@@ -13,13 +13,15 @@ pub mod openapi;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tokio::net::TcpListener;
+use tower_http::trace::TraceLayer;
 
 pub use error::{ApiError, ApiQuery};
 
@@ -128,7 +130,62 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(health::metrics))
         .route("/openapi.json", get(openapi::serve))
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(request_span)
+                .on_request(())
+                .on_response(record_response)
+                // A 5xx is logged once, with its cause, where `ApiError`
+                // answers it; the layer's own line would only repeat it.
+                .on_failure(()),
+        )
         .with_state(state)
+}
+
+/// The span of one request: its method and matched route (the template,
+/// e.g. `/v1/accounts/{account}/budget`); the account and period once a
+/// handler knows them ([`note_target`]), the lines of a batch; then its
+/// status and latency. Every log line of the request (an error's cause
+/// too) carries them. Neither headers nor the query string are logged:
+/// bearer tokens and API keys must never reach a log.
+fn request_span(request: &Request) -> tracing::Span {
+    let path = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("(no route)", MatchedPath::as_str);
+    tracing::info_span!(
+        "request",
+        method = %request.method(),
+        path,
+        account = tracing::field::Empty,
+        period = tracing::field::Empty,
+        lines = tracing::field::Empty,
+        status = tracing::field::Empty,
+        latency_ms = tracing::field::Empty,
+    )
+}
+
+/// Records the answer on the request's span, with one DEBUG line per
+/// request (`TALLY_LOG=info,tally=debug` to see them).
+fn record_response(response: &Response, latency: Duration, span: &tracing::Span) {
+    span.record("status", response.status().as_u16());
+    span.record(
+        "latency_ms",
+        tracing::field::display(format_args!("{:.3}", latency.as_secs_f64() * 1000.0)),
+    );
+    tracing::debug!("answered");
+}
+
+/// Put the account and period a request is about on its span (quoted, as
+/// they come from the client).
+fn note_target(account: Option<&str>, period: Option<&str>) {
+    let span = tracing::Span::current();
+    if let Some(account) = account {
+        span.record("account", tracing::field::debug(account));
+    }
+    if let Some(period) = period {
+        span.record("period", tracing::field::debug(period));
+    }
 }
 
 /// Resolve who is calling and put it in the request's extensions.
@@ -156,12 +213,19 @@ async fn authenticate(State(state): State<AppState>, mut request: Request, next:
         {
             Ok(Some(account)) => Principal::Account(account),
             Ok(None) => return ApiError::Unauthorized.into_response(),
-            Err(e) => return ApiError::Storage(e.to_string()).into_response(),
+            Err(e) => return ApiError::from(e).into_response(),
         },
         (Some(_), None) => return ApiError::Unauthorized.into_response(),
     };
     request.extensions_mut().insert(principal);
     next.run(request).await
+}
+
+/// The `{account}` of a path (a 400 names it).
+fn check_account(account: &str) -> Result<(), ApiError> {
+    note_target(Some(account), None);
+    crate::record::validate_account(account)
+        .map_err(|m| ApiError::BadRequest(format!("account {account:?} {m}")))
 }
 
 /// The key from `Bearer KEY`, or from HTTP Basic auth's password (so a
@@ -220,25 +284,20 @@ fn spawn_warm_current_month(state: AppState) -> tokio::task::JoinHandle<()> {
     })
 }
 
-async fn check_alerts(state: &AppState, client: &reqwest::Client) -> Result<(), String> {
+async fn check_alerts(
+    state: &AppState,
+    client: &reqwest::Client,
+) -> Result<(), crate::billing::BillingError> {
     let store = state.ledger.store().as_ref();
-    if store.budgets().await.map_err(|e| e.to_string())?.is_empty() {
+    if store.budgets().await?.is_empty() {
         return Ok(());
     }
     let now = chrono::Utc::now();
     let period = crate::billing::Period::of_day(now.date_naive());
-    let snap = state
-        .finance
-        .costs(store, period)
-        .await
-        .map_err(|e| e.to_string())?;
-    crate::finance::budget::check(store, &snap.costs, now)
-        .await
-        .map_err(|e| e.to_string())?;
+    let snap = state.finance.costs(store, period).await?;
+    crate::finance::budget::check(store, &snap.costs, now).await?;
     if let Some(url) = &state.config.alert_webhook {
-        crate::finance::budget::deliver(store, client, url)
-            .await
-            .map_err(|e| e.to_string())?;
+        crate::finance::budget::deliver(store, client, url).await?;
     }
     Ok(())
 }

@@ -17,6 +17,9 @@ fn error_responses(codes: &[&str]) -> Value {
             "409" => "conflict",
             "413" => "body too large",
             "422" => "the record was rejected (see `problems`)",
+            "500" => {
+                "internal error (e.g. stored data tally cannot read): the cause is in the server's log"
+            }
             _ => "storage unavailable: nothing was recorded; retry",
         };
         map.insert(
@@ -55,7 +58,7 @@ pub fn document() -> Value {
     let period = path_param("period", "YYYY-MM");
     let q_period = query_param("period", "YYYY-MM", true);
     let q_period_opt = query_param("period", "YYYY-MM (default: the current month)", false);
-    let std_err = ["400", "401", "403", "503"];
+    let std_err = ["400", "401", "403", "500", "503"];
     json!({
         "openapi": "3.1.0",
         "info": {"title": "tally", "version": env!("CARGO_PKG_VERSION"),
@@ -66,7 +69,7 @@ pub fn document() -> Value {
         },
         "security": [{"bearer": []}, {"basic": []}],
         "paths": {
-            "/": {"get": op("Finance dashboard (HTML)", json!([q_period_opt]), content("text/html", "the dashboard"), &["400", "401", "503"])},
+            "/": {"get": op("Finance dashboard (HTML)", json!([q_period_opt]), content("text/html", "the dashboard"), &["400", "401", "500", "503"])},
             "/healthz": {"get": op("Liveness and database reachability", json!([]), content("application/json", "healthy"), &["503"])},
             "/metrics": {"get": op("Prometheus metrics", json!([]), content("text/plain", "metrics"), &[])},
             "/openapi.json": {"get": op("This document", json!([]), content("application/json", "OpenAPI 3.1"), &[])},
@@ -74,19 +77,19 @@ pub fn document() -> Value {
                 "summary": "Record one Messages API response (envelope, bare response, streamed events or batch result line)",
                 "parameters": [query_param("account", "account for a bare response", false), query_param("recorded_at", "RFC 3339 time for a record without one", false)],
                 "requestBody": {"required": true, "content": {"application/json": {}}},
-                "responses": op("", json!([]), json!({"201": {"description": "recorded"}, "200": {"description": "duplicate of a recorded response"}}), &["400", "401", "403", "409", "413", "422", "503"])["responses"].clone()
+                "responses": op("", json!([]), json!({"201": {"description": "recorded"}, "200": {"description": "duplicate of a recorded response"}}), &["400", "401", "403", "409", "413", "422", "500", "503"])["responses"].clone()
             }},
             "/v1/usage/batch": {"post": {
                 "summary": "Record many responses (NDJSON, streamed); per-line results",
                 "parameters": [query_param("account", "account for bare responses", false), query_param("recorded_at", "RFC 3339 time for records without one", false), query_param("results", "all | problems | none", false)],
                 "requestBody": {"required": true, "content": {"application/x-ndjson": {}}},
-                "responses": op("", json!([]), content("application/x-ndjson", "a summary and per-line results"), &["400", "401", "413", "503"])["responses"].clone()
+                "responses": op("", json!([]), content("application/x-ndjson", "a summary and per-line results"), &["400", "401", "413", "500", "503"])["responses"].clone()
             }},
-            "/v1/accounts/{account}/invoices/{period}": {"get": op("An account's invoice (JSON; CSV with Accept: text/csv or ?format=csv)", json!([account, period, query_param("format", "json | csv", false)]), json!({"200": {"description": "the invoice", "content": {"application/json": {}, "text/csv": {}}}}), &["400", "401", "404", "503"])},
-            "/v1/accounts/{account}/invoices/{period}/finalize": {"post": op("Finalize (freeze) an invoice (admin)", json!([account, period, query_param("allow_unpriced", "true to finalize despite unpriced usage", false)]), content("application/json", "the finalized invoice"), &["400", "401", "403", "409", "503"])},
+            "/v1/accounts/{account}/invoices/{period}": {"get": op("An account's invoice (JSON; CSV with Accept: text/csv or ?format=csv)", json!([account, period, query_param("format", "json | csv", false)]), json!({"200": {"description": "the invoice", "content": {"application/json": {}, "text/csv": {}}}}), &["400", "401", "404", "500", "503"])},
+            "/v1/accounts/{account}/invoices/{period}/finalize": {"post": op("Finalize (freeze) an invoice (admin)", json!([account, period, query_param("allow_unpriced", "true to finalize despite unpriced usage", false)]), content("application/json", "the finalized invoice"), &["400", "401", "403", "409", "500", "503"])},
             "/v1/invoices": {"get": op("Every invoice of a period the caller may see", json!([q_period, query_param("format", "json | csv", false)]), json!({"200": {"description": "invoices", "content": {"application/json": {}, "text/csv": {}}}}), &std_err)},
             "/v1/accounts/{account}/budget": {
-                "get": op("Budget, month-to-date spend, forecast and alerts", json!([account, q_period_opt]), content("application/json", "budget status"), &["400", "401", "404", "503"]),
+                "get": op("Budget, month-to-date spend, forecast and alerts", json!([account, q_period_opt]), content("application/json", "budget status"), &["400", "401", "404", "500", "503"]),
                 "put": {
                     "summary": "Set an account's monthly budget (admin)",
                     "parameters": [account],
@@ -104,7 +107,7 @@ pub fn document() -> Value {
                 "summary": "Project a workload's cost before deploying it (the workload document of SPEC 8 as JSON)",
                 "parameters": [query_param("at", "YYYY-MM-DD: price with the version in force then (default today)", false), query_param("compare_models", "comma-separated models: the same workloads on each, side by side", false)],
                 "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["workload"], "properties": {"days": {"type": "integer", "default": 30}, "workload": {"type": "array", "items": {"type": "object", "required": ["name", "model", "requests_per_day"]}}}}}}},
-                "responses": op("", json!([]), content("application/json", "the estimate (or the comparison)"), &["400", "401", "503"])["responses"].clone()
+                "responses": op("", json!([]), content("application/json", "the estimate (or the comparison)"), &["400", "401", "500", "503"])["responses"].clone()
             }}
         }
     })

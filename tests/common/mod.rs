@@ -131,7 +131,11 @@ impl TestServer {
     }
 
     pub async fn start(db: &TestDb, config: ServeConfig) -> TestServer {
-        let store = db.store().await;
+        TestServer::serve(db.store().await, config).await
+    }
+
+    /// Like `start`, on a store the test opened itself.
+    pub async fn serve(store: Arc<dyn Store>, config: ServeConfig) -> TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let state = AppState::new(Ledger::start(store.clone()), config);
