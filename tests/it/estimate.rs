@@ -5,11 +5,7 @@
 //! month's invoice; repricing recorded usage on another model; comparisons;
 //! every kind of bad input named by its field. Both backends.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
-
-use common::{Backend, TestDb, TestServer, create_key, fixture, tally};
+use crate::support::{Backend, TestDb, TestServer, create_key, fixture, tally};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tally::http::ServeConfig;

@@ -8,14 +8,10 @@
 //! - re-pricing never changes a finalized invoice;
 //! - the usage roll-up gives the same invoices as the records themselves.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
-
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use common::{Backend, TestDb};
+use crate::support::{Backend, TestDb};
 use proptest::prelude::*;
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
@@ -203,7 +199,7 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+    #![proptest_config(crate::support::proptest_config(24))]
 
     #[test]
     fn invoices_do_not_depend_on_order_split_or_duplicates(

@@ -1,14 +1,10 @@
 //! Two `tally serve` processes on one database receive the same records at
 //! the same time: every record is stored and acknowledged as new exactly once.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
-use common::{Backend, TestDb};
+use crate::support::{Backend, TestDb};
 use serde_json::Value;
 
 struct ServerProcess {

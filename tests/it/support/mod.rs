@@ -5,7 +5,7 @@
 //! `TALLY_TEST_POSTGRES` (default `postgres://postgres@127.0.0.1:5432`) must
 //! answer, or the PostgreSQL half of the suite fails loudly.
 
-#![allow(dead_code, clippy::unwrap_used)]
+#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -200,14 +200,13 @@ pub fn fixture(rel: &str) -> String {
 
 /// Generate every test of a suite twice: once on SQLite, once on PostgreSQL.
 /// Each listed function must be `async fn name(backend: Backend)`.
-#[macro_export]
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    super::$name($crate::common::Backend::Sqlite).await
+                    super::$name($crate::support::Backend::Sqlite).await
                 }
             )*
         }
@@ -215,9 +214,23 @@ macro_rules! on_both_backends {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    super::$name($crate::common::Backend::Postgres).await
+                    super::$name($crate::support::Backend::Postgres).await
                 }
             )*
         }
     };
+}
+
+/// Proptest's settings for this binary: `cases` cases, and failures kept in
+/// `<module>.proptest-regressions` beside the module's file. (Proptest's
+/// default looks for the nearest `main.rs` and would write them to
+/// `tests/proptest-regressions/<module>.txt` instead.)
+pub fn proptest_config(cases: u32) -> proptest::test_runner::Config {
+    proptest::test_runner::Config {
+        cases,
+        failure_persistence: Some(Box::new(
+            proptest::test_runner::FileFailurePersistence::WithSource("proptest-regressions"),
+        )),
+        ..proptest::test_runner::Config::default()
+    }
 }

@@ -1,13 +1,9 @@
 //! The storage contract: every rule of identity, idempotency and quarantine,
 //! run unchanged on SQLite and on PostgreSQL.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
-
 use std::sync::Arc;
 
-use common::{Backend, TestDb, fixture};
+use crate::support::{Backend, TestDb, fixture};
 use tally::ingest::ChunkBuilder;
 use tally::record::{Defaults, to_micros};
 use tally::store::{RecordOutcome, Store, WriteBatch};
@@ -407,11 +403,14 @@ on_both_backends!(
 #[test]
 fn migration_folders_have_the_same_versions() {
     let list = |dir: &str| {
-        let mut v: Vec<String> =
-            std::fs::read_dir(common::fixture_path("..").join("migrations").join(dir))
-                .unwrap()
-                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-                .collect();
+        let mut v: Vec<String> = std::fs::read_dir(
+            crate::support::fixture_path("..")
+                .join("migrations")
+                .join(dir),
+        )
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
         v.sort();
         v
     };

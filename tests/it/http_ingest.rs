@@ -1,10 +1,6 @@
 //! The HTTP ingest API on a real server on a loopback port, on both backends.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
-
-use common::{Backend, TestDb, TestServer, fixture};
+use crate::support::{Backend, TestDb, TestServer, fixture};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tally::http::ServeConfig;

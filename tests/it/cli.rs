@@ -1,14 +1,10 @@
 //! The `tally` binary as a user runs it: ingest, summaries, exit codes, the
 //! rejected store, migrations; on both backends.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
-
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
-use common::{Backend, TestDb, fixture_path};
+use crate::support::{Backend, TestDb, fixture_path};
 use serde_json::Value;
 
 fn tally(db: &TestDb, args: &[&str]) -> Output {

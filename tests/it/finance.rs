@@ -4,14 +4,10 @@
 //! the new endpoints' access rules; `/openapi.json` lists every route.
 //! Both backends.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
-
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use common::{Backend, TestDb, TestServer, create_key, fixture, tally};
+use crate::support::{Backend, TestDb, TestServer, create_key, fixture, tally};
 use reqwest::StatusCode;
 use rust_decimal::Decimal;
 use serde_json::Value;
@@ -924,7 +920,7 @@ on_both_backends!(
 /// Every route the router registers is described in `/openapi.json`.
 #[test]
 fn openapi_describes_every_route() {
-    let source = include_str!("../src/http/mod.rs");
+    let source = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/src/http/mod.rs"));
     let doc = tally::http::openapi::document();
     let paths = doc["paths"].as_object().unwrap();
     let mut routes = Vec::new();

@@ -4,14 +4,10 @@
 //! the total it shows equals the sum of the invoices' totals. A screenshot
 //! is saved to `target/dashboard-<backend>.png`. Both backends.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
-
 use std::path::PathBuf;
 use std::process::Command;
 
-use common::{Backend, TestDb, TestServer};
+use crate::support::{Backend, TestDb, TestServer};
 use rust_decimal::Decimal;
 use serde_json::Value;
 use tally::http::ServeConfig;

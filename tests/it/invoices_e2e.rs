@@ -2,14 +2,10 @@
 //! the HTTP endpoints on a loopback server, the all-accounts CSV and the
 //! price-book commands; on both backends.
 //!
-//! `TALLY_UPDATE_GOLDEN=1 cargo test --test invoices_e2e` rewrites the golden
-//! files (review the diff before committing).
+//! `TALLY_UPDATE_GOLDEN=1 cargo test --test it invoices_e2e::` rewrites the
+//! golden files (review the diff before committing).
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
-
-use common::{Backend, TestDb, TestServer, fixture_path, tally};
+use crate::support::{Backend, TestDb, TestServer, fixture_path, tally};
 use reqwest::StatusCode;
 use serde_json::Value;
 use tally::http::ServeConfig;

@@ -1,13 +1,9 @@
 //! Access control (SPEC 9): the admin token, account keys, and no key, on
 //! every endpoint; `tally keys create|list|revoke`. Both backends.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
-
 use std::process::Command;
 
-use common::{Backend, TestDb, TestServer, create_key, fixture};
+use crate::support::{Backend, TestDb, TestServer, create_key, fixture};
 use reqwest::StatusCode;
 use serde_json::Value;
 use tally::http::ServeConfig;
