@@ -212,8 +212,7 @@ proptest! {
             let book = small_allowance_book();
             let lines: Vec<String> = specs.iter().enumerate().map(|(i, s)| to_line(i, s).to_string()).collect();
 
-            let a = TestDb::new(Backend::Sqlite).await;
-            let store_a = a.store().await;
+            let (_a, store_a) = TestDb::with_store(Backend::Sqlite).await;
             write_in_chunks(&store_a, &lines, &[lines.len()]).await;
             let expected = rendered_invoices(&store_a, &book).await;
 
@@ -226,8 +225,7 @@ proptest! {
                     with_dups.push(l.clone());
                 }
             }
-            let b = TestDb::new(Backend::Sqlite).await;
-            let store_b = b.store().await;
+            let (_b, store_b) = TestDb::with_store(Backend::Sqlite).await;
             write_in_chunks(&store_b, &with_dups, &sizes).await;
             let actual = rendered_invoices(&store_b, &book).await;
             prop_assert_eq!(actual, expected);
@@ -239,8 +237,7 @@ proptest! {
     fn totals_allowance_and_minimum_invariants(specs in proptest::collection::vec(spec(), 1..40)) {
         runtime().block_on(async {
             let book = small_allowance_book();
-            let db = TestDb::new(Backend::Sqlite).await;
-            let store = db.store().await;
+            let (_db, store) = TestDb::with_store(Backend::Sqlite).await;
             let lines: Vec<String> = specs.iter().enumerate().map(|(i, s)| to_line(i, s).to_string()).collect();
             write_in_chunks(&store, &lines, &[7]).await;
             let period = Period::parse("2025-11").unwrap();
@@ -313,8 +310,7 @@ proptest! {
                 .filter_map(|s| s.container.map(|(n, _)| (s.account, n)))
                 .collect();
             for lines in [in_order, late, shuffled] {
-                let db = TestDb::new(Backend::Sqlite).await;
-                let store = db.store().await;
+                let (db, store) = TestDb::with_store(Backend::Sqlite).await;
                 write_in_chunks(&store, &lines, &sizes).await;
                 let records = billing::container_bill(store.as_ref(), &book, period, i64::MAX, false).await.unwrap();
                 let rolled = billing::container_bill(store.as_ref(), &book, period, i64::MAX, true).await.unwrap();
@@ -334,8 +330,7 @@ proptest! {
     fn repricing_never_changes_a_finalized_invoice(specs in proptest::collection::vec(spec(), 1..20), factor in 2u32..9) {
         runtime().block_on(async {
             let book = PriceBook::shipped();
-            let db = TestDb::new(Backend::Sqlite).await;
-            let store = db.store().await;
+            let (_db, store) = TestDb::with_store(Backend::Sqlite).await;
             let lines: Vec<String> = specs.iter().enumerate().map(|(i, s)| to_line(i, s).to_string()).collect();
             write_in_chunks(&store, &lines, &[5]).await;
             let period = Period::parse("2025-11").unwrap();
