@@ -562,20 +562,17 @@ async fn reconcile_reports_differences(backend: Backend) {
         "starting_at=2026-03-01T00:00:00Z&ending_at=2026-04-01T00:00:00Z&group_by[]=description",
     )
     .await;
+    // `tally reconcile` of an export for the period, with `extra` options.
+    let reconcile = |export: &std::path::Path, extra: &[&str]| {
+        let export = export.to_str().unwrap();
+        let args = ["reconcile", "--cost-report", export, "--period", PERIOD];
+        tally(db, &[&args[..], extra].concat())
+    };
     let dir = tempfile::tempdir().unwrap();
     let same = dir.path().join("same.json");
     let text: Vec<String> = pages.iter().map(Value::to_string).collect();
     std::fs::write(&same, text.join("\n")).unwrap();
-    let (code, out, err) = tally(
-        db,
-        &[
-            "reconcile",
-            "--cost-report",
-            same.to_str().unwrap(),
-            "--period",
-            PERIOD,
-        ],
-    );
+    let (code, out, err) = reconcile(&same, &[]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("0 of"), "{out}");
 
@@ -590,17 +587,7 @@ async fn reconcile_reports_differences(backend: Backend) {
         {"amount": "500", "currency": "USD", "cost_type": "code_execution", "description": "Code Execution Usage"}));
     let diff = dir.path().join("diff.json");
     std::fs::write(&diff, Value::Array(changed).to_string()).unwrap();
-    let (code, out, _) = tally(
-        db,
-        &[
-            "reconcile",
-            "--cost-report",
-            diff.to_str().unwrap(),
-            "--period",
-            PERIOD,
-            "--json",
-        ],
-    );
+    let (code, out, _) = reconcile(&diff, &["--json"]);
     assert_eq!(code, 1, "{out}");
     let report: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(report["mismatches"], 1);
@@ -614,18 +601,7 @@ async fn reconcile_reports_differences(backend: Backend) {
     assert_eq!(bad[0]["cost_type"], "code_execution");
     assert_eq!(dec(&bad[0]["difference_usd"]), Decimal::from(-5));
     // A wide enough tolerance accepts it.
-    let (code, _, _) = tally(
-        db,
-        &[
-            "reconcile",
-            "--cost-report",
-            diff.to_str().unwrap(),
-            "--period",
-            PERIOD,
-            "--tolerance",
-            "5",
-        ],
-    );
+    let (code, _, _) = reconcile(&diff, &["--tolerance", "5"]);
     assert_eq!(code, 0);
 
     // A malformed export names the page and field.
@@ -635,16 +611,7 @@ async fn reconcile_reports_differences(backend: Backend) {
         r#"{"data":[{"starting_at":"2026-03-01T00:00:00Z","results":[{"amount":12}]}]}"#,
     )
     .unwrap();
-    let (code, _, err) = tally(
-        db,
-        &[
-            "reconcile",
-            "--cost-report",
-            broken.to_str().unwrap(),
-            "--period",
-            PERIOD,
-        ],
-    );
+    let (code, _, err) = reconcile(&broken, &[]);
     assert_eq!(code, 1);
     assert!(err.contains("page 1") && err.contains("amount"), "{err}");
 }
