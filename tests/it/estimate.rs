@@ -5,27 +5,16 @@
 //! month's invoice; repricing recorded usage on another model; comparisons;
 //! every kind of bad input named by its field. Both backends.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
-
-use common::{Backend, TestDb, TestServer, create_key, fixture, tally};
+use crate::support::{Api, Backend, TestApp, TestDb, fixture, tally, tally_bin, write_file};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use tally::http::ServeConfig;
 
 const ADMIN: &str = "estimate-admin";
-
-fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> String {
-    let path = dir.path().join(name);
-    std::fs::write(&path, text).unwrap();
-    path.to_str().unwrap().to_owned()
-}
 
 /// `tally estimate` on a workload text; the JSON it prints.
 fn estimate(db: &TestDb, workload: &str, extra: &[&str]) -> Value {
     let dir = tempfile::tempdir().unwrap();
-    let file = write(&dir, "workload.toml", workload);
+    let file = write_file(&dir, "workload.toml", workload);
     let mut args = vec!["estimate", "--workload", file.as_str()];
     args.extend_from_slice(extra);
     let (code, out, err) = tally(db, &args);
@@ -61,11 +50,13 @@ container_minutes = 10
 
 /// The estimate of a TOML workload through both interfaces: `tally
 /// estimate` and `POST /v1/estimate` (the same document as JSON) must agree.
-async fn both(db: &TestDb, server: &TestServer, workload: &str, at: &str) -> Value {
-    let cli = estimate(db, workload, &["--at", at]);
+async fn both(app: &TestApp, workload: &str, at: &str) -> Value {
+    let cli = estimate(&app.db, workload, &["--at", at]);
     let document: toml::Value = toml::from_str(workload).unwrap();
-    let r = reqwest::Client::new()
-        .post(server.url(&format!("/v1/estimate?at={at}")))
+    let r = app
+        .admin()
+        .fresh()
+        .post(&format!("/v1/estimate?at={at}"))
         .body(serde_json::to_string(&document).unwrap())
         .send()
         .await
@@ -77,12 +68,11 @@ async fn both(db: &TestDb, server: &TestServer, workload: &str, at: &str) -> Val
 }
 
 async fn hand_worked_examples(backend: Backend) {
-    let db = TestDb::new(backend).await;
-    db.store().await;
     // No admin token: loopback only, requests act as the admin.
-    let server = TestServer::start(&db, ServeConfig::default()).await;
+    let app = TestApp::on(backend).serve().await;
+    let db = &app.db;
 
-    let e = both(&db, &server, CODE_HEAVY, "2025-06-15").await;
+    let e = both(&app, CODE_HEAVY, "2025-06-15").await;
     assert_eq!(e["days"], 2);
     assert_eq!(e["at"], "2025-06-15");
     let w = &e["workloads"][0];
@@ -109,7 +99,7 @@ files_preloaded_share = 0.2
 code_execution_share = 0.1
 container_minutes = 1
 "#;
-    let e = both(&db, &server, files, "2026-06-15").await;
+    let e = both(&app, files, "2026-06-15").await;
     let w = &e["workloads"][0];
     assert_eq!(w["container_hours"], "2.5");
     assert_eq!(subtotals(w), ["0.00", "0.00", "0.13"]);
@@ -130,7 +120,7 @@ output_tokens = 1000
 batch_share = 0.25
 web_searches = 0.5
 "#;
-    let e = both(&db, &server, batch, "2026-06-15").await;
+    let e = both(&app, batch, "2026-06-15").await;
     // 500 searches at $10 per 1,000.
     assert_eq!(subtotals(&e), ["5.26", "5.00", "0.00"]);
     assert_eq!(e["total"], "10.26");
@@ -147,18 +137,18 @@ requests_per_day = 10
 input_tokens = 250000
 output_tokens = 1000
 "#;
-    let e = both(&db, &server, long, "2026-06-15").await;
+    let e = both(&app, long, "2026-06-15").await;
     assert_eq!(subtotals(&e), ["15.23", "0.00", "0.00"]);
     // Below the threshold: 1.5M × $3 = $4.50 + 10k × $15 = $0.15.
     let short = long.replace("250000", "150000");
-    let e = both(&db, &server, &short, "2026-06-15").await;
+    let e = both(&app, &short, "2026-06-15").await;
     assert_eq!(subtotals(&e), ["4.65", "0.00", "0.00"]);
 
     // The text view: the table, the allowance and the monthly figure.
     let dir = tempfile::tempdir().unwrap();
-    let file = write(&dir, "w.toml", CODE_HEAVY);
+    let file = write_file(&dir, "w.toml", CODE_HEAVY);
     let (code, out, err) = tally(
-        &db,
+        db,
         &[
             "estimate",
             "--workload",
@@ -227,7 +217,7 @@ fn record_month(db: &TestDb, month: &str, days: u32) {
         lines.push(mirror_line(&format!("msg_{month}_{d}_b"), &at, None));
     }
     let dir = tempfile::tempdir().unwrap();
-    let file = write(&dir, "month.ndjson", &lines.join("\n"));
+    let file = write_file(&dir, "month.ndjson", &lines.join("\n"));
     let (code, out, err) = tally(db, &["ingest", &file]);
     assert_eq!(code, 0, "{out}{err}");
 }
@@ -352,8 +342,7 @@ async fn recorded_usage_repriced(backend: Backend) {
 
 /// The same workloads side by side on several models.
 async fn models_compared(backend: Backend) {
-    let db = TestDb::new(backend).await;
-    db.store().await;
+    let db = TestDb::migrated(backend).await;
     let models = "claude-sonnet-4-20250514,claude-haiku-4-5-20251001";
     let e = estimate(
         &db,
@@ -373,7 +362,7 @@ async fn models_compared(backend: Backend) {
     );
     assert_eq!(e["cheapest"], "claude-haiku-4-5-20251001");
     let dir = tempfile::tempdir().unwrap();
-    let file = write(&dir, "w.toml", CODE_HEAVY);
+    let file = write_file(&dir, "w.toml", CODE_HEAVY);
     let (code, out, _) = tally(
         &db,
         &[
@@ -408,8 +397,7 @@ async fn models_compared(backend: Backend) {
 
 /// Each mistake gets an error naming its field; nothing panics.
 async fn bad_workloads_are_named(backend: Backend) {
-    let db = TestDb::new(backend).await;
-    db.store().await;
+    let db = TestDb::migrated(backend).await;
     let cases: [(&str, &str, &str); 6] = [
         (
             "model = \"claude-sonnet-4-20250514\"",
@@ -438,7 +426,7 @@ async fn bad_workloads_are_named(backend: Backend) {
     for (from, to, field) in cases {
         let text = CODE_HEAVY.replace(from, to);
         assert_ne!(text, CODE_HEAVY, "{from}");
-        let file = write(&dir, "bad.toml", &text);
+        let file = write_file(&dir, "bad.toml", &text);
         let (code, out, err) = tally(&db, &["estimate", "--workload", &file]);
         assert_eq!(code, 1, "{to}: {out}{err}");
         assert!(err.contains(field), "{to}: {err}");
@@ -447,7 +435,7 @@ async fn bad_workloads_are_named(backend: Backend) {
     let (code, _, err) = tally(&db, &["estimate", "--workload", "/nonexistent/w.toml"]);
     assert_ne!(code, 0);
     assert!(err.contains("/nonexistent/w.toml"), "{err}");
-    let file = write(&dir, "w.toml", CODE_HEAVY);
+    let file = write_file(&dir, "w.toml", CODE_HEAVY);
     let (code, _, err) = tally(&db, &["estimate", "--workload", &file, "--at", "June"]);
     assert_ne!(code, 0);
     assert!(err.contains("--at"), "{err}");
@@ -456,59 +444,46 @@ async fn bad_workloads_are_named(backend: Backend) {
 /// `POST /v1/estimate` answers what the CLI prints; errors are 400s naming
 /// the field; any key may ask, no key may not.
 async fn estimate_over_http(backend: Backend) {
-    let db = TestDb::new(backend).await;
-    db.store().await;
-    let key = create_key(&db, "acme");
-    let server = TestServer::start(
-        &db,
-        ServeConfig {
-            admin_token: Some(ADMIN.into()),
-            ..ServeConfig::default()
-        },
-    )
-    .await;
-    let client = reqwest::Client::new();
+    let app = TestApp::on(backend)
+        .admin_token(ADMIN)
+        .account_key("acme")
+        .serve()
+        .await;
     let document = json!({"days": 2, "workload": [{"name": "analyst", "model": "claude-sonnet-4-20250514",
         "requests_per_day": 1000, "input_tokens": 1000, "output_tokens": 100,
         "code_execution_share": 0.5, "container_minutes": 10}]});
-    let post = |query: &str, body: String, bearer: Option<&str>| {
-        let mut r = client
-            .post(server.url(&format!("/v1/estimate{query}")))
-            .body(body);
-        if let Some(b) = bearer {
-            r = r.bearer_auth(b);
-        }
-        r.send()
+    let post = |query: &str, body: String, api: Api| {
+        api.post(&format!("/v1/estimate{query}")).body(body).send()
     };
-    let expected = estimate(&db, CODE_HEAVY, &["--at", "2025-06-15"]);
-    for bearer in [ADMIN, key.as_str()] {
-        let r = post("?at=2025-06-15", document.to_string(), Some(bearer))
+    let expected = estimate(&app.db, CODE_HEAVY, &["--at", "2025-06-15"]);
+    for api in [app.admin(), app.account()] {
+        let r = post("?at=2025-06-15", document.to_string(), api)
             .await
             .unwrap();
         assert_eq!(r.status(), StatusCode::OK);
         let got: Value = r.json().await.unwrap();
         assert_eq!(got, expected);
     }
-    let r = post("?at=2025-06-15", document.to_string(), None)
+    let r = post("?at=2025-06-15", document.to_string(), app.anonymous())
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
 
     let mut bad = document.clone();
     bad["workload"][0]["batch_share"] = json!(2);
-    let r = post("", bad.to_string(), Some(ADMIN)).await.unwrap();
+    let r = post("", bad.to_string(), app.admin()).await.unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     let body: Value = r.json().await.unwrap();
     let message = body["error"]["message"].as_str().unwrap();
     assert!(message.contains("workload[0].batch_share"), "{message}");
     let mut typo = document.clone();
     typo["workload"][0]["web_serches"] = json!(1);
-    let r = post("", typo.to_string(), Some(ADMIN)).await.unwrap();
+    let r = post("", typo.to_string(), app.admin()).await.unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     assert!(r.text().await.unwrap().contains("web_serches"));
     // Every refusal is the API's JSON error: an unknown query parameter and
     // a body past the limit too.
-    let r = post("?colour=red", document.to_string(), Some(ADMIN))
+    let r = post("?colour=red", document.to_string(), app.admin())
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
@@ -521,15 +496,16 @@ async fn estimate_over_http(backend: Backend) {
             .contains("colour"),
         "{body}"
     );
-    let r = post("", " ".repeat(3 << 20), Some(ADMIN)).await.unwrap();
+    let r = post("", " ".repeat(3 << 20), app.admin()).await.unwrap();
     assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error"]["type"], "payload_too_large");
     // The server closes a connection whose body it refused unread: a fresh
     // client, so the next request does not race that close.
-    let r = reqwest::Client::new()
-        .post(server.url("/v1/accounts/acme/invoices/2026-01/finalize?allow_unpriced=maybe"))
-        .bearer_auth(ADMIN)
+    let r = app
+        .admin()
+        .fresh()
+        .post("/v1/accounts/acme/invoices/2026-01/finalize?allow_unpriced=maybe")
         .send()
         .await
         .unwrap();
@@ -548,13 +524,13 @@ async fn estimate_over_http(backend: Backend) {
         ("", "{\"workload\": [".to_owned()),
         ("?compare_models=claude-nope", document.to_string()),
     ] {
-        let r = post(query, body.clone(), Some(ADMIN)).await.unwrap();
+        let r = post(query, body.clone(), app.admin()).await.unwrap();
         assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{query} {body}");
     }
     let r = post(
         "?at=2026-06-15&compare_models=claude-sonnet-4-20250514,claude-haiku-4-5-20251001",
         document.to_string(),
-        Some(ADMIN),
+        app.admin(),
     )
     .await
     .unwrap();
@@ -568,9 +544,9 @@ async fn estimate_over_http(backend: Backend) {
 /// imported price book, that book prices the estimate.
 async fn estimates_use_the_book_in_force(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let workload = write(&dir, "w.toml", CODE_HEAVY);
+    let workload = write_file(&dir, "w.toml", CODE_HEAVY);
     let missing = dir.path().join("no-ledger.db");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tally"))
+    let out = tally_bin()
         .args(["--database", &format!("sqlite://{}", missing.display())])
         .args(["estimate", "--workload", &workload, "--at", "2025-06-15"])
         .env_remove("DATABASE_URL")
@@ -586,15 +562,14 @@ async fn estimates_use_the_book_in_force(backend: Backend) {
     assert!(!missing.exists(), "no ledger file created");
 
     // Sonnet 4 input at $6 instead of $3 in an imported book: tokens $15.00.
-    let db = TestDb::new(backend).await;
-    db.store().await;
+    let db = TestDb::migrated(backend).await;
     let mut parts = tally::pricing::SHIPPED.split("id = \"claude-sonnet-4-20250514\"");
     let mut book = parts.next().unwrap().to_owned();
     for part in parts {
         book.push_str("id = \"claude-sonnet-4-20250514\"");
         book.push_str(&part.replacen("input = \"3\"", "input = \"6\"", 1));
     }
-    let book_file = write(&dir, "prices.toml", &book);
+    let book_file = write_file(&dir, "prices.toml", &book);
     let (code, _, err) = tally(&db, &["prices", "import", &book_file]);
     assert_eq!(code, 0, "{err}");
     let e = estimate(&db, CODE_HEAVY, &["--at", "2025-06-15"]);

@@ -4,18 +4,13 @@
 //! the new endpoints' access rules; `/openapi.json` lists every route.
 //! Both backends.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
-
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use common::{Backend, TestDb, TestServer, create_key, fixture, tally};
+use crate::support::{Api, Backend, TestApp, TestAppBuilder, TestDb, fixture, tally};
 use reqwest::StatusCode;
 use rust_decimal::Decimal;
 use serde_json::Value;
-use tally::http::ServeConfig;
 
 const ADMIN: &str = "finance-admin";
 const PERIOD: &str = "2026-03";
@@ -48,19 +43,10 @@ fn dec(v: &Value) -> Decimal {
 }
 
 /// Invoice totals per account of the period, from the invoices endpoint.
-async fn invoice_totals(
-    server: &TestServer,
-    client: &reqwest::Client,
-) -> BTreeMap<String, Decimal> {
-    let all: Value = client
-        .get(server.url(&format!("/v1/invoices?period={PERIOD}")))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+async fn invoice_totals(admin: &Api) -> BTreeMap<String, Decimal> {
+    let all = admin
+        .get_json(&format!("/v1/invoices?period={PERIOD}"))
+        .await;
     all["invoices"]
         .as_array()
         .unwrap()
@@ -69,32 +55,27 @@ async fn invoice_totals(
         .collect()
 }
 
+/// A server with the admin token `ADMIN`.
+///
 /// These tests read figures right after writing records, so the server may
 /// not serve a snapshot older than the ledger (the default allows 10 s: the
 /// warm-up taken at start-up would otherwise still be fresh enough).
-fn admin_config() -> ServeConfig {
-    ServeConfig {
-        admin_token: Some(ADMIN.into()),
-        finance_max_age: std::time::Duration::ZERO,
-        ..ServeConfig::default()
-    }
+fn finance_app<'a>(backend: Backend) -> TestAppBuilder<'a> {
+    TestApp::on(backend)
+        .admin_token(ADMIN)
+        .configure(|c| c.finance_max_age = std::time::Duration::ZERO)
 }
 
 /// Every page of a cost report, following `next_page`.
-async fn cost_report_pages(
-    server: &TestServer,
-    client: &reqwest::Client,
-    query: &str,
-    key: &str,
-) -> Vec<Value> {
+async fn cost_report_pages(api: &Api, query: &str) -> Vec<Value> {
     let mut pages = Vec::new();
     let mut page: Option<String> = None;
     loop {
-        let mut url = server.url(&format!("/v1/cost_report?{query}"));
+        let mut path = format!("/v1/cost_report?{query}");
         if let Some(p) = &page {
-            url.push_str(&format!("&page={p}"));
+            path.push_str(&format!("&page={p}"));
         }
-        let r = client.get(url).bearer_auth(key).send().await.unwrap();
+        let r = api.get(&path).send().await.unwrap();
         assert_eq!(r.status(), StatusCode::OK);
         let body: Value = r.json().await.unwrap();
         page = body["next_page"].as_str().map(str::to_owned);
@@ -123,22 +104,17 @@ fn sum_by_account(pages: &[Value]) -> BTreeMap<String, Decimal> {
 }
 
 async fn cost_report_sums_equal_invoices(backend: Backend) {
-    let db = TestDb::new(backend).await;
-    seed_month(&db, 1500);
-    let server = TestServer::start(&db, admin_config()).await;
-    let client = reqwest::Client::new();
-    let invoices = invoice_totals(&server, &client).await;
+    let app = finance_app(backend)
+        .given(|db| seed_month(db, 1500))
+        .serve()
+        .await;
+    let admin = app.admin();
+    let invoices = invoice_totals(&admin).await;
     assert_eq!(invoices.len(), 12);
     let range = "starting_at=2026-03-01T00:00:00Z&ending_at=2026-04-01T00:00:00Z&bucket_width=1d";
 
     // By account, 7 daily buckets a page: 31 buckets over 5 pages.
-    let pages = cost_report_pages(
-        &server,
-        &client,
-        &format!("{range}&group_by[]=account"),
-        ADMIN,
-    )
-    .await;
+    let pages = cost_report_pages(&admin, &format!("{range}&group_by[]=account")).await;
     assert_eq!(pages.len(), 5);
     let buckets: Vec<&Value> = pages
         .iter()
@@ -155,10 +131,8 @@ async fn cost_report_sums_equal_invoices(backend: Backend) {
 
     // By description and account: every token type and cost type, same sums.
     let pages = cost_report_pages(
-        &server,
-        &client,
+        &admin,
         &format!("{range}&limit=31&group_by[]=description&group_by[]=account"),
-        ADMIN,
     )
     .await;
     assert_eq!(pages.len(), 1);
@@ -198,7 +172,7 @@ async fn cost_report_sums_equal_invoices(backend: Backend) {
     }
 
     // Without grouping: one org-wide figure per cost type, same total.
-    let pages = cost_report_pages(&server, &client, &format!("{range}&limit=31"), ADMIN).await;
+    let pages = cost_report_pages(&admin, &format!("{range}&limit=31")).await;
     let org: Decimal = sum_by_account(&pages).values().copied().sum();
     assert_eq!(org, invoices.values().copied().sum::<Decimal>());
 
@@ -216,9 +190,8 @@ async fn cost_report_sums_equal_invoices(backend: Backend) {
         ("starting_at=2026-03-01T00:00:00Z&limit=0", "limit"),
         ("ending_at=2026-03-01T00:00:00Z", "starting_at"),
     ] {
-        let r = client
-            .get(server.url(&format!("/v1/cost_report?{q}")))
-            .bearer_auth(ADMIN)
+        let r = admin
+            .get(&format!("/v1/cost_report?{q}"))
             .send()
             .await
             .unwrap();
@@ -228,22 +201,25 @@ async fn cost_report_sums_equal_invoices(backend: Backend) {
 }
 
 async fn focus_export_sums_equal_invoices(backend: Backend) {
-    let db = TestDb::new(backend).await;
-    seed_month(&db, 1200);
-    // An account name a spreadsheet would read as a formula.
-    ingest_lines(
-        &db,
-        &[priced_record(
-            "-evil",
-            "msg_formula",
-            "2026-03-09T10:00:00Z",
-        )],
-    );
-    let server = TestServer::start(&db, admin_config()).await;
-    let client = reqwest::Client::new();
-    let invoices = invoice_totals(&server, &client).await;
+    let app = finance_app(backend)
+        .given(|db| {
+            seed_month(db, 1200);
+            // An account name a spreadsheet would read as a formula.
+            ingest_lines(
+                db,
+                &[priced_record(
+                    "-evil",
+                    "msg_formula",
+                    "2026-03-09T10:00:00Z",
+                )],
+            );
+        })
+        .serve()
+        .await;
+    let admin = app.admin();
+    let invoices = invoice_totals(&admin).await;
 
-    let (code, out, err) = tally(&db, &["export", "--format", "focus", "--period", PERIOD]);
+    let (code, out, err) = app.tally(&["export", "--format", "focus", "--period", PERIOD]);
     assert_eq!(code, 0, "{err}");
     let mut reader = csv::Reader::from_reader(out.as_bytes());
     let header: Vec<String> = reader
@@ -309,9 +285,8 @@ async fn focus_export_sums_equal_invoices(backend: Backend) {
     assert_eq!(sums, invoices, "BilledCost per account = invoice totals");
 
     // The dashboard's download link serves the same rows.
-    let r = client
-        .get(server.url(&format!("/v1/exports/focus?period={PERIOD}")))
-        .bearer_auth(ADMIN)
+    let r = admin
+        .get(&format!("/v1/exports/focus?period={PERIOD}"))
         .send()
         .await
         .unwrap();
@@ -373,14 +348,12 @@ fn ingest_lines(db: &TestDb, lines: &[Value]) {
 }
 
 async fn budgets_alert_once_and_reach_the_webhook(backend: Backend) {
-    let db = TestDb::new(backend).await;
     let (hook, got) = receiver().await;
-    let server = TestServer::start(&db, admin_config()).await;
-    let client = reqwest::Client::new();
+    let app = finance_app(backend).serve().await;
+    let (db, admin) = (&app.db, app.admin());
     for (account, id) in [("acme", "msg_budget_1"), ("globex", "msg_budget_2")] {
-        let r = client
-            .post(server.url("/v1/usage"))
-            .bearer_auth(ADMIN)
+        let r = admin
+            .post("/v1/usage")
             .body(record_now(account, id))
             .send()
             .await
@@ -388,15 +361,7 @@ async fn budgets_alert_once_and_reach_the_webhook(backend: Backend) {
         assert_eq!(r.status(), StatusCode::CREATED);
     }
     let spend = |v: &Value| dec(&v["month_to_date_usd"]);
-    let status: Value = client
-        .get(server.url("/v1/accounts/acme/budget"))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let status = admin.get_json("/v1/accounts/acme/budget").await;
     let acme_spend = spend(&status);
     assert!(acme_spend > Decimal::ZERO, "{status}");
     assert_eq!(status["monthly_budget_usd"], Value::Null);
@@ -404,7 +369,7 @@ async fn budgets_alert_once_and_reach_the_webhook(backend: Backend) {
     // A budget of 1.5 × the spend: 50 % crossed, 80 % and 100 % not.
     let budget = (acme_spend * Decimal::new(15, 1)).round_dp(2);
     let (code, _, err) = tally(
-        &db,
+        db,
         &[
             "budget",
             "set",
@@ -415,12 +380,12 @@ async fn budgets_alert_once_and_reach_the_webhook(backend: Backend) {
         ],
     );
     assert_eq!(code, 0, "{err}");
-    let (code, out, err) = tally(&db, &["budget", "check", "--webhook", &hook]);
+    let (code, out, err) = tally(db, &["budget", "check", "--webhook", &hook]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("1 new alert"), "{out}");
     assert_eq!(got.lock().unwrap().len(), 1);
     // Checking again records and sends nothing new.
-    let (_, out, _) = tally(&db, &["budget", "check", "--webhook", &hook]);
+    let (_, out, _) = tally(db, &["budget", "check", "--webhook", &hook]);
     assert!(out.contains("0 new alert"), "{out}");
     assert_eq!(got.lock().unwrap().len(), 1);
     let first = got.lock().unwrap()[0].clone();
@@ -431,9 +396,8 @@ async fn budgets_alert_once_and_reach_the_webhook(backend: Backend) {
 
     // Lowering the budget crosses 80 % and 100 %: two more, once each.
     let low = (acme_spend * Decimal::new(9, 1)).round_dp(2);
-    let r = client
-        .put(server.url("/v1/accounts/acme/budget"))
-        .bearer_auth(ADMIN)
+    let r = admin
+        .put("/v1/accounts/acme/budget")
         .json(&serde_json::json!({"monthly_usd": low.to_string()}))
         .send()
         .await
@@ -443,8 +407,8 @@ async fn budgets_alert_once_and_reach_the_webhook(backend: Backend) {
     assert_eq!(dec(&status["monthly_budget_usd"]), low);
     assert!(dec(&status["share_used"]) > Decimal::ONE);
     assert!(dec(&status["forecast_usd"]) >= acme_spend);
-    tally(&db, &["budget", "check", "--webhook", &hook]);
-    tally(&db, &["budget", "check", "--webhook", &hook]);
+    tally(db, &["budget", "check", "--webhook", &hook]);
+    tally(db, &["budget", "check", "--webhook", &hook]);
     let thresholds: Vec<i64> = got
         .lock()
         .unwrap()
@@ -452,7 +416,7 @@ async fn budgets_alert_once_and_reach_the_webhook(backend: Backend) {
         .map(|v| v["threshold_percent"].as_i64().unwrap())
         .collect();
     assert_eq!(thresholds, [50, 80, 100]);
-    let (_, listed, _) = tally(&db, &["budget", "alerts", "--json"]);
+    let (_, listed, _) = tally(db, &["budget", "alerts", "--json"]);
     let listed: Value = serde_json::from_str(&listed).unwrap();
     assert_eq!(listed.as_array().unwrap().len(), 3);
     assert!(
@@ -465,17 +429,14 @@ async fn budgets_alert_once_and_reach_the_webhook(backend: Backend) {
 
     // The server checks on its own and posts to its configured webhook.
     let (hook2, got2) = receiver().await;
-    let server2 = TestServer::start(
-        &db,
-        ServeConfig {
-            alert_webhook: Some(hook2),
-            alert_interval: std::time::Duration::from_millis(200),
-            ..admin_config()
-        },
-    )
-    .await;
+    let server2 = app
+        .another_server(|c| {
+            c.alert_webhook = Some(hook2);
+            c.alert_interval = std::time::Duration::from_millis(200);
+        })
+        .await;
     tally(
-        &db,
+        db,
         &["budget", "set", "--account", "globex", "--monthly", "0.01"],
     );
     for _ in 0..100 {
@@ -487,22 +448,16 @@ async fn budgets_alert_once_and_reach_the_webhook(backend: Backend) {
     let globex: Vec<Value> = got2.lock().unwrap().clone();
     assert_eq!(globex.len(), 3, "{globex:?}");
     assert!(globex.iter().all(|a| a["account"] == "globex"));
-    let r = client
-        .get(server2.url("/v1/alerts"))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap();
+    let r = admin.to(&server2).get("/v1/alerts").send().await.unwrap();
     let all: Value = r.json().await.unwrap();
     assert_eq!(all["data"].as_array().unwrap().len(), 6);
 
     // Bad budgets are refused with the field named.
-    let (code, _, err) = tally(&db, &["budget", "set", "--account", "acme", "--monthly=-3"]);
+    let (code, _, err) = tally(db, &["budget", "set", "--account", "acme", "--monthly=-3"]);
     assert_eq!(code, 1);
     assert!(err.contains("--monthly"), "{err}");
-    let r = client
-        .put(server.url("/v1/accounts/acme/budget"))
-        .bearer_auth(ADMIN)
+    let r = admin
+        .put("/v1/accounts/acme/budget")
         .json(&serde_json::json!({"monthly": "5"}))
         .send()
         .await
@@ -564,10 +519,11 @@ async fn undelivered_alerts_are_retried(backend: Backend) {
 
 /// Importing a price book changes what the server shows at once, cache or not.
 async fn a_new_price_book_reprices_the_views(backend: Backend) {
-    let db = TestDb::new(backend).await;
-    seed_month(&db, 400);
-    let server = TestServer::start(&db, admin_config()).await;
-    let client = reqwest::Client::new();
+    let app = finance_app(backend)
+        .given(|db| seed_month(db, 400))
+        .serve()
+        .await;
+    let (db, admin) = (&app.db, app.admin());
     let query = "starting_at=2026-03-01T00:00:00Z&ending_at=2026-04-01T00:00:00Z&limit=31&group_by[]=description";
     let web = |pages: &[Value]| -> Decimal {
         pages
@@ -578,7 +534,7 @@ async fn a_new_price_book_reprices_the_views(backend: Backend) {
             .map(|r| dec(&r["amount"]))
             .sum()
     };
-    let before = web(&cost_report_pages(&server, &client, query, ADMIN).await);
+    let before = web(&cost_report_pages(&admin, query).await);
     assert!(before > Decimal::ZERO);
     // The same book with web searches at $0.02.
     let book = fixture("prices.toml").replace(
@@ -588,39 +544,35 @@ async fn a_new_price_book_reprices_the_views(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("prices.toml");
     std::fs::write(&file, book).unwrap();
-    let (code, _, err) = tally(&db, &["prices", "import", file.to_str().unwrap()]);
+    let (code, _, err) = tally(db, &["prices", "import", file.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
-    let after = web(&cost_report_pages(&server, &client, query, ADMIN).await);
+    let after = web(&cost_report_pages(&admin, query).await);
     assert_eq!(after, before * Decimal::TWO);
 }
 
 async fn reconcile_reports_differences(backend: Backend) {
-    let db = TestDb::new(backend).await;
-    seed_month(&db, 800);
-    let server = TestServer::start(&db, admin_config()).await;
-    let client = reqwest::Client::new();
+    let app = finance_app(backend)
+        .given(|db| seed_month(db, 800))
+        .serve()
+        .await;
+    let db = &app.db;
     // An "Anthropic" export: tally's own report by description, as pages.
     let pages = cost_report_pages(
-        &server,
-        &client,
+        &app.admin(),
         "starting_at=2026-03-01T00:00:00Z&ending_at=2026-04-01T00:00:00Z&group_by[]=description",
-        ADMIN,
     )
     .await;
+    // `tally reconcile` of an export for the period, with `extra` options.
+    let reconcile = |export: &std::path::Path, extra: &[&str]| {
+        let export = export.to_str().unwrap();
+        let args = ["reconcile", "--cost-report", export, "--period", PERIOD];
+        tally(db, &[&args[..], extra].concat())
+    };
     let dir = tempfile::tempdir().unwrap();
     let same = dir.path().join("same.json");
     let text: Vec<String> = pages.iter().map(Value::to_string).collect();
     std::fs::write(&same, text.join("\n")).unwrap();
-    let (code, out, err) = tally(
-        &db,
-        &[
-            "reconcile",
-            "--cost-report",
-            same.to_str().unwrap(),
-            "--period",
-            PERIOD,
-        ],
-    );
+    let (code, out, err) = reconcile(&same, &[]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("0 of"), "{out}");
 
@@ -635,17 +587,7 @@ async fn reconcile_reports_differences(backend: Backend) {
         {"amount": "500", "currency": "USD", "cost_type": "code_execution", "description": "Code Execution Usage"}));
     let diff = dir.path().join("diff.json");
     std::fs::write(&diff, Value::Array(changed).to_string()).unwrap();
-    let (code, out, _) = tally(
-        &db,
-        &[
-            "reconcile",
-            "--cost-report",
-            diff.to_str().unwrap(),
-            "--period",
-            PERIOD,
-            "--json",
-        ],
-    );
+    let (code, out, _) = reconcile(&diff, &["--json"]);
     assert_eq!(code, 1, "{out}");
     let report: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(report["mismatches"], 1);
@@ -659,18 +601,7 @@ async fn reconcile_reports_differences(backend: Backend) {
     assert_eq!(bad[0]["cost_type"], "code_execution");
     assert_eq!(dec(&bad[0]["difference_usd"]), Decimal::from(-5));
     // A wide enough tolerance accepts it.
-    let (code, _, _) = tally(
-        &db,
-        &[
-            "reconcile",
-            "--cost-report",
-            diff.to_str().unwrap(),
-            "--period",
-            PERIOD,
-            "--tolerance",
-            "5",
-        ],
-    );
+    let (code, _, _) = reconcile(&diff, &["--tolerance", "5"]);
     assert_eq!(code, 0);
 
     // A malformed export names the page and field.
@@ -680,38 +611,26 @@ async fn reconcile_reports_differences(backend: Backend) {
         r#"{"data":[{"starting_at":"2026-03-01T00:00:00Z","results":[{"amount":12}]}]}"#,
     )
     .unwrap();
-    let (code, _, err) = tally(
-        &db,
-        &[
-            "reconcile",
-            "--cost-report",
-            broken.to_str().unwrap(),
-            "--period",
-            PERIOD,
-        ],
-    );
+    let (code, _, err) = reconcile(&broken, &[]);
     assert_eq!(code, 1);
     assert!(err.contains("page 1") && err.contains("amount"), "{err}");
 }
 
 async fn finance_endpoints_for_every_role(backend: Backend) {
-    let db = TestDb::new(backend).await;
-    seed_month(&db, 300);
-    tally(
-        &db,
-        &["budget", "set", "--account", "team-01", "--monthly", "100"],
-    );
-    let key = create_key(&db, "team-01");
-    let server = TestServer::start(&db, admin_config()).await;
-    let client = reqwest::Client::new();
+    let app = finance_app(backend)
+        .given(|db| {
+            seed_month(db, 300);
+            tally(
+                db,
+                &["budget", "set", "--account", "team-01", "--monthly", "100"],
+            );
+        })
+        .account_key("team-01")
+        .serve()
+        .await;
+    let key = app.key().to_owned();
     let report = "/v1/cost_report?starting_at=2026-03-01T00:00:00Z&ending_at=2026-04-01T00:00:00Z&limit=31&group_by[]=account";
-    let get = |path: &str, bearer: Option<&str>| {
-        let mut r = client.get(server.url(path));
-        if let Some(b) = bearer {
-            r = r.bearer_auth(b);
-        }
-        r.send()
-    };
+    let get = |path: &str, bearer: Option<&str>| app.api(bearer).get(path).send();
     // No key and a wrong key: 401 everywhere (with a Basic challenge for browsers).
     for path in [
         "/",
@@ -769,17 +688,18 @@ async fn finance_endpoints_for_every_role(backend: Backend) {
             .status(),
         StatusCode::NOT_FOUND
     );
-    let r = client
-        .put(server.url("/v1/accounts/team-01/budget"))
-        .bearer_auth(&key)
+    let r = app
+        .account()
+        .put("/v1/accounts/team-01/budget")
         .json(&serde_json::json!({"monthly_usd": "1000"}))
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
     // The browser path: HTTP Basic with the key as password.
-    let r = client
-        .get(server.url("/?period=2026-03"))
+    let r = app
+        .anonymous()
+        .get("/?period=2026-03")
         .basic_auth("finance", Some(ADMIN))
         .send()
         .await
@@ -852,29 +772,27 @@ async fn finalized_months_stay_as_billed(backend: Backend) {
         "and April's adjustment"
     );
 
-    let server = TestServer::start(&db, admin_config()).await;
-    let client = reqwest::Client::new();
+    let app = finance_app(backend).serve_on(db).await;
+    let admin = app.admin();
     let pages = cost_report_pages(
-        &server,
-        &client,
+        &admin,
         "starting_at=2026-03-01T00:00:00Z&ending_at=2026-04-01T00:00:00Z&limit=31&group_by[]=account",
-        ADMIN,
     )
     .await;
     assert_eq!(sum_by_account(&pages)["team-01"], march);
-    let page = server.get_text("/?period=2026-03", ADMIN).await;
+    let page = admin.get_text("/?period=2026-03").await;
     assert!(
         page.contains("recorded after invoice INV-2026-03-"),
         "late-usage warning"
     );
-    let page = server.get_text("/?period=2026-04", ADMIN).await;
+    let page = admin.get_text("/?period=2026-04").await;
     assert!(
         page.contains("adjustment for 2026-03"),
         "adjustment shown on April"
     );
     // Without ?period the dashboard shows the current month.
     let now = chrono::Utc::now().format("%Y-%m").to_string();
-    let page = server.get_text("/", ADMIN).await;
+    let page = admin.get_text("/").await;
     assert!(
         page.contains(&format!("Total {now}")),
         "current month by default"
@@ -885,8 +803,7 @@ async fn finalized_months_stay_as_billed(backend: Backend) {
 /// even for an hour, and recomputed as soon as any invoice is finalized (an
 /// earlier period's finalization can move adjustments into this one).
 async fn cached_figures_follow_every_finalization(backend: Backend) {
-    let db = TestDb::new(backend).await;
-    let store = db.store().await;
+    let (db, store) = TestDb::with_store(backend).await;
     let lines = [
         priced_record("acme", "msg_cache_1", "2026-01-10T10:00:00Z"),
         priced_record("acme", "msg_cache_2", "2026-03-10T10:00:00Z"),
@@ -924,7 +841,7 @@ on_both_backends!(
 /// Every route the router registers is described in `/openapi.json`.
 #[test]
 fn openapi_describes_every_route() {
-    let source = include_str!("../src/http/mod.rs");
+    let source = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/src/http/mod.rs"));
     let doc = tally::http::openapi::document();
     let paths = doc["paths"].as_object().unwrap();
     let mut routes = Vec::new();

@@ -1,45 +1,25 @@
 //! The HTTP ingest API on a real server on a loopback port, on both backends.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
-
-use common::{Backend, TestDb, TestServer, fixture};
+use crate::support::{Backend, TestApp, fixture};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tally::http::ServeConfig;
-
-async fn post(
-    server: &TestServer,
-    path: &str,
-    body: impl Into<reqwest::Body>,
-) -> (StatusCode, Value) {
-    let resp = reqwest::Client::new()
-        .post(server.url(path))
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status();
-    let body: Value = resp.json().await.unwrap();
-    (status, body)
-}
 
 fn seed() -> Value {
     serde_json::from_str(&fixture("seed/code_execution.ndjson")).unwrap()
 }
 
 async fn single_record_status_codes(backend: Backend) {
-    let db = TestDb::new(backend).await;
-    let server = TestServer::start(&db, ServeConfig::default()).await;
+    let app = TestApp::on(backend).serve().await;
+    let api = app.admin();
     let line = fixture("seed/code_execution.ndjson");
 
-    let (status, body) = post(&server, "/v1/usage", line.clone()).await;
+    let (status, body) = api.post_json("/v1/usage", line.clone()).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_eq!(body["status"], "recorded");
     assert_eq!(body["id"], "msg_01BqK2v4FnRs4xTjgL8EuZxz");
 
-    let (status, body) = post(&server, "/v1/usage", line.clone()).await;
+    let (status, body) = api.post_json("/v1/usage", line.clone()).await;
     assert_eq!(
         (status, body["status"].as_str()),
         (StatusCode::OK, Some("duplicate"))
@@ -47,12 +27,14 @@ async fn single_record_status_codes(backend: Backend) {
 
     let mut other = seed();
     other["response"]["usage"]["output_tokens"] = json!(1);
-    let (status, body) = post(&server, "/v1/usage", other.to_string()).await;
+    let (status, body) = api.post_json("/v1/usage", other.to_string()).await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     assert_eq!(body["error"]["type"], "conflict");
     assert!(body["rejected_id"].as_i64().is_some());
 
-    let (status, body) = post(&server, "/v1/usage", fixture("seed/trailing_comma.ndjson")).await;
+    let (status, body) = api
+        .post_json("/v1/usage", fixture("seed/trailing_comma.ndjson"))
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert_eq!(body["error"]["type"], "malformed");
     assert_eq!(
@@ -66,54 +48,48 @@ async fn single_record_status_codes(backend: Backend) {
     let mut negative = seed();
     negative["response"]["id"] = json!("msg_negative");
     negative["response"]["usage"]["input_tokens"] = json!(-3);
-    let (status, body) = post(&server, "/v1/usage", negative.to_string()).await;
+    let (status, body) = api.post_json("/v1/usage", negative.to_string()).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert_eq!(body["error"]["field"], "response.usage.input_tokens");
 
-    let (status, body) = post(
-        &server,
-        "/v1/usage",
-        fixture("seed/bare_tool_result.ndjson"),
-    )
-    .await;
+    let (status, body) = api
+        .post_json("/v1/usage", fixture("seed/bare_tool_result.ndjson"))
+        .await;
     assert_eq!(
         (status, body["error"]["type"].as_str()),
         (StatusCode::UNPROCESSABLE_ENTITY, Some("not_a_record"))
     );
 
     // A pretty-printed body reports the line inside the body.
-    let (status, body) = post(
-        &server,
-        "/v1/usage",
-        "{\n  \"account\": \"acme\",\n  \"response\": [,]\n}",
-    )
-    .await;
+    let (status, body) = api
+        .post_json(
+            "/v1/usage",
+            "{\n  \"account\": \"acme\",\n  \"response\": [,]\n}",
+        )
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body["error"]["line"], 3);
 
     // Every rejected body is in the rejected store.
-    assert_eq!(
-        server.store.rejected_list(false, 100).await.unwrap().len(),
-        5
-    );
-    assert_eq!(server.store.counts().await.unwrap().records, 1);
+    assert_eq!(app.store.rejected_list(false, 100).await.unwrap().len(), 5);
+    assert_eq!(app.store.counts().await.unwrap().records, 1);
 }
 
 async fn bare_response_takes_the_account_from_the_query(backend: Backend) {
-    let db = TestDb::new(backend).await;
-    let server = TestServer::start(&db, ServeConfig::default()).await;
+    let app = TestApp::on(backend).serve().await;
+    let api = app.admin();
     let bare = seed()["response"].to_string();
-    let (status, body) = post(&server, "/v1/usage", bare.clone()).await;
+    let (status, body) = api.post_json("/v1/usage", bare.clone()).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(body["error"]["field"], "account");
-    let (status, body) = post(
-        &server,
-        "/v1/usage?account=acme&recorded_at=2025-05-23T20:13:31Z",
-        bare,
-    )
-    .await;
+    let (status, body) = api
+        .post_json(
+            "/v1/usage?account=acme&recorded_at=2025-05-23T20:13:31Z",
+            bare,
+        )
+        .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
-    let r = server
+    let r = app
         .store
         .record("msg_01BqK2v4FnRs4xTjgL8EuZxz")
         .await
@@ -126,18 +102,21 @@ async fn bare_response_takes_the_account_from_the_query(backend: Backend) {
 }
 
 async fn oversized_bodies_get_413(backend: Backend) {
-    let db = TestDb::new(backend).await;
-    let config = ServeConfig {
-        max_body_bytes: 1000,
-        max_batch_bytes: 5000,
-        ..ServeConfig::default()
-    };
-    let server = TestServer::start(&db, config).await;
-    let (status, body) = post(&server, "/v1/usage", fixture("seed/code_execution.ndjson")).await;
+    let app = TestApp::on(backend)
+        .configure(|c| {
+            c.max_body_bytes = 1000;
+            c.max_batch_bytes = 5000;
+        })
+        .serve()
+        .await;
+    let api = app.admin();
+    let (status, body) = api
+        .post_json("/v1/usage", fixture("seed/code_execution.ndjson"))
+        .await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(body["error"]["type"], "payload_too_large");
 
-    let (status, _) = post(&server, "/v1/usage/batch", "x".repeat(6000)).await;
+    let (status, _) = api.post_json("/v1/usage/batch", "x".repeat(6000)).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
 
     // A streamed (chunked) body that passes the limit part-way: the lines
@@ -145,7 +124,7 @@ async fn oversized_bodies_get_413(backend: Backend) {
     let line = fixture("seed/files_preloaded.ndjson");
     let chunks: Vec<Result<String, std::io::Error>> = (0..8).map(|_| Ok(line.clone())).collect();
     let body = reqwest::Body::wrap_stream(futures_util::stream::iter(chunks));
-    let (status, body) = post(&server, "/v1/usage/batch", body).await;
+    let (status, body) = api.post_json("/v1/usage/batch", body).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
     assert_eq!(body["accepted"], 1, "{body}");
     assert_eq!(
@@ -155,8 +134,8 @@ async fn oversized_bodies_get_413(backend: Backend) {
 }
 
 async fn batch_reports_every_line_and_keeps_the_good_ones(backend: Backend) {
-    let db = TestDb::new(backend).await;
-    let server = TestServer::start(&db, ServeConfig::default()).await;
+    let app = TestApp::on(backend).serve().await;
+    let api = app.admin();
     let good = fixture("seed/code_execution.ndjson");
     let body = [
         good.trim_end(),
@@ -168,7 +147,7 @@ async fn batch_reports_every_line_and_keeps_the_good_ones(backend: Backend) {
         fixture("streamed.ndjson").trim_end(),
     ]
     .join("\n");
-    let (status, body) = post(&server, "/v1/usage/batch", body).await;
+    let (status, body) = api.post_json("/v1/usage/batch", body).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(
         (
@@ -198,7 +177,7 @@ async fn batch_reports_every_line_and_keeps_the_good_ones(backend: Backend) {
         ]
     );
     assert_eq!(body["results"][1]["error"]["column"], 1264);
-    assert_eq!(server.store.counts().await.unwrap().records, 3);
+    assert_eq!(app.store.counts().await.unwrap().records, 3);
 
     // For very large batches the results can be cut down to the problems.
     let again = [
@@ -206,7 +185,9 @@ async fn batch_reports_every_line_and_keeps_the_good_ones(backend: Backend) {
         fixture("seed/trailing_comma.ndjson").trim_end(),
     ]
     .join("\n");
-    let (_, body) = post(&server, "/v1/usage/batch?results=problems", again.clone()).await;
+    let (_, body) = api
+        .post_json("/v1/usage/batch?results=problems", again.clone())
+        .await;
     let lines: Vec<u64> = body["results"]
         .as_array()
         .unwrap()
@@ -218,21 +199,23 @@ async fn batch_reports_every_line_and_keeps_the_good_ones(backend: Backend) {
         (body["duplicates"].as_u64(), body["rejected"].as_u64()),
         (Some(1), Some(1))
     );
-    let (_, body) = post(&server, "/v1/usage/batch?results=none", again.clone()).await;
+    let (_, body) = api
+        .post_json("/v1/usage/batch?results=none", again.clone())
+        .await;
     assert_eq!(body["results"], json!([]));
-    let (status, _) = post(&server, "/v1/usage/batch?results=some", again).await;
+    let (status, _) = api.post_json("/v1/usage/batch?results=some", again).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }
 
 async fn large_batch_with_account_default(backend: Backend) {
-    let db = TestDb::new(backend).await;
-    let server = TestServer::start(&db, ServeConfig::default()).await;
+    let app = TestApp::on(backend).serve().await;
+    let api = app.admin();
     let mut text = Vec::new();
     tally::synth::write_ndjson(&mut text, 5000, 3).unwrap();
-    let (status, body) = post(&server, "/v1/usage/batch", text.clone()).await;
+    let (status, body) = api.post_json("/v1/usage/batch", text.clone()).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["accepted"], 5000);
-    let (_, again) = post(&server, "/v1/usage/batch", text).await;
+    let (_, again) = api.post_json("/v1/usage/batch", text).await;
     assert_eq!(
         (again["accepted"].as_u64(), again["duplicates"].as_u64()),
         (Some(0), Some(5000))
@@ -240,23 +223,27 @@ async fn large_batch_with_account_default(backend: Backend) {
 
     // A downloaded batch results file has no account: the query gives it.
     let results = fixture("batch_results.ndjson");
-    let (_, body) = post(&server, "/v1/usage/batch", results.clone()).await;
+    let (_, body) = api.post_json("/v1/usage/batch", results.clone()).await;
     assert_eq!(body["rejected"], 5);
-    let (_, body) = post(&server, "/v1/usage/batch?account=acme", results).await;
+    let (_, body) = api.post_json("/v1/usage/batch?account=acme", results).await;
     assert_eq!(body["accepted"], 5, "{body}");
 }
 
 /// Fifty clients send the same record at once: one 201, forty-nine 200s, one row.
 async fn concurrent_identical_posts_record_once(backend: Backend) {
-    let db = TestDb::new(backend).await;
-    let server = TestServer::start(&db, ServeConfig::default()).await;
+    let app = TestApp::on(backend).serve().await;
+    let api = app.admin();
     let line = fixture("seed/code_execution.ndjson");
-    let client = reqwest::Client::new();
     let mut tasks = Vec::new();
     for _ in 0..50 {
-        let (client, url, line) = (client.clone(), server.url("/v1/usage"), line.clone());
+        let (api, line) = (api.clone(), line.clone());
         tasks.push(tokio::spawn(async move {
-            client.post(url).body(line).send().await.unwrap().status()
+            api.post("/v1/usage")
+                .body(line)
+                .send()
+                .await
+                .unwrap()
+                .status()
         }));
     }
     let mut created = 0;
@@ -268,70 +255,52 @@ async fn concurrent_identical_posts_record_once(backend: Backend) {
         }
     }
     assert_eq!(created, 1);
-    assert_eq!(server.store.counts().await.unwrap().records, 1);
+    assert_eq!(app.store.counts().await.unwrap().records, 1);
 }
 
 async fn admin_token_guards_the_api(backend: Backend) {
-    let db = TestDb::new(backend).await;
-    let config = ServeConfig {
-        admin_token: Some("s3cret".into()),
-        ..ServeConfig::default()
-    };
-    let server = TestServer::start(&db, config).await;
-    let client = reqwest::Client::new();
+    let app = TestApp::on(backend).admin_token("s3cret").serve().await;
     let line = fixture("seed/code_execution.ndjson");
-    let no_key = client
-        .post(server.url("/v1/usage"))
+    let no_key = app
+        .anonymous()
+        .post("/v1/usage")
         .body(line.clone())
         .send()
         .await
         .unwrap();
     assert_eq!(no_key.status(), StatusCode::UNAUTHORIZED);
-    let wrong = client
-        .post(server.url("/v1/usage"))
-        .bearer_auth("nope")
+    let wrong = app
+        .api(Some("nope"))
+        .post("/v1/usage")
         .body(line.clone())
         .send()
         .await
         .unwrap();
     assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
-    let ok = client
-        .post(server.url("/v1/usage"))
-        .bearer_auth("s3cret")
+    let ok = app
+        .admin()
+        .post("/v1/usage")
         .body(line)
         .send()
         .await
         .unwrap();
     assert_eq!(ok.status(), StatusCode::CREATED);
     // Health and metrics stay open for probes.
-    let health = client.get(server.url("/healthz")).send().await.unwrap();
-    assert_eq!(health.status(), StatusCode::OK);
-    assert_eq!(server.store.counts().await.unwrap().records, 1);
+    let health = app.anonymous().status_of_get("/healthz").await;
+    assert_eq!(health, StatusCode::OK);
+    assert_eq!(app.store.counts().await.unwrap().records, 1);
 }
 
 async fn health_metrics_and_unknown_routes(backend: Backend) {
-    let db = TestDb::new(backend).await;
-    let server = TestServer::start(&db, ServeConfig::default()).await;
-    let client = reqwest::Client::new();
-    let health: Value = client
-        .get(server.url("/healthz"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let app = TestApp::on(backend).serve().await;
+    let api = app.admin();
+    let health = api.get_json("/healthz").await;
     assert_eq!(health["status"], "ok");
-    post(&server, "/v1/usage/batch", fixture("sample.ndjson")).await;
-    post(&server, "/v1/usage", fixture("seed/trailing_comma.ndjson")).await;
-    let metrics = client
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    api.post_json("/v1/usage/batch", fixture("sample.ndjson"))
+        .await;
+    api.post_json("/v1/usage", fixture("seed/trailing_comma.ndjson"))
+        .await;
+    let metrics = api.get_text("/metrics").await;
     assert!(
         metrics.contains("tally_ingested_lines_total{outcome=\"accepted\"} 10"),
         "{metrics}"
@@ -340,8 +309,7 @@ async fn health_metrics_and_unknown_routes(backend: Backend) {
         metrics.contains("tally_ingested_lines_total{outcome=\"rejected\"} 1"),
         "{metrics}"
     );
-    let missing = client.get(server.url("/nope")).send().await.unwrap();
-    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    assert_eq!(api.status_of_get("/nope").await, StatusCode::NOT_FOUND);
 }
 
 on_both_backends!(

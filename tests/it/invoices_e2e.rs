@@ -2,16 +2,15 @@
 //! the HTTP endpoints on a loopback server, the all-accounts CSV and the
 //! price-book commands; on both backends.
 //!
-//! `TALLY_UPDATE_GOLDEN=1 cargo test --test invoices_e2e` rewrites the golden
-//! files (review the diff before committing).
-
-#![allow(clippy::unwrap_used)]
-
-mod common;
+//! `TALLY_UPDATE_GOLDEN=1 cargo test --test it invoices_e2e::` rewrites the
+//! golden files (review the diff before committing).
 
 use std::sync::Arc;
 
-use common::{Backend, TestDb, TestServer, fixture_path, tally};
+use crate::support::{
+    Backend, TestApp, TestDb, TestServer, fixture, fixture_arg, fixture_path, postgres_server,
+    tally,
+};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use sqlx::Connection;
@@ -37,7 +36,7 @@ const GOLDEN: [(&str, &str); 3] = [
 
 async fn golden_invoices(backend: Backend) {
     let db = TestDb::new(backend).await;
-    let sample = fixture_path("sample.ndjson").display().to_string();
+    let sample = fixture_arg("sample.ndjson");
     assert_eq!(tally(&db, &["ingest", &sample]).0, 0);
     for (account, period) in GOLDEN {
         for format in ["json", "csv"] {
@@ -100,41 +99,34 @@ async fn golden_invoices(backend: Backend) {
 }
 
 async fn http_invoice_endpoints(backend: Backend) {
-    let db = TestDb::new(backend).await;
-    let server = TestServer::start(&db, ServeConfig::default()).await;
-    let client = reqwest::Client::new();
+    let app = TestApp::on(backend).serve().await;
+    let admin = app.admin();
     let body = std::fs::read(fixture_path("sample.ndjson")).unwrap();
-    client
-        .post(server.url("/v1/usage/batch"))
+    admin
+        .post("/v1/usage/batch")
         .body(body)
         .send()
         .await
         .unwrap();
 
-    let url = server.url("/v1/accounts/acme/invoices/2025-05");
-    let json = client.get(&url).send().await.unwrap();
+    let url = "/v1/accounts/acme/invoices/2025-05";
+    let json = admin.get(url).send().await.unwrap();
     assert_eq!(json.status(), StatusCode::OK);
     assert_eq!(json.headers()["content-type"], "application/json");
     let text = json.text().await.unwrap();
-    assert_eq!(
-        text,
-        std::fs::read_to_string(fixture_path("expected/acme_2025-05.json")).unwrap()
-    );
+    assert_eq!(text, fixture("expected/acme_2025-05.json"));
 
-    let csv = client
-        .get(&url)
+    let csv = admin
+        .get(url)
         .header("accept", "text/csv")
         .send()
         .await
         .unwrap();
     assert_eq!(csv.headers()["content-type"], "text/csv; charset=utf-8");
     let csv_text = csv.text().await.unwrap();
-    assert_eq!(
-        csv_text,
-        std::fs::read_to_string(fixture_path("expected/acme_2025-05.csv")).unwrap()
-    );
-    let by_query = client
-        .get(format!("{url}?format=csv"))
+    assert_eq!(csv_text, fixture("expected/acme_2025-05.csv"));
+    let by_query = admin
+        .get(&format!("{url}?format=csv"))
         .send()
         .await
         .unwrap()
@@ -143,52 +135,40 @@ async fn http_invoice_endpoints(backend: Backend) {
         .unwrap();
     assert_eq!(by_query, csv_text);
 
-    let bad = client
-        .get(server.url("/v1/accounts/acme/invoices/2025-13"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
-    let bad = client
-        .get(format!("{url}?format=xml"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+    let bad = admin
+        .status_of_get("/v1/accounts/acme/invoices/2025-13")
+        .await;
+    assert_eq!(bad, StatusCode::BAD_REQUEST);
+    let bad = admin.status_of_get(&format!("{url}?format=xml")).await;
+    assert_eq!(bad, StatusCode::BAD_REQUEST);
 
     // Finalize: numbered, frozen, and served identically afterwards.
-    let fin = client.post(format!("{url}/finalize")).send().await.unwrap();
+    let fin = admin.post(&format!("{url}/finalize")).send().await.unwrap();
     assert_eq!(fin.status(), StatusCode::OK);
     let frozen = fin.text().await.unwrap();
     let v: Value = serde_json::from_str(&frozen).unwrap();
     assert_eq!(v["status"], "finalized");
     assert!(v["number"].as_str().unwrap().starts_with("INV-2025-05-"));
-    assert_eq!(
-        client.get(&url).send().await.unwrap().text().await.unwrap(),
-        frozen
-    );
+    assert_eq!(admin.get_text(url).await, frozen);
 
     // Unpriced usage blocks finalizing unless allowed.
-    let mut unknown: Value = serde_json::from_str(
-        &std::fs::read_to_string(fixture_path("seed/files_preloaded.ndjson")).unwrap(),
-    )
-    .unwrap();
+    let mut unknown: Value = serde_json::from_str(&fixture("seed/files_preloaded.ndjson")).unwrap();
     unknown["response"]["id"] = "msg_unknown_model".into();
     unknown["response"]["model"] = "claude-imaginary-9".into();
     unknown["response"]["container"] = Value::Null;
     unknown["recorded_at"] = "2025-07-01T00:00:00Z".into();
     unknown["started_at"] = Value::Null;
-    client
-        .post(server.url("/v1/usage"))
+    admin
+        .post("/v1/usage")
         .body(unknown.to_string())
         .send()
         .await
         .unwrap();
-    let july = server.url("/v1/accounts/acme/invoices/2025-07/finalize");
-    let refused = client.post(&july).send().await.unwrap();
+    let july = "/v1/accounts/acme/invoices/2025-07/finalize";
+    let refused = admin.post(july).send().await.unwrap();
     assert_eq!(refused.status(), StatusCode::CONFLICT);
-    let allowed = client
-        .post(format!("{july}?allow_unpriced=true"))
+    let allowed = admin
+        .post(&format!("{july}?allow_unpriced=true"))
         .send()
         .await
         .unwrap();
@@ -357,7 +337,7 @@ async fn unavailable_database_is_503(backend: Backend) {
             StatusCode::OK
         );
         let name = db.url.rsplit('/').next().unwrap();
-        let admin = format!("{}/postgres", common::postgres_server());
+        let admin = format!("{}/postgres", postgres_server());
         let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
         sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
             "drop database {name} with (force)"

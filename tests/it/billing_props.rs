@@ -8,14 +8,10 @@
 //! - re-pricing never changes a finalized invoice;
 //! - the usage roll-up gives the same invoices as the records themselves.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
-
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use common::{Backend, TestDb};
+use crate::support::{Backend, TestDb};
 use proptest::prelude::*;
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
@@ -203,7 +199,7 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+    #![proptest_config(crate::support::proptest_config(24))]
 
     #[test]
     fn invoices_do_not_depend_on_order_split_or_duplicates(
@@ -216,8 +212,7 @@ proptest! {
             let book = small_allowance_book();
             let lines: Vec<String> = specs.iter().enumerate().map(|(i, s)| to_line(i, s).to_string()).collect();
 
-            let a = TestDb::new(Backend::Sqlite).await;
-            let store_a = a.store().await;
+            let (_a, store_a) = TestDb::with_store(Backend::Sqlite).await;
             write_in_chunks(&store_a, &lines, &[lines.len()]).await;
             let expected = rendered_invoices(&store_a, &book).await;
 
@@ -230,8 +225,7 @@ proptest! {
                     with_dups.push(l.clone());
                 }
             }
-            let b = TestDb::new(Backend::Sqlite).await;
-            let store_b = b.store().await;
+            let (_b, store_b) = TestDb::with_store(Backend::Sqlite).await;
             write_in_chunks(&store_b, &with_dups, &sizes).await;
             let actual = rendered_invoices(&store_b, &book).await;
             prop_assert_eq!(actual, expected);
@@ -243,8 +237,7 @@ proptest! {
     fn totals_allowance_and_minimum_invariants(specs in proptest::collection::vec(spec(), 1..40)) {
         runtime().block_on(async {
             let book = small_allowance_book();
-            let db = TestDb::new(Backend::Sqlite).await;
-            let store = db.store().await;
+            let (_db, store) = TestDb::with_store(Backend::Sqlite).await;
             let lines: Vec<String> = specs.iter().enumerate().map(|(i, s)| to_line(i, s).to_string()).collect();
             write_in_chunks(&store, &lines, &[7]).await;
             let period = Period::parse("2025-11").unwrap();
@@ -317,8 +310,7 @@ proptest! {
                 .filter_map(|s| s.container.map(|(n, _)| (s.account, n)))
                 .collect();
             for lines in [in_order, late, shuffled] {
-                let db = TestDb::new(Backend::Sqlite).await;
-                let store = db.store().await;
+                let (db, store) = TestDb::with_store(Backend::Sqlite).await;
                 write_in_chunks(&store, &lines, &sizes).await;
                 let records = billing::container_bill(store.as_ref(), &book, period, i64::MAX, false).await.unwrap();
                 let rolled = billing::container_bill(store.as_ref(), &book, period, i64::MAX, true).await.unwrap();
@@ -338,8 +330,7 @@ proptest! {
     fn repricing_never_changes_a_finalized_invoice(specs in proptest::collection::vec(spec(), 1..20), factor in 2u32..9) {
         runtime().block_on(async {
             let book = PriceBook::shipped();
-            let db = TestDb::new(Backend::Sqlite).await;
-            let store = db.store().await;
+            let (_db, store) = TestDb::with_store(Backend::Sqlite).await;
             let lines: Vec<String> = specs.iter().enumerate().map(|(i, s)| to_line(i, s).to_string()).collect();
             write_in_chunks(&store, &lines, &[5]).await;
             let period = Period::parse("2025-11").unwrap();

@@ -1,14 +1,10 @@
 //! Two `tally serve` processes on one database receive the same records at
 //! the same time: every record is stored and acknowledged as new exactly once.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
-
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 
-use common::{Backend, TestDb};
+use crate::support::{Backend, TestDb, tally_command};
 use serde_json::Value;
 
 struct ServerProcess {
@@ -18,8 +14,7 @@ struct ServerProcess {
 
 impl ServerProcess {
     fn start(db: &TestDb) -> ServerProcess {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tally"))
-            .args(["--database", &db.url, "serve", "--listen", "127.0.0.1:0"])
+        let mut child = tally_command(db, &["serve", "--listen", "127.0.0.1:0"])
             .env_remove("TALLY_ADMIN_TOKEN")
             .stderr(Stdio::piped())
             .stdout(Stdio::null())
@@ -50,8 +45,8 @@ impl Drop for ServerProcess {
 }
 
 async fn two_servers_one_database(backend: Backend) {
-    let db = TestDb::new(backend).await;
-    db.store().await; // migrate once up front; the servers migrate again, harmlessly
+    // Migrated once up front; the servers migrate again, harmlessly.
+    let db = TestDb::migrated(backend).await;
     let a = ServerProcess::start(&db);
     let b = ServerProcess::start(&db);
 
@@ -129,15 +124,13 @@ async fn two_servers_one_database(backend: Backend) {
 /// chunks, and running the same file again completes it without counting
 /// anything twice.
 async fn killed_mid_ingest_loses_nothing_and_retry_counts_once(backend: Backend) {
-    let db = TestDb::new(backend).await;
-    let store = db.store().await;
+    let (db, store) = TestDb::with_store(backend).await;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("usage.ndjson");
     let total = 40_000u64;
     tally::synth::write_ndjson(std::fs::File::create(&file).unwrap(), total, 21).unwrap();
 
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tally"))
-        .args(["--database", &db.url, "ingest", "--json"])
+    let mut child = tally_command(&db, &["ingest", "--json"])
         .arg(&file)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -162,8 +155,7 @@ async fn killed_mid_ingest_loses_nothing_and_retry_counts_once(backend: Backend)
         "only whole chunks are committed ({committed})"
     );
 
-    let out = Command::new(env!("CARGO_BIN_EXE_tally"))
-        .args(["--database", &db.url, "ingest", "--json"])
+    let out = tally_command(&db, &["ingest", "--json"])
         .arg(&file)
         .output()
         .unwrap();

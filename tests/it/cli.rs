@@ -1,31 +1,16 @@
 //! The `tally` binary as a user runs it: ingest, summaries, exit codes, the
 //! rejected store, migrations; on both backends.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
-
 use std::io::Write;
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 
-use common::{Backend, TestDb, fixture_path};
+use crate::support::{
+    Backend, TestDb, fixture, fixture_arg, fixture_path, tally_bin, tally_command, tally_output,
+};
 use serde_json::Value;
 
-fn tally(db: &TestDb, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tally"))
-        .arg("--database")
-        .arg(&db.url)
-        .args(args)
-        .env_remove("DATABASE_URL")
-        .output()
-        .unwrap()
-}
-
 fn tally_stdin(db: &TestDb, args: &[&str], input: &[u8]) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tally"))
-        .arg("--database")
-        .arg(&db.url)
-        .args(args)
+    let mut child = tally_command(db, args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -44,13 +29,9 @@ fn json_out(out: &Output) -> Value {
     })
 }
 
-fn path(rel: &str) -> String {
-    fixture_path(rel).display().to_string()
-}
-
 async fn ingest_summary_and_exit_codes(backend: Backend) {
     let db = TestDb::new(backend).await;
-    let out = tally(&db, &["ingest", "--json", &path("sample.ndjson")]);
+    let out = tally_output(&db, &["ingest", "--json", &fixture_arg("sample.ndjson")]);
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -65,16 +46,16 @@ async fn ingest_summary_and_exit_codes(backend: Backend) {
     assert_eq!(s["rejected_lines"], serde_json::json!([]));
 
     // Again: all duplicates, still success.
-    let out = tally(&db, &["ingest", "--json", &path("sample.ndjson")]);
+    let out = tally_output(&db, &["ingest", "--json", &fixture_arg("sample.ndjson")]);
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(json_out(&out)["duplicates"], 10);
 
     // A file with one bad line among good ones: good lines kept, exit 1.
     let mixed = tempfile::NamedTempFile::new().unwrap();
     let text = [
-        std::fs::read_to_string(fixture_path("seed/files_preloaded.ndjson")).unwrap(),
-        std::fs::read_to_string(fixture_path("seed/trailing_comma.ndjson")).unwrap(),
-        std::fs::read_to_string(fixture_path("streamed.ndjson")).unwrap(),
+        fixture("seed/files_preloaded.ndjson"),
+        fixture("seed/trailing_comma.ndjson"),
+        fixture("streamed.ndjson"),
     ]
     .concat();
     std::fs::write(
@@ -82,7 +63,7 @@ async fn ingest_summary_and_exit_codes(backend: Backend) {
         text.replace("msg_01FilesPreloadedNoToolRun0001", "msg_new"),
     )
     .unwrap();
-    let out = tally(&db, &["ingest", "--json", mixed.path().to_str().unwrap()]);
+    let out = tally_output(&db, &["ingest", "--json", mixed.path().to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     let s = json_out(&out);
     assert_eq!(
@@ -102,7 +83,7 @@ async fn ingest_summary_and_exit_codes(backend: Backend) {
     );
 
     // The human summary names the line and how to look at it.
-    let out = tally(&db, &["ingest", &path("seed/trailing_comma.ndjson")]);
+    let out = tally_output(&db, &["ingest", &fixture_arg("seed/trailing_comma.ndjson")]);
     assert_eq!(out.status.code(), Some(1));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -118,7 +99,7 @@ async fn ingest_summary_and_exit_codes(backend: Backend) {
 
 async fn ingest_reads_stdin_with_account_and_time_defaults(backend: Backend) {
     let db = TestDb::new(backend).await;
-    let results = std::fs::read(fixture_path("batch_results.ndjson")).unwrap();
+    let results = fixture("batch_results.ndjson").into_bytes();
     let out = tally_stdin(&db, &["ingest", "--json", "-"], &results);
     assert_eq!(
         out.status.code(),
@@ -158,26 +139,35 @@ async fn ingest_reads_stdin_with_account_and_time_defaults(backend: Backend) {
         ("acme", 1_748_779_200_000_000)
     );
 
-    let out = tally(
+    let out = tally_output(
         &db,
-        &["ingest", "--account", "not ok!", &path("sample.ndjson")],
+        &[
+            "ingest",
+            "--account",
+            "not ok!",
+            &fixture_arg("sample.ndjson"),
+        ],
     );
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--account"));
-    let out = tally(&db, &["ingest", "/no/such/file.ndjson"]);
+    let out = tally_output(&db, &["ingest", "/no/such/file.ndjson"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/no/such/file.ndjson"));
 }
 
 async fn rejected_list_show_and_retry(backend: Backend) {
     let db = TestDb::new(backend).await;
-    let results = path("batch_results.ndjson");
-    tally(
+    let results = fixture_arg("batch_results.ndjson");
+    tally_output(
         &db,
-        &["ingest", &results, &path("seed/bare_tool_result.ndjson")],
+        &[
+            "ingest",
+            &results,
+            &fixture_arg("seed/bare_tool_result.ndjson"),
+        ],
     );
 
-    let out = tally(&db, &["rejected", "list", "--json"]);
+    let out = tally_output(&db, &["rejected", "list", "--json"]);
     assert_eq!(out.status.code(), Some(0));
     let list = json_out(&out);
     let entries = list.as_array().unwrap();
@@ -199,7 +189,7 @@ async fn rejected_list_show_and_retry(backend: Backend) {
             .contains("field `account`")
     );
 
-    let out = tally(&db, &["rejected", "show", &id]);
+    let out = tally_output(&db, &["rejected", "show", &id]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         text.contains("my-first-request") && text.contains("field `account`"),
@@ -207,10 +197,10 @@ async fn rejected_list_show_and_retry(backend: Backend) {
     );
 
     // Retrying without an account fails again and changes nothing.
-    let out = tally(&db, &["rejected", "retry", &id]);
+    let out = tally_output(&db, &["rejected", "retry", &id]);
     assert_eq!(out.status.code(), Some(1));
     // With the account it lacked, it is recorded and leaves the open list.
-    let out = tally(&db, &["rejected", "retry", &id, "--account", "acme"]);
+    let out = tally_output(&db, &["rejected", "retry", &id, "--account", "acme"]);
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -220,22 +210,22 @@ async fn rejected_list_show_and_retry(backend: Backend) {
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("recorded msg_01BatchResult000000000000001")
     );
-    let open = json_out(&tally(&db, &["rejected", "list", "--json"]));
+    let open = json_out(&tally_output(&db, &["rejected", "list", "--json"]));
     assert_eq!(open.as_array().unwrap().len(), 5);
-    let all = json_out(&tally(&db, &["rejected", "list", "--json", "--all"]));
+    let all = json_out(&tally_output(&db, &["rejected", "list", "--json", "--all"]));
     assert_eq!(all.as_array().unwrap().len(), 6);
     // A second retry finds the duplicate.
-    let out = tally(&db, &["rejected", "retry", &id, "--account", "acme"]);
+    let out = tally_output(&db, &["rejected", "retry", &id, "--account", "acme"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("duplicate"));
 
-    let out = tally(&db, &["rejected", "show", "999999"]);
+    let out = tally_output(&db, &["rejected", "show", "999999"]);
     assert_eq!(out.status.code(), Some(1));
 }
 
 async fn migrate_is_idempotent(backend: Backend) {
     let db = TestDb::new(backend).await;
     for _ in 0..2 {
-        let out = tally(&db, &["migrate"]);
+        let out = tally_output(&db, &["migrate"]);
         assert_eq!(
             out.status.code(),
             Some(0),
@@ -259,7 +249,7 @@ async fn ingest_rejects_an_overlong_line_and_keeps_the_rest(backend: Backend) {
     std::fs::write(file.path(), &input).unwrap();
     let name = file.path().to_str().unwrap();
 
-    let out = tally(&db, &["ingest", "--json", name]);
+    let out = tally_output(&db, &["ingest", "--json", name]);
     assert_eq!(
         out.status.code(),
         Some(1),
@@ -282,7 +272,7 @@ async fn ingest_rejects_an_overlong_line_and_keeps_the_rest(backend: Backend) {
     );
 
     // Only the head of the line is stored.
-    let list = json_out(&tally(&db, &["rejected", "list", "--json"]));
+    let list = json_out(&tally_output(&db, &["rejected", "list", "--json"]));
     let entries = list.as_array().unwrap();
     assert_eq!(entries.len(), 1);
     assert_eq!(entries[0]["source"], name);
@@ -318,10 +308,10 @@ on_both_backends!(
 #[test]
 fn default_database_is_a_sqlite_file_created_on_first_use() {
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_tally"))
+    let out = tally_bin()
         .current_dir(dir.path())
         .env_remove("DATABASE_URL")
-        .args(["ingest", "--json", &path("sample.ndjson")])
+        .args(["ingest", "--json", &fixture_arg("sample.ndjson")])
         .output()
         .unwrap();
     assert_eq!(
@@ -336,7 +326,7 @@ fn default_database_is_a_sqlite_file_created_on_first_use() {
 #[test]
 fn serve_refuses_a_public_address_without_admin_token() {
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_tally"))
+    let out = tally_bin()
         .current_dir(dir.path())
         .env_remove("TALLY_ADMIN_TOKEN")
         .args(["serve", "--listen", "0.0.0.0:0"])
@@ -348,11 +338,11 @@ fn serve_refuses_a_public_address_without_admin_token() {
 
 #[test]
 fn gen_usage_is_deterministic_and_ingestible() {
-    let a = Command::new(env!("CARGO_BIN_EXE_tally"))
+    let a = tally_bin()
         .args(["gen-usage", "--records", "300", "--seed", "9"])
         .output()
         .unwrap();
-    let b = Command::new(env!("CARGO_BIN_EXE_tally"))
+    let b = tally_bin()
         .args(["gen-usage", "--records", "300", "--seed", "9"])
         .output()
         .unwrap();
@@ -372,10 +362,7 @@ async fn first_occurrence_stands_across_concurrent_chunks(backend: Backend) {
         .lines()
         .map(str::to_owned)
         .collect();
-    let seed: Value = serde_json::from_str(
-        &std::fs::read_to_string(fixture_path("seed/code_execution.ndjson")).unwrap(),
-    )
-    .unwrap();
+    let seed: Value = serde_json::from_str(&fixture("seed/code_execution.ndjson")).unwrap();
     // Line 1: the seed record. Line 5000 (a later chunk): the same response,
     // received again later. Line 5001: acme's container under another account.
     let mut retry = seed.clone();
@@ -389,7 +376,7 @@ async fn first_occurrence_stands_across_concurrent_chunks(backend: Backend) {
     let file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(file.path(), lines.join("\n")).unwrap();
 
-    let out = tally(&db, &["ingest", "--json", file.path().to_str().unwrap()]);
+    let out = tally_output(&db, &["ingest", "--json", file.path().to_str().unwrap()]);
     let s = json_out(&out);
     assert_eq!(s["duplicates"], 1, "{s}");
     assert_eq!(s["conflict_lines"], serde_json::json!([5001]), "{s}");
@@ -418,7 +405,7 @@ mod ordering {
 #[test]
 fn gen_usage_code_execution_profile_shuffled() {
     let gen_args = |extra: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_tally"))
+        let out = tally_bin()
             .args(["gen-usage", "--records", "3000", "--seed", "4"])
             .args(extra)
             .output()
@@ -493,7 +480,7 @@ async fn code_execution_backfill_rolls_up_exactly(backend: Backend) {
     tally::synth::write_ndjson_with(&mut text, 12_000, 8, options).unwrap();
     let file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(file.path(), &text).unwrap();
-    let out = tally(&db, &["ingest", "--json", file.path().to_str().unwrap()]);
+    let out = tally_output(&db, &["ingest", "--json", file.path().to_str().unwrap()]);
     assert_eq!(json_out(&out)["accepted"], 12_000);
 
     let store = db.store().await;

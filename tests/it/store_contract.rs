@@ -1,13 +1,9 @@
 //! The storage contract: every rule of identity, idempotency and quarantine,
 //! run unchanged on SQLite and on PostgreSQL.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
-
 use std::sync::Arc;
 
-use common::{Backend, TestDb, fixture};
+use crate::support::{Backend, TestDb, fixture};
 use tally::ingest::ChunkBuilder;
 use tally::record::Defaults;
 use tally::store::{RecordOutcome, Store, WriteBatch};
@@ -44,8 +40,7 @@ fn edit(line: &str, f: impl FnOnce(&mut serde_json::Value)) -> String {
 }
 
 async fn stores_every_column_of_the_seed_record(backend: Backend) {
-    let db = TestDb::new(backend).await;
-    let store = db.store().await;
+    let (_db, store) = TestDb::with_store(backend).await;
     let text = fixture("seed/code_execution.ndjson");
     let out = store.write(&batch(&text)).await.unwrap();
     assert_eq!(statuses(&out.records), ["recorded"]);
@@ -74,8 +69,7 @@ async fn stores_every_column_of_the_seed_record(backend: Backend) {
 }
 
 async fn same_record_twice_is_a_duplicate_stored_once(backend: Backend) {
-    let db = TestDb::new(backend).await;
-    let store = db.store().await;
+    let (_db, store) = TestDb::with_store(backend).await;
     let text = fixture("sample.ndjson");
     let first = store.write(&batch(&text)).await.unwrap();
     assert!(first.records.iter().all(|o| *o == RecordOutcome::Recorded));
@@ -113,8 +107,7 @@ async fn same_record_twice_is_a_duplicate_stored_once(backend: Backend) {
 }
 
 async fn same_id_with_other_body_or_account_is_a_quarantined_conflict(backend: Backend) {
-    let db = TestDb::new(backend).await;
-    let store = db.store().await;
+    let (_db, store) = TestDb::with_store(backend).await;
     let line = fixture("seed/code_execution.ndjson");
     store.write(&batch(&line)).await.unwrap();
 
@@ -158,8 +151,7 @@ async fn same_id_with_other_body_or_account_is_a_quarantined_conflict(backend: B
 }
 
 async fn a_container_belongs_to_one_account(backend: Backend) {
-    let db = TestDb::new(backend).await;
-    let store = db.store().await;
+    let (_db, store) = TestDb::with_store(backend).await;
     let line = fixture("seed/code_execution.ndjson");
     store.write(&batch(&line)).await.unwrap();
 
@@ -186,8 +178,7 @@ async fn a_container_belongs_to_one_account(backend: Backend) {
 }
 
 async fn a_conflicting_record_never_claims_a_container(backend: Backend) {
-    let db = TestDb::new(backend).await;
-    let store = db.store().await;
+    let (_db, store) = TestDb::with_store(backend).await;
     let line = fixture("seed/code_execution.ndjson");
     store.write(&batch(&line)).await.unwrap();
     // Same id under another account, naming a brand-new container: the record
@@ -208,8 +199,7 @@ async fn a_conflicting_record_never_claims_a_container(backend: Backend) {
 }
 
 async fn repeats_inside_one_batch_are_judged_like_repeats_across_batches(backend: Backend) {
-    let db = TestDb::new(backend).await;
-    let store = db.store().await;
+    let (_db, store) = TestDb::with_store(backend).await;
     let line = fixture("seed/code_execution.ndjson");
     let changed = edit(&line, |v| {
         v["response"]["usage"]["input_tokens"] = 46.into()
@@ -229,8 +219,7 @@ async fn repeats_inside_one_batch_are_judged_like_repeats_across_batches(backend
 }
 
 async fn batch_results_without_a_message_are_kept_once_and_never_duplicated(backend: Backend) {
-    let db = TestDb::new(backend).await;
-    let store = db.store().await;
+    let (_db, store) = TestDb::with_store(backend).await;
     let text = fixture("batch_results.ndjson");
     let defaults = Defaults {
         account: Some("acme".into()),
@@ -269,8 +258,7 @@ async fn batch_results_without_a_message_are_kept_once_and_never_duplicated(back
 }
 
 async fn rejected_lines_are_kept_and_counted_once_per_content(backend: Backend) {
-    let db = TestDb::new(backend).await;
-    let store = db.store().await;
+    let (_db, store) = TestDb::with_store(backend).await;
     let bad = fixture("seed/trailing_comma.ndjson");
     let good = fixture("seed/files_preloaded.ndjson");
     let text = format!("{}\n{}", bad.trim_end(), good.trim_end());
@@ -301,8 +289,7 @@ async fn rejected_lines_are_kept_and_counted_once_per_content(backend: Backend) 
 }
 
 async fn iterations_and_stream_usage_are_stored(backend: Backend) {
-    let db = TestDb::new(backend).await;
-    let store = db.store().await;
+    let (_db, store) = TestDb::with_store(backend).await;
     let streamed = fixture("streamed.ndjson");
     let with_iterations = edit(&fixture("seed/files_preloaded.ndjson"), |v| {
         v["response"]["id"] = "msg_iter".into();
@@ -408,11 +395,14 @@ on_both_backends!(
 #[test]
 fn migration_folders_have_the_same_versions() {
     let list = |dir: &str| {
-        let mut v: Vec<String> =
-            std::fs::read_dir(common::fixture_path("..").join("migrations").join(dir))
-                .unwrap()
-                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-                .collect();
+        let mut v: Vec<String> = std::fs::read_dir(
+            crate::support::fixture_path("..")
+                .join("migrations")
+                .join(dir),
+        )
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
         v.sort();
         v
     };
@@ -656,8 +646,7 @@ async fn assert_container_bill(store: &dyn Store) {
 /// billed from the records, and still equal: at a 60 s minimum, c-a 600 s,
 /// c-b 150 s, c-c 60 s.
 async fn other_minimums_are_billed_from_the_records(backend: Backend) {
-    let db = TestDb::new(backend).await;
-    let store = db.store().await;
+    let (_db, store) = TestDb::with_store(backend).await;
     let lines: Vec<String> = CONTAINER_LINES.into_iter().map(container_line).collect();
     store.write(&batch(&lines.join("\n"))).await.unwrap();
     let text = tally::pricing::SHIPPED.replace(
@@ -678,8 +667,7 @@ async fn other_minimums_are_billed_from_the_records(backend: Backend) {
 /// order, out of order, files only, web tools; one line at a time or all at once.
 async fn container_rollup_matches_the_records(backend: Backend) {
     for one_by_one in [true, false] {
-        let db = TestDb::new(backend).await;
-        let store = db.store().await;
+        let (_db, store) = TestDb::with_store(backend).await;
         let lines: Vec<String> = CONTAINER_LINES.into_iter().map(container_line).collect();
         if one_by_one {
             for l in &lines {
@@ -735,8 +723,7 @@ async fn ledger_at_migration(backend: Backend, at: i64, then: &str) -> TestDb {
     let db = TestDb::new(backend).await;
     // Write the lines with today's schema, then rebuild the ledger as it was
     // at migration 8 from a copy of its records and container claims.
-    let staging = TestDb::new(backend).await;
-    let store = staging.store().await;
+    let (staging, store) = TestDb::with_store(backend).await;
     let lines: Vec<String> = CONTAINER_LINES.into_iter().map(container_line).collect();
     store.write(&batch(&lines.join("\n"))).await.unwrap();
     let columns = "record_key, account, kind, message_id, custom_id, model, recorded_at, started_at, batch, \
@@ -828,8 +815,7 @@ fn in_container(id: &str, account: &str, container: &str, runs_code: bool) -> St
 /// The first account to use a container owns it, even when that first
 /// record adds no container time (no code run, no files preloaded).
 async fn a_container_first_used_without_code_is_owned(backend: Backend) {
-    let db = TestDb::new(backend).await;
-    let store = db.store().await;
+    let (_db, store) = TestDb::with_store(backend).await;
     let first = store
         .write(&batch(&in_container("m1", "acme", "c-1", false)))
         .await
@@ -845,8 +831,7 @@ async fn a_container_first_used_without_code_is_owned(backend: Backend) {
 /// Inside one batch, the container goes to the account of the earliest line
 /// naming it, whatever the response ids sort like.
 async fn a_container_goes_to_the_earliest_line_of_a_batch(backend: Backend) {
-    let db = TestDb::new(backend).await;
-    let store = db.store().await;
+    let (_db, store) = TestDb::with_store(backend).await;
     let lines = [
         in_container("msg_z", "globex", "c-9", true),
         in_container("msg_a", "acme", "c-9", true),
@@ -894,6 +879,18 @@ async fn until_something_waits_on_a_lock(pool: &sqlx::PgPool) {
     panic!("nothing waited on a lock");
 }
 
+/// Write the seed record on a task of its own, as another writer would.
+fn write_seed_meanwhile(
+    store: &Arc<dyn Store>,
+) -> tokio::task::JoinHandle<tally::store::Result<tally::store::WriteOutcome>> {
+    let store = store.clone();
+    tokio::spawn(async move {
+        store
+            .write(&batch(&fixture("seed/code_execution.ndjson")))
+            .await
+    })
+}
+
 /// Another writer claims a container for another account after this write
 /// read the owners and before it locked them: the record that was inserted
 /// meanwhile is taken out again and quarantined as a conflict, and the ledger
@@ -901,8 +898,7 @@ async fn until_something_waits_on_a_lock(pool: &sqlx::PgPool) {
 /// concurrent writers.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_a_container_claimed_meanwhile_undoes_the_record() {
-    let db = TestDb::new(Backend::Postgres).await;
-    let store = db.store().await;
+    let (db, store) = TestDb::with_store(Backend::Postgres).await;
     let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
     let container = "container_011CPR5CNjB747bTd36fQLFk";
 
@@ -916,14 +912,7 @@ async fn postgres_a_container_claimed_meanwhile_undoes_the_record() {
 
     // `acme` writes a record in that container: it reads no owner (the claim
     // is not committed), inserts the record, then waits on the claim's lock.
-    let writer = {
-        let store = store.clone();
-        tokio::spawn(async move {
-            store
-                .write(&batch(&fixture("seed/code_execution.ndjson")))
-                .await
-        })
-    };
+    let writer = write_seed_meanwhile(&store);
     until_something_waits_on_a_lock(&pool).await;
     rival.commit().await.unwrap();
 
@@ -965,8 +954,7 @@ async fn postgres_a_container_claimed_meanwhile_undoes_the_record() {
 async fn postgres_cutoffs_and_writes_exclude_each_other() {
     // The advisory lock of src/store/postgres.rs (WRITERS_LOCK).
     const WRITERS_LOCK: i64 = 0x7461_6c6c_7900;
-    let db = TestDb::new(Backend::Postgres).await;
-    let store = db.store().await;
+    let (db, store) = TestDb::with_store(Backend::Postgres).await;
     let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
 
     // A writer in flight (holding the writers' lock shared): the cutoff waits.
@@ -992,14 +980,7 @@ async fn postgres_cutoffs_and_writes_exclude_each_other() {
         .execute(&mut *taking)
         .await
         .unwrap();
-    let write = {
-        let store = store.clone();
-        tokio::spawn(async move {
-            store
-                .write(&batch(&fixture("seed/code_execution.ndjson")))
-                .await
-        })
-    };
+    let write = write_seed_meanwhile(&store);
     until_something_waits_on_a_lock(&pool).await;
     assert!(!write.is_finished());
     taking.commit().await.unwrap();

@@ -1,11 +1,7 @@
 //! Parsing every accepted shape (SPEC 3.1), forward compatibility (3.3) and
 //! every kind of bad input (3.4), without a database.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
-
-use common::fixture;
+use crate::support::fixture;
 use proptest::prelude::*;
 use serde_json::{Value, json};
 use tally::ingest::parse::{canonical_hash, parse_record};
@@ -550,7 +546,7 @@ fn invalid_utf8_is_malformed() {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(500))]
+    #![proptest_config(crate::support::proptest_config(500))]
 
     /// No input, however broken, makes the parser panic.
     #[test]

@@ -4,17 +4,12 @@
 //! the total it shows equals the sum of the invoices' totals. A screenshot
 //! is saved to `target/dashboard-<backend>.png`. Both backends.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
-
 use std::path::PathBuf;
 use std::process::Command;
 
-use common::{Backend, TestDb, TestServer};
+use crate::support::{Backend, TestApp, tally_ok};
 use rust_decimal::Decimal;
 use serde_json::Value;
-use tally::http::ServeConfig;
 
 fn chromium() -> String {
     let bin = std::env::var("TALLY_CHROMIUM").unwrap_or_else(|_| "chromium".into());
@@ -51,38 +46,33 @@ fn browser(args: &[&str], url: &str) -> Vec<u8> {
 }
 
 async fn dashboard_total_matches_invoices(backend: Backend) {
-    let db = TestDb::new(backend).await;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("month.ndjson");
-    let run = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_tally"))
-            .arg("--database")
-            .arg(&db.url)
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    };
-    run(&[
-        "gen-usage",
-        "--records",
-        "2000",
-        "--seed",
-        "5",
-        "--out",
-        file.to_str().unwrap(),
-    ]);
-    run(&["ingest", file.to_str().unwrap()]);
-    run(&["budget", "set", "--account", "team-03", "--monthly", "5"]);
-
+    let file = file.to_str().unwrap();
     // No admin token: loopback only, and the browser needs no credentials.
-    let server = TestServer::start(&db, ServeConfig::default()).await;
-    let url = server.url("/?period=2026-03");
+    let app = TestApp::on(backend)
+        .given(|db| {
+            tally_ok(
+                db,
+                &[
+                    "gen-usage",
+                    "--records",
+                    "2000",
+                    "--seed",
+                    "5",
+                    "--out",
+                    file,
+                ],
+            );
+            tally_ok(db, &["ingest", file]);
+            tally_ok(
+                db,
+                &["budget", "set", "--account", "team-03", "--monthly", "5"],
+            );
+        })
+        .serve()
+        .await;
+    let url = app.url("/?period=2026-03");
     let dom = tokio::task::spawn_blocking(move || browser(&["--dump-dom"], &url))
         .await
         .unwrap();
@@ -95,9 +85,10 @@ async fn dashboard_total_matches_invoices(backend: Backend) {
         .unwrap_or_else(|| panic!("no total on the page: {dom}"))
         .to_owned();
 
-    let invoices: Value = serde_json::from_str(&run(&[
-        "invoices", "--period", "2026-03", "--format", "json",
-    ]))
+    let invoices: Value = serde_json::from_str(&tally_ok(
+        &app.db,
+        &["invoices", "--period", "2026-03", "--format", "json"],
+    ))
     .unwrap();
     let total: Decimal = invoices
         .as_array()
@@ -136,7 +127,7 @@ async fn dashboard_total_matches_invoices(backend: Backend) {
         .join(format!("dashboard-{backend:?}.png").to_lowercase());
     let _ = std::fs::remove_file(&shot);
     let arg = format!("--screenshot={}", shot.display());
-    let url = server.url("/?period=2026-03");
+    let url = app.url("/?period=2026-03");
     tokio::task::spawn_blocking(move || browser(&[&arg, "--window-size=1280,2400"], &url))
         .await
         .unwrap();

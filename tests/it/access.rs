@@ -1,16 +1,9 @@
 //! Access control (SPEC 9): the admin token, account keys, and no key, on
 //! every endpoint; `tally keys create|list|revoke`. Both backends.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
-
-use std::process::Command;
-
-use common::{Backend, TestDb, TestServer, create_key, fixture};
+use crate::support::{Backend, TestApp, TestDb, create_key, fixture, tally};
 use reqwest::StatusCode;
 use serde_json::Value;
-use tally::http::ServeConfig;
 
 const ADMIN: &str = "admin-secret";
 
@@ -23,32 +16,15 @@ fn seed(account: &str, id: &str) -> String {
 }
 
 async fn every_endpoint_for_every_role(backend: Backend) {
-    let db = TestDb::new(backend).await;
-    db.store().await;
-    let acme = create_key(&db, "acme");
-    let server = TestServer::start(
-        &db,
-        ServeConfig {
-            admin_token: Some(ADMIN.into()),
-            ..ServeConfig::default()
-        },
-    )
-    .await;
-    let client = reqwest::Client::new();
-    let post = |path: &str, key: Option<&str>, body: String| {
-        let mut r = client.post(server.url(path)).body(body);
-        if let Some(k) = key {
-            r = r.bearer_auth(k);
-        }
-        r.send()
-    };
-    let get = |path: &str, key: Option<&str>| {
-        let mut r = client.get(server.url(path));
-        if let Some(k) = key {
-            r = r.bearer_auth(k);
-        }
-        r.send()
-    };
+    let app = TestApp::on(backend)
+        .admin_token(ADMIN)
+        .account_key("acme")
+        .serve()
+        .await;
+    let acme = app.key().to_owned();
+    let post =
+        |path: &str, key: Option<&str>, body: String| app.api(key).post(path).body(body).send();
+    let get = |path: &str, key: Option<&str>| app.api(key).get(path).send();
 
     // No key, or a wrong one: 401 everywhere under /v1.
     for key in [None, Some("tk_wrong")] {
@@ -137,7 +113,7 @@ async fn every_endpoint_for_every_role(backend: Backend) {
         "{v}"
     );
     assert_eq!(v["results"][1]["error"]["type"], "forbidden");
-    let store = server.store.clone();
+    let store = app.store.clone();
     assert!(
         store.record("m2").await.unwrap().is_none() && store.record("m6").await.unwrap().is_none()
     );
@@ -210,31 +186,28 @@ async fn every_endpoint_for_every_role(backend: Backend) {
 }
 
 async fn without_admin_token_account_keys_still_restrict(backend: Backend) {
-    let db = TestDb::new(backend).await;
-    db.store().await;
-    let acme = create_key(&db, "acme");
-    let server = TestServer::start(&db, ServeConfig::default()).await;
-    let client = reqwest::Client::new();
+    let app = TestApp::on(backend).account_key("acme").serve().await;
     // Loopback, no admin token: no bearer acts as admin…
-    let r = client
-        .post(server.url("/v1/usage"))
+    let r = app
+        .anonymous()
+        .post("/v1/usage")
         .body(seed("globex", "g1"))
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
     // …but an account key is still held to its account, and a bad key is refused.
-    let r = client
-        .post(server.url("/v1/usage"))
-        .bearer_auth(&acme)
+    let r = app
+        .account()
+        .post("/v1/usage")
         .body(seed("globex", "g2"))
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
-    let r = client
-        .get(server.url("/v1/accounts/acme/invoices/2025-05"))
-        .bearer_auth("tk_nope")
+    let r = app
+        .api(Some("tk_nope"))
+        .get("/v1/accounts/acme/invoices/2025-05")
         .send()
         .await
         .unwrap();
@@ -245,38 +218,18 @@ async fn keys_commands(backend: Backend) {
     let db = TestDb::new(backend).await;
     let key = create_key(&db, "acme");
     assert!(key.starts_with("tk_") && key.len() == 67, "{key}");
-    let list = Command::new(env!("CARGO_BIN_EXE_tally"))
-        .args(["--database", &db.url, "keys", "list", "--json"])
-        .output()
-        .unwrap();
-    let text = String::from_utf8(list.stdout).unwrap();
+    let (_, text, _) = tally(&db, &["keys", "list", "--json"]);
     assert!(!text.contains(&key), "the key itself is never shown again");
     let v: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(v[0]["account"], "acme");
     assert!(key.starts_with(v[0]["prefix"].as_str().unwrap()));
     let id = v[0]["id"].as_i64().unwrap().to_string();
-    let revoke = Command::new(env!("CARGO_BIN_EXE_tally"))
-        .args(["--database", &db.url, "keys", "revoke", &id])
-        .output()
-        .unwrap();
-    assert_eq!(revoke.status.code(), Some(0));
-    let again = Command::new(env!("CARGO_BIN_EXE_tally"))
-        .args(["--database", &db.url, "keys", "revoke", &id])
-        .output()
-        .unwrap();
-    assert_eq!(again.status.code(), Some(1));
-    let bad = Command::new(env!("CARGO_BIN_EXE_tally"))
-        .args([
-            "--database",
-            &db.url,
-            "keys",
-            "create",
-            "--account",
-            "no spaces",
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(bad.status.code(), Some(1));
+    let (revoke, _, _) = tally(&db, &["keys", "revoke", &id]);
+    assert_eq!(revoke, 0);
+    let (again, _, _) = tally(&db, &["keys", "revoke", &id]);
+    assert_eq!(again, 1);
+    let (bad, _, _) = tally(&db, &["keys", "create", "--account", "no spaces"]);
+    assert_eq!(bad, 1);
 }
 
 on_both_backends!(

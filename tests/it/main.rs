@@ -1,0 +1,24 @@
+//! The integration tests, in one binary: one module per area, sharing the
+//! helpers in `support` (a fresh database per test on either backend, a
+//! running server, the `tally` binary, fixtures). One binary links once
+//! instead of once per area.
+//!
+//! `cargo test --test it access::` runs one area; `… postgres::` one backend.
+
+#![allow(clippy::unwrap_used)]
+
+#[macro_use]
+mod support;
+
+mod access;
+mod billing;
+mod billing_props;
+mod cli;
+mod dashboard_browser;
+mod estimate;
+mod finance;
+mod http_ingest;
+mod invoices_e2e;
+mod multiprocess;
+mod parse;
+mod store_contract;
