@@ -169,13 +169,13 @@ fn split_by_day(data: &PeriodData, book: &PriceBook, account: &str) -> Vec<DayCo
     let day_of = |d: i64| crate::time::date_of_day_number(d).unwrap_or_default();
     for g in data.usage.get(account).into_iter().flatten() {
         books
-            .entry(day_of(g.day))
+            .entry(day_of(g.rate.day))
             .or_default()
             .add_tokens(book, &thresholds, g, true);
     }
     for g in data.iterations.get(account).into_iter().flatten() {
         books
-            .entry(day_of(g.day))
+            .entry(day_of(g.rate.day))
             .or_default()
             .add_tokens(book, &thresholds, g, false);
     }
@@ -183,25 +183,27 @@ fn split_by_day(data: &PeriodData, book: &PriceBook, account: &str) -> Vec<DayCo
     let mut seconds: BTreeMap<(NaiveDate, Charge, &str, Decimal), i64> = BTreeMap::new();
     if let Some(bill) = data.bills.get(account) {
         let containers = bill.containers.iter().map(|c| {
-            let line = (
+            let version = c.price_version.as_str();
+            (
                 c.day,
                 Charge::ContainerHours,
-                c.price_version.as_str(),
+                version,
                 c.hour_price,
-            );
-            (line, c.billed_seconds)
+                c.billed_seconds,
+            )
         });
         let credits = bill.credits.iter().map(|f| {
-            let line = (
+            let version = f.price_version.as_str();
+            (
                 f.day,
                 Charge::ContainerFreeHours,
-                f.price_version.as_str(),
+                version,
                 f.hour_price,
-            );
-            (line, -f.seconds)
+                -f.seconds,
+            )
         });
-        for (line, s) in containers.chain(credits) {
-            *seconds.entry(line).or_default() += s;
+        for (day, charge, version, price, s) in containers.chain(credits) {
+            *seconds.entry((day, charge, version, price)).or_default() += s;
         }
     }
     for ((day, charge, version, price), s) in seconds {

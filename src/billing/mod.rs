@@ -26,6 +26,7 @@ pub mod period;
 pub mod rating;
 pub mod render;
 
+pub use crate::record::RateKey;
 pub use drafts::{
     Cutoff, Rendered, container_bill, draft_as_of, draft_invoice, draft_invoices, invoice,
     joined_csv, period_csv, period_invoices,
@@ -33,9 +34,7 @@ pub use drafts::{
 pub use finalize::{FinalizeError, finalize};
 pub use invoice::{Invoice, Subtotals, assemble};
 pub use period::Period;
-pub use rating::{
-    Category, Charge, Line, LineBook, LineKey, RateKey, TokenQuantities, Unpriced, cents,
-};
+pub use rating::{Category, Charge, Line, LineBook, LineKey, TokenQuantities, Unpriced, cents};
 
 use crate::pricing::StoredBookError;
 use crate::store::StoreError;

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::containers::ContainerBill;
 use crate::pricing::{ModelPrice, PriceBook, Rates};
-use crate::record::Usage;
+use crate::record::{RateKey, Usage};
 use crate::store::UsageGroup;
 
 /// What a line charges for; the order is the order of lines within a model.
@@ -187,34 +187,6 @@ impl TokenQuantities {
     }
 }
 
-/// Everything that decides which rates apply to a quantity of tokens.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RateKey {
-    pub model: Option<String>,
-    /// UTC day number: picks the price-book version.
-    pub day: i64,
-    pub batch: bool,
-    pub fast: bool,
-    /// US-only inference.
-    pub us: bool,
-    /// How many of the book's tier thresholds the total input exceeds.
-    pub bucket: i64,
-}
-
-impl RateKey {
-    /// The rate key of a group of recorded usage.
-    pub fn of(g: &UsageGroup) -> RateKey {
-        RateKey {
-            model: g.model.clone(),
-            day: g.day,
-            batch: g.batch,
-            fast: g.fast,
-            us: g.us,
-            bucket: g.bucket,
-        }
-    }
-}
-
 /// Lines being collected, keyed so that equal charges add up.
 #[derive(Debug, Default)]
 pub struct LineBook {
@@ -256,13 +228,7 @@ impl LineBook {
     ) {
         let records = if count_records { g.records } else { 0 };
         let quantities = TokenQuantities::of(&g.usage);
-        self.rate_tokens(
-            book,
-            thresholds,
-            &RateKey::of(g),
-            &quantities,
-            (records, &g.usage),
-        );
+        self.rate_tokens(book, thresholds, &g.rate, &quantities, (records, &g.usage));
     }
 
     /// Price exact (possibly fractional) token quantities under a rate key;

@@ -472,8 +472,8 @@ pub async fn reprice(
     }
     let mut parts: Vec<Part> = Vec::new();
     for g in groups {
-        let original = g.model.clone().unwrap_or_else(|| "(no model)".into());
-        let day = crate::time::date_of_day_number(g.day);
+        let original = g.rate.model.clone().unwrap_or_else(|| "(no model)".into());
+        let day = crate::time::date_of_day_number(g.rate.day);
         let version = day.and_then(|d| book.version_at(d));
         if version.is_some_and(|v| v.model(model).is_none()) {
             return Err(unknown_model(model, version).into());
@@ -490,7 +490,7 @@ pub async fn reprice(
         };
         let moved = RateKey {
             model: Some(model.to_owned()),
-            ..RateKey::of(&g)
+            ..g.rate.clone()
         };
         match parts.iter_mut().find(|p| p.name == original) {
             Some(p) => p.tokens.push((moved, q)),

@@ -464,34 +464,36 @@ pub fn canonical_hash(value: &Value) -> String {
 fn write_canonical(value: &Value, h: &mut Sha256) {
     match value {
         Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
-            h.update(b"{");
-            for (i, k) in keys.into_iter().enumerate() {
-                if i > 0 {
-                    h.update(b",");
-                }
+            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+            entries.sort_by_key(|(k, _)| *k);
+            write_list(h, b"{", b"}", entries, |(k, v), h| {
                 write_canonical_str(k, h);
                 h.update(b":");
-                if let Some(v) = map.get(k) {
-                    write_canonical(v, h);
-                }
-            }
-            h.update(b"}");
-        }
-        Value::Array(items) => {
-            h.update(b"[");
-            for (i, v) in items.iter().enumerate() {
-                if i > 0 {
-                    h.update(b",");
-                }
                 write_canonical(v, h);
-            }
-            h.update(b"]");
+            });
         }
+        Value::Array(items) => write_list(h, b"[", b"]", items, write_canonical),
         Value::String(s) => write_canonical_str(s, h),
         other => h.update(other.to_string().as_bytes()),
     }
+}
+
+/// `open`, the items written by `each` separated by commas, `close`.
+fn write_list<T>(
+    h: &mut Sha256,
+    open: &[u8],
+    close: &[u8],
+    items: impl IntoIterator<Item = T>,
+    mut each: impl FnMut(T, &mut Sha256),
+) {
+    h.update(open);
+    for (i, item) in items.into_iter().enumerate() {
+        if i > 0 {
+            h.update(b",");
+        }
+        each(item, h);
+    }
+    h.update(close);
 }
 
 fn write_canonical_str(s: &str, h: &mut Sha256) {

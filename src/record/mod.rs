@@ -48,6 +48,21 @@ impl std::ops::AddAssign<&Usage> for Usage {
     }
 }
 
+/// Everything that decides which rates apply to a quantity of tokens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateKey {
+    pub model: Option<String>,
+    /// UTC day number: picks the price-book version.
+    pub day: i64,
+    pub batch: bool,
+    pub fast: bool,
+    /// US-only inference.
+    pub us: bool,
+    /// How many of the price book's tier thresholds the total input exceeds
+    /// (relative to the thresholds of the query that summed the usage).
+    pub bucket: i64,
+}
+
 /// What kind of ledger record this is. Only `Message` records carry usage;
 /// the three batch outcomes are counted and kept but never charged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -15,7 +15,7 @@ use super::{
     FinalizedInvoice, FinalizedRef, Invoices, LedgerCounts, PriceBooks, Rejected, RejectedLines,
     Result, StoreError, StoredPriceBook, StoredRecord, UsageGroup, UsageQuery, UsageReads,
 };
-use crate::record::{LineError, RejectReason};
+use crate::record::{LineError, RateKey, RejectReason};
 use crate::time::{Micros, now_micros, rfc3339};
 
 /// An amount kept as exact decimal text.
@@ -52,12 +52,14 @@ impl From<UsageGroupRow> for UsageGroup {
     fn from(r: UsageGroupRow) -> Self {
         UsageGroup {
             account: r.account,
-            model: r.model,
-            day: r.day,
-            batch: r.batch != 0,
-            fast: r.fast != 0,
-            us: r.us != 0,
-            bucket: r.bucket,
+            rate: RateKey {
+                model: r.model,
+                day: r.day,
+                batch: r.batch != 0,
+                fast: r.fast != 0,
+                us: r.us != 0,
+                bucket: r.bucket,
+            },
             records: r.records,
             usage: r.usage,
         }
@@ -87,7 +89,7 @@ async fn usage_query(
             .into_iter()
             .map(|r| {
                 let mut g = UsageGroup::from(r);
-                g.bucket = super::bucket_of_class(g.bucket, &q.thresholds);
+                g.rate.bucket = super::bucket_of_class(g.rate.bucket, &q.thresholds);
                 g
             })
             .collect());

@@ -13,7 +13,8 @@ pub(super) const REJECTED_GET: &str = "select id, raw, reason, message, line_num
 pub(super) const RECORD_GET: &str = "select r.seq, r.record_key, r.account, r.kind, r.model, r.recorded_at, \
     r.started_at, r.batch, r.files_preloaded, r.uses_code_execution, r.web_tools_20260209, r.container_id, \
     r.input_tokens, r.output_tokens, r.cache_creation_input_tokens, r.cache_write_5m_tokens, \
-    r.cache_write_1h_tokens, r.cache_read_tokens, r.web_search_requests, \
+    r.cache_write_1h_tokens, r.cache_read_tokens, r.web_search_requests, r.web_fetch_requests, \
+    r.code_execution_requests, \
     (select count(*) from record_iterations i where i.seq = r.seq) as iterations, b.raw \
     from records r join record_bodies b on b.seq = r.seq where r.record_key = $1";
 

@@ -78,13 +78,9 @@ pub struct StoredRecord {
     pub uses_code_execution: bool,
     pub web_tools_20260209: bool,
     pub container_id: Option<String>,
-    pub input_tokens: i64,
-    pub output_tokens: i64,
-    pub cache_creation_input_tokens: i64,
-    pub cache_write_5m_tokens: i64,
-    pub cache_write_1h_tokens: i64,
-    pub cache_read_tokens: i64,
-    pub web_search_requests: i64,
+    #[sqlx(flatten)]
+    pub usage: crate::record::Usage,
+    /// Entries of `usage.iterations[]` billed on top.
     pub iterations: i64,
     pub raw: String,
 }
@@ -155,14 +151,9 @@ pub struct RollupKey {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UsageGroup {
     pub account: String,
-    pub model: Option<String>,
-    /// UTC day number (days since 1970-01-01).
-    pub day: i64,
-    pub batch: bool,
-    pub fast: bool,
-    pub us: bool,
-    /// How many of the query's thresholds the records' total input exceeds.
-    pub bucket: i64,
+    /// What decides the group's rates (model, day, batch, fast, US-only,
+    /// size bucket against the query's thresholds).
+    pub rate: crate::record::RateKey,
     pub records: i64,
     pub usage: crate::record::Usage,
 }

@@ -53,7 +53,7 @@ async fn stores_every_column_of_the_seed_record(backend: Backend) {
     assert_eq!(r.account, "acme");
     assert_eq!(r.kind, "message");
     assert_eq!(r.model.as_deref(), Some("claude-opus-4-20250514"));
-    assert_eq!((r.input_tokens, r.output_tokens), (45, 187));
+    assert_eq!((r.usage.input_tokens, r.usage.output_tokens), (45, 187));
     assert_eq!(
         r.container_id.as_deref(),
         Some("container_011CPR5CNjB747bTd36fQLFk")
@@ -146,7 +146,7 @@ async fn same_id_with_other_body_or_account_is_a_quarantined_conflict(backend: B
         .await
         .unwrap()
         .unwrap();
-    assert_eq!((r.account.as_str(), r.output_tokens), ("acme", 187));
+    assert_eq!((r.account.as_str(), r.usage.output_tokens), ("acme", 187));
     assert_eq!(store.counts().await.unwrap().records, 1);
 }
 
@@ -242,7 +242,7 @@ async fn batch_results_without_a_message_are_kept_once_and_never_duplicated(back
         .unwrap()
         .unwrap();
     assert!(r.batch);
-    assert_eq!((r.input_tokens, r.output_tokens), (1200, 300));
+    assert_eq!((r.usage.input_tokens, r.usage.output_tokens), (1200, 300));
 
     // The same errored result under another account is another record.
     let globex = Defaults {
@@ -315,7 +315,11 @@ async fn iterations_and_stream_usage_are_stored(backend: Backend) {
         .unwrap();
     // Last message_delta wins (cumulative), never the sum of deltas.
     assert_eq!(
-        (s.input_tokens, s.output_tokens, s.web_search_requests),
+        (
+            s.usage.input_tokens,
+            s.usage.output_tokens,
+            s.usage.web_search_requests
+        ),
         (10682, 510, 1)
     );
     let it = store.record("msg_iter").await.unwrap().unwrap();
