@@ -152,9 +152,7 @@ impl<'a> Columns<'a> {
             c.uses_code_execution.push(r.uses_code_execution);
             c.web_tools.push(r.web_tools_20260209);
             c.container_id.push(r.container_id.as_deref());
-            for (col, v) in c.counters.iter_mut().zip(u.counters()) {
-                col.push(v);
-            }
+            push_row(&mut c.counters, u.counters());
             c.service_tier.push(r.service_tier.as_deref());
             c.inference_geo.push(r.inference_geo.as_deref());
             c.speed.push(r.speed.as_deref());
@@ -292,25 +290,25 @@ impl WriteTx for Tx<'_> {
         let mut models = Vec::with_capacity(rows.len());
         for (seq, pos, it) in rows {
             let u = &it.usage;
+            let [
+                input,
+                output,
+                creation,
+                write_5m,
+                write_1h,
+                read,
+                searches,
+                ..,
+            ] = u.counters();
             let values = [
-                *seq,
-                *pos,
-                u.input_tokens,
-                u.output_tokens,
-                u.cache_creation_input_tokens,
-                u.cache_write_5m_tokens,
-                u.cache_write_1h_tokens,
-                u.cache_read_tokens,
-                u.web_search_requests,
+                *seq, *pos, input, output, creation, write_5m, write_1h, read, searches,
             ];
-            for (col, v) in cols.iter_mut().zip(values) {
-                col.push(v);
-            }
+            push_row(&mut cols, values);
             kinds.push(it.kind.as_str());
             models.push(it.model.as_deref());
         }
         let [seq, pos, usage @ ..] = cols;
-        let mut query = sqlx::query(
+        let query = sqlx::query(
             "insert into record_iterations (seq, position, kind, model, input_tokens, output_tokens, \
              cache_creation_input_tokens, cache_write_5m_tokens, cache_write_1h_tokens, cache_read_tokens, \
              web_search_requests) select * from unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], \
@@ -320,11 +318,7 @@ impl WriteTx for Tx<'_> {
         .bind(pos)
         .bind(kinds)
         .bind(models);
-        for column in usage {
-            query = query.bind(column);
-        }
-        query.execute(&mut **self.0).await?;
-        Ok(())
+        execute_with_columns(self.0, query, usage).await
     }
 
     async fn add_rollups(&mut self, rows: &[RollupRow]) -> Result<()> {
@@ -344,10 +338,7 @@ impl WriteTx for Tx<'_> {
                 self.1,
                 *n,
             ];
-            let values = key.into_iter().chain(u.counters()).chain([*seq]);
-            for (col, v) in ints.iter_mut().zip(values) {
-                col.push(v);
-            }
+            push_row(&mut ints, key.into_iter().chain(u.counters()).chain([*seq]));
         }
         let [day, rest @ ..] = ints;
         let sql = format!(
@@ -362,15 +353,11 @@ impl WriteTx for Tx<'_> {
             super::sql::rollup_update()
         );
         // Columns in the order of the insert: account, day, model, then the rest.
-        let mut query = sqlx::query(AssertSqlSafe(sql))
+        let query = sqlx::query(AssertSqlSafe(sql))
             .bind(accounts)
             .bind(day)
             .bind(models);
-        for column in rest {
-            query = query.bind(column);
-        }
-        query.execute(&mut **self.0).await?;
-        Ok(())
+        execute_with_columns(self.0, query, rest).await
     }
 
     async fn save_containers(
@@ -428,6 +415,26 @@ impl WriteTx for Tx<'_> {
             .try_get(0)?;
         Ok(id)
     }
+}
+
+/// Append one row's values to column-wise vectors (for `unnest`).
+fn push_row<const N: usize>(columns: &mut [Vec<i64>; N], values: impl IntoIterator<Item = i64>) {
+    for (column, value) in columns.iter_mut().zip(values) {
+        column.push(value);
+    }
+}
+
+/// Bind the integer `columns` after what `query` has bound, and execute it.
+async fn execute_with_columns<'q>(
+    tx: &mut Transaction<'static, Postgres>,
+    mut query: sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>,
+    columns: impl IntoIterator<Item = Vec<i64>>,
+) -> Result<()> {
+    for column in columns {
+        query = query.bind(column);
+    }
+    query.execute(&mut **tx).await?;
+    Ok(())
 }
 
 /// Deadlocks and serialization failures: the whole transaction may be retried.
