@@ -232,15 +232,18 @@ impl LineBook {
     }
 
     /// Price exact (possibly fractional) token quantities under a rate key;
-    /// estimates price their workloads here.
+    /// estimates price their workloads here. `unpriced` is the usage to list
+    /// when the model has no price on that day (a repriced group's recorded
+    /// usage; nothing for a workload).
     pub fn add_token_quantities(
         &mut self,
         book: &PriceBook,
         thresholds: &[i64],
         key: &RateKey,
         q: &TokenQuantities,
+        unpriced: &Usage,
     ) {
-        self.rate_tokens(book, thresholds, key, q, (0, &Usage::default()));
+        self.rate_tokens(book, thresholds, key, q, (0, unpriced));
     }
 
     /// `unpriced` is what to report (records, usage) when the model has no

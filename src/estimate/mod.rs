@@ -27,6 +27,7 @@ use crate::billing::{
     container_bill,
 };
 use crate::pricing::{AllowancePeriod, PriceBook, PriceVersion};
+use crate::record::Usage;
 use crate::store::{Store, UsageQuery};
 pub use workload::{Workload, WorkloadError, WorkloadFile};
 
@@ -96,8 +97,9 @@ const MINUTE: Decimal = Decimal::from_parts(60, 0, 0, false, 0);
 struct Part {
     name: String,
     model: String,
-    /// Token groups to price, with their exact quantities.
-    tokens: Vec<(RateKey, TokenQuantities)>,
+    /// Token groups to price, with their exact quantities and the usage to
+    /// list should the model have no price (see [`LineBook::add_token_quantities`]).
+    tokens: Vec<(RateKey, TokenQuantities, Usage)>,
     /// Billed container seconds per day.
     container_days: Vec<(NaiveDate, i64)>,
 }
@@ -251,7 +253,7 @@ fn workload_part(
             cache_read: n * w.cache_read_tokens,
             web_searches: n * w.web_searches,
         };
-        tokens.push((key, q));
+        tokens.push((key, q, Usage::default()));
     }
     // Each code-running request has a container of its own, billed at
     // least the minimum; each files-only container the minimum.
@@ -333,9 +335,9 @@ fn price(
     let mut workloads = Vec::with_capacity(parts.len());
     for p in &parts {
         let mut own = LineBook::default();
-        for (g, q) in &p.tokens {
-            own.add_token_quantities(book, &thresholds, g, q);
-            everything.add_token_quantities(book, &thresholds, g, q);
+        for (g, q, unpriced) in &p.tokens {
+            own.add_token_quantities(book, &thresholds, g, q, unpriced);
+            everything.add_token_quantities(book, &thresholds, g, q, unpriced);
         }
         let gross = ContainerBill {
             containers: charged("one", p),
@@ -493,11 +495,11 @@ pub async fn reprice(
             ..g.rate.clone()
         };
         match parts.iter_mut().find(|p| p.name == original) {
-            Some(p) => p.tokens.push((moved, q)),
+            Some(p) => p.tokens.push((moved, q, g.usage.clone())),
             None => parts.push(Part {
                 name: original,
                 model: model.to_owned(),
-                tokens: vec![(moved, q)],
+                tokens: vec![(moved, q, g.usage.clone())],
                 container_days: Vec::new(),
             }),
         }
