@@ -50,7 +50,7 @@ impl Default for ServeConfig {
     fn default() -> Self {
         ServeConfig {
             admin_token: None,
-            max_body_bytes: 16 << 20,
+            max_body_bytes: crate::ingest::lines::MAX_LINE_BYTES,
             max_batch_bytes: 1 << 30,
             alert_webhook: None,
             alert_interval: std::time::Duration::from_secs(60),
