@@ -23,6 +23,7 @@ pub mod containers;
 pub mod migrations;
 mod pool;
 mod postgres;
+mod row;
 mod shared;
 pub(crate) mod sql;
 mod sqlite;

@@ -17,11 +17,11 @@ use sqlx::{AssertSqlSafe, PgPool, Row, Transaction};
 use super::containers::ContainerStateRow;
 use super::containers::{ContainerDayDelta, ContainerDayKey, ContainerState};
 use super::pool::{PoolRef, Pooled};
+use super::row::{TableRow, Value, column_names};
 use super::sql::bind_rejection;
 use super::write::{WriteTx, write_batch};
-use super::{Backend, Result, RollupRow, StoreError, WriteBatch, WriteOutcome, Writes};
+use super::{Backend, Result, StoreError, WriteBatch, WriteOutcome, Writes};
 use crate::record::NewRejection;
-use crate::record::{ExtraIteration, NewRecord};
 use crate::time::Micros;
 
 const ROWS_PER_STATEMENT: usize = 2000;
@@ -98,74 +98,92 @@ fn connect_options(url: &str) -> Result<PgConnectOptions> {
 
 struct Tx<'a>(&'a mut Transaction<'static, Postgres>, i64);
 
-const INSERT_RECORDS: &str = "insert into records (record_key, account, kind, message_id, custom_id, model, \
-    recorded_at, started_at, batch, files_preloaded, uses_code_execution, web_tools_20260209, container_id, \
-    input_tokens, output_tokens, cache_creation_input_tokens, cache_write_5m_tokens, cache_write_1h_tokens, \
-    cache_read_tokens, web_search_requests, web_fetch_requests, code_execution_requests, service_tier, \
-    inference_geo, speed, content_hash, source, source_line, ingested_at) \
-    select u.*, $29::bigint from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
-    $7::bigint[], $8::bigint[], $9::bool[], $10::bool[], $11::bool[], $12::bool[], $13::text[], $14::bigint[], \
-    $15::bigint[], $16::bigint[], $17::bigint[], $18::bigint[], $19::bigint[], $20::bigint[], $21::bigint[], \
-    $22::bigint[], $23::text[], $24::text[], $25::text[], $26::text[], $27::text[], $28::bigint[]) as u \
-    on conflict (record_key) do nothing returning record_key, seq";
-
-/// Column-wise copy of a chunk of records, for `unnest`.
-#[derive(Default)]
-struct Columns<'a> {
-    key: Vec<&'a str>,
-    account: Vec<&'a str>,
-    kind: Vec<&'a str>,
-    message_id: Vec<Option<&'a str>>,
-    custom_id: Vec<Option<&'a str>>,
-    model: Vec<Option<&'a str>>,
-    recorded_at: Vec<i64>,
-    started_at: Vec<Option<i64>>,
-    batch: Vec<bool>,
-    files_preloaded: Vec<bool>,
-    uses_code_execution: Vec<bool>,
-    web_tools: Vec<bool>,
-    container_id: Vec<Option<&'a str>>,
-    counters: [Vec<i64>; 9],
-    service_tier: Vec<Option<&'a str>>,
-    inference_geo: Vec<Option<&'a str>>,
-    speed: Vec<Option<&'a str>>,
-    content_hash: Vec<&'a str>,
-    source: Vec<&'a str>,
-    source_line: Vec<i64>,
+/// `$1::text[], $2::bigint[], …`: one array parameter per column of `first`.
+fn unnest_parameters(first: &[(&'static str, Value<'_>)]) -> String {
+    let arrays: Vec<String> = first
+        .iter()
+        .enumerate()
+        .map(|(i, (_, value))| {
+            let kind = match value {
+                Value::Text(_) => "text",
+                Value::Int(_) => "bigint",
+                Value::Bool(_) => "bool",
+            };
+            format!("${}::{kind}[]", i + 1)
+        })
+        .collect();
+    arrays.join(", ")
 }
 
-impl<'a> Columns<'a> {
-    fn of(records: &[&'a NewRecord]) -> Self {
-        let mut c = Columns::default();
-        for r in records {
-            let u = &r.usage;
-            c.key.push(&r.key);
-            c.account.push(&r.account);
-            c.kind.push(r.kind.as_str());
-            c.message_id.push(r.message_id.as_deref());
-            c.custom_id.push(r.custom_id.as_deref());
-            c.model.push(r.model.as_deref());
-            c.recorded_at.push(r.recorded_at);
-            c.started_at.push(r.started_at);
-            c.batch.push(r.batch);
-            c.files_preloaded.push(r.files_preloaded);
-            c.uses_code_execution.push(r.uses_code_execution);
-            c.web_tools.push(r.web_tools_20260209);
-            c.container_id.push(r.container_id.as_deref());
-            push_row(&mut c.counters, u.counters());
-            c.service_tier.push(r.service_tier.as_deref());
-            c.inference_geo.push(r.inference_geo.as_deref());
-            c.speed.push(r.speed.as_deref());
-            c.content_hash.push(&r.content_hash);
-            c.source.push(&r.origin.source);
-            c.source_line.push(r.origin.line as i64);
-        }
-        c
+/// Column `i` of `rows` as one typed array, bound for `unnest`.
+fn bind_column<'q, const N: usize>(
+    query: sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>,
+    rows: &[TableRow<'q, N>],
+    i: usize,
+) -> sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments> {
+    let column = rows.iter().filter_map(|row| row.get(i).map(|(_, v)| *v));
+    match rows.first().and_then(|row| row.get(i)) {
+        Some((_, Value::Bool(_))) => query.bind(
+            column
+                .map(|v| matches!(v, Value::Bool(true)))
+                .collect::<Vec<bool>>(),
+        ),
+        Some((_, Value::Int(_))) => query.bind(
+            column
+                .map(|v| match v {
+                    Value::Int(i) => i,
+                    _ => None,
+                })
+                .collect::<Vec<Option<i64>>>(),
+        ),
+        _ => query.bind(
+            column
+                .map(|v| match v {
+                    Value::Text(t) => t,
+                    _ => None,
+                })
+                .collect::<Vec<Option<&str>>>(),
+        ),
     }
 }
 
 #[async_trait]
 impl WriteTx for Tx<'_> {
+    const ROWS_PER_STATEMENT: usize = ROWS_PER_STATEMENT;
+
+    // Not COPY: sqlx (0.9) leaves Nagle's algorithm on, and COPY sends its
+    // data and its end as two writes with no answer between them, so the
+    // second waits for the server's delayed ACK — 40 ms per transaction.
+    // One `insert … unnest` is a single write and costs about the same.
+    async fn insert_rows<const N: usize>(
+        &mut self,
+        table: &str,
+        rows: &[TableRow<'_, N>],
+        then: &str,
+    ) -> Result<Vec<(String, i64)>> {
+        let Some(first) = rows.first() else {
+            return Ok(Vec::new());
+        };
+        let sql = format!(
+            "insert into {table} ({}) select * from unnest({}) {then}",
+            column_names(first),
+            unnest_parameters(first)
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for i in 0..N {
+            q = bind_column(q, rows, i);
+        }
+        q.fetch_all(&mut **self.0)
+            .await?
+            .iter()
+            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+            .collect()
+    }
+
+    fn rollup_shard(&self) -> i64 {
+        self.1
+    }
+
     async fn container_owners(&mut self, ids: &[&str]) -> Result<HashMap<String, String>> {
         let rows = sqlx::query(
             "select container_id, account from containers where container_id = any($1)",
@@ -212,48 +230,6 @@ impl WriteTx for Tx<'_> {
         Ok(())
     }
 
-    async fn insert_records(
-        &mut self,
-        records: &[&NewRecord],
-        now: Micros,
-    ) -> Result<Vec<(String, i64)>> {
-        let mut inserted = Vec::with_capacity(records.len());
-        for chunk in records.chunks(ROWS_PER_STATEMENT) {
-            let c = Columns::of(chunk);
-            let mut q = sqlx::query(INSERT_RECORDS)
-                .bind(c.key)
-                .bind(c.account)
-                .bind(c.kind)
-                .bind(c.message_id)
-                .bind(c.custom_id)
-                .bind(c.model)
-                .bind(c.recorded_at)
-                .bind(c.started_at)
-                .bind(c.batch)
-                .bind(c.files_preloaded)
-                .bind(c.uses_code_execution)
-                .bind(c.web_tools)
-                .bind(c.container_id);
-            for col in c.counters {
-                q = q.bind(col);
-            }
-            let rows = q
-                .bind(c.service_tier)
-                .bind(c.inference_geo)
-                .bind(c.speed)
-                .bind(c.content_hash)
-                .bind(c.source)
-                .bind(c.source_line)
-                .bind(now)
-                .fetch_all(&mut **self.0)
-                .await?;
-            for row in rows {
-                inserted.push((row.try_get(0)?, row.try_get(1)?));
-            }
-        }
-        Ok(inserted)
-    }
-
     async fn existing(&mut self, keys: &[&str]) -> Result<HashMap<String, (String, String)>> {
         let rows = sqlx::query(
             "select record_key, account, content_hash from records where record_key = any($1)",
@@ -264,100 +240,6 @@ impl WriteTx for Tx<'_> {
         rows.iter()
             .map(|r| Ok((r.try_get(0)?, (r.try_get(1)?, r.try_get(2)?))))
             .collect()
-    }
-
-    async fn insert_bodies(&mut self, bodies: &[(i64, &str)]) -> Result<()> {
-        // Not COPY: sqlx (0.9) leaves Nagle's algorithm on, and COPY sends its
-        // data and its end as two writes with no answer between them, so the
-        // second waits for the server's delayed ACK — 40 ms per transaction.
-        // One `insert … unnest` is a single write and costs about the same.
-        for chunk in bodies.chunks(ROWS_PER_STATEMENT) {
-            let (seqs, raws): (Vec<i64>, Vec<&str>) = chunk.iter().copied().unzip();
-            sqlx::query(
-                "insert into record_bodies (seq, raw) select * from unnest($1::bigint[], $2::text[])",
-            )
-            .bind(seqs)
-            .bind(raws)
-            .execute(&mut **self.0)
-            .await?;
-        }
-        Ok(())
-    }
-
-    async fn insert_iterations(&mut self, rows: &[(i64, i64, &ExtraIteration)]) -> Result<()> {
-        let mut cols: [Vec<i64>; 9] = Default::default();
-        let mut kinds = Vec::with_capacity(rows.len());
-        let mut models = Vec::with_capacity(rows.len());
-        for (seq, pos, it) in rows {
-            let u = &it.usage;
-            let [
-                input,
-                output,
-                creation,
-                write_5m,
-                write_1h,
-                read,
-                searches,
-                ..,
-            ] = u.counters();
-            let values = [
-                *seq, *pos, input, output, creation, write_5m, write_1h, read, searches,
-            ];
-            push_row(&mut cols, values);
-            kinds.push(it.kind.as_str());
-            models.push(it.model.as_deref());
-        }
-        let [seq, pos, usage @ ..] = cols;
-        let query = sqlx::query(
-            "insert into record_iterations (seq, position, kind, model, input_tokens, output_tokens, \
-             cache_creation_input_tokens, cache_write_5m_tokens, cache_write_1h_tokens, cache_read_tokens, \
-             web_search_requests) select * from unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], \
-             $5::bigint[], $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[])",
-        )
-        .bind(seq)
-        .bind(pos)
-        .bind(kinds)
-        .bind(models);
-        execute_with_columns(self.0, query, usage).await
-    }
-
-    async fn add_rollups(&mut self, rows: &[RollupRow]) -> Result<()> {
-        let mut accounts = Vec::with_capacity(rows.len());
-        let mut models = Vec::with_capacity(rows.len());
-        let mut ints: [Vec<i64>; 18] = Default::default();
-        for (k, u, n, seq) in rows {
-            accounts.push(k.account.as_str());
-            models.push(k.model.as_str());
-            let key = [
-                k.day,
-                k.kind,
-                k.batch,
-                k.fast,
-                k.us,
-                k.size_class,
-                self.1,
-                *n,
-            ];
-            push_row(&mut ints, key.into_iter().chain(u.counters()).chain([*seq]));
-        }
-        let [day, rest @ ..] = ints;
-        let sql = format!(
-            "insert into usage_rollup (account, day, model, kind, batch, fast, us, size_class, shard, records, \
-             input_tokens, output_tokens, cache_creation_input_tokens, cache_write_5m_tokens, \
-             cache_write_1h_tokens, cache_read_tokens, web_search_requests, web_fetch_requests, \
-             code_execution_requests, max_seq) \
-             select * from unnest($1::text[], $2::bigint[], $3::text[], $4::bigint[], $5::bigint[], $6::bigint[], \
-             $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[], $13::bigint[], \
-             $14::bigint[], $15::bigint[], $16::bigint[], $17::bigint[], $18::bigint[], $19::bigint[], $20::bigint[]) \
-             on conflict (account, day, model, kind, batch, fast, us, size_class, shard) do update set {}",
-            super::sql::rollup_update()
-        );
-        // Columns in the order of the insert: account, day, model, then the rest.
-        let query = sqlx::query(AssertSqlSafe(sql))
-            .bind(accounts)
-            .bind(day)
-            .bind(models);
-        execute_with_columns(self.0, query, rest).await
     }
 
     async fn save_containers(
@@ -415,26 +297,6 @@ impl WriteTx for Tx<'_> {
             .try_get(0)?;
         Ok(id)
     }
-}
-
-/// Append one row's values to column-wise vectors (for `unnest`).
-fn push_row<const N: usize>(columns: &mut [Vec<i64>; N], values: impl IntoIterator<Item = i64>) {
-    for (column, value) in columns.iter_mut().zip(values) {
-        column.push(value);
-    }
-}
-
-/// Bind the integer `columns` after what `query` has bound, and execute it.
-async fn execute_with_columns<'q>(
-    tx: &mut Transaction<'static, Postgres>,
-    mut query: sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>,
-    columns: impl IntoIterator<Item = Vec<i64>>,
-) -> Result<()> {
-    for column in columns {
-        query = query.bind(column);
-    }
-    query.execute(&mut **tx).await?;
-    Ok(())
 }
 
 /// Deadlocks and serialization failures: the whole transaction may be retried.

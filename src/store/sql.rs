@@ -212,9 +212,9 @@ pub(super) const ROLLUP_COUNTS_ONE: &str = "select account, cast(sum(records) as
 pub(super) const ROLLUP_COUNTS_ALL: &str = "select account, cast(sum(records) as bigint) from usage_rollup \
     where cast($1 as text) is null and day >= $2 and day < $3 and kind in (0, 2) group by account order by account";
 
-/// `set` clause adding a new roll-up row's sums to the existing one.
-pub(super) fn rollup_update() -> String {
-    [
+/// What follows a roll-up insert: a row whose key exists adds its sums to it.
+pub(super) fn rollup_upsert() -> String {
+    let sums = [
         "records",
         "input_tokens",
         "output_tokens",
@@ -233,5 +233,8 @@ pub(super) fn rollup_update() -> String {
             .to_owned(),
     ))
     .collect::<Vec<_>>()
-    .join(", ")
+    .join(", ");
+    format!(
+        "on conflict (account, day, model, kind, batch, fast, us, size_class, shard) do update set {sums}"
+    )
 }

@@ -24,11 +24,11 @@ use sqlx::{AssertSqlSafe, Row, Sqlite, SqlitePool, Transaction};
 use super::containers::ContainerStateRow;
 use super::containers::{ContainerDayDelta, ContainerDayKey, ContainerState};
 use super::pool::{PoolRef, Pooled};
+use super::row::{TableRow, Value, column_names};
 use super::sql::bind_rejection;
 use super::write::{WriteTx, write_batch};
-use super::{Backend, Result, RollupRow, WriteBatch, WriteOutcome, Writes};
+use super::{Backend, Result, WriteBatch, WriteOutcome, Writes};
 use crate::record::NewRejection;
-use crate::record::{ExtraIteration, NewRecord};
 use crate::time::Micros;
 
 /// 30 columns × 200 rows stays far below SQLite's 32,766 bound parameters.
@@ -110,20 +110,43 @@ fn placeholders(rows: usize, cols: usize) -> String {
     vec![row; rows].join(",")
 }
 
-const RECORD_COLUMNS: &str = "record_key, account, kind, message_id, custom_id, model, recorded_at, started_at, \
-    batch, files_preloaded, uses_code_execution, web_tools_20260209, container_id, input_tokens, output_tokens, \
-    cache_creation_input_tokens, cache_write_5m_tokens, cache_write_1h_tokens, cache_read_tokens, \
-    web_search_requests, web_fetch_requests, code_execution_requests, service_tier, inference_geo, speed, \
-    content_hash, source, source_line, ingested_at";
-const RECORD_COLUMN_COUNT: usize = 29;
-
-const ROLLUP_COLUMNS: &str = "account, day, model, kind, batch, fast, us, size_class, shard, records, input_tokens, \
-    output_tokens, cache_creation_input_tokens, cache_write_5m_tokens, cache_write_1h_tokens, cache_read_tokens, \
-    web_search_requests, web_fetch_requests, code_execution_requests, max_seq";
-const ROLLUP_KEY: &str = "account, day, model, kind, batch, fast, us, size_class, shard";
-
 #[async_trait]
 impl WriteTx for Tx<'_> {
+    const ROWS_PER_STATEMENT: usize = ROWS_PER_STATEMENT;
+
+    async fn insert_rows<const N: usize>(
+        &mut self,
+        table: &str,
+        rows: &[TableRow<'_, N>],
+        then: &str,
+    ) -> Result<Vec<(String, i64)>> {
+        let Some(first) = rows.first() else {
+            return Ok(Vec::new());
+        };
+        let sql = format!(
+            "insert into {table} ({}) values {} {then}",
+            column_names(first),
+            placeholders(rows.len(), N)
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for (_, value) in rows.iter().flatten() {
+            q = match *value {
+                Value::Text(t) => q.bind(t),
+                Value::Int(i) => q.bind(i),
+                Value::Bool(b) => q.bind(b),
+            };
+        }
+        q.fetch_all(&mut **self.0)
+            .await?
+            .iter()
+            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+            .collect()
+    }
+
+    fn rollup_shard(&self) -> i64 {
+        0 // one writer: one shard
+    }
+
     async fn container_owners(&mut self, ids: &[&str]) -> Result<HashMap<String, String>> {
         self.1.clear(); // a round reads afresh what earlier rounds wrote
         let mut owners = HashMap::with_capacity(ids.len());
@@ -197,53 +220,6 @@ impl WriteTx for Tx<'_> {
         Ok(())
     }
 
-    async fn insert_records(
-        &mut self,
-        records: &[&NewRecord],
-        now: Micros,
-    ) -> Result<Vec<(String, i64)>> {
-        let mut inserted = Vec::with_capacity(records.len());
-        for chunk in records.chunks(ROWS_PER_STATEMENT) {
-            let sql = format!(
-                "insert into records ({RECORD_COLUMNS}) values {} on conflict (record_key) do nothing returning record_key, seq",
-                placeholders(chunk.len(), RECORD_COLUMN_COUNT)
-            );
-            let mut q = sqlx::query(AssertSqlSafe(sql));
-            for r in chunk {
-                let u = &r.usage;
-                q = q
-                    .bind(r.key.as_str())
-                    .bind(r.account.as_str())
-                    .bind(r.kind.as_str())
-                    .bind(r.message_id.as_deref())
-                    .bind(r.custom_id.as_deref())
-                    .bind(r.model.as_deref())
-                    .bind(r.recorded_at)
-                    .bind(r.started_at)
-                    .bind(r.batch)
-                    .bind(r.files_preloaded)
-                    .bind(r.uses_code_execution)
-                    .bind(r.web_tools_20260209)
-                    .bind(r.container_id.as_deref());
-                for count in u.counters() {
-                    q = q.bind(count);
-                }
-                q = q
-                    .bind(r.service_tier.as_deref())
-                    .bind(r.inference_geo.as_deref())
-                    .bind(r.speed.as_deref())
-                    .bind(r.content_hash.as_str())
-                    .bind(r.origin.source.as_str())
-                    .bind(r.origin.line as i64)
-                    .bind(now);
-            }
-            for row in q.fetch_all(&mut **self.0).await? {
-                inserted.push((row.try_get(0)?, row.try_get(1)?));
-            }
-        }
-        Ok(inserted)
-    }
-
     async fn existing(&mut self, keys: &[&str]) -> Result<HashMap<String, (String, String)>> {
         let mut found = HashMap::with_capacity(keys.len());
         for chunk in keys.chunks(ROWS_PER_STATEMENT) {
@@ -260,82 +236,6 @@ impl WriteTx for Tx<'_> {
             }
         }
         Ok(found)
-    }
-
-    async fn insert_bodies(&mut self, bodies: &[(i64, &str)]) -> Result<()> {
-        let statement = |n| {
-            format!(
-                "insert into record_bodies (seq, raw) values {}",
-                placeholders(n, 2)
-            )
-        };
-        execute_chunked(
-            self.0,
-            bodies,
-            ROWS_PER_STATEMENT,
-            statement,
-            |q, (seq, raw)| q.bind(*seq).bind(*raw),
-        )
-        .await
-    }
-
-    async fn insert_iterations(&mut self, rows: &[(i64, i64, &ExtraIteration)]) -> Result<()> {
-        for (seq, pos, it) in rows {
-            let u = &it.usage;
-            sqlx::query(
-                "insert into record_iterations (seq, position, kind, model, input_tokens, output_tokens, \
-                 cache_creation_input_tokens, cache_write_5m_tokens, cache_write_1h_tokens, cache_read_tokens, \
-                 web_search_requests) values (?,?,?,?,?,?,?,?,?,?,?)",
-            )
-            .bind(*seq)
-            .bind(*pos)
-            .bind(it.kind.as_str())
-            .bind(it.model.as_deref())
-            .bind(u.input_tokens)
-            .bind(u.output_tokens)
-            .bind(u.cache_creation_input_tokens)
-            .bind(u.cache_write_5m_tokens)
-            .bind(u.cache_write_1h_tokens)
-            .bind(u.cache_read_tokens)
-            .bind(u.web_search_requests)
-            .execute(&mut **self.0)
-            .await?;
-        }
-        Ok(())
-    }
-
-    async fn add_rollups(&mut self, rows: &[RollupRow]) -> Result<()> {
-        let update = super::sql::rollup_update();
-        let statement = |n| {
-            format!(
-                "insert into usage_rollup ({ROLLUP_COLUMNS}) values {} on conflict ({ROLLUP_KEY}) do update set {update}",
-                placeholders(n, 20),
-            )
-        };
-        execute_chunked(
-            self.0,
-            rows,
-            ROWS_PER_STATEMENT / 2,
-            statement,
-            |q, (k, u, n, seq)| {
-                let q = q
-                    .bind(k.account.as_str())
-                    .bind(k.day)
-                    .bind(k.model.as_str())
-                    .bind(k.kind)
-                    .bind(k.batch)
-                    .bind(k.fast)
-                    .bind(k.us)
-                    .bind(k.size_class)
-                    .bind(0i64) // one writer: one shard
-                    .bind(*n);
-                u.counters()
-                    .into_iter()
-                    .fold(q, |q, count| q.bind(count))
-                    .bind(*seq)
-            },
-        )
-        .await
     }
 
     async fn save_containers(

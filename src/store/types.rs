@@ -130,9 +130,6 @@ pub fn bucket_of_class(class: i64, thresholds: &[i64]) -> i64 {
         .count() as i64
 }
 
-/// A roll-up delta: key, sums, number of records, newest record seq.
-pub type RollupRow = (RollupKey, crate::record::Usage, i64, i64);
-
 /// Key of a usage roll-up row (see migration 0005).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct RollupKey {

@@ -32,13 +32,16 @@ use std::collections::{BTreeMap, HashMap};
 use async_trait::async_trait;
 
 use super::containers::{self, ContainerDayDelta, ContainerDayKey, ContainerState};
-use super::{RecordOutcome, Result, RollupKey, RollupRow, WriteBatch, WriteOutcome, size_class};
-use crate::record::{ExtraIteration, NewRecord, NewRejection, RecordKind, Usage, conflict_error};
+use super::row::{self, TableRow};
+use super::{RecordOutcome, Result, RollupKey, WriteBatch, WriteOutcome, size_class};
+use crate::record::{NewRecord, NewRejection, RecordKind, Usage, conflict_error};
 use crate::time::Micros;
 
 /// The primitive operations a backend's transaction provides.
 #[async_trait]
 pub(crate) trait WriteTx: Send {
+    /// Rows per insert statement (a statement's bind parameters are bounded).
+    const ROWS_PER_STATEMENT: usize;
     /// Owners of those of these containers that are claimed.
     async fn container_owners(&mut self, ids: &[&str]) -> Result<HashMap<String, String>>;
     /// Claim `(container_id, account)` where unclaimed, lock every one of them
@@ -50,19 +53,20 @@ pub(crate) trait WriteTx: Send {
     /// Delete records inserted earlier in this transaction, with their
     /// bodies and iterations.
     async fn delete_records(&mut self, seqs: &[i64]) -> Result<()>;
-    /// Insert records, skipping existing keys; return `(key, seq)` of those inserted.
-    async fn insert_records(
-        &mut self,
-        records: &[&NewRecord],
-        now: Micros,
-    ) -> Result<Vec<(String, i64)>>;
     /// `(account, content_hash)` of the stored record for each key.
     async fn existing(&mut self, keys: &[&str]) -> Result<HashMap<String, (String, String)>>;
-    async fn insert_bodies(&mut self, bodies: &[(i64, &str)]) -> Result<()>;
-    async fn insert_iterations(&mut self, rows: &[(i64, i64, &ExtraIteration)]) -> Result<()>;
-    /// Add to the usage roll-up (keys sorted, each once).
-    /// Rows are `(key, sums, records, newest seq)`.
-    async fn add_rollups(&mut self, rows: &[RollupRow]) -> Result<()>;
+    /// Insert `rows` (at most [`Self::ROWS_PER_STATEMENT`]) into `table` in
+    /// one statement ending in `then` (an `on conflict` clause); return the
+    /// `(text, integer)` pairs its `returning` clause yields, if it has one.
+    async fn insert_rows<const N: usize>(
+        &mut self,
+        table: &str,
+        rows: &[TableRow<'_, N>],
+        then: &str,
+    ) -> Result<Vec<(String, i64)>>;
+    /// The roll-up shard this transaction adds to (concurrent writers add to
+    /// different rows instead of queueing on one).
+    fn rollup_shard(&self) -> i64;
     /// Write back container states (ids sorted, each once) and add to the
     /// per-account, per-day container sums (keys sorted, each once).
     async fn save_containers(
@@ -206,7 +210,11 @@ async fn write_round<T: WriteTx>(
     let inserted: HashMap<String, i64> = if rows.is_empty() {
         HashMap::new()
     } else {
-        tx.insert_records(&rows, now).await?.into_iter().collect()
+        let records: Vec<_> = rows.iter().map(|r| row::record_row(r, now)).collect();
+        insert_all(tx, "records", &records, row::RECORDS_INSERTED)
+            .await?
+            .into_iter()
+            .collect()
     };
 
     let missing: Vec<&str> = rows
@@ -222,22 +230,18 @@ async fn write_round<T: WriteTx>(
 
     // The inserted records' bodies and iterations, before any lock: the
     // bulk of the bytes goes in while another writer may hold a container.
-    let mut bodies: Vec<(i64, &str)> = Vec::with_capacity(inserted.len());
-    let mut iterations: Vec<(i64, i64, &ExtraIteration)> = Vec::new();
+    let mut bodies = Vec::with_capacity(inserted.len());
+    let mut iterations = Vec::new();
     for r in &rows {
         if let Some(&seq) = inserted.get(&r.key) {
-            bodies.push((seq, r.raw.as_str()));
+            bodies.push(row::body_row(seq, &r.raw));
             for (pos, it) in r.iterations.iter().enumerate() {
-                iterations.push((seq, pos as i64, it));
+                iterations.push(row::iteration_row(seq, pos as i64, it));
             }
         }
     }
-    if !bodies.is_empty() {
-        tx.insert_bodies(&bodies).await?;
-    }
-    if !iterations.is_empty() {
-        tx.insert_iterations(&iterations).await?;
-    }
+    insert_all(tx, "record_bodies", &bodies, "").await?;
+    insert_all(tx, "record_iterations", &iterations, "").await?;
 
     // Lock the containers of the inserted records; a claim another writer
     // made meanwhile for another account undoes the records naming it.
@@ -309,17 +313,30 @@ async fn write_round<T: WriteTx>(
         }
     }
 
-    if !rollup.is_empty() {
-        let rows: Vec<RollupRow> = rollup
-            .into_iter()
-            .map(|(k, (u, n, seq))| (k, u, n, seq))
-            .collect();
-        tx.add_rollups(&rows).await?;
-    }
+    let shard = tx.rollup_shard();
+    let sums: Vec<_> = rollup
+        .iter()
+        .map(|(k, (u, n, seq))| row::rollup_row(k, u, *n, *seq, shard))
+        .collect();
+    insert_all(tx, "usage_rollup", &sums, &super::sql::rollup_upsert()).await?;
     if !container_time.is_empty() {
         add_to_container_rollup(tx, &mut states, &container_time).await?;
     }
     Ok(())
+}
+
+/// Insert `rows` a statement's worth at a time; what the statements return.
+async fn insert_all<T: WriteTx, const N: usize>(
+    tx: &mut T,
+    table: &str,
+    rows: &[TableRow<'_, N>],
+    then: &str,
+) -> Result<Vec<(String, i64)>> {
+    let mut returned = Vec::new();
+    for chunk in rows.chunks(T::ROWS_PER_STATEMENT) {
+        returned.extend(tx.insert_rows(table, chunk, then).await?);
+    }
+    Ok(returned)
 }
 
 fn container_conflict(container: &str, owner: &str) -> String {
