@@ -17,12 +17,9 @@ use sqlx::{AssertSqlSafe, PgPool, Row, Transaction};
 use super::containers::ContainerStateRow;
 use super::containers::{ContainerDayDelta, ContainerDayKey, ContainerState};
 use super::pool::{PoolRef, Pooled};
-use super::row::{TableRow, Value, column_names};
-use super::sql::bind_rejection;
+use super::row::{Returned, TableRow, Value, insert_sql};
 use super::write::{WriteTx, write_batch};
 use super::{Backend, Result, StoreError, WriteBatch, WriteOutcome, Writes};
-use crate::record::NewRejection;
-use crate::time::Micros;
 
 const ROWS_PER_STATEMENT: usize = 2000;
 const WRITE_ATTEMPTS: usize = 5;
@@ -98,16 +95,19 @@ fn connect_options(url: &str) -> Result<PgConnectOptions> {
 
 struct Tx<'a>(&'a mut Transaction<'static, Postgres>, i64);
 
-/// `$1::text[], $2::bigint[], …`: one array parameter per column of `first`.
-fn unnest_parameters(first: &[(&'static str, Value<'_>)]) -> String {
-    let arrays: Vec<String> = first
-        .iter()
+/// `$1::text[], $2::bigint[], …`: one array parameter per column of `rows`.
+fn unnest_parameters(rows: &[TableRow<'_>]) -> String {
+    let arrays: Vec<String> = rows
+        .first()
+        .into_iter()
+        .flatten()
         .enumerate()
         .map(|(i, (_, value))| {
             let kind = match value {
                 Value::Text(_) => "text",
                 Value::Int(_) => "bigint",
                 Value::Bool(_) => "bool",
+                Value::Bytes(_) => "bytea",
             };
             format!("${}::{kind}[]", i + 1)
         })
@@ -115,35 +115,17 @@ fn unnest_parameters(first: &[(&'static str, Value<'_>)]) -> String {
     arrays.join(", ")
 }
 
+type InsertQuery<'q> =
+    sqlx::query::QueryAs<'q, Postgres, (String, i64), sqlx::postgres::PgArguments>;
+
 /// Column `i` of `rows` as one typed array, bound for `unnest`.
-fn bind_column<'q, const N: usize>(
-    query: sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>,
-    rows: &[TableRow<'q, N>],
-    i: usize,
-) -> sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments> {
+fn bind_column<'q>(query: InsertQuery<'q>, rows: &[TableRow<'q>], i: usize) -> InsertQuery<'q> {
     let column = rows.iter().filter_map(|row| row.get(i).map(|(_, v)| *v));
     match rows.first().and_then(|row| row.get(i)) {
-        Some((_, Value::Bool(_))) => query.bind(
-            column
-                .map(|v| matches!(v, Value::Bool(true)))
-                .collect::<Vec<bool>>(),
-        ),
-        Some((_, Value::Int(_))) => query.bind(
-            column
-                .map(|v| match v {
-                    Value::Int(i) => i,
-                    _ => None,
-                })
-                .collect::<Vec<Option<i64>>>(),
-        ),
-        _ => query.bind(
-            column
-                .map(|v| match v {
-                    Value::Text(t) => t,
-                    _ => None,
-                })
-                .collect::<Vec<Option<&str>>>(),
-        ),
+        Some((_, Value::Bool(_))) => query.bind(column.map(Value::flag).collect::<Vec<_>>()),
+        Some((_, Value::Int(_))) => query.bind(column.map(Value::int).collect::<Vec<_>>()),
+        Some((_, Value::Bytes(_))) => query.bind(column.map(Value::bytes).collect::<Vec<_>>()),
+        _ => query.bind(column.map(Value::text).collect::<Vec<_>>()),
     }
 }
 
@@ -155,29 +137,14 @@ impl WriteTx for Tx<'_> {
     // data and its end as two writes with no answer between them, so the
     // second waits for the server's delayed ACK — 40 ms per transaction.
     // One `insert … unnest` is a single write and costs about the same.
-    async fn insert_rows<const N: usize>(
-        &mut self,
-        table: &str,
-        rows: &[TableRow<'_, N>],
-        then: &str,
-    ) -> Result<Vec<(String, i64)>> {
-        let Some(first) = rows.first() else {
-            return Ok(Vec::new());
-        };
-        let sql = format!(
-            "insert into {table} ({}) select * from unnest({}) {then}",
-            column_names(first),
-            unnest_parameters(first)
-        );
-        let mut q = sqlx::query(AssertSqlSafe(sql));
-        for i in 0..N {
+    async fn insert(&mut self, table: &str, rows: &[TableRow<'_>], then: &str) -> Result<Returned> {
+        let columns = rows.first().map_or(0, Vec::len);
+        let values = format!("select * from unnest({})", unnest_parameters(rows));
+        let mut q = sqlx::query_as(AssertSqlSafe(insert_sql(table, rows, &values, then)));
+        for i in 0..columns {
             q = bind_column(q, rows, i);
         }
-        q.fetch_all(&mut **self.0)
-            .await?
-            .iter()
-            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
-            .collect()
+        Ok(q.fetch_all(&mut **self.0).await?)
     }
 
     fn rollup_shard(&self) -> i64 {
@@ -288,14 +255,6 @@ impl WriteTx for Tx<'_> {
             .execute(&mut **self.0)
             .await?;
         Ok(())
-    }
-
-    async fn quarantine(&mut self, r: &NewRejection, now: Micros) -> Result<i64> {
-        let id = bind_rejection!(sqlx::query(super::sql::QUARANTINE), r, now)
-            .fetch_one(&mut **self.0)
-            .await?
-            .try_get(0)?;
-        Ok(id)
     }
 }
 

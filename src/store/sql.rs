@@ -24,36 +24,13 @@ pub(super) const COUNTS: &str = "select (select count(*) from records) as record
 
 pub(super) const MAX_SEQ: &str = "select cast(coalesce(max(seq), 0) as bigint) from records";
 
-/// Keep a rejected line (parameters bound by [`bind_rejection`]): the same
-/// line again counts one more occurrence.
-pub(super) const QUARANTINE: &str = "insert into rejected (raw_hash, raw, reason, message, line_number, column_number, field, \
-    source, account_default, recorded_at_default, first_seen, last_seen, occurrences, status) \
-    values ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,1,'open') \
-    on conflict (raw_hash) do update set last_seen = excluded.last_seen, occurrences = rejected.occurrences + 1, \
-    reason = excluded.reason, message = excluded.message, line_number = excluded.line_number, \
-    column_number = excluded.column_number, field = excluded.field, source = excluded.source, status = 'open' \
-    returning id";
-
-/// Bind a [`crate::record::NewRejection`] to the quarantine upsert (12 parameters).
-macro_rules! bind_rejection {
-    ($query:expr, $r:expr, $now:expr) => {{
-        let r: &$crate::record::NewRejection = $r;
-        $query
-            .bind($crate::store::sql::rejection_hash(r))
-            .bind(r.raw.as_slice())
-            .bind(r.error.reason.as_str())
-            .bind(r.error.message.as_str())
-            .bind(r.error.line.map(|v| v as i64))
-            .bind(r.error.column.map(|v| v as i64))
-            .bind(r.error.field.as_deref())
-            .bind(r.origin.source.as_str())
-            .bind(r.defaults.account.as_deref())
-            .bind(r.defaults.recorded_at)
-            .bind($now)
-            .bind($now)
-    }};
-}
-pub(crate) use bind_rejection;
+/// What follows the insert of a rejected line: the same line again counts
+/// one more occurrence. Returns `(raw_hash, id)`.
+pub(super) const QUARANTINE_UPSERT: &str = "on conflict (raw_hash) do update set last_seen = excluded.last_seen, \
+    occurrences = rejected.occurrences + 1, reason = excluded.reason, message = excluded.message, \
+    line_number = excluded.line_number, column_number = excluded.column_number, field = excluded.field, \
+    source = excluded.source, status = 'open' \
+    returning raw_hash, id";
 
 /// Identity of a rejected line: its bytes and the defaults it was parsed
 /// with, so the same bad line sent twice is one entry seen twice.
@@ -214,20 +191,9 @@ pub(super) const ROLLUP_COUNTS_ALL: &str = "select account, cast(sum(records) as
 
 /// What follows a roll-up insert: a row whose key exists adds its sums to it.
 pub(super) fn rollup_upsert() -> String {
-    let sums = [
-        "records",
-        "input_tokens",
-        "output_tokens",
-        "cache_creation_input_tokens",
-        "cache_write_5m_tokens",
-        "cache_write_1h_tokens",
-        "cache_read_tokens",
-        "web_search_requests",
-        "web_fetch_requests",
-        "code_execution_requests",
-    ]
-    .iter()
-    .map(|c| format!("{c} = usage_rollup.{c} + excluded.{c}"))
+    let sums = std::iter::once("records")
+        .chain(super::row::USAGE_COLUMNS)
+        .map(|c| format!("{c} = usage_rollup.{c} + excluded.{c}"))
     .chain(std::iter::once(
         "max_seq = case when excluded.max_seq > usage_rollup.max_seq then excluded.max_seq else usage_rollup.max_seq end"
             .to_owned(),

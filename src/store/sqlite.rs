@@ -24,12 +24,9 @@ use sqlx::{AssertSqlSafe, Row, Sqlite, SqlitePool, Transaction};
 use super::containers::ContainerStateRow;
 use super::containers::{ContainerDayDelta, ContainerDayKey, ContainerState};
 use super::pool::{PoolRef, Pooled};
-use super::row::{TableRow, Value, column_names};
-use super::sql::bind_rejection;
+use super::row::{Returned, TableRow, Value, insert_sql};
 use super::write::{WriteTx, write_batch};
 use super::{Backend, Result, WriteBatch, WriteOutcome, Writes};
-use crate::record::NewRejection;
-use crate::time::Micros;
 
 /// 30 columns × 200 rows stays far below SQLite's 32,766 bound parameters.
 const ROWS_PER_STATEMENT: usize = 200;
@@ -114,33 +111,19 @@ fn placeholders(rows: usize, cols: usize) -> String {
 impl WriteTx for Tx<'_> {
     const ROWS_PER_STATEMENT: usize = ROWS_PER_STATEMENT;
 
-    async fn insert_rows<const N: usize>(
-        &mut self,
-        table: &str,
-        rows: &[TableRow<'_, N>],
-        then: &str,
-    ) -> Result<Vec<(String, i64)>> {
-        let Some(first) = rows.first() else {
-            return Ok(Vec::new());
-        };
-        let sql = format!(
-            "insert into {table} ({}) values {} {then}",
-            column_names(first),
-            placeholders(rows.len(), N)
-        );
-        let mut q = sqlx::query(AssertSqlSafe(sql));
+    async fn insert(&mut self, table: &str, rows: &[TableRow<'_>], then: &str) -> Result<Returned> {
+        let columns = rows.first().map_or(0, Vec::len);
+        let values = format!("values {}", placeholders(rows.len(), columns));
+        let mut q = sqlx::query_as(AssertSqlSafe(insert_sql(table, rows, &values, then)));
         for (_, value) in rows.iter().flatten() {
             q = match *value {
                 Value::Text(t) => q.bind(t),
                 Value::Int(i) => q.bind(i),
                 Value::Bool(b) => q.bind(b),
+                Value::Bytes(b) => q.bind(b),
             };
         }
-        q.fetch_all(&mut **self.0)
-            .await?
-            .iter()
-            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
-            .collect()
+        Ok(q.fetch_all(&mut **self.0).await?)
     }
 
     fn rollup_shard(&self) -> i64 {
@@ -288,14 +271,6 @@ impl WriteTx for Tx<'_> {
             },
         )
         .await
-    }
-
-    async fn quarantine(&mut self, r: &NewRejection, now: Micros) -> Result<i64> {
-        let id = bind_rejection!(sqlx::query(super::sql::QUARANTINE), r, now)
-            .fetch_one(&mut **self.0)
-            .await?
-            .try_get(0)?;
-        Ok(id)
     }
 }
 

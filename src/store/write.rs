@@ -32,7 +32,7 @@ use std::collections::{BTreeMap, HashMap};
 use async_trait::async_trait;
 
 use super::containers::{self, ContainerDayDelta, ContainerDayKey, ContainerState};
-use super::row::{self, TableRow};
+use super::row::{self, Returned, TableRow};
 use super::{RecordOutcome, Result, RollupKey, WriteBatch, WriteOutcome, size_class};
 use crate::record::{NewRecord, NewRejection, RecordKind, Usage, conflict_error};
 use crate::time::Micros;
@@ -55,15 +55,10 @@ pub(crate) trait WriteTx: Send {
     async fn delete_records(&mut self, seqs: &[i64]) -> Result<()>;
     /// `(account, content_hash)` of the stored record for each key.
     async fn existing(&mut self, keys: &[&str]) -> Result<HashMap<String, (String, String)>>;
-    /// Insert `rows` (at most [`Self::ROWS_PER_STATEMENT`]) into `table` in
+    /// Insert `rows` (at least one, at most [`Self::ROWS_PER_STATEMENT`]) into `table` in
     /// one statement ending in `then` (an `on conflict` clause); return the
     /// `(text, integer)` pairs its `returning` clause yields, if it has one.
-    async fn insert_rows<const N: usize>(
-        &mut self,
-        table: &str,
-        rows: &[TableRow<'_, N>],
-        then: &str,
-    ) -> Result<Vec<(String, i64)>>;
+    async fn insert(&mut self, table: &str, rows: &[TableRow<'_>], then: &str) -> Result<Returned>;
     /// The roll-up shard this transaction adds to (concurrent writers add to
     /// different rows instead of queueing on one).
     fn rollup_shard(&self) -> i64;
@@ -74,8 +69,6 @@ pub(crate) trait WriteTx: Send {
         states: &[(&str, &ContainerState)],
         days: &[(ContainerDayKey, ContainerDayDelta)],
     ) -> Result<()>;
-    /// Store a rejected line (or count another sighting of the same bytes); return its id.
-    async fn quarantine(&mut self, rejection: &NewRejection, now: Micros) -> Result<i64>;
 }
 
 pub(crate) async fn write_batch<T: WriteTx>(
@@ -106,7 +99,7 @@ pub(crate) async fn write_batch<T: WriteTx>(
                 origin: record.origin.clone(),
                 defaults: Default::default(),
             };
-            let rejected_id = tx.quarantine(&rejection, now).await?;
+            let rejected_id = quarantine(tx, &rejection, now).await?;
             if let Some(slot) = outcomes.get_mut(index) {
                 *slot = Some(RecordOutcome::Conflict {
                     message,
@@ -118,7 +111,7 @@ pub(crate) async fn write_batch<T: WriteTx>(
 
     let mut rejected_ids = Vec::with_capacity(batch.rejections.len());
     for rejection in &batch.rejections {
-        rejected_ids.push(tx.quarantine(rejection, now).await?);
+        rejected_ids.push(quarantine(tx, rejection, now).await?);
     }
 
     Ok(WriteOutcome {
@@ -326,17 +319,30 @@ async fn write_round<T: WriteTx>(
 }
 
 /// Insert `rows` a statement's worth at a time; what the statements return.
-async fn insert_all<T: WriteTx, const N: usize>(
+async fn insert_all<T: WriteTx>(
     tx: &mut T,
     table: &str,
-    rows: &[TableRow<'_, N>],
+    rows: &[TableRow<'_>],
     then: &str,
-) -> Result<Vec<(String, i64)>> {
+) -> Result<Returned> {
     let mut returned = Vec::new();
     for chunk in rows.chunks(T::ROWS_PER_STATEMENT) {
-        returned.extend(tx.insert_rows(table, chunk, then).await?);
+        returned.extend(tx.insert(table, chunk, then).await?);
     }
     Ok(returned)
+}
+
+/// Store a rejected line (or count another sighting of the same bytes); its id.
+async fn quarantine<T: WriteTx>(tx: &mut T, r: &NewRejection, now: Micros) -> Result<i64> {
+    let hash = super::sql::rejection_hash(r);
+    let rows = [row::rejection_row(r, &hash, now)];
+    let returned = tx
+        .insert("rejected", &rows, super::sql::QUARANTINE_UPSERT)
+        .await?;
+    returned
+        .first()
+        .map(|(_, id)| *id)
+        .ok_or(super::StoreError::Database(sqlx::Error::RowNotFound))
 }
 
 fn container_conflict(container: &str, owner: &str) -> String {
