@@ -6,7 +6,7 @@
 use std::io;
 
 use axum::Json;
-use axum::extract::{Extension, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::TryStreamExt;
@@ -72,12 +72,17 @@ fn now() -> i64 {
     to_micros(chrono::Utc::now())
 }
 
-fn declared_length(request: &Request) -> Option<u64> {
-    request
+/// Refuse a body whose declared length is over `limit` before reading any of it.
+fn refuse_declared_over(request: &Request, limit: u64) -> Result<(), ApiError> {
+    let declared: Option<u64> = request
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok())
+        .and_then(|v| v.parse().ok());
+    match declared {
+        Some(n) if n > limit => Err(ApiError::TooLarge { limit }),
+        _ => Ok(()),
+    }
 }
 
 /// Commit a batch through the group-commit ledger, count it, and return its
@@ -91,6 +96,36 @@ async fn commit(
     let results = summary.absorb(&batch, &outcome);
     state.metrics.count(&results);
     Ok(results)
+}
+
+/// The caller's defaults and account restriction, from the query and the
+/// principal (see [`scope`]).
+pub struct IngestScope {
+    defaults: Defaults,
+    only: Option<String>,
+    query: IngestQuery,
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for IngestScope {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, ApiError> {
+        let ApiQuery(query) = ApiQuery::<IngestQuery>::from_request_parts(parts, state).await?;
+        // The authentication layer puts the principal on every request it lets through.
+        let principal = parts
+            .extensions
+            .get::<Principal>()
+            .ok_or_else(|| ApiError::internal("no principal on an authenticated request"))?;
+        let (defaults, only) = scope(principal, &query)?;
+        Ok(IngestScope {
+            defaults,
+            only,
+            query,
+        })
+    }
 }
 
 /// Defaults and the account restriction for the caller: an account key
@@ -124,17 +159,11 @@ fn scope(
 
 pub async fn post_usage(
     State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
-    ApiQuery(query): ApiQuery<IngestQuery>,
+    IngestScope { defaults, only, .. }: IngestScope,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let (defaults, only) = scope(&principal, &query)?;
     let limit = state.config.max_body_bytes;
-    if declared_length(&request).is_some_and(|n| n > limit as u64) {
-        return Err(ApiError::TooLarge {
-            limit: limit as u64,
-        });
-    }
+    refuse_declared_over(&request, limit as u64)?;
     // This endpoint's own limit (not axum's default), hence no `From`.
     let bytes = axum::body::to_bytes(request.into_body(), limit)
         .await
@@ -180,16 +209,16 @@ fn is_length_limit(e: &axum::Error) -> bool {
 
 pub async fn post_batch(
     State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
-    ApiQuery(query): ApiQuery<IngestQuery>,
+    IngestScope {
+        defaults,
+        only,
+        query,
+    }: IngestScope,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let (defaults, only) = scope(&principal, &query)?;
     let max_total = state.config.max_batch_bytes;
     let max_line = state.config.max_body_bytes;
-    if declared_length(&request).is_some_and(|n| n > max_total) {
-        return Err(ApiError::TooLarge { limit: max_total });
-    }
+    refuse_declared_over(&request, max_total)?;
     let chunk_lines = state.ledger.store().chunk_lines();
     let body = request.into_body().into_data_stream();
     let mut reader = LineReader::new(StreamReader::new(body.map_err(io::Error::other)), max_line);

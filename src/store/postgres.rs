@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgSslMode, Postgres};
-use sqlx::{AssertSqlSafe, PgPool, Row, Transaction};
+use sqlx::{AssertSqlSafe, PgPool, Transaction};
 
 use super::containers::ContainerStateRow;
 use super::containers::{ContainerDayDelta, ContainerDayKey, ContainerState};
@@ -152,15 +152,12 @@ impl WriteTx for Tx<'_> {
     }
 
     async fn container_owners(&mut self, ids: &[&str]) -> Result<HashMap<String, String>> {
-        let rows = sqlx::query(
-            "select container_id, account from containers where container_id = any($1)",
-        )
-        .bind(ids)
-        .fetch_all(&mut **self.0)
-        .await?;
-        rows.iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
-            .collect()
+        let sql = "select container_id, account from containers where container_id = any($1)";
+        let owners: Vec<(String, String)> = sqlx::query_as(sql)
+            .bind(ids)
+            .fetch_all(&mut **self.0)
+            .await?;
+        Ok(owners.into_iter().collect())
     }
 
     async fn lock_containers(
@@ -198,15 +195,13 @@ impl WriteTx for Tx<'_> {
     }
 
     async fn existing(&mut self, keys: &[&str]) -> Result<HashMap<String, (String, String)>> {
-        let rows = sqlx::query(
-            "select record_key, account, content_hash from records where record_key = any($1)",
-        )
-        .bind(keys)
-        .fetch_all(&mut **self.0)
-        .await?;
-        rows.iter()
-            .map(|r| Ok((r.try_get(0)?, (r.try_get(1)?, r.try_get(2)?))))
-            .collect()
+        let sql =
+            "select record_key, account, content_hash from records where record_key = any($1)";
+        let found: Vec<(String, String, String)> = sqlx::query_as(sql)
+            .bind(keys)
+            .fetch_all(&mut **self.0)
+            .await?;
+        Ok(found.into_iter().map(|(k, a, h)| (k, (a, h))).collect())
     }
 
     async fn save_containers(
