@@ -2,7 +2,8 @@
 //! `Accept: text/csv` or `?format=csv`) and
 //! `POST /v1/accounts/{account}/invoices/{period}/finalize[?allow_unpriced=true]`.
 
-use axum::extract::{Extension, Path, State};
+use axum::extract::{Extension, FromRequestParts, Path, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -12,38 +13,66 @@ use crate::auth::Principal;
 use crate::billing::{self, Period};
 
 #[derive(Debug, Deserialize)]
-pub struct InvoiceQuery {
-    format: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
 pub struct FinalizeQuery {
     #[serde(default)]
     allow_unpriced: bool,
 }
 
-fn parse_target(account: &str, period: &str) -> Result<Period, ApiError> {
-    check_account(account)?;
-    super::note_target(None, Some(period));
-    // The period's parser says what is wrong with it: the client's to fix.
-    Period::parse(period).map_err(ApiError::BadRequest)
+/// The `{account}` and `{period}` of an invoice's path, both checked.
+pub struct InvoiceTarget {
+    account: String,
+    period: Period,
 }
 
-fn wants_csv(query: &InvoiceQuery, headers: &HeaderMap) -> Result<bool, ApiError> {
-    match query.format.as_deref() {
-        Some("csv") => return Ok(true),
-        Some("json") => return Ok(false),
-        Some(other) => {
-            return Err(ApiError::BadRequest(format!(
-                "format={other:?}: expected json or csv"
-            )));
-        }
-        None => {}
+impl<S: Send + Sync> FromRequestParts<S> for InvoiceTarget {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Path((account, period)) = Path::<(String, String)>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::BadRequest(e.body_text()))?;
+        check_account(&account)?;
+        super::note_target(None, Some(&period));
+        // The period's parser says what is wrong with it: the client's to fix.
+        let period = Period::parse(&period).map_err(ApiError::BadRequest)?;
+        Ok(InvoiceTarget { account, period })
     }
-    Ok(headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|a| a.contains("text/csv")))
+}
+
+/// CSV or JSON: `?format=csv|json`, else CSV when `Accept` names `text/csv`.
+pub struct DocumentFormat {
+    csv: bool,
+}
+
+#[derive(Debug, Deserialize)]
+struct FormatQuery {
+    format: Option<String>,
+}
+
+impl DocumentFormat {
+    fn from_accept(headers: &HeaderMap) -> DocumentFormat {
+        let csv = headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|a| a.contains("text/csv"));
+        DocumentFormat { csv }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for DocumentFormat {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let ApiQuery(query) = ApiQuery::<FormatQuery>::from_request_parts(parts, state).await?;
+        match query.format.as_deref() {
+            Some("csv") => Ok(DocumentFormat { csv: true }),
+            Some("json") => Ok(DocumentFormat { csv: false }),
+            Some(other) => Err(ApiError::BadRequest(format!(
+                "format={other:?}: expected json or csv"
+            ))),
+            None => Ok(DocumentFormat::from_accept(&parts.headers)),
+        }
+    }
 }
 
 fn document(body: String, csv: bool) -> Response {
@@ -58,16 +87,13 @@ fn document(body: String, csv: bool) -> Response {
 pub async fn get_invoice(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
-    Path((account, period)): Path<(String, String)>,
-    ApiQuery(query): ApiQuery<InvoiceQuery>,
-    headers: HeaderMap,
+    InvoiceTarget { account, period }: InvoiceTarget,
+    DocumentFormat { csv }: DocumentFormat,
 ) -> Result<Response, ApiError> {
-    let period = parse_target(&account, &period)?;
     if !principal.may_access(&account) {
         // Another account's invoice: not even its existence is shown.
         return Err(ApiError::NotFound("no such invoice".into()));
     }
-    let csv = wants_csv(&query, &headers)?;
     let store = state.ledger.store().as_ref();
     let book = crate::pricing::current_book(store).await?;
     let r = billing::invoice(store, &book, &account, period).await?;
@@ -77,17 +103,16 @@ pub async fn get_invoice(
 pub async fn finalize(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
-    Path((account, period)): Path<(String, String)>,
+    InvoiceTarget { account, period }: InvoiceTarget,
     ApiQuery(query): ApiQuery<FinalizeQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let period = parse_target(&account, &period)?;
     if principal != Principal::Admin {
         return Err(ApiError::Forbidden(
             "only the admin token may finalize invoices".into(),
         ));
     }
-    let csv = wants_csv(&InvoiceQuery { format: None }, &headers)?;
+    let DocumentFormat { csv } = DocumentFormat::from_accept(&headers);
     let store = state.ledger.store().as_ref();
     let book = crate::pricing::current_book(store).await?;
     // Unpriced usage is a 409 `unpriced_usage` (see `From<FinalizeError>`).
