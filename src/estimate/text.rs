@@ -42,20 +42,17 @@ fn hours(h: Decimal) -> String {
     usd(h).trim_start_matches('$').to_owned()
 }
 
+const ESTIMATE_COLUMNS: &str =
+    "workload | model | tokens | web search | code execution | container-hours | total";
+const COMPARISON_COLUMNS: &str = "model |  | tokens | web search | code execution | total";
+
+/// A table's header row from its titles separated by `|`.
+fn header(titles: &str) -> Vec<String> {
+    titles.split('|').map(|t| t.trim().to_owned()).collect()
+}
+
 pub fn estimate(e: &Estimate) -> String {
-    let mut rows = vec![
-        [
-            "workload",
-            "model",
-            "tokens",
-            "web search",
-            "code execution",
-            "container-hours",
-            "total",
-        ]
-        .map(String::from)
-        .to_vec(),
-    ];
+    let mut rows = vec![header(ESTIMATE_COLUMNS)];
     for w in &e.workloads {
         rows.push(vec![
             w.name.clone(),
@@ -105,18 +102,7 @@ pub fn estimate(e: &Estimate) -> String {
 }
 
 pub fn comparison(c: &Comparison) -> String {
-    let mut rows = vec![
-        [
-            "model",
-            "",
-            "tokens",
-            "web search",
-            "code execution",
-            "total",
-        ]
-        .map(String::from)
-        .to_vec(),
-    ];
+    let mut rows = vec![header(COMPARISON_COLUMNS)];
     for m in &c.models {
         rows.push(vec![
             m.model.clone(),
