@@ -219,11 +219,7 @@ impl PeriodData {
             allowance,
             usage: by_account(store.usage_groups(&query).await?),
             iterations: by_account(store.iteration_groups(&query).await?),
-            counts: store
-                .record_counts(account, from, to, max_seq, use_rollup)
-                .await?
-                .into_iter()
-                .collect(),
+            counts: store.record_counts(&query).await?.into_iter().collect(),
         })
     }
 

@@ -140,17 +140,10 @@ pub trait UsageReads: Send + Sync {
         to: Micros,
     ) -> Result<Vec<ContainerRecord>>;
 
-    /// Records (of every kind) per account in `[from, to)` with `seq <= max_seq`,
-    /// for one account or all, sorted by account.
-    /// With `use_rollup`, counts come from the roll-up (ignoring `max_seq`).
-    async fn record_counts(
-        &self,
-        account: Option<&str>,
-        from: Micros,
-        to: Micros,
-        max_seq: i64,
-        use_rollup: bool,
-    ) -> Result<Vec<(String, i64)>>;
+    /// Records (of every kind) per account that `q` selects (its
+    /// thresholds aside), sorted by account. With `q.use_rollup`, counts come
+    /// from the roll-up (ignoring `max_seq`).
+    async fn record_counts(&self, q: &UsageQuery) -> Result<Vec<(String, i64)>>;
 
     /// The newest record seq summed into the roll-up for days `[first_day, end_day)`
     /// (all accounts), or 0: tells whether anything arrived after a cutoff.

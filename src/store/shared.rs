@@ -24,6 +24,19 @@ fn money(text: &str, what: &str) -> Result<Decimal> {
         .map_err(|e| StoreError::Invalid(format!("{what} {text:?} in the database: {e}")))
 }
 
+/// The rows of `sql`, whose one parameter `$1` is `key`.
+async fn rows_where<T>(pool: PoolRef<'_>, sql: &'static str, key: &str) -> Result<Vec<T>>
+where
+    T: for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>
+        + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>
+        + Send
+        + Unpin,
+{
+    Ok(on_pool!(pool, |p| {
+        sqlx::query_as(sql).bind(key).fetch_all(p).await?
+    }))
+}
+
 /// Waits for the in-process writer lock where the backend has one.
 async fn one_writer<S: Pooled>(store: &S) -> Option<tokio::sync::MutexGuard<'_, ()>> {
     match store.writer_lock() {
@@ -184,16 +197,10 @@ impl<S: Pooled> UsageReads for S {
         container_records(self.pool(), sql::INEXACT_CONTAINER_RECORDS, from, to, None).await
     }
 
-    async fn record_counts(
-        &self,
-        account: Option<&str>,
-        from: Micros,
-        to: Micros,
-        max_seq: i64,
-        use_rollup: bool,
-    ) -> Result<Vec<(String, i64)>> {
-        Ok(if use_rollup {
-            let (first_day, end_day) = crate::time::day_range(from, to);
+    async fn record_counts(&self, q: &UsageQuery) -> Result<Vec<(String, i64)>> {
+        let account = q.account.as_deref();
+        Ok(if q.use_rollup {
+            let (first_day, end_day) = crate::time::day_range(q.from, q.to);
             let sql = match account {
                 Some(_) => sql::ROLLUP_COUNTS_ONE,
                 None => sql::ROLLUP_COUNTS_ALL,
@@ -214,9 +221,9 @@ impl<S: Pooled> UsageReads for S {
             on_pool!(self.pool(), |p| {
                 sqlx::query_as(sql)
                     .bind(account)
-                    .bind(from)
-                    .bind(to)
-                    .bind(max_seq)
+                    .bind(q.from)
+                    .bind(q.to)
+                    .bind(q.max_seq)
                     .fetch_all(p)
                     .await?
             })
@@ -341,36 +348,20 @@ impl<S: Pooled> RejectedLines for S {
 #[async_trait]
 impl<S: Pooled> Invoices for S {
     async fn finalized_periods(&self, account: &str) -> Result<Vec<(String, i64)>> {
-        Ok(on_pool!(self.pool(), |p| {
-            sqlx::query_as(
-                "select period, cutoff_seq from invoices where account = $1 order by period",
-            )
-            .bind(account)
-            .fetch_all(p)
-            .await?
-        }))
+        let sql = "select period, cutoff_seq from invoices where account = $1 order by period";
+        rows_where(self.pool(), sql, account).await
     }
 
     async fn finalized_accounts_before(&self, period: &str) -> Result<Vec<String>> {
-        Ok(on_pool!(self.pool(), |p| {
-            sqlx::query_scalar(
-                "select distinct account from invoices where period < $1 order by account",
-            )
-            .bind(period)
-            .fetch_all(p)
-            .await?
-        }))
+        let sql = "select distinct account from invoices where period < $1 order by account";
+        let accounts: Vec<(String,)> = rows_where(self.pool(), sql, period).await?;
+        Ok(accounts.into_iter().map(|(a,)| a).collect())
     }
 
     async fn finalized_in_period(&self, period: &str) -> Result<Vec<FinalizedRef>> {
-        Ok(on_pool!(self.pool(), |p| {
-            sqlx::query_as(
-                "select account, number, cutoff_seq from invoices where period = $1 order by account",
-            )
-            .bind(period)
-            .fetch_all(p)
-            .await?
-        }))
+        let sql =
+            "select account, number, cutoff_seq from invoices where period = $1 order by account";
+        rows_where(self.pool(), sql, period).await
     }
 
     async fn finalized_count(&self) -> Result<i64> {
