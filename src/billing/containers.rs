@@ -21,6 +21,7 @@ use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
 
 use super::period::Period;
+use super::rating::Charge;
 use crate::pricing::{AllowancePeriod, AllowanceScope, PriceBook};
 use crate::store::containers::ROLLUP_MINIMUM_SECONDS;
 use crate::store::{ContainerDayRow, ContainerRecord};
@@ -75,7 +76,40 @@ pub struct AllowanceUse {
     pub billed_seconds: i64,
 }
 
+/// Seconds on one code-execution line of one account on one day: container
+/// time charged, or free allowance credited (negative).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LineSeconds<'a> {
+    pub account: &'a str,
+    pub day: NaiveDate,
+    pub charge: Charge,
+    pub price_version: &'a str,
+    pub hour_price: Decimal,
+    pub seconds: i64,
+}
+
 impl ContainerBill {
+    /// Every charge and credit of the bill as seconds on its line.
+    pub fn line_seconds(&self) -> impl Iterator<Item = LineSeconds<'_>> {
+        let charged = self.containers.iter().map(|c| LineSeconds {
+            account: &c.account,
+            day: c.day,
+            charge: Charge::ContainerHours,
+            price_version: &c.price_version,
+            hour_price: c.hour_price,
+            seconds: c.billed_seconds,
+        });
+        let credited = self.credits.iter().map(|f| LineSeconds {
+            account: &f.account,
+            day: f.day,
+            charge: Charge::ContainerFreeHours,
+            price_version: &f.price_version,
+            hour_price: f.hour_price,
+            seconds: -f.seconds,
+        });
+        charged.chain(credited)
+    }
+
     /// Containers charged (of every account).
     pub fn container_count(&self) -> i64 {
         self.containers.iter().map(|c| c.containers).sum()

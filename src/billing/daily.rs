@@ -182,28 +182,10 @@ fn split_by_day(data: &PeriodData, book: &PriceBook, account: &str) -> Vec<DayCo
     // This account's container seconds and credits, summed per day and line.
     let mut seconds: BTreeMap<(NaiveDate, Charge, &str, Decimal), i64> = BTreeMap::new();
     if let Some(bill) = data.bills.get(account) {
-        let containers = bill.containers.iter().map(|c| {
-            let version = c.price_version.as_str();
-            (
-                c.day,
-                Charge::ContainerHours,
-                version,
-                c.hour_price,
-                c.billed_seconds,
-            )
-        });
-        let credits = bill.credits.iter().map(|f| {
-            let version = f.price_version.as_str();
-            (
-                f.day,
-                Charge::ContainerFreeHours,
-                version,
-                f.hour_price,
-                -f.seconds,
-            )
-        });
-        for (day, charge, version, price, s) in containers.chain(credits) {
-            *seconds.entry((day, charge, version, price)).or_default() += s;
+        for l in bill.line_seconds() {
+            *seconds
+                .entry((l.day, l.charge, l.price_version, l.hour_price))
+                .or_default() += l.seconds;
         }
     }
     for ((day, charge, version, price), s) in seconds {

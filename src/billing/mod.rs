@@ -34,7 +34,9 @@ pub use drafts::{
 pub use finalize::{FinalizeError, finalize};
 pub use invoice::{Invoice, Subtotals, assemble};
 pub use period::Period;
-pub use rating::{Category, Charge, Line, LineBook, LineKey, TokenQuantities, Unpriced, cents};
+pub use rating::{
+    Category, Charge, Line, LineBook, LineKey, Qualifier, TokenQuantities, Unpriced, cents,
+};
 
 use crate::pricing::StoredBookError;
 use crate::store::StoreError;

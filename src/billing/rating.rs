@@ -107,17 +107,54 @@ impl LineKey {
             Some(m) => format!("{m} {}", self.charge.words()),
             None => self.charge.words().to_owned(),
         };
-        for (on, label) in [
-            (self.batch, " (batch)"),
-            (self.long_context, " (long context)"),
-            (self.us_inference, " (US-only inference)"),
-            (self.fast, " (fast mode)"),
-        ] {
-            if on {
-                d.push_str(label);
-            }
+        for q in self.qualifiers() {
+            d.push_str(&format!(" ({})", q.words()));
         }
         d
+    }
+
+    /// What sets this line's price apart beside its model and charge, in
+    /// the order descriptions and SKUs list them.
+    pub fn qualifiers(&self) -> impl Iterator<Item = Qualifier> {
+        [
+            (self.batch, Qualifier::Batch),
+            (self.long_context, Qualifier::LongContext),
+            (self.us_inference, Qualifier::UsInference),
+            (self.fast, Qualifier::Fast),
+        ]
+        .into_iter()
+        .filter_map(|(on, q)| on.then_some(q))
+    }
+}
+
+/// A trait of a line that changes its unit price.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Qualifier {
+    Batch,
+    LongContext,
+    UsInference,
+    Fast,
+}
+
+impl Qualifier {
+    /// As an invoice line's description says it.
+    pub fn words(self) -> &'static str {
+        match self {
+            Qualifier::Batch => "batch",
+            Qualifier::LongContext => "long context",
+            Qualifier::UsInference => "US-only inference",
+            Qualifier::Fast => "fast mode",
+        }
+    }
+
+    /// As a FOCUS SKU's segment.
+    pub fn sku_segment(self) -> &'static str {
+        match self {
+            Qualifier::Batch => "batch",
+            Qualifier::LongContext => "long-context",
+            Qualifier::UsInference => "us",
+            Qualifier::Fast => "fast",
+        }
     }
 }
 
@@ -338,31 +375,13 @@ impl LineBook {
         bill: &ContainerBill,
         keep: impl Fn(&str) -> bool,
     ) {
-        let parts = bill
-            .containers
-            .iter()
-            .filter(|c| keep(&c.account))
-            .map(|c| {
-                (
-                    Charge::ContainerHours,
-                    c.price_version.as_str(),
-                    c.hour_price,
-                    c.billed_seconds,
-                )
-            })
-            .chain(bill.credits.iter().filter(|f| keep(&f.account)).map(|f| {
-                (
-                    Charge::ContainerFreeHours,
-                    f.price_version.as_str(),
-                    f.hour_price,
-                    -f.seconds,
-                )
-            }));
         // Summed per (charge, version, price) first: a period may hold
         // hundreds of thousands of containers but only a few lines.
         let mut sums: BTreeMap<(Charge, &str, Decimal), i64> = BTreeMap::new();
-        for (charge, price_version, unit_price, seconds) in parts {
-            *sums.entry((charge, price_version, unit_price)).or_default() += seconds;
+        for l in bill.line_seconds().filter(|l| keep(l.account)) {
+            *sums
+                .entry((l.charge, l.price_version, l.hour_price))
+                .or_default() += l.seconds;
         }
         for ((charge, price_version, unit_price), seconds) in sums {
             self.add_container_seconds(charge, price_version, unit_price, seconds);

@@ -146,16 +146,9 @@ fn sku(cost: &DayCost) -> String {
         k.model.as_deref().unwrap_or("claude-api"),
         k.charge.as_str()
     );
-    for (on, tag) in [
-        (k.batch, "batch"),
-        (k.long_context, "long-context"),
-        (k.us_inference, "us"),
-        (k.fast, "fast"),
-    ] {
-        if on {
-            sku.push('/');
-            sku.push_str(tag);
-        }
+    for q in k.qualifiers() {
+        sku.push('/');
+        sku.push_str(q.sku_segment());
     }
     text_cell(&sku)
 }
