@@ -214,21 +214,8 @@ fn decimal<'de, D: Deserializer<'de>>(d: D) -> Result<Decimal, D::Error> {
 mod tests {
     use super::*;
 
-    const SPEC_EXAMPLE: &str = r#"
-days = 30
-[[workload]]
-name = "support-bot"
-model = "claude-sonnet-4-20250514"
-requests_per_day = 50000
-input_tokens = 1200
-output_tokens = 300
-cache_read_tokens = 8000
-web_searches = 0.2
-batch_share = 0.0
-code_execution_share = 0.1
-container_minutes = 2
-files_preloaded_share = 0.05
-"#;
+    /// The example workload the README shows.
+    const SPEC_EXAMPLE: &str = include_str!("../../fixtures/workload.toml");
 
     #[test]
     fn the_spec_example_parses_exactly() {
@@ -257,7 +244,7 @@ files_preloaded_share = 0.05
     fn each_mistake_names_its_field() {
         let typo = SPEC_EXAMPLE.replace("input_tokens", "input_tokns");
         let e = error(&typo).to_string();
-        assert!(e.contains("input_tokns") && e.contains("line 7"), "{e}");
+        assert!(e.contains("input_tokns") && e.contains("line 6"), "{e}");
         let share = SPEC_EXAMPLE.replace("batch_share = 0.0", "batch_share = 1.5");
         assert_eq!(error(&share).field(), Some("workload[0].batch_share"));
         let negative = SPEC_EXAMPLE.replace("output_tokens = 300", "output_tokens = -3");
