@@ -6,7 +6,7 @@ use rust_decimal::Decimal;
 
 use super::BillingError;
 use super::containers;
-use super::drafts::{Cutoff, charges};
+use super::drafts::{Cutoff, PeriodData};
 use super::period::Period;
 use super::rating::{Charge, Line};
 use crate::pricing::PriceBook;
@@ -95,6 +95,8 @@ async fn charges_total(
     period: Period,
     max_seq: i64,
 ) -> Result<(Decimal, Decimal), BillingError> {
-    let inv = charges(store, book, account, period, Cutoff::AsOf(max_seq)).await?;
+    let inv = PeriodData::load(store, book, period, Cutoff::AsOf(max_seq), Some(account))
+        .await?
+        .charges(book, account, period);
     Ok((inv.lines.iter().map(|l| l.amount_exact).sum(), inv.total))
 }

@@ -85,7 +85,7 @@ pub async fn period_costs(
     only: Option<&str>,
 ) -> Result<PeriodCosts, BillingError> {
     let max_seq = store.max_seq().await?;
-    let now = PeriodData::load(store, book, period, max_seq, only, true).await?;
+    let now = PeriodData::load(store, book, period, Cutoff::Now(max_seq), only).await?;
     let finalized: BTreeMap<String, (String, i64)> = store
         .finalized_in_period(&period.to_string())
         .await?
@@ -121,7 +121,8 @@ pub async fn period_costs(
             // (reading the records up to it, as finalizing did).
             Some((number, cutoff)) if newest > *cutoff => {
                 then_data =
-                    PeriodData::load(store, book, period, *cutoff, Some(&account), false).await?;
+                    PeriodData::load(store, book, period, Cutoff::AsOf(*cutoff), Some(&account))
+                        .await?;
                 (&then_data, Cutoff::AsOf(*cutoff), Some(number.clone()))
             }
             Some((number, cutoff)) => (&now, Cutoff::AsOf(*cutoff), Some(number.clone())),

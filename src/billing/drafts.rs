@@ -71,7 +71,8 @@ pub async fn draft_as_of(
     period: Period,
     cutoff: Cutoff,
 ) -> Result<Invoice, BillingError> {
-    let mut invoice = charges(store, book, account, period, cutoff).await?;
+    let data = PeriodData::load(store, book, period, cutoff, Some(account)).await?;
+    let mut invoice = data.charges(book, account, period);
     let adjustments = adjustments_for(store, book, account, period, cutoff.seq()).await?;
     if !adjustments.is_empty() {
         invoice.lines.extend(adjustments);
@@ -88,7 +89,7 @@ pub async fn draft_invoices(
     period: Period,
 ) -> Result<Vec<Invoice>, BillingError> {
     let max_seq = store.max_seq().await?;
-    let data = PeriodData::load(store, book, period, max_seq, None, true).await?;
+    let data = PeriodData::load(store, book, period, Cutoff::Now(max_seq), None).await?;
     let accounts = data.accounts(store, period).await?;
     let mut invoices = Vec::with_capacity(accounts.len());
     for account in accounts {
@@ -174,6 +175,11 @@ impl Cutoff {
             Cutoff::Now(s) | Cutoff::AsOf(s) => s,
         }
     }
+
+    /// May the answer come from the roll-ups (the ledger as it is now)?
+    fn may_use_rollup(self) -> bool {
+        matches!(self, Cutoff::Now(_))
+    }
 }
 
 /// What one period's invoices are computed from: usage summed by the
@@ -192,18 +198,17 @@ impl PeriodData {
         store: &dyn Store,
         book: &PriceBook,
         period: Period,
-        max_seq: i64,
+        cutoff: Cutoff,
         account: Option<&str>,
-        use_rollup: bool,
     ) -> Result<PeriodData, BillingError> {
         let (from, to) = period.bounds();
         let query = UsageQuery {
             account: account.map(str::to_owned),
             from,
             to,
-            max_seq,
+            max_seq: cutoff.seq(),
             thresholds: book.thresholds(),
-            use_rollup,
+            use_rollup: cutoff.may_use_rollup(),
         };
         let by_account = |groups: Vec<UsageGroup>| {
             let mut map: BTreeMap<String, Vec<UsageGroup>> = BTreeMap::new();
@@ -212,7 +217,7 @@ impl PeriodData {
             }
             map
         };
-        let mut bill = container_bill(store, book, period, max_seq, use_rollup).await?;
+        let mut bill = container_bill(store, book, period, cutoff).await?;
         let allowance = std::mem::take(&mut bill.allowance);
         Ok(PeriodData {
             bills: bill.by_account(),
@@ -263,37 +268,19 @@ impl PeriodData {
     }
 }
 
-/// The charges of one account in one period. `Cutoff::AsOf` reads the
-/// records up to a sequence number (for finalizing and adjustments);
-/// `Cutoff::Now` may read the roll-up.
-pub(super) async fn charges(
-    store: &dyn Store,
-    book: &PriceBook,
-    account: &str,
-    period: Period,
-    cutoff: Cutoff,
-) -> Result<Invoice, BillingError> {
-    let (max_seq, use_rollup) = match cutoff {
-        Cutoff::Now(seq) => (seq, true),
-        Cutoff::AsOf(seq) => (seq, false),
-    };
-    let data = PeriodData::load(store, book, period, max_seq, Some(account), use_rollup).await?;
-    Ok(data.charges(book, account, period))
-}
-
 /// Container charges of every account in a period (the free allowance is
-/// shared org-wide). With `use_rollup`, from the container roll-up (the
+/// shared org-wide). At `Cutoff::Now`, from the container roll-up (the
 /// ledger as it is now; see `store::containers`), else from the records up
-/// to `max_seq`.
+/// to the cutoff.
 pub async fn container_bill(
     store: &dyn Store,
     book: &PriceBook,
     period: Period,
-    max_seq: i64,
-    use_rollup: bool,
+    cutoff: Cutoff,
 ) -> Result<ContainerBill, BillingError> {
     let (from, to) = period.bounds();
-    if use_rollup {
+    let max_seq = cutoff.seq();
+    if cutoff.may_use_rollup() {
         let day = crate::time::day_number;
         let days = store.container_days(day(from), day(to)).await?;
         let inexact = store

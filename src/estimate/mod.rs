@@ -504,7 +504,7 @@ pub async fn reprice(
             }),
         }
     }
-    let bill = container_bill(store, book, period, i64::MAX, true).await?;
+    let bill = container_bill(store, book, period, crate::billing::Cutoff::Now(i64::MAX)).await?;
     let mut container_days: Vec<(NaiveDate, i64)> = Vec::new();
     for c in bill.containers.iter().filter(|c| c.account == account) {
         let seconds = (Decimal::from(c.billed_seconds) * scale)

@@ -12,6 +12,7 @@ use axum::response::{Html, IntoResponse, Response};
 use chrono::Utc;
 use serde::Deserialize;
 
+use super::invoices::QueryFormat;
 use super::{ApiError, ApiQuery, AppState, check_account};
 use crate::auth::Principal;
 use crate::billing::{self, Period};
@@ -20,7 +21,6 @@ use crate::finance::{Snapshot, budget, cost_report, focus};
 #[derive(Debug, Deserialize)]
 pub struct PeriodQuery {
     period: Option<String>,
-    format: Option<String>,
 }
 
 /// The `period` query parameter (a 400 names it).
@@ -63,8 +63,7 @@ pub async fn dashboard(
     Extension(principal): Extension<Principal>,
     ApiQuery(q): ApiQuery<PeriodQuery>,
 ) -> Result<Response, ApiError> {
-    let period = period_or_current(q.period.as_deref())?;
-    let snap = snapshot(&state, period).await?;
+    let snap = snapshot(&state, period_or_current(q.period.as_deref())?).await?;
     let store = state.ledger.store().as_ref();
     let only = only(&principal);
     let mut budgets = budget::statuses(store, &snap.costs, Utc::now()).await?;
@@ -176,10 +175,7 @@ pub async fn put_budget(
         State(state),
         Extension(principal),
         Path(account),
-        ApiQuery(PeriodQuery {
-            period: None,
-            format: None,
-        }),
+        ApiQuery(PeriodQuery { period: None }),
     )
     .await
 }
@@ -241,19 +237,11 @@ pub async fn period_invoices(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     ApiQuery(q): ApiQuery<PeriodQuery>,
+    QueryFormat { csv }: QueryFormat,
 ) -> Result<Response, ApiError> {
     let period = required_period(q.period.as_deref())?;
     let store = state.ledger.store().as_ref();
     let (_, book) = state.finance.book(store).await?;
-    let csv = match q.format.as_deref() {
-        None | Some("json") => false,
-        Some("csv") => true,
-        Some(other) => {
-            return Err(ApiError::BadRequest(format!(
-                "format={other:?}: expected json or csv"
-            )));
-        }
-    };
     let rendered = match &principal {
         Principal::Admin => billing::period_invoices(store, &book, period).await?,
         Principal::Account(a) => vec![billing::invoice(store, &book, a, period).await?],

@@ -41,7 +41,7 @@ impl<S: Send + Sync> FromRequestParts<S> for InvoiceTarget {
 
 /// CSV or JSON: `?format=csv|json`, else CSV when `Accept` names `text/csv`.
 pub struct DocumentFormat {
-    csv: bool,
+    pub(super) csv: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -59,19 +59,44 @@ impl DocumentFormat {
     }
 }
 
+/// `?format=csv|json`: `Some(true)` for CSV, `None` when absent.
+async fn format_param<S: Send + Sync>(
+    parts: &mut Parts,
+    state: &S,
+) -> Result<Option<bool>, ApiError> {
+    let ApiQuery(query) = ApiQuery::<FormatQuery>::from_request_parts(parts, state).await?;
+    match query.format.as_deref() {
+        Some("csv") => Ok(Some(true)),
+        Some("json") => Ok(Some(false)),
+        Some(other) => Err(ApiError::BadRequest(format!(
+            "format={other:?}: expected json or csv"
+        ))),
+        None => Ok(None),
+    }
+}
+
 impl<S: Send + Sync> FromRequestParts<S> for DocumentFormat {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let ApiQuery(query) = ApiQuery::<FormatQuery>::from_request_parts(parts, state).await?;
-        match query.format.as_deref() {
-            Some("csv") => Ok(DocumentFormat { csv: true }),
-            Some("json") => Ok(DocumentFormat { csv: false }),
-            Some(other) => Err(ApiError::BadRequest(format!(
-                "format={other:?}: expected json or csv"
-            ))),
-            None => Ok(DocumentFormat::from_accept(&parts.headers)),
-        }
+        Ok(match format_param(parts, state).await? {
+            Some(csv) => DocumentFormat { csv },
+            None => DocumentFormat::from_accept(&parts.headers),
+        })
+    }
+}
+
+/// CSV or JSON by `?format=csv|json` alone (JSON when absent).
+pub struct QueryFormat {
+    pub(super) csv: bool,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for QueryFormat {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let csv = format_param(parts, state).await?.unwrap_or(false);
+        Ok(QueryFormat { csv })
     }
 }
 

@@ -20,31 +20,30 @@ impl Usage {
     /// output, cache creation, 5-minute and 1-hour writes, cache reads, web
     /// searches, web fetches, code-execution requests).
     pub fn counters(&self) -> [i64; 9] {
+        self.clone().counters_mut().map(|c| *c)
+    }
+
+    /// The nine counters, in the same order, to update in place.
+    fn counters_mut(&mut self) -> [&mut i64; 9] {
         [
-            self.input_tokens,
-            self.output_tokens,
-            self.cache_creation_input_tokens,
-            self.cache_write_5m_tokens,
-            self.cache_write_1h_tokens,
-            self.cache_read_tokens,
-            self.web_search_requests,
-            self.web_fetch_requests,
-            self.code_execution_requests,
+            &mut self.input_tokens,
+            &mut self.output_tokens,
+            &mut self.cache_creation_input_tokens,
+            &mut self.cache_write_5m_tokens,
+            &mut self.cache_write_1h_tokens,
+            &mut self.cache_read_tokens,
+            &mut self.web_search_requests,
+            &mut self.web_fetch_requests,
+            &mut self.code_execution_requests,
         ]
     }
 }
 
 impl std::ops::AddAssign<&Usage> for Usage {
     fn add_assign(&mut self, u: &Usage) {
-        self.input_tokens += u.input_tokens;
-        self.output_tokens += u.output_tokens;
-        self.cache_creation_input_tokens += u.cache_creation_input_tokens;
-        self.cache_write_5m_tokens += u.cache_write_5m_tokens;
-        self.cache_write_1h_tokens += u.cache_write_1h_tokens;
-        self.cache_read_tokens += u.cache_read_tokens;
-        self.web_search_requests += u.web_search_requests;
-        self.web_fetch_requests += u.web_fetch_requests;
-        self.code_execution_requests += u.code_execution_requests;
+        for (sum, count) in self.counters_mut().into_iter().zip(u.counters()) {
+            *sum += count;
+        }
     }
 }
 

@@ -258,12 +258,12 @@ proptest! {
                 prop_assert_eq!(render::json(&now), render::json(&raw));
             }
 
-            let bill = billing::container_bill(store.as_ref(), &book, period, i64::MAX, false).await.unwrap();
+            let bill = billing::container_bill(store.as_ref(), &book, period, crate::support::whole_ledger(false)).await.unwrap();
             for c in &bill.containers {
                 prop_assert!(c.billed_seconds >= 300 * c.containers && c.billed_seconds >= c.execution_seconds);
             }
             // The container roll-up bills exactly what the records do.
-            let rolled = billing::container_bill(store.as_ref(), &book, period, i64::MAX, true).await.unwrap();
+            let rolled = billing::container_bill(store.as_ref(), &book, period, crate::support::whole_ledger(true)).await.unwrap();
             prop_assert_eq!(&rolled.containers, &bill.containers);
             prop_assert_eq!(&rolled.credits, &bill.credits);
             // Per day: the free parts add up to min(billed, allowance) exactly.
@@ -312,8 +312,8 @@ proptest! {
             for lines in [in_order, late, shuffled] {
                 let (db, store) = TestDb::with_store(Backend::Sqlite).await;
                 write_in_chunks(&store, &lines, &sizes).await;
-                let records = billing::container_bill(store.as_ref(), &book, period, i64::MAX, false).await.unwrap();
-                let rolled = billing::container_bill(store.as_ref(), &book, period, i64::MAX, true).await.unwrap();
+                let records = billing::container_bill(store.as_ref(), &book, period, crate::support::whole_ledger(false)).await.unwrap();
+                let rolled = billing::container_bill(store.as_ref(), &book, period, crate::support::whole_ledger(true)).await.unwrap();
                 prop_assert_eq!(&rolled.containers, &records.containers);
                 prop_assert_eq!(&rolled.credits, &records.credits);
                 prop_assert_eq!(&rolled.allowance, &records.allowance);

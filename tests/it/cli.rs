@@ -486,8 +486,14 @@ async fn code_execution_backfill_rolls_up_exactly(backend: Backend) {
     let store = db.store().await;
     let book = tally::pricing::PriceBook::shipped();
     let period = tally::billing::Period::parse("2026-03").unwrap();
-    let bill =
-        |rollup| tally::billing::container_bill(store.as_ref(), &book, period, i64::MAX, rollup);
+    let bill = |rollup| {
+        tally::billing::container_bill(
+            store.as_ref(),
+            &book,
+            period,
+            crate::support::whole_ledger(rollup),
+        )
+    };
     let (rolled, records) = (bill(true).await.unwrap(), bill(false).await.unwrap());
     assert!(
         rolled.containers.len() > 100,

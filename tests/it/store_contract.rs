@@ -635,7 +635,9 @@ fn container_line(
 async fn assert_container_bill(store: &dyn Store) {
     let book = tally::pricing::PriceBook::shipped();
     let period = tally::billing::Period::parse("2026-03").unwrap();
-    let bill = |rollup| tally::billing::container_bill(store, &book, period, i64::MAX, rollup);
+    let bill = |rollup| {
+        tally::billing::container_bill(store, &book, period, crate::support::whole_ledger(rollup))
+    };
     let (rolled, records) = (bill(true).await.unwrap(), bill(false).await.unwrap());
     assert_eq!(rolled.containers, records.containers);
     assert_eq!(rolled.credits, records.credits);
@@ -660,8 +662,14 @@ async fn other_minimums_are_billed_from_the_records(backend: Backend) {
     assert_ne!(text, tally::pricing::SHIPPED);
     let book = tally::pricing::PriceBook::parse(&text).unwrap();
     let period = tally::billing::Period::parse("2026-03").unwrap();
-    let bill =
-        |rollup| tally::billing::container_bill(store.as_ref(), &book, period, i64::MAX, rollup);
+    let bill = |rollup| {
+        tally::billing::container_bill(
+            store.as_ref(),
+            &book,
+            period,
+            crate::support::whole_ledger(rollup),
+        )
+    };
     let (rolled, records) = (bill(true).await.unwrap(), bill(false).await.unwrap());
     assert_eq!(rolled.containers, records.containers);
     assert_eq!(rolled.containers[0].billed_seconds, 600 + 150 + 60);

@@ -74,3 +74,13 @@ macro_rules! on_both_backends {
         }
     };
 }
+
+/// The whole ledger, from the roll-ups (`rollup`) or from the records.
+pub fn whole_ledger(rollup: bool) -> tally::billing::Cutoff {
+    let end = i64::MAX;
+    if rollup {
+        tally::billing::Cutoff::Now(end)
+    } else {
+        tally::billing::Cutoff::AsOf(end)
+    }
+}
