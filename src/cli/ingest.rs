@@ -11,7 +11,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use super::open_store;
 use crate::ingest::Summary;
 use crate::ingest::files::{Progress, STDIN, ingest_files};
-use crate::record::Defaults;
+use crate::record::{Defaults, Retention};
 use crate::time::parse_rfc3339;
 
 #[derive(Debug, Args)]
@@ -22,6 +22,10 @@ pub struct IngestArgs {
     /// `recorded_at` for lines that lack it (RFC 3339); default: now.
     #[arg(long)]
     pub recorded_at: Option<String>,
+    /// What to keep of each line: `full` (verbatim) or `billing` (no prompts
+    /// or completions; every figure tally produces is the same).
+    #[arg(long, value_enum, default_value_t = Retention::Full)]
+    pub retain: Retention,
     /// Print the summary as one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -58,7 +62,7 @@ pub async fn ingest(database: &str, args: IngestArgs) -> Result<ExitCode> {
         .filter_map(|f| std::fs::metadata(f).ok().map(|m| m.len()))
         .sum();
     let bar = progress_bar(total, args.files.iter().any(|f| f == STDIN));
-    let summary = ingest_files(store, &args.files, defaults, |p| match p {
+    let summary = ingest_files(store, &args.files, defaults, args.retain, |p| match p {
         Progress::File(name) => bar.set_message(name.to_owned()),
         Progress::Committed(bytes) => bar.inc(bytes),
     })

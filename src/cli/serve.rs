@@ -10,6 +10,7 @@ use super::open_store;
 use crate::http::{self, AppState, ServeConfig};
 use crate::ingest::lines::MAX_LINE_BYTES;
 use crate::ledger::Ledger;
+use crate::record::Retention;
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -22,6 +23,10 @@ pub struct ServeArgs {
     /// Largest body of `POST /v1/usage`, and longest line of a batch, in bytes.
     #[arg(long, default_value_t = MAX_LINE_BYTES)]
     pub max_body_bytes: usize,
+    /// What to keep of each ingested line: `full` (verbatim) or `billing`
+    /// (no prompts or completions; every figure tally produces is the same).
+    #[arg(long, value_enum, default_value_t = Retention::Full)]
+    pub retain: Retention,
     /// Largest body of `POST /v1/usage/batch`, in bytes.
     #[arg(long, default_value_t = 1 << 30)]
     pub max_batch_bytes: u64,
@@ -41,6 +46,7 @@ pub async fn serve(database: &str, args: ServeArgs) -> Result<ExitCode> {
         admin_token: args.admin_token.filter(|t| !t.is_empty()),
         max_body_bytes: args.max_body_bytes,
         max_batch_bytes: args.max_batch_bytes,
+        retention: args.retain,
         alert_webhook: args.alert_webhook.filter(|u| !u.is_empty()),
         alert_interval: std::time::Duration::from_secs(args.alert_interval.max(1)),
         finance_max_age: std::time::Duration::from_secs(args.finance_max_age),

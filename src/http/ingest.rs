@@ -176,7 +176,9 @@ pub async fn post_usage(
                 ApiError::BadRequest(format!("could not read the request body: {e}"))
             }
         })?;
-    let mut builder = ChunkBuilder::new("http", defaults, now()).only_for(only);
+    let mut builder = ChunkBuilder::new("http", defaults, now())
+        .only_for(only)
+        .retaining(state.config.retention);
     builder.push_line(1, &bytes);
     let batch = builder.take();
     let mut summary = Summary::default();
@@ -224,7 +226,8 @@ pub async fn post_batch(
     let mut reader = LineReader::new(StreamReader::new(body.map_err(io::Error::other)), max_line);
     let mut builder = ChunkBuilder::new("http", defaults, now())
         .with_chunk_lines(chunk_lines)
-        .only_for(only);
+        .only_for(only)
+        .retaining(state.config.retention);
     let mut summary = Summary::default();
     // Per-line results are serialised as they arrive: a compact buffer, not
     // a growing list of structs.

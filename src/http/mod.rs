@@ -37,6 +37,8 @@ pub struct ServeConfig {
     pub max_body_bytes: usize,
     /// Largest NDJSON body (`POST /v1/usage/batch`).
     pub max_batch_bytes: u64,
+    /// What is kept of each ingested line.
+    pub retention: crate::record::Retention,
     /// Budget alerts are POSTed here when set.
     pub alert_webhook: Option<String>,
     /// How often budgets are checked (and undelivered alerts retried).
@@ -52,6 +54,7 @@ impl Default for ServeConfig {
             admin_token: None,
             max_body_bytes: crate::ingest::lines::MAX_LINE_BYTES,
             max_batch_bytes: 1 << 30,
+            retention: crate::record::Retention::Full,
             alert_webhook: None,
             alert_interval: std::time::Duration::from_secs(60),
             finance_max_age: std::time::Duration::from_secs(10),

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use super::lines::{LineReader, MAX_LINE_BYTES};
 use super::pipeline::OrderedCommitter;
 use super::{ChunkBuilder, Summary};
-use crate::record::Defaults;
+use crate::record::{Defaults, Retention};
 use crate::store::{Store, StoreError, WriteBatch};
 use crate::time::to_micros;
 
@@ -63,12 +63,14 @@ pub async fn ingest_files(
     store: Arc<dyn Store>,
     files: &[String],
     defaults: Defaults,
+    retention: Retention,
     mut progress: impl FnMut(Progress<'_>),
 ) -> Result<Summary, IngestFilesError> {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Feed>(2);
     let files = files.to_vec();
     let chunk_lines = store.chunk_lines();
-    let reader = std::thread::spawn(move || read_inputs(&files, &defaults, chunk_lines, &tx));
+    let reader =
+        std::thread::spawn(move || read_inputs(&files, &defaults, retention, chunk_lines, &tx));
 
     let mut summary = Summary::default();
     let mut committer = OrderedCommitter::new(store);
@@ -102,6 +104,7 @@ pub async fn ingest_files(
 fn read_inputs(
     files: &[String],
     defaults: &Defaults,
+    retention: Retention,
     chunk_lines: usize,
     tx: &tokio::sync::mpsc::Sender<Feed>,
 ) -> Result<(), IngestFilesError> {
@@ -135,7 +138,8 @@ fn read_inputs(
             defaults.clone(),
             to_micros(chrono::Utc::now()),
         )
-        .with_chunk_lines(chunk_lines);
+        .with_chunk_lines(chunk_lines)
+        .retaining(retention);
         let mut bytes = 0u64;
         loop {
             let line = reader

@@ -13,9 +13,9 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::ChunkBuilder;
-use crate::record::NewRejection;
 use crate::record::Origin;
 use crate::record::{LineError, RejectReason};
+use crate::record::{NewRejection, Retention};
 
 /// The default cap on one line: the server's default `--max-body-bytes`.
 pub const MAX_LINE_BYTES: usize = 16 << 20;
@@ -211,21 +211,30 @@ impl ChunkBuilder {
             self.push_line(line.number, &line.bytes);
             return;
         }
+        // Under billing retention nothing of it is kept: a cut line cannot
+        // be sorted into what billing needs and what people said.
+        let (raw, kept) = match self.retention {
+            Retention::Full => (
+                line.bytes
+                    .get(..OVERLONG_KEEP)
+                    .unwrap_or(&line.bytes)
+                    .to_vec(),
+                format!("its first {OVERLONG_KEEP} bytes are kept"),
+            ),
+            Retention::Billing => (
+                Vec::new(),
+                "nothing of it is kept (billing retention)".to_owned(),
+            ),
+        };
         let error = LineError {
             reason: RejectReason::Malformed,
-            message: format!(
-                "line is longer than {max_line} bytes (the per-record limit); its first {OVERLONG_KEEP} bytes are kept"
-            ),
+            message: format!("line is longer than {max_line} bytes (the per-record limit); {kept}"),
             line: Some(line.number),
             column: None,
             field: None,
         };
         self.push_rejection(NewRejection {
-            raw: line
-                .bytes
-                .get(..OVERLONG_KEEP)
-                .unwrap_or(&line.bytes)
-                .to_vec(),
+            raw,
             error,
             origin: Origin {
                 source: self.source.clone(),

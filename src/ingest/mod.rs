@@ -11,6 +11,7 @@ pub mod files;
 pub mod lines;
 pub mod parse;
 pub mod pipeline;
+pub mod retention;
 pub mod retry;
 mod stream;
 
@@ -20,7 +21,8 @@ use crate::record::{Defaults, Origin};
 use crate::record::{LineError, NewRejection, RejectReason, conflict_error};
 use crate::store::{RecordOutcome, WriteBatch, WriteOutcome};
 use crate::time::Micros;
-use parse::parse_record;
+use parse::parse_retaining;
+use retention::Retention;
 
 /// A chunk is also cut once its raw text passes this many bytes.
 pub const CHUNK_BYTES: usize = 16 << 20;
@@ -35,6 +37,7 @@ pub struct ChunkBuilder {
     max_lines: usize,
     /// When set (an account API key), records for any other account are rejected.
     only_account: Option<String>,
+    retention: Retention,
 }
 
 impl ChunkBuilder {
@@ -47,6 +50,21 @@ impl ChunkBuilder {
             bytes: 0,
             max_lines: crate::store::CHUNK_LINES,
             only_account: None,
+            retention: Retention::Full,
+        }
+    }
+
+    /// Keep of each line what `retention` says (records and rejected lines alike).
+    pub fn retaining(mut self, retention: Retention) -> Self {
+        self.retention = retention;
+        self
+    }
+
+    /// A line that is not recorded, as it is kept.
+    fn kept(&self, text: &[u8]) -> Vec<u8> {
+        match self.retention {
+            Retention::Full => text.to_vec(),
+            Retention::Billing => retention::billing_bytes(text),
         }
     }
 
@@ -73,7 +91,7 @@ impl ChunkBuilder {
             source: self.source.clone(),
             line,
         };
-        match parse_record(text, &origin, &self.defaults, self.now) {
+        match parse_retaining(text, &origin, &self.defaults, self.now, self.retention) {
             Ok(record)
                 if self
                     .only_account
@@ -92,7 +110,7 @@ impl ChunkBuilder {
                     field: Some("account".into()),
                 };
                 self.batch.rejections.push(NewRejection {
-                    raw: text.to_vec(),
+                    raw: self.kept(text),
                     error,
                     origin,
                     defaults: self.defaults.clone(),
@@ -100,7 +118,7 @@ impl ChunkBuilder {
             }
             Ok(record) => self.batch.records.push(record),
             Err(error) => self.batch.rejections.push(NewRejection {
-                raw: text.to_vec(),
+                raw: self.kept(text),
                 error,
                 origin,
                 defaults: self.defaults.clone(),

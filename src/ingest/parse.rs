@@ -16,20 +16,34 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use super::containers;
+use super::retention::billing_view;
 use super::stream::assemble_stream;
 use crate::record::RejectReason;
 use crate::record::{
-    Defaults, ExtraIteration, LineError, NewRecord, Origin, RecordKind, Usage, validate_account,
+    Defaults, ExtraIteration, LineError, NewRecord, Origin, RecordKind, Retention, Usage,
+    validate_account,
 };
 use crate::time::Micros;
 
-/// Parse one record. `origin.line` is the line the text starts on; syntax
-/// errors inside a multi-line body are reported relative to it.
+/// Parse one record, keeping the line whole. `origin.line` is the line the
+/// text starts on; syntax errors inside a multi-line body are reported
+/// relative to it.
 pub fn parse_record(
     text: &[u8],
     origin: &Origin,
     defaults: &Defaults,
     now: Micros,
+) -> Result<NewRecord, LineError> {
+    parse_retaining(text, origin, defaults, now, Retention::Full)
+}
+
+/// [`parse_record`], keeping of the line what `retention` says.
+pub fn parse_retaining(
+    text: &[u8],
+    origin: &Origin,
+    defaults: &Defaults,
+    now: Micros,
+    retention: Retention,
 ) -> Result<NewRecord, LineError> {
     let base = origin.line.max(1);
     let value: Value = serde_json::from_slice(text).map_err(|e| syntax_error(&e, base))?;
@@ -55,10 +69,22 @@ pub fn parse_record(
             ),
         ));
     };
+    // A line that is already a billing view (a rejected line retried, say)
+    // is recorded as one, whatever was asked.
+    let retention = if top.get("retained").and_then(Value::as_str) == Some("billing") {
+        Retention::Billing
+    } else {
+        retention
+    };
+    let raw = match retention {
+        Retention::Full => raw,
+        Retention::Billing => billing_view(&top).to_string(),
+    };
     let ctx = Ctx {
         line: base,
         defaults,
         now,
+        retention,
     };
     let shape = Shape::detect(&top, base)?;
     let env = ctx.envelope(&top)?;
@@ -185,6 +211,7 @@ struct Ctx<'a> {
     line: u64,
     defaults: &'a Defaults,
     now: Micros,
+    retention: Retention,
 }
 
 impl Ctx<'_> {
@@ -367,6 +394,7 @@ impl Ctx<'_> {
             speed,
             iterations,
             content_hash: canonical_hash(response),
+            retention: self.retention,
             raw,
             origin: origin.clone(),
         })
@@ -447,6 +475,7 @@ impl Ctx<'_> {
             speed: None,
             iterations: Vec::new(),
             content_hash,
+            retention: self.retention,
             raw,
             origin: origin.clone(),
         })

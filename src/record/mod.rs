@@ -111,6 +111,26 @@ pub struct ExtraIteration {
     pub usage: Usage,
 }
 
+/// What is kept of each line (`--retain`; see `ingest::retention`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Retention {
+    /// The line verbatim.
+    #[default]
+    Full,
+    /// What billing and audit need; no prompt, completion or tool input.
+    Billing,
+}
+
+impl Retention {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Retention::Full => "full",
+            Retention::Billing => "billing",
+        }
+    }
+}
+
 /// A parsed record, ready to be written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewRecord {
@@ -135,8 +155,11 @@ pub struct NewRecord {
     pub speed: Option<String>,
     pub iterations: Vec<ExtraIteration>,
     /// SHA-256 (hex) of the response compared as a JSON value (keys sorted, no
-    /// white space): equal hashes mean "the same response body".
+    /// white space): equal hashes mean "the same response body" (whatever
+    /// `raw` retains).
     pub content_hash: String,
+    /// Which of the line `raw` holds.
+    pub retention: Retention,
     /// The input line exactly as received.
     pub raw: String,
     /// Where it came from, for error reports and quarantine.

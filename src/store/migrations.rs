@@ -67,6 +67,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../migrations/sqlite/0010_container_spans.sql"),
         include_str!("../../migrations/postgres/0010_container_spans.sql"),
     ),
+    (
+        11,
+        "retention",
+        include_str!("../../migrations/sqlite/0011_retention.sql"),
+        include_str!("../../migrations/postgres/0011_retention.sql"),
+    ),
 ];
 
 /// Version numbers of the embedded migrations.

@@ -101,6 +101,7 @@ pub(super) fn record_row(r: &NewRecord, now: Micros) -> TableRow<'_> {
         ("inference_geo", Text(r.inference_geo.as_deref())),
         ("speed", Text(r.speed.as_deref())),
         ("content_hash", Text(Some(&r.content_hash))),
+        ("retention", Text(Some(r.retention.as_str()))),
         ("source", Text(Some(&r.origin.source))),
         ("source_line", Int(Some(r.origin.line as i64))),
         ("ingested_at", Int(Some(now))),

@@ -14,7 +14,7 @@ pub(super) const RECORD_GET: &str = "select r.seq, r.record_key, r.account, r.ki
     r.started_at, r.batch, r.files_preloaded, r.uses_code_execution, r.web_tools_20260209, r.container_id, \
     r.input_tokens, r.output_tokens, r.cache_creation_input_tokens, r.cache_write_5m_tokens, \
     r.cache_write_1h_tokens, r.cache_read_tokens, r.web_search_requests, r.web_fetch_requests, \
-    r.code_execution_requests, \
+    r.code_execution_requests, r.retention, \
     (select count(*) from record_iterations i where i.seq = r.seq) as iterations, b.raw \
     from records r join record_bodies b on b.seq = r.seq where r.record_key = $1";
 

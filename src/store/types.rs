@@ -80,6 +80,8 @@ pub struct StoredRecord {
     pub container_id: Option<String>,
     #[sqlx(flatten)]
     pub usage: crate::record::Usage,
+    /// `full` or `billing`: what `raw` keeps of the line.
+    pub retention: String,
     /// Entries of `usage.iterations[]` billed on top.
     pub iterations: i64,
     pub raw: String,

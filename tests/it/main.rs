@@ -21,4 +21,5 @@ mod http_ingest;
 mod invoices_e2e;
 mod multiprocess;
 mod parse;
+mod retention;
 mod store_contract;
