@@ -40,14 +40,51 @@ pub fn hash_key(key: &str) -> String {
     hex::encode(Sha256::digest(key.as_bytes()))
 }
 
+/// Hex digits of an Anthropic API key's SHA-256 that name it on records
+/// (`api_key_id`): enough to tell keys apart, too few to look one up.
+pub const API_KEY_ID_DIGITS: usize = 12;
+
+/// The `api_key_id` of a key whose SHA-256 (hex) is `key_sha256`.
+pub fn api_key_id(key_sha256: &str) -> &str {
+    key_sha256.get(..API_KEY_ID_DIGITS).unwrap_or(key_sha256)
+}
+
+/// A SHA-256 given in hex (as `tally proxy keys` takes it), checked and in
+/// lowercase.
+pub fn parse_sha256_hex(text: &str) -> Result<String, String> {
+    let hex = text.trim().to_ascii_lowercase();
+    if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(hex)
+    } else {
+        Err(format!(
+            "expected 64 hex digits (the SHA-256 of the API key, e.g. from `printf %s \"$KEY\" | sha256sum`), got {} characters",
+            text.trim().chars().count()
+        ))
+    }
+}
+
 /// Compare secrets without leaking where they differ through timing.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sha256_is_64_hex_digits_and_its_id_the_first_12() {
+        let sha = hash_key("sk-ant-api03-x");
+        assert_eq!(parse_sha256_hex(&sha.to_ascii_uppercase()), Ok(sha.clone()));
+        assert_eq!(api_key_id(&sha), &sha[..12]);
+        let e = parse_sha256_hex("sk-ant-api03-x").unwrap_err();
+        assert!(
+            e.contains("got 14 characters") && !e.contains("sk-ant"),
+            "{e}"
+        );
+        assert!(parse_sha256_hex(&format!("{}g", &sha[..63])).is_err());
+    }
 
     #[test]
     fn keys_are_random_prefixed_and_hashed() {

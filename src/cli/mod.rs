@@ -18,6 +18,7 @@ mod ingest;
 mod invoice;
 mod keys;
 mod prices;
+mod proxy;
 mod rejected;
 mod serve;
 
@@ -69,6 +70,10 @@ pub enum Command {
     /// Account API keys: create (shown once), list, revoke.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
+    /// The capture proxy: `keys map|list|unmap` bind Anthropic API keys (by
+    /// their SHA-256) to accounts.
+    #[command(subcommand)]
+    Proxy(proxy::ProxyCommand),
     /// Monthly budgets per account and their alerts.
     #[command(subcommand)]
     Budget(finance::BudgetCommand),
@@ -101,6 +106,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Invoices(args) => invoice::invoices(database, args).await,
         Command::Prices(args) => prices::prices(database, args).await,
         Command::Keys(cmd) => keys::keys(database, cmd).await,
+        Command::Proxy(cmd) => proxy::proxy(database, cmd).await,
         Command::Budget(cmd) => finance::budget_cmd(database, cmd).await,
         Command::Export(args) => finance::export(database, args).await,
         Command::Reconcile(args) => finance::reconcile_cmd(database, args).await,

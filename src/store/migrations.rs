@@ -73,6 +73,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../migrations/sqlite/0011_retention.sql"),
         include_str!("../../migrations/postgres/0011_retention.sql"),
     ),
+    (
+        12,
+        "proxy keys",
+        include_str!("../../migrations/sqlite/0012_proxy_keys.sql"),
+        include_str!("../../migrations/postgres/0012_proxy_keys.sql"),
+    ),
 ];
 
 /// Version numbers of the embedded migrations.

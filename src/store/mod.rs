@@ -20,6 +20,7 @@
 //! [`containers`] container-time bookkeeping; [`migrations`] the schema.
 
 pub mod containers;
+mod keys;
 pub mod migrations;
 mod pool;
 mod postgres;
@@ -68,12 +69,12 @@ pub const CHUNK_LINES: usize = 2000;
 /// Everything tally asks of a database, in one name: `Arc<dyn Store>` is
 /// what the rest of the program holds.
 pub trait Store:
-    Writes + UsageReads + RejectedLines + Invoices + Budgets + PriceBooks + ApiKeys
+    Writes + UsageReads + RejectedLines + Invoices + Budgets + PriceBooks + ApiKeys + ProxyKeys
 {
 }
 
 impl<T> Store for T where
-    T: Writes + UsageReads + RejectedLines + Invoices + Budgets + PriceBooks + ApiKeys
+    T: Writes + UsageReads + RejectedLines + Invoices + Budgets + PriceBooks + ApiKeys + ProxyKeys
 {
 }
 
@@ -256,6 +257,23 @@ pub trait ApiKeys: Send + Sync {
 
     /// The account an active key (by hash) belongs to.
     async fn key_account(&self, key_hash: &str) -> Result<Option<String>>;
+}
+
+/// The proxy's mappings from the SHA-256 of an Anthropic API key (hex,
+/// lowercase) to the account its calls are billed to.
+#[async_trait]
+pub trait ProxyKeys: Send + Sync {
+    /// Bind a key's hash to an account (replacing an earlier binding).
+    async fn map_proxy_key(&self, key_sha256: &str, account: &str) -> Result<()>;
+
+    /// Every mapping, by account.
+    async fn proxy_keys(&self) -> Result<Vec<ProxyKey>>;
+
+    /// Remove a mapping; false when there was none.
+    async fn unmap_proxy_key(&self, key_sha256: &str) -> Result<bool>;
+
+    /// The account a key's hash is bound to.
+    async fn proxy_key_account(&self, key_sha256: &str) -> Result<Option<String>>;
 }
 
 /// Open the store a URL names: `sqlite:PATH` / `sqlite://PATH` (created on

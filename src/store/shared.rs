@@ -11,9 +11,9 @@ use sqlx::AssertSqlSafe;
 use super::pool::{PoolRef, Pooled, on_pool};
 use super::sql;
 use super::{
-    ApiKey, ApiKeys, Budget, BudgetAlert, Budgets, ContainerDayRow, ContainerRecord,
-    FinalizedInvoice, FinalizedRef, Invoices, LedgerCounts, PriceBooks, Rejected, RejectedLines,
-    Result, StoreError, StoredPriceBook, StoredRecord, UsageGroup, UsageQuery, UsageReads,
+    Budget, BudgetAlert, Budgets, ContainerDayRow, ContainerRecord, FinalizedInvoice, FinalizedRef,
+    Invoices, LedgerCounts, PriceBooks, Rejected, RejectedLines, Result, StoreError,
+    StoredPriceBook, StoredRecord, UsageGroup, UsageQuery, UsageReads,
 };
 use crate::record::{LineError, RateKey, RejectReason};
 use crate::time::{Micros, now_micros, rfc3339};
@@ -579,81 +579,6 @@ impl<S: Pooled> PriceBooks for S {
             .bind(name)
             .bind(toml)
             .fetch_one(p)
-            .await?
-        }))
-    }
-}
-
-// ---- account API keys ----------------------------------------------------
-
-#[derive(sqlx::FromRow)]
-struct ApiKeyRow {
-    id: i64,
-    account: String,
-    prefix: String,
-    created_at: i64,
-    revoked_at: Option<i64>,
-}
-
-impl From<ApiKeyRow> for ApiKey {
-    fn from(r: ApiKeyRow) -> Self {
-        ApiKey {
-            id: r.id,
-            account: r.account,
-            prefix: r.prefix,
-            created_at: rfc3339(r.created_at),
-            revoked_at: r.revoked_at.map(rfc3339),
-        }
-    }
-}
-
-#[async_trait]
-impl<S: Pooled> ApiKeys for S {
-    async fn create_key(&self, account: &str, prefix: &str, key_hash: &str) -> Result<i64> {
-        Ok(on_pool!(self.pool(), |p| {
-            sqlx::query_scalar(
-                "insert into api_keys (account, prefix, key_hash, created_at) \
-                 values ($1, $2, $3, $4) returning id",
-            )
-            .bind(account)
-            .bind(prefix)
-            .bind(key_hash)
-            .bind(now_micros())
-            .fetch_one(p)
-            .await?
-        }))
-    }
-
-    async fn list_keys(&self) -> Result<Vec<ApiKey>> {
-        let rows: Vec<ApiKeyRow> = on_pool!(self.pool(), |p| {
-            sqlx::query_as(
-                "select id, account, prefix, created_at, revoked_at from api_keys order by id desc",
-            )
-            .fetch_all(p)
-            .await?
-        });
-        Ok(rows.into_iter().map(ApiKey::from).collect())
-    }
-
-    async fn revoke_key(&self, id: i64) -> Result<bool> {
-        let done = on_pool!(self.pool(), |p| {
-            sqlx::query("update api_keys set revoked_at = $1 where id = $2 and revoked_at is null")
-                .bind(now_micros())
-                .bind(id)
-                .execute(p)
-                .await?
-                .rows_affected()
-        });
-        Ok(done == 1)
-    }
-
-    async fn key_account(&self, key_hash: &str) -> Result<Option<String>> {
-        Ok(on_pool!(self.pool(), |p| {
-            sqlx::query_scalar(
-                "select account from api_keys where key_hash = $1 and revoked_at is null",
-            )
-            .bind(key_hash)
-            .fetch_optional(p)
             .await?
         }))
     }

@@ -191,6 +191,15 @@ pub struct ApiKey {
     pub revoked_at: Option<String>,
 }
 
+/// A proxy key mapping as listed: the key's id (the first 12 hex digits of
+/// its SHA-256), never the key or its whole hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProxyKey {
+    pub api_key_id: String,
+    pub account: String,
+    pub created_at: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct FinalizedInvoice {
     pub number: String,

@@ -21,5 +21,6 @@ mod http_ingest;
 mod invoices_e2e;
 mod multiprocess;
 mod parse;
+mod proxy;
 mod retention;
 mod store_contract;
