@@ -25,6 +25,7 @@ pub mod http;
 pub mod ingest;
 pub mod ledger;
 pub mod pricing;
+pub mod proxy;
 pub mod record;
 pub mod store;
 pub mod synth;

@@ -70,10 +70,9 @@ pub enum Command {
     /// Account API keys: create (shown once), list, revoke.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
-    /// The capture proxy: `keys map|list|unmap` bind Anthropic API keys (by
-    /// their SHA-256) to accounts.
-    #[command(subcommand)]
-    Proxy(proxy::ProxyCommand),
+    /// The capture proxy for the Anthropic API (`--upstream`, `--listen`);
+    /// `keys map|list|unmap` bind API keys (by their SHA-256) to accounts.
+    Proxy(proxy::ProxyArgs),
     /// Monthly budgets per account and their alerts.
     #[command(subcommand)]
     Budget(finance::BudgetCommand),

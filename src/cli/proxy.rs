@@ -1,15 +1,45 @@
-//! `tally proxy`: the capture proxy's account mappings (`keys map|list|unmap`).
+//! `tally proxy`: run the capture proxy, or manage its account mappings
+//! (`keys map|list|unmap`).
 //!
 //! A mapping binds the SHA-256 of an Anthropic API key to the account whose
 //! calls it makes; the key itself is never given to tally, stored or shown.
 
+use std::net::SocketAddr;
 use std::process::ExitCode;
 
-use anyhow::{Result, anyhow, bail};
-use clap::Subcommand;
+use anyhow::{Context, Result, anyhow, bail};
+use clap::{Args, Subcommand};
 
 use super::open_store;
 use crate::auth::{api_key_id, parse_sha256_hex};
+use crate::proxy::{ProxyConfig, ProxyState};
+use crate::record::Retention;
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct ProxyArgs {
+    #[command(subcommand)]
+    pub command: Option<ProxyCommand>,
+    #[command(flatten)]
+    pub run: ProxyRunArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ProxyRunArgs {
+    /// The Anthropic API the proxy forwards to.
+    #[arg(long, default_value = "https://api.anthropic.com")]
+    pub upstream: reqwest::Url,
+    /// Address applications send their calls to (their SDK's base URL).
+    #[arg(long, default_value = "127.0.0.1:8081")]
+    pub listen: SocketAddr,
+    /// Account of calls that name none and whose API key is not mapped.
+    #[arg(long)]
+    pub default_account: Option<String>,
+    /// What to keep of each recorded call: `billing` (no prompts or
+    /// completions) or `full`.
+    #[arg(long, value_enum, default_value_t = Retention::Billing)]
+    pub retain: Retention,
+}
 
 #[derive(Debug, Subcommand)]
 pub enum ProxyCommand {
@@ -40,8 +70,33 @@ pub enum ProxyKeysCommand {
     },
 }
 
-pub async fn proxy(database: &str, cmd: ProxyCommand) -> Result<ExitCode> {
-    let ProxyCommand::Keys(cmd) = cmd;
+pub async fn proxy(database: &str, args: ProxyArgs) -> Result<ExitCode> {
+    match args.command {
+        Some(ProxyCommand::Keys(cmd)) => keys(database, cmd).await,
+        None => run(database, args.run).await,
+    }
+}
+
+async fn run(database: &str, args: ProxyRunArgs) -> Result<ExitCode> {
+    if let Some(a) = &args.default_account {
+        crate::record::validate_account(a).map_err(|m| anyhow!("--default-account {a:?} {m}"))?;
+    }
+    let mut config = ProxyConfig::new(args.upstream);
+    config.default_account = args.default_account;
+    config.retention = args.retain;
+    let store = open_store(database).await?;
+    let state = ProxyState::new(store, config).context("setting up the upstream client")?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("listening on {}", args.listen))?;
+    tracing::info!(listen = %args.listen, "tally proxy listening");
+    axum::serve(listener, crate::proxy::router(state))
+        .with_graceful_shutdown(super::serve::shutdown_signal())
+        .await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn keys(database: &str, cmd: ProxyKeysCommand) -> Result<ExitCode> {
     let hash = |text: &str| parse_sha256_hex(text).map_err(|m| anyhow!("--api-key-sha256: {m}"));
     match cmd {
         ProxyKeysCommand::Map {

@@ -1,6 +1,18 @@
-//! `tally proxy`: the account mappings of API keys; on both backends.
+//! `tally proxy`: forwarding to a local upstream that answers like the
+//! Messages API, recording, and the account mappings of API keys; on both
+//! backends.
 
-use crate::support::{Backend, TestDb, tally, tally_ok};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+use tally::store::{Store, StoredRecord};
+
+use crate::support::{Backend, TestDb, fixture, tally, tally_ok};
 
 /// `tally proxy keys map --api-key-sha256 SHA --account ACCOUNT`: exit code, stdout, stderr.
 fn map(db: &TestDb, sha: &str, account: &str) -> (i32, String, String) {
@@ -86,7 +98,292 @@ async fn bad_mappings_are_refused_and_change_nothing(backend: Backend) {
     );
 }
 
+/// The upstream's answer to `POST /v1/messages`: a plain response or a
+/// server-sent event stream (with pauses) from the fixtures, its id taken
+/// from the `x-test-id` header; `"model": "overloaded"` answers 529. A
+/// request that still carries `x-tally-account` is refused: it must have
+/// been removed.
+async fn upstream_messages(headers: HeaderMap, body: axum::body::Bytes) -> Response {
+    if headers.contains_key("x-tally-account") {
+        return (StatusCode::BAD_REQUEST, "x-tally-account was forwarded").into_response();
+    }
+    let request: Value = serde_json::from_slice(&body).unwrap();
+    if request["model"] == "overloaded" {
+        let error = json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}});
+        return (StatusCode::from_u16(529).unwrap(), axum::Json(error)).into_response();
+    }
+    let id = headers["x-test-id"].to_str().unwrap().to_owned();
+    if request["stream"] == true {
+        let envelope: Value = serde_json::from_str(&fixture("streamed.ndjson")).unwrap();
+        let mut events = envelope["events"].as_array().unwrap().clone();
+        events[0]["message"]["id"] = id.into();
+        let chunks = events.into_iter().map(|e| {
+            let kind = e["type"].as_str().unwrap().to_owned();
+            Ok::<_, std::io::Error>(format!("event: {kind}\ndata: {e}\n\n"))
+        });
+        let paced = futures_util::stream::iter(chunks).then(|chunk| async move {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            chunk
+        });
+        return Response::builder()
+            .header("content-type", "text/event-stream")
+            .header("anthropic-workspace-id", "wrkspc_test")
+            .body(Body::from_stream(paced))
+            .unwrap();
+    }
+    let line = fixture("sample.ndjson");
+    let mut response =
+        serde_json::from_str::<Value>(line.lines().next().unwrap()).unwrap()["response"].clone();
+    // A container of its own per call (one container is one account's).
+    response["container"]["id"] = format!("container_{id}").into();
+    response["id"] = id.into();
+    (
+        [("anthropic-workspace-id", "wrkspc_test")],
+        axum::Json(response),
+    )
+        .into_response()
+}
+
+/// A proxy in front of a local upstream, recording into `db`.
+struct Proxied {
+    upstream: String,
+    proxy: String,
+    store: Arc<dyn Store>,
+    http: reqwest::Client,
+}
+
+async fn serve(router: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    format!("http://{addr}")
+}
+
+impl Proxied {
+    async fn start(db: &TestDb, change: impl FnOnce(&mut tally::proxy::ProxyConfig)) -> Proxied {
+        let upstream = serve(
+            axum::Router::new()
+                .route("/v1/messages", axum::routing::post(upstream_messages))
+                .route(
+                    "/v1/models",
+                    axum::routing::get(|| async { axum::Json(json!({"data": []})) }),
+                ),
+        )
+        .await;
+        let store = db.store().await;
+        let mut config = tally::proxy::ProxyConfig::new(format!("{upstream}/").parse().unwrap());
+        change(&mut config);
+        let state = tally::proxy::ProxyState::new(store.clone(), config).unwrap();
+        let proxy = serve(tally::proxy::router(state)).await;
+        Proxied {
+            upstream,
+            proxy,
+            store,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// `POST /v1/messages` through `base` (the proxy or the upstream itself).
+    async fn post(
+        &self,
+        base: &str,
+        id: &str,
+        headers: &[(&str, &str)],
+        body: &Value,
+    ) -> (StatusCode, Vec<u8>) {
+        let mut request = self
+            .http
+            .post(format!("{base}/v1/messages"))
+            .header("x-test-id", id)
+            .header("anthropic-version", "2023-06-01")
+            .json(body);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let answer = request.send().await.unwrap();
+        let status = StatusCode::from_u16(answer.status().as_u16()).unwrap();
+        (status, answer.bytes().await.unwrap().to_vec())
+    }
+
+    /// The record of `id`, once the recorder has written it.
+    async fn recorded(&self, id: &str) -> StoredRecord {
+        for _ in 0..500 {
+            if let Some(r) = self.store.record(id).await.unwrap() {
+                return r;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let rejected = self.store.rejected_list(true, 10).await.unwrap();
+        let errors: Vec<&str> = rejected.iter().map(|r| r.error.as_str()).collect();
+        panic!("{id} was not recorded; rejected: {errors:?}");
+    }
+}
+
+const KEY: &str = "sk-ant-api03-proxy-test-key";
+const PROMPT: &str = "What is the secret recipe?";
+
+fn request(stream: bool) -> Value {
+    json!({
+        "model": "claude-opus-4-20250514",
+        "max_tokens": 1024,
+        "stream": stream,
+        "messages": [{"role": "user", "content": PROMPT}],
+        "tools": [{"type": "code_execution_20250522", "name": "code_execution"}],
+    })
+}
+
+async fn calls_pass_through_byte_for_byte_and_are_recorded(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let p = Proxied::start(&db, |_| {}).await;
+    let account = [("x-api-key", KEY), ("x-tally-account", "acme")];
+
+    // A plain answer: the caller gets the upstream's bytes; the record has
+    // the account, the call's times, the workspace and the key's id.
+    let (status, through) = p
+        .post(&p.proxy, "msg_plain", &account, &request(false))
+        .await;
+    let (_, direct) = p
+        .post(
+            &p.upstream,
+            "msg_plain",
+            &[("x-api-key", KEY)],
+            &request(false),
+        )
+        .await;
+    assert_eq!((status, &through), (StatusCode::OK, &direct));
+    let r = p.recorded("msg_plain").await;
+    assert_eq!(
+        (r.account.as_str(), r.retention.as_str()),
+        ("acme", "billing")
+    );
+    assert!(r.started_at.unwrap() <= r.recorded_at);
+    assert_eq!((r.usage.input_tokens, r.usage.output_tokens), (45, 187));
+    assert!(r.uses_code_execution && r.container_id.is_some());
+    let kept: Value = serde_json::from_str(&r.raw).unwrap();
+    assert_eq!(kept["workspace"], "wrkspc_test");
+    assert_eq!(kept["api_key_id"], tally::auth::hash_key(KEY)[..12]);
+    assert_eq!(kept["request"]["tools"][0]["name"], "code_execution");
+
+    // A stream: passed on as it arrives, recorded from its events.
+    let (status, through) = p
+        .post(&p.proxy, "msg_stream", &account, &request(true))
+        .await;
+    let (_, direct) = p.post(&p.upstream, "msg_stream", &[], &request(true)).await;
+    assert_eq!((status, &through), (StatusCode::OK, &direct));
+    let r = p.recorded("msg_stream").await;
+    assert_eq!(
+        (
+            r.usage.input_tokens,
+            r.usage.output_tokens,
+            r.usage.web_search_requests
+        ),
+        (10682, 510, 1)
+    );
+
+    // An upstream error passes through and is not recorded; other paths
+    // are forwarded, only /v1/ ones.
+    let mut overloaded = request(false);
+    overloaded["model"] = "overloaded".into();
+    let (status, body) = p
+        .post(&p.proxy, "msg_overloaded", &account, &overloaded)
+        .await;
+    assert_eq!(status.as_u16(), 529);
+    assert!(String::from_utf8_lossy(&body).contains("overloaded_error"));
+    for (path, status) in [("/v1/models", 200), ("/healthz", 404)] {
+        let answer = p
+            .http
+            .get(format!("{}{path}", p.proxy))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), status, "{path}");
+    }
+    // The recorder keeps order: once a later call is in, the 529 would have been.
+    p.post(&p.proxy, "msg_after", &account, &request(false))
+        .await;
+    p.recorded("msg_after").await;
+    assert!(p.store.record("msg_overloaded").await.unwrap().is_none());
+    assert_eq!(p.store.counts().await.unwrap().records, 3);
+
+    // Neither the prompt nor the key is kept anywhere in the ledger.
+    for id in ["msg_plain", "msg_stream", "msg_after"] {
+        let raw = p.store.record(id).await.unwrap().unwrap().raw;
+        assert!(!raw.contains(PROMPT) && !raw.contains(KEY), "{raw}");
+    }
+    if backend == Backend::Sqlite {
+        let path = db.url.trim_start_matches("sqlite://");
+        for suffix in ["", "-wal"] {
+            let bytes = std::fs::read(format!("{path}{suffix}")).unwrap_or_default();
+            for secret in [PROMPT, KEY] {
+                assert!(
+                    !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                    "{secret}"
+                );
+            }
+        }
+    }
+}
+
+async fn the_account_comes_from_the_key_mapping_or_the_default(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let p = Proxied::start(&db, |c| c.default_account = Some("fallback".into())).await;
+    p.store
+        .map_proxy_key(&tally::auth::hash_key(KEY), "globex")
+        .await
+        .unwrap();
+    p.post(
+        &p.proxy,
+        "msg_mapped",
+        &[("x-api-key", KEY)],
+        &request(false),
+    )
+    .await;
+    let bearer = format!("Bearer {KEY}");
+    p.post(
+        &p.proxy,
+        "msg_bearer",
+        &[("authorization", bearer.as_str())],
+        &request(false),
+    )
+    .await;
+    p.post(
+        &p.proxy,
+        "msg_other",
+        &[("x-api-key", "sk-ant-unmapped")],
+        &request(false),
+    )
+    .await;
+    assert_eq!(p.recorded("msg_mapped").await.account, "globex");
+    assert_eq!(p.recorded("msg_bearer").await.account, "globex");
+    assert_eq!(p.recorded("msg_other").await.account, "fallback");
+
+    // No header, no mapping, no default: served all the same, kept as rejected.
+    let db = TestDb::new(backend).await;
+    let p = Proxied::start(&db, |_| {}).await;
+    let (status, _) = p
+        .post(
+            &p.proxy,
+            "msg_nobody",
+            &[("x-api-key", "sk-ant-unmapped")],
+            &request(false),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    for _ in 0..500 {
+        if p.store.counts().await.unwrap().rejected_open == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let rejected = p.store.rejected_list(false, 10).await.unwrap();
+    assert_eq!(rejected.len(), 1);
+    assert_eq!(rejected[0].field.as_deref(), Some("account"));
+    assert!(!rejected[0].raw.contains(PROMPT));
+}
+
 on_both_backends!(
     key_mappings_map_list_and_unmap,
     bad_mappings_are_refused_and_change_nothing,
+    calls_pass_through_byte_for_byte_and_are_recorded,
+    the_account_comes_from_the_key_mapping_or_the_default,
 );

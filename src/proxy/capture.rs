@@ -1,0 +1,259 @@
+//! The copy of a call that becomes its record: the request body as it is
+//! uploaded, the answer as it is passed back, never holding the caller's
+//! bytes back. When the answer has ended, the copy becomes an envelope
+//! (SPEC 3.1) for the recorder.
+
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use axum::http::HeaderMap;
+use bytes::{Bytes, BytesMut};
+use futures_util::{Stream, StreamExt, TryStreamExt};
+use serde_json::{Map, Value};
+
+use super::recorder::{Captured, Recorder};
+use super::{ACCOUNT_HEADER, WORKSPACE_HEADER, is_event_stream};
+use crate::time::{Micros, now_micros, rfc3339};
+
+/// Bytes copied up to a limit; past it the copy is given up (the call is
+/// still forwarded whole).
+#[derive(Default)]
+struct Bounded {
+    bytes: BytesMut,
+    overflowed: bool,
+}
+
+impl Bounded {
+    fn push(&mut self, chunk: &[u8], max: usize) {
+        if self.overflowed {
+            return;
+        }
+        if self.bytes.len() + chunk.len() > max {
+            self.overflowed = true;
+            self.bytes = BytesMut::new();
+        } else {
+            self.bytes.extend_from_slice(chunk);
+        }
+    }
+}
+
+/// What is kept of a request to record it: its body (as uploaded), the
+/// account it names, and the SHA-256 of its API key (the key is dropped here).
+pub(super) struct RequestCopy {
+    body: Arc<Mutex<Bounded>>,
+    max: usize,
+    account: Option<String>,
+    key_sha256: Option<String>,
+}
+
+impl RequestCopy {
+    pub(super) fn new(headers: &HeaderMap, max: usize) -> RequestCopy {
+        let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        let key = text("x-api-key").or_else(|| {
+            text("authorization").and_then(|v| v.strip_prefix("Bearer ").map(str::trim))
+        });
+        RequestCopy {
+            body: Arc::default(),
+            max,
+            account: text(ACCOUNT_HEADER).map(|a| a.trim().to_owned()),
+            key_sha256: key.map(crate::auth::hash_key),
+        }
+    }
+
+    /// The upload, copied as it passes.
+    pub(super) fn tee<S>(
+        &self,
+        upload: S,
+    ) -> impl Stream<Item = Result<Bytes, axum::Error>> + use<S>
+    where
+        S: Stream<Item = Result<Bytes, axum::Error>>,
+    {
+        let (body, max) = (self.body.clone(), self.max);
+        upload.inspect_ok(move |chunk| {
+            body.lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .push(chunk, max);
+        })
+    }
+
+    /// The request as JSON, when it was copied whole and parses.
+    fn json(&self) -> Option<Value> {
+        let body = self.body.lock().unwrap_or_else(|p| p.into_inner());
+        if body.overflowed {
+            return None;
+        }
+        serde_json::from_slice::<Value>(&body.bytes)
+            .ok()
+            .filter(Value::is_object)
+    }
+}
+
+/// A call being answered: what its record needs besides the answer.
+pub(super) struct Capture {
+    request: RequestCopy,
+    workspace: Option<String>,
+    events: bool,
+    started_at: Micros,
+}
+
+impl Capture {
+    pub(super) fn begin(request: RequestCopy, answer: &HeaderMap, started_at: Micros) -> Capture {
+        Capture {
+            workspace: answer
+                .get(WORKSPACE_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+            events: is_event_stream(answer),
+            request,
+            started_at,
+        }
+    }
+
+    /// The envelope of the call whose answer was `body`, ended at `recorded_at`.
+    fn envelope(self, body: &Bounded, recorded_at: Micros) -> Captured {
+        let mut env = Map::new();
+        if let Some(account) = self.request.account.clone() {
+            env.insert("account".into(), account.into());
+        }
+        env.insert("recorded_at".into(), rfc3339(recorded_at).into());
+        env.insert("started_at".into(), rfc3339(self.started_at).into());
+        env.insert("batch".into(), false.into());
+        if let Some(w) = self.workspace {
+            env.insert("workspace".into(), w.into());
+        }
+        if let Some(sha) = &self.request.key_sha256 {
+            env.insert("api_key_id".into(), crate::auth::api_key_id(sha).into());
+        }
+        if let Some(request) = self.request.json() {
+            env.insert("request".into(), request);
+        }
+        let answer = if body.overflowed {
+            Value::Null
+        } else if self.events {
+            env.insert("events".into(), Value::Array(sse_data(&body.bytes)));
+            Value::Null
+        } else {
+            serde_json::from_slice(&body.bytes).unwrap_or_else(|_| {
+                Value::String(String::from_utf8_lossy(&body.bytes).into_owned())
+            })
+        };
+        if !self.events {
+            env.insert("response".into(), answer);
+        }
+        Captured {
+            envelope: env,
+            key_sha256: self.request.key_sha256,
+        }
+    }
+}
+
+/// The data objects of a server-sent event stream, in order (an event's
+/// `data:` lines joined; data that is not JSON is skipped).
+fn sse_data(text: &[u8]) -> Vec<Value> {
+    let mut out = Vec::new();
+    let mut data = String::new();
+    let text = String::from_utf8_lossy(text);
+    for line in text.split('\n').map(|l| l.trim_end_matches('\r')) {
+        if line.is_empty() {
+            if let Ok(v) = serde_json::from_str::<Value>(&data) {
+                out.push(v);
+            }
+            data.clear();
+        } else if let Some(d) = line.strip_prefix("data:") {
+            if !data.is_empty() {
+                data.push('\n');
+            }
+            data.push_str(d.strip_prefix(' ').unwrap_or(d));
+        }
+    }
+    if let Ok(v) = serde_json::from_str::<Value>(&data) {
+        out.push(v);
+    }
+    out
+}
+
+type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, std::io::Error>> + Send>>;
+
+/// The answer's body, passed on chunk by chunk and copied on the side. It
+/// is recorded when it ends (its last byte passed: with a declared length
+/// the server may never ask for the end), also when the upstream breaks off
+/// (a cut-off stream is kept as incomplete); if the caller goes away first,
+/// nothing is.
+pub(super) struct TeeBody {
+    inner: ByteStream,
+    copy: Bounded,
+    max: usize,
+    /// The upstream's `content-length`, when it declared one.
+    declared: Option<u64>,
+    passed: u64,
+    capture: Option<Capture>,
+    recorder: Recorder,
+}
+
+pub(super) fn tee_response(
+    answer: impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static,
+    declared: Option<u64>,
+    capture: Capture,
+    recorder: Recorder,
+    max: usize,
+) -> TeeBody {
+    TeeBody {
+        inner: Box::pin(answer),
+        copy: Bounded::default(),
+        max,
+        declared,
+        passed: 0,
+        capture: Some(capture),
+        recorder,
+    }
+}
+
+impl TeeBody {
+    fn finish(&mut self) {
+        if let Some(capture) = self.capture.take() {
+            let copy = std::mem::take(&mut self.copy);
+            self.recorder.submit(capture.envelope(&copy, now_micros()));
+        }
+    }
+}
+
+impl Stream for TeeBody {
+    type Item = Result<Bytes, std::io::Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        match this.inner.poll_next_unpin(cx) {
+            Poll::Ready(Some(Ok(chunk))) => {
+                this.copy.push(&chunk, this.max);
+                this.passed += chunk.len() as u64;
+                if this.declared.is_some_and(|n| this.passed >= n) {
+                    this.finish();
+                }
+                Poll::Ready(Some(Ok(chunk)))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                this.finish();
+                Poll::Ready(Some(Err(e)))
+            }
+            Poll::Ready(None) => {
+                this.finish();
+                Poll::Ready(None)
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_sent_events_yield_their_data_objects() {
+        let text = b"event: message_start\ndata: {\"type\":\"message_start\"}\n\nevent: ping\ndata: {\"type\": \"ping\"}\r\n\r\ndata: not json\n\ndata: {\"type\":\n\"message_stop\"}\n";
+        let data = sse_data(text);
+        let kinds: Vec<&str> = data.iter().filter_map(|v| v["type"].as_str()).collect();
+        assert_eq!(kinds, ["message_start", "ping", "message_stop"]);
+    }
+}

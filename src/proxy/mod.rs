@@ -1,0 +1,202 @@
+//! `tally proxy`: a pass-through proxy for the Anthropic API that records
+//! every successful `POST /v1/messages` on its way back to the caller.
+//!
+//! - Requests are forwarded as they came (method, path, query, headers,
+//!   body streamed), less hop-by-hop headers and `x-tally-account`; answers
+//!   go back as they came, streamed chunk by chunk (server-sent events are
+//!   passed on as they arrive). Only `/v1/…` paths are forwarded, to the
+//!   one configured upstream: the proxy is no open relay.
+//! - The caller never waits for the ledger: a copy of the request and the
+//!   answer is assembled on the side ([`capture`]) and, once the answer has
+//!   ended, handed to the recorder ([`recorder`]) through a bounded queue.
+//! - The caller's API key is hashed on arrival; only the hash goes further
+//!   (to find the account it is mapped to, and the first 12 hex digits as
+//!   `api_key_id`). The key is never stored or logged.
+
+mod capture;
+mod recorder;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderName, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures_util::TryStreamExt;
+
+use crate::record::Retention;
+use crate::store::Store;
+use capture::{Capture, RequestCopy, tee_response};
+pub use recorder::Recorder;
+
+/// Settings of a running proxy.
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    /// Where requests go: scheme, host and port (a path prefix is kept).
+    pub upstream: reqwest::Url,
+    /// The account of calls that name none and whose key is not mapped.
+    pub default_account: Option<String>,
+    /// What is kept of each recorded line (`billing` by default).
+    pub retention: Retention,
+    /// Largest request or answer body copied for recording; a larger one is
+    /// still forwarded whole, and recorded without what did not fit.
+    pub max_record_bytes: usize,
+    /// Captures waiting for the ledger before new ones are dropped (and logged).
+    pub queue: usize,
+}
+
+impl ProxyConfig {
+    pub fn new(upstream: reqwest::Url) -> ProxyConfig {
+        ProxyConfig {
+            upstream,
+            default_account: None,
+            retention: Retention::Billing,
+            max_record_bytes: crate::ingest::lines::MAX_LINE_BYTES,
+            queue: 10_000,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct ProxyState {
+    client: reqwest::Client,
+    config: Arc<ProxyConfig>,
+    recorder: Recorder,
+}
+
+impl ProxyState {
+    /// The proxy's state, its recorder writing to `store`.
+    pub fn new(store: Arc<dyn Store>, config: ProxyConfig) -> reqwest::Result<ProxyState> {
+        let client = reqwest::Client::builder()
+            // The caller decides about redirects; the proxy passes them on.
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?;
+        let recorder = Recorder::start(store, &config);
+        Ok(ProxyState {
+            client,
+            config: Arc::new(config),
+            recorder,
+        })
+    }
+}
+
+/// Every path goes through [`forward`].
+pub fn router(state: ProxyState) -> Router {
+    Router::new().fallback(forward).with_state(state)
+}
+
+/// Headers that describe one connection, not the message: never forwarded
+/// (RFC 9110 7.6.1), plus `host` (the client sets the upstream's).
+const HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+];
+
+/// The request header that names the account; removed before forwarding.
+pub const ACCOUNT_HEADER: &str = "x-tally-account";
+
+fn end_to_end(headers: &HeaderMap, also_drop: &[&str]) -> HeaderMap {
+    let mut out = HeaderMap::with_capacity(headers.len());
+    for (name, value) in headers {
+        let n = name.as_str();
+        if !HOP_BY_HOP.contains(&n) && !also_drop.contains(&n) {
+            out.append(name.clone(), value.clone());
+        }
+    }
+    out
+}
+
+/// An error of the proxy's own, shaped like the API's errors.
+fn proxy_error(status: StatusCode, kind: &str, message: &str) -> Response {
+    let body = serde_json::json!({
+        "type": "error",
+        "error": {"type": kind, "message": message},
+    });
+    (status, axum::Json(body)).into_response()
+}
+
+async fn forward(State(state): State<ProxyState>, request: Request) -> Response {
+    let started_at = crate::time::now_micros();
+    let (parts, body) = request.into_parts();
+    if !parts.uri.path().starts_with("/v1/") {
+        return proxy_error(
+            StatusCode::NOT_FOUND,
+            "not_found_error",
+            "tally proxy forwards /v1/ paths only",
+        );
+    }
+    let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let Ok(url) = state
+        .config
+        .upstream
+        .join(path_and_query.trim_start_matches('/'))
+    else {
+        return proxy_error(StatusCode::BAD_REQUEST, "invalid_request_error", "bad path");
+    };
+    let records = parts.method == Method::POST && parts.uri.path() == "/v1/messages";
+    let copy = records.then(|| RequestCopy::new(&parts.headers, state.config.max_record_bytes));
+    let upload = body.into_data_stream();
+    let upload = match &copy {
+        Some(copy) => reqwest::Body::wrap_stream(copy.tee(upload)),
+        None => reqwest::Body::wrap_stream(upload),
+    };
+    let upstream = state
+        .client
+        .request(parts.method.clone(), url)
+        .headers(end_to_end(&parts.headers, &[ACCOUNT_HEADER]))
+        .body(upload)
+        .send()
+        .await;
+    let answer = match upstream {
+        Ok(answer) => answer,
+        Err(e) => {
+            // The cause stays in the log; the URL holds no secret, the headers are not logged.
+            tracing::warn!(error = %e, "upstream unreachable");
+            return proxy_error(
+                StatusCode::BAD_GATEWAY,
+                "api_error",
+                "tally proxy: the upstream could not be reached",
+            );
+        }
+    };
+    let status = answer.status();
+    let declared = answer.content_length();
+    let headers = end_to_end(answer.headers(), &[]);
+    let stream = answer.bytes_stream().map_err(std::io::Error::other);
+    let body = match copy {
+        Some(copy) if status == StatusCode::OK => {
+            let capture = Capture::begin(copy, &headers, started_at);
+            Body::from_stream(tee_response(
+                stream,
+                declared,
+                capture,
+                state.recorder.clone(),
+                state.config.max_record_bytes,
+            ))
+        }
+        _ => Body::from_stream(stream),
+    };
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    *response.headers_mut() = headers;
+    response
+}
+
+/// `content-type: text/event-stream`?
+fn is_event_stream(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"))
+}
+
+/// The response header naming the workspace that served the call.
+const WORKSPACE_HEADER: HeaderName = HeaderName::from_static("anthropic-workspace-id");
