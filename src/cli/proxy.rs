@@ -39,6 +39,9 @@ pub struct ProxyRunArgs {
     /// completions) or `full`.
     #[arg(long, value_enum, default_value_t = Retention::Billing)]
     pub retain: Retention,
+    /// Directory where calls wait (fsynced) while the ledger cannot take them.
+    #[arg(long)]
+    pub spool: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -84,8 +87,9 @@ async fn run(database: &str, args: ProxyRunArgs) -> Result<ExitCode> {
     let mut config = ProxyConfig::new(args.upstream);
     config.default_account = args.default_account;
     config.retention = args.retain;
+    config.spool = args.spool;
     let store = open_store(database).await?;
-    let state = ProxyState::new(store, config).context("setting up the upstream client")?;
+    let state = ProxyState::new(store, config).context("setting up the proxy")?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;

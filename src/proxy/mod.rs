@@ -15,6 +15,7 @@
 
 mod capture;
 mod recorder;
+mod spool;
 
 use std::sync::Arc;
 
@@ -44,6 +45,8 @@ pub struct ProxyConfig {
     pub max_record_bytes: usize,
     /// Captures waiting for the ledger before new ones are dropped (and logged).
     pub queue: usize,
+    /// Where calls the ledger cannot take wait (fsynced) until it can.
+    pub spool: Option<std::path::PathBuf>,
 }
 
 impl ProxyConfig {
@@ -54,6 +57,7 @@ impl ProxyConfig {
             retention: Retention::Billing,
             max_record_bytes: crate::ingest::lines::MAX_LINE_BYTES,
             queue: 10_000,
+            spool: None,
         }
     }
 }
@@ -66,13 +70,15 @@ pub struct ProxyState {
 }
 
 impl ProxyState {
-    /// The proxy's state, its recorder writing to `store`.
-    pub fn new(store: Arc<dyn Store>, config: ProxyConfig) -> reqwest::Result<ProxyState> {
+    /// The proxy's state, its recorder writing to `store` (and to the spool
+    /// when it cannot).
+    pub fn new(store: Arc<dyn Store>, config: ProxyConfig) -> std::io::Result<ProxyState> {
         let client = reqwest::Client::builder()
             // The caller decides about redirects; the proxy passes them on.
             .redirect(reqwest::redirect::Policy::none())
-            .build()?;
-        let recorder = Recorder::start(store, &config);
+            .build()
+            .map_err(std::io::Error::other)?;
+        let recorder = Recorder::start(store, &config)?;
         Ok(ProxyState {
             client,
             config: Arc::new(config),

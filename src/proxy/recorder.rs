@@ -1,27 +1,39 @@
 //! The recorder: captured calls go through a bounded queue to the ledger,
 //! in batches, through the same ingest path as every other line (identity,
-//! duplicates, conflicts, the rejected store, retention).
+//! duplicates, conflicts, the rejected store, retention). A batch the ledger
+//! cannot take goes to the spool ([`super::spool`]) when there is one; while
+//! the spool holds anything, new batches queue behind it, so calls reach the
+//! ledger in the order they ended.
 //!
 //! The account of a call: the `x-tally-account` header it sent, else the
 //! account its API key's hash is mapped to, else `--default-account`; a
 //! call with none is kept as a rejected line (field `account`) all the same.
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 
 use super::ProxyConfig;
+use super::spool::Spool;
 use crate::ingest::ChunkBuilder;
+use crate::ingest::retention::billing_view;
 use crate::record::{Defaults, Retention};
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 
 /// Captures written per transaction at most.
 const BATCH: usize = 500;
 
+/// How often the spool is tried again while nothing new arrives.
+const REPLAY_EVERY: Duration = Duration::from_secs(1);
+
 /// A call's envelope, and the hash of the API key that made it.
+#[derive(Debug, Serialize, Deserialize)]
 pub(super) struct Captured {
     pub(super) envelope: Map<String, Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) key_sha256: Option<String>,
 }
 
@@ -30,16 +42,28 @@ pub struct Recorder {
     queue: mpsc::Sender<Captured>,
 }
 
+struct Writer {
+    store: Arc<dyn Store>,
+    spool: Option<Arc<Spool>>,
+    default_account: Option<String>,
+    retention: Retention,
+}
+
 impl Recorder {
-    pub(super) fn start(store: Arc<dyn Store>, config: &ProxyConfig) -> Recorder {
+    pub(super) fn start(store: Arc<dyn Store>, config: &ProxyConfig) -> std::io::Result<Recorder> {
+        let spool = match &config.spool {
+            Some(dir) => Some(Arc::new(Spool::open(dir)?)),
+            None => None,
+        };
         let (queue, captured) = mpsc::channel(config.queue.max(1));
-        tokio::spawn(record(
+        let writer = Writer {
             store,
-            captured,
-            config.default_account.clone(),
-            config.retention,
-        ));
-        Recorder { queue }
+            spool,
+            default_account: config.default_account.clone(),
+            retention: config.retention,
+        };
+        tokio::spawn(writer.run(captured));
+        Ok(Recorder { queue })
     }
 
     /// Hand a capture over without waiting: a full queue drops it (and says so).
@@ -50,38 +74,119 @@ impl Recorder {
     }
 }
 
-async fn record(
-    store: Arc<dyn Store>,
-    mut captured: mpsc::Receiver<Captured>,
-    default_account: Option<String>,
-    retention: Retention,
-) {
-    let mut batch = Vec::with_capacity(BATCH);
-    while captured.recv_many(&mut batch, BATCH).await > 0 {
+impl Writer {
+    async fn run(self, mut captured: mpsc::Receiver<Captured>) {
+        let mut batch = Vec::with_capacity(BATCH);
+        let mut tick = tokio::time::interval(REPLAY_EVERY);
+        loop {
+            tokio::select! {
+                n = captured.recv_many(&mut batch, BATCH) => if n == 0 { break },
+                _ = tick.tick() => {}
+            }
+            let spooled = self.replay().await;
+            if batch.is_empty() {
+                continue;
+            }
+            let calls = std::mem::take(&mut batch);
+            if spooled {
+                self.spool(calls).await;
+                continue;
+            }
+            if let Err(e) = self.write(&calls).await {
+                tracing::warn!(error = %e, calls = calls.len(), "the ledger did not take the calls");
+                self.spool(calls).await;
+            }
+        }
+    }
+
+    /// Write the spool's batches, oldest first, while the ledger takes them;
+    /// whether any is still waiting.
+    async fn replay(&self) -> bool {
+        let Some(spool) = self.spool.clone() else {
+            return false;
+        };
+        let pending = match blocking(move || spool.pending()).await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the spool");
+                return true;
+            }
+        };
+        for path in pending {
+            let file = path.clone();
+            let calls = match blocking(move || Spool::read(&file)).await {
+                Ok(calls) => calls,
+                Err(e) => {
+                    tracing::error!(file = %path.display(), error = %e, "cannot read a spooled batch");
+                    return true;
+                }
+            };
+            if let Err(e) = self.write(&calls).await {
+                tracing::debug!(error = %e, "the ledger still does not take the spooled calls");
+                return true;
+            }
+            if let Err(e) = std::fs::remove_file(&path) {
+                // Replayed again later: recorded once all the same.
+                tracing::error!(file = %path.display(), error = %e, "cannot remove a replayed batch");
+                return true;
+            }
+            tracing::info!(calls = calls.len(), "spooled calls recorded");
+        }
+        false
+    }
+
+    /// Keep calls in the spool (as billing views under billing retention),
+    /// or, without a spool, drop them and say so.
+    async fn spool(&self, mut calls: Vec<Captured>) {
+        let Some(spool) = self.spool.clone() else {
+            tracing::error!(
+                calls = calls.len(),
+                "no --spool: calls the ledger did not take are lost"
+            );
+            return;
+        };
+        if self.retention == Retention::Billing {
+            for c in &mut calls {
+                if let Value::Object(view) = billing_view(&c.envelope) {
+                    c.envelope = view;
+                }
+            }
+        }
+        let n = calls.len();
+        if let Err(e) = blocking(move || spool.append(&calls)).await {
+            tracing::error!(error = %e, calls = n, "cannot write the spool: calls are lost");
+        }
+    }
+
+    /// Record calls in one transaction.
+    async fn write(&self, calls: &[Captured]) -> Result<(), StoreError> {
         let now = crate::time::now_micros();
         let mut builder = ChunkBuilder::new("proxy", Defaults::default(), now)
-            .with_chunk_lines(BATCH)
-            .retaining(retention);
-        for (i, c) in batch.drain(..).enumerate() {
-            let mut envelope = c.envelope;
+            .with_chunk_lines(calls.len())
+            .retaining(self.retention);
+        for (i, c) in calls.iter().enumerate() {
+            let mut envelope = c.envelope.clone();
             if !envelope.contains_key("account") {
                 let mapped = match &c.key_sha256 {
-                    Some(sha) => store.proxy_key_account(sha).await.unwrap_or_else(|e| {
-                        tracing::warn!(error = %e, "could not read the key mappings");
-                        None
-                    }),
+                    Some(sha) => self.store.proxy_key_account(sha).await?,
                     None => None,
                 };
-                if let Some(account) = mapped.or_else(|| default_account.clone()) {
+                if let Some(account) = mapped.or_else(|| self.default_account.clone()) {
                     envelope.insert("account".into(), account.into());
                 }
             }
             let line = Value::Object(envelope).to_string();
             builder.push_line(i as u64 + 1, line.as_bytes());
         }
-        let lines = builder.take();
-        if let Err(e) = store.write(&lines).await {
-            tracing::error!(error = %e, records = lines.records.len(), "recording failed");
-        }
+        self.store.write(&builder.take()).await.map(|_| ())
     }
+}
+
+/// Run file work off the async threads.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> std::io::Result<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e)))
 }

@@ -381,7 +381,115 @@ async fn the_account_comes_from_the_key_mapping_or_the_default(backend: Backend)
     assert!(!rejected[0].raw.contains(PROMPT));
 }
 
+/// Make the ledger refuse (or take again) every new record: a trigger that
+/// fails each insert, as a full or broken database would.
+async fn refuse_records(db: &TestDb, refuse: bool) {
+    match db.backend {
+        Backend::Sqlite => {
+            let pool = sqlx::SqlitePool::connect(&db.url).await.unwrap();
+            let sql = if refuse {
+                "create trigger refuse before insert on records begin select raise(abort, 'the ledger refuses'); end"
+            } else {
+                "drop trigger refuse"
+            };
+            sqlx::raw_sql(sql).execute(&pool).await.unwrap();
+        }
+        Backend::Postgres => {
+            let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+            let sql = if refuse {
+                "create function refuse() returns trigger language plpgsql as \
+                 $$ begin raise exception 'the ledger refuses'; end $$; \
+                 create trigger refuse before insert on records for each row execute function refuse()"
+            } else {
+                "drop trigger refuse on records"
+            };
+            sqlx::raw_sql(sql).execute(&pool).await.unwrap();
+        }
+    }
+}
+
+/// The spool's batch files and their text.
+fn spooled(dir: &std::path::Path) -> Vec<(std::path::PathBuf, String)> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "ndjson"))
+        .map(|p| {
+            let text = std::fs::read_to_string(&p).unwrap();
+            (p, text)
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+async fn calls_wait_in_the_spool_while_the_ledger_refuses_them(backend: Backend) {
+    let db = TestDb::migrated(backend).await;
+    let dir = tempfile::tempdir().unwrap();
+    let p = Proxied::start(&db, |c| {
+        c.spool = Some(dir.path().to_owned());
+        c.default_account = Some("acme".into());
+    })
+    .await;
+    refuse_records(&db, true).await;
+    let ids: Vec<String> = (0..5).map(|i| format!("msg_spooled_{i}")).collect();
+    for id in &ids {
+        let (status, _) = p
+            .post(&p.proxy, id, &[("x-api-key", KEY)], &request(false))
+            .await;
+        assert_eq!(
+            status,
+            StatusCode::OK,
+            "the caller is served while the ledger refuses"
+        );
+    }
+    let mut lines = 0;
+    for _ in 0..500 {
+        lines = spooled(dir.path())
+            .iter()
+            .map(|(_, t)| t.lines().count())
+            .sum();
+        if lines == ids.len() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(lines, ids.len());
+    assert_eq!(p.store.counts().await.unwrap().records, 0);
+    let batches = spooled(dir.path());
+    for (_, text) in &batches {
+        assert!(!text.contains(PROMPT) && !text.contains(KEY), "{text}");
+    }
+
+    // The ledger takes records again: the spool is replayed, in order, and emptied.
+    refuse_records(&db, false).await;
+    for id in &ids {
+        p.recorded(id).await;
+    }
+    for _ in 0..500 {
+        if spooled(dir.path()).is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(spooled(dir.path()).is_empty());
+
+    // A batch replayed twice (say, a crash between its write and its
+    // removal) is recorded once.
+    let (_, text) = &batches[0];
+    std::fs::write(dir.path().join("batch-999999999999.ndjson"), text).unwrap();
+    for _ in 0..500 {
+        if spooled(dir.path()).is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(spooled(dir.path()).is_empty());
+    assert_eq!(p.store.counts().await.unwrap().records, ids.len() as i64);
+}
+
 on_both_backends!(
+    calls_wait_in_the_spool_while_the_ledger_refuses_them,
     key_mappings_map_list_and_unmap,
     bad_mappings_are_refused_and_change_nothing,
     calls_pass_through_byte_for_byte_and_are_recorded,
