@@ -32,6 +32,10 @@ pub struct ProxyRunArgs {
     /// Address applications send their calls to (their SDK's base URL).
     #[arg(long, default_value = "127.0.0.1:8081")]
     pub listen: SocketAddr,
+    /// Address of the admin surface (`/healthz`, `/metrics`), apart from
+    /// the proxied one.
+    #[arg(long, default_value = "127.0.0.1:8082")]
+    pub admin_listen: SocketAddr,
     /// Account of calls that name none and whose API key is not mapped.
     #[arg(long)]
     pub default_account: Option<String>,
@@ -90,13 +94,20 @@ async fn run(database: &str, args: ProxyRunArgs) -> Result<ExitCode> {
     config.spool = args.spool;
     let store = open_store(database).await?;
     let state = ProxyState::new(store, config).context("setting up the proxy")?;
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("listening on {}", args.listen))?;
-    tracing::info!(listen = %args.listen, "tally proxy listening");
-    axum::serve(listener, crate::proxy::router(state))
-        .with_graceful_shutdown(super::serve::shutdown_signal())
-        .await?;
+    let bind = |addr: SocketAddr| async move {
+        tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("listening on {addr}"))
+    };
+    let (listener, admin) = (bind(args.listen).await?, bind(args.admin_listen).await?);
+    tracing::info!(listen = %args.listen, admin = %args.admin_listen, "tally proxy listening");
+    let admin = axum::serve(admin, crate::proxy::admin_router(state.clone()));
+    let proxy = axum::serve(listener, crate::proxy::router(state))
+        .with_graceful_shutdown(super::serve::shutdown_signal());
+    tokio::select! {
+        served = proxy => served?,
+        served = admin => served?,
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -13,6 +13,7 @@
 //!   (to find the account it is mapped to, and the first 12 hex digits as
 //!   `api_key_id`). The key is never stored or logged.
 
+mod admin;
 mod capture;
 mod recorder;
 mod spool;
@@ -28,6 +29,7 @@ use futures_util::TryStreamExt;
 
 use crate::record::Retention;
 use crate::store::Store;
+pub use admin::{ProxyMetrics, admin_router};
 use capture::{Capture, RequestCopy, tee_response};
 pub use recorder::Recorder;
 
@@ -67,6 +69,7 @@ pub struct ProxyState {
     client: reqwest::Client,
     config: Arc<ProxyConfig>,
     recorder: Recorder,
+    metrics: Arc<ProxyMetrics>,
 }
 
 impl ProxyState {
@@ -78,11 +81,13 @@ impl ProxyState {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(std::io::Error::other)?;
-        let recorder = Recorder::start(store, &config)?;
+        let metrics = Arc::new(ProxyMetrics::default());
+        let recorder = Recorder::start(store, &config, metrics.clone())?;
         Ok(ProxyState {
             client,
             config: Arc::new(config),
             recorder,
+            metrics,
         })
     }
 }
@@ -139,6 +144,7 @@ async fn forward(State(state): State<ProxyState>, request: Request) -> Response 
             "tally proxy forwards /v1/ paths only",
         );
     }
+    ProxyMetrics::count(&state.metrics.requests, 1);
     let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     let Ok(url) = state
         .config
@@ -154,6 +160,7 @@ async fn forward(State(state): State<ProxyState>, request: Request) -> Response 
         Some(copy) => reqwest::Body::wrap_stream(copy.tee(upload)),
         None => reqwest::Body::wrap_stream(upload),
     };
+    let sent = std::time::Instant::now();
     let upstream = state
         .client
         .request(parts.method.clone(), url)
@@ -173,6 +180,9 @@ async fn forward(State(state): State<ProxyState>, request: Request) -> Response 
             );
         }
     };
+    let waited = sent.elapsed().as_micros();
+    ProxyMetrics::count(&state.metrics.upstream_micros, waited as usize);
+    ProxyMetrics::count(&state.metrics.upstream_calls, 1);
     let status = answer.status();
     let declared = answer.content_length();
     let headers = end_to_end(answer.headers(), &[]);

@@ -16,8 +16,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 
-use super::ProxyConfig;
+use std::sync::atomic::Ordering;
+
 use super::spool::Spool;
+use super::{ProxyConfig, ProxyMetrics};
 use crate::ingest::ChunkBuilder;
 use crate::ingest::retention::billing_view;
 use crate::record::{Defaults, Retention};
@@ -40,6 +42,7 @@ pub(super) struct Captured {
 #[derive(Clone)]
 pub struct Recorder {
     queue: mpsc::Sender<Captured>,
+    metrics: Arc<ProxyMetrics>,
 }
 
 struct Writer {
@@ -47,12 +50,22 @@ struct Writer {
     spool: Option<Arc<Spool>>,
     default_account: Option<String>,
     retention: Retention,
+    metrics: Arc<ProxyMetrics>,
 }
 
 impl Recorder {
-    pub(super) fn start(store: Arc<dyn Store>, config: &ProxyConfig) -> std::io::Result<Recorder> {
+    pub(super) fn start(
+        store: Arc<dyn Store>,
+        config: &ProxyConfig,
+        metrics: Arc<ProxyMetrics>,
+    ) -> std::io::Result<Recorder> {
         let spool = match &config.spool {
-            Some(dir) => Some(Arc::new(Spool::open(dir)?)),
+            Some(dir) => {
+                let spool = Spool::open(dir)?;
+                let waiting = spool.calls_waiting()?;
+                metrics.spool_depth.store(waiting as i64, Ordering::Relaxed);
+                Some(Arc::new(spool))
+            }
             None => None,
         };
         let (queue, captured) = mpsc::channel(config.queue.max(1));
@@ -61,14 +74,16 @@ impl Recorder {
             spool,
             default_account: config.default_account.clone(),
             retention: config.retention,
+            metrics: metrics.clone(),
         };
         tokio::spawn(writer.run(captured));
-        Ok(Recorder { queue })
+        Ok(Recorder { queue, metrics })
     }
 
     /// Hand a capture over without waiting: a full queue drops it (and says so).
     pub(super) fn submit(&self, captured: Captured) {
         if self.queue.try_send(captured).is_err() {
+            ProxyMetrics::count(&self.metrics.dropped, 1);
             tracing::warn!("the recording queue is full: a call was not recorded");
         }
     }
@@ -92,9 +107,12 @@ impl Writer {
                 self.spool(calls).await;
                 continue;
             }
-            if let Err(e) = self.write(&calls).await {
-                tracing::warn!(error = %e, calls = calls.len(), "the ledger did not take the calls");
-                self.spool(calls).await;
+            match self.write(&calls).await {
+                Ok(()) => ProxyMetrics::count(&self.metrics.recorded, calls.len()),
+                Err(e) => {
+                    tracing::warn!(error = %e, calls = calls.len(), "the ledger did not take the calls");
+                    self.spool(calls).await;
+                }
             }
         }
     }
@@ -125,6 +143,9 @@ impl Writer {
                 tracing::debug!(error = %e, "the ledger still does not take the spooled calls");
                 return true;
             }
+            ProxyMetrics::count(&self.metrics.recorded, calls.len());
+            let n = calls.len() as i64;
+            self.metrics.spool_depth.fetch_sub(n, Ordering::Relaxed);
             if let Err(e) = std::fs::remove_file(&path) {
                 // Replayed again later: recorded once all the same.
                 tracing::error!(file = %path.display(), error = %e, "cannot remove a replayed batch");
@@ -153,8 +174,17 @@ impl Writer {
             }
         }
         let n = calls.len();
-        if let Err(e) = blocking(move || spool.append(&calls)).await {
-            tracing::error!(error = %e, calls = n, "cannot write the spool: calls are lost");
+        match blocking(move || spool.append(&calls)).await {
+            Ok(()) => {
+                ProxyMetrics::count(&self.metrics.spooled, n);
+                self.metrics
+                    .spool_depth
+                    .fetch_add(n as i64, Ordering::Relaxed);
+            }
+            Err(e) => {
+                ProxyMetrics::count(&self.metrics.dropped, n);
+                tracing::error!(error = %e, calls = n, "cannot write the spool: calls are lost");
+            }
         }
     }
 

@@ -83,4 +83,13 @@ impl Spool {
         }
         Ok(calls)
     }
+
+    /// Calls waiting in the spool (its batches' lines).
+    pub(super) fn calls_waiting(&self) -> io::Result<usize> {
+        let mut n = 0;
+        for path in self.pending()? {
+            n += BufReader::new(File::open(path)?).lines().count();
+        }
+        Ok(n)
+    }
 }

@@ -148,6 +148,7 @@ async fn upstream_messages(headers: HeaderMap, body: axum::body::Bytes) -> Respo
 struct Proxied {
     upstream: String,
     proxy: String,
+    admin: String,
     store: Arc<dyn Store>,
     http: reqwest::Client,
 }
@@ -174,10 +175,12 @@ impl Proxied {
         let mut config = tally::proxy::ProxyConfig::new(format!("{upstream}/").parse().unwrap());
         change(&mut config);
         let state = tally::proxy::ProxyState::new(store.clone(), config).unwrap();
+        let admin = serve(tally::proxy::admin_router(state.clone())).await;
         let proxy = serve(tally::proxy::router(state)).await;
         Proxied {
             upstream,
             proxy,
+            admin,
             store,
             http: reqwest::Client::new(),
         }
@@ -203,6 +206,24 @@ impl Proxied {
         let answer = request.send().await.unwrap();
         let status = StatusCode::from_u16(answer.status().as_u16()).unwrap();
         (status, answer.bytes().await.unwrap().to_vec())
+    }
+
+    /// A metric's value on the admin surface.
+    async fn metric(&self, name: &str) -> i64 {
+        let text = self
+            .http
+            .get(format!("{}/metrics", self.admin))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let line = text
+            .lines()
+            .find(|l| l.split(' ').next() == Some(name))
+            .unwrap_or_else(|| panic!("no {name} in {text}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
     }
 
     /// The record of `id`, once the recorder has written it.
@@ -304,6 +325,16 @@ async fn calls_pass_through_byte_for_byte_and_are_recorded(backend: Backend) {
     p.recorded("msg_after").await;
     assert!(p.store.record("msg_overloaded").await.unwrap().is_none());
     assert_eq!(p.store.counts().await.unwrap().records, 3);
+    // Five forwarded (the 404 was not), each timed.
+    assert_eq!(p.metric("tally_proxy_requests_total").await, 5);
+    assert_eq!(p.metric("tally_proxy_upstream_seconds_count").await, 5);
+    let health = p
+        .http
+        .get(format!("{}/healthz", p.admin))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
 
     // Neither the prompt nor the key is kept anywhere in the ledger.
     for id in ["msg_plain", "msg_stream", "msg_after"] {
@@ -456,6 +487,9 @@ async fn calls_wait_in_the_spool_while_the_ledger_refuses_them(backend: Backend)
     }
     assert_eq!(lines, ids.len());
     assert_eq!(p.store.counts().await.unwrap().records, 0);
+    assert_eq!(p.metric("tally_proxy_spool_depth").await, 5);
+    assert_eq!(p.metric("tally_proxy_spooled_total").await, 5);
+    assert_eq!(p.metric("tally_proxy_recorded_total").await, 0);
     let batches = spooled(dir.path());
     for (_, text) in &batches {
         assert!(!text.contains(PROMPT) && !text.contains(KEY), "{text}");
@@ -473,6 +507,8 @@ async fn calls_wait_in_the_spool_while_the_ledger_refuses_them(backend: Backend)
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert!(spooled(dir.path()).is_empty());
+    assert_eq!(p.metric("tally_proxy_spool_depth").await, 0);
+    assert_eq!(p.metric("tally_proxy_recorded_total").await, 5);
 
     // A batch replayed twice (say, a crash between its write and its
     // removal) is recorded once.

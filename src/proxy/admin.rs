@@ -1,0 +1,100 @@
+//! The proxy's admin surface, on its own address (`--admin-listen`), never
+//! on the proxied one: `GET /healthz` and `GET /metrics` (Prometheus text).
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::json;
+
+use super::ProxyState;
+
+/// Counters since start, and the calls waiting in the spool.
+#[derive(Debug, Default)]
+pub struct ProxyMetrics {
+    /// Requests forwarded (every path).
+    pub requests: AtomicU64,
+    /// Calls written to the ledger (straight away or from the spool).
+    pub recorded: AtomicU64,
+    /// Calls put in the spool.
+    pub spooled: AtomicU64,
+    /// Calls lost: the queue was full, or the ledger refused them with no spool.
+    pub dropped: AtomicU64,
+    /// Calls in the spool now.
+    pub spool_depth: AtomicI64,
+    /// Time to the upstream's answer headers, summed (microseconds), and calls timed.
+    pub upstream_micros: AtomicU64,
+    pub upstream_calls: AtomicU64,
+}
+
+impl ProxyMetrics {
+    pub(super) fn count(counter: &AtomicU64, n: usize) {
+        counter.fetch_add(n as u64, Ordering::Relaxed);
+    }
+}
+
+pub fn admin_router(state: ProxyState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .with_state(state)
+}
+
+/// The proxy serves whatever the ledger does; health says how far behind
+/// recording is.
+async fn healthz(State(state): State<ProxyState>) -> Response {
+    let depth = state.metrics.spool_depth.load(Ordering::Relaxed);
+    axum::Json(json!({"status": "ok", "spool_depth": depth})).into_response()
+}
+
+async fn metrics(State(state): State<ProxyState>) -> Response {
+    let m = &state.metrics;
+    let mut out = String::new();
+    let counters = [
+        ("requests", "Requests forwarded.", &m.requests),
+        ("recorded", "Calls written to the ledger.", &m.recorded),
+        ("spooled", "Calls put in the spool.", &m.spooled),
+        ("dropped", "Calls that could not be recorded.", &m.dropped),
+    ];
+    for (name, help, counter) in counters {
+        let _ = writeln!(out, "# HELP tally_proxy_{name}_total {help}");
+        let _ = writeln!(out, "# TYPE tally_proxy_{name}_total counter");
+        let _ = writeln!(
+            out,
+            "tally_proxy_{name}_total {}",
+            counter.load(Ordering::Relaxed)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP tally_proxy_spool_depth Calls waiting in the spool."
+    );
+    let _ = writeln!(out, "# TYPE tally_proxy_spool_depth gauge");
+    let _ = writeln!(
+        out,
+        "tally_proxy_spool_depth {}",
+        m.spool_depth.load(Ordering::Relaxed)
+    );
+    let micros = m.upstream_micros.load(Ordering::Relaxed);
+    let _ = writeln!(
+        out,
+        "# HELP tally_proxy_upstream_seconds Time to the upstream's answer headers."
+    );
+    let _ = writeln!(out, "# TYPE tally_proxy_upstream_seconds summary");
+    let _ = writeln!(
+        out,
+        "tally_proxy_upstream_seconds_sum {}.{:06}",
+        micros / 1_000_000,
+        micros % 1_000_000
+    );
+    let _ = writeln!(
+        out,
+        "tally_proxy_upstream_seconds_count {}",
+        m.upstream_calls.load(Ordering::Relaxed)
+    );
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}
