@@ -51,8 +51,19 @@ async fn healthz(State(state): State<ProxyState>) -> Response {
     axum::Json(json!({"status": "ok", "spool_depth": depth})).into_response()
 }
 
+/// One metric family in the Prometheus text format: its help, its type and
+/// its samples (name suffix, value).
+fn family(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(&str, String)]) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+    for (suffix, value) in samples {
+        let _ = writeln!(out, "{name}{suffix} {value}");
+    }
+}
+
 async fn metrics(State(state): State<ProxyState>) -> Response {
     let m = &state.metrics;
+    let load = |c: &AtomicU64| c.load(Ordering::Relaxed).to_string();
     let mut out = String::new();
     let counters = [
         ("requests", "Requests forwarded.", &m.requests),
@@ -61,40 +72,28 @@ async fn metrics(State(state): State<ProxyState>) -> Response {
         ("dropped", "Calls that could not be recorded.", &m.dropped),
     ];
     for (name, help, counter) in counters {
-        let _ = writeln!(out, "# HELP tally_proxy_{name}_total {help}");
-        let _ = writeln!(out, "# TYPE tally_proxy_{name}_total counter");
-        let _ = writeln!(
-            out,
-            "tally_proxy_{name}_total {}",
-            counter.load(Ordering::Relaxed)
-        );
+        let name = format!("tally_proxy_{name}_total");
+        family(&mut out, &name, "counter", help, &[("", load(counter))]);
     }
-    let _ = writeln!(
-        out,
-        "# HELP tally_proxy_spool_depth Calls waiting in the spool."
-    );
-    let _ = writeln!(out, "# TYPE tally_proxy_spool_depth gauge");
-    let _ = writeln!(
-        out,
-        "tally_proxy_spool_depth {}",
-        m.spool_depth.load(Ordering::Relaxed)
+    let depth = m.spool_depth.load(Ordering::Relaxed).to_string();
+    let help = "Calls waiting in the spool.";
+    family(
+        &mut out,
+        "tally_proxy_spool_depth",
+        "gauge",
+        help,
+        &[("", depth)],
     );
     let micros = m.upstream_micros.load(Ordering::Relaxed);
-    let _ = writeln!(
-        out,
-        "# HELP tally_proxy_upstream_seconds Time to the upstream's answer headers."
-    );
-    let _ = writeln!(out, "# TYPE tally_proxy_upstream_seconds summary");
-    let _ = writeln!(
-        out,
-        "tally_proxy_upstream_seconds_sum {}.{:06}",
-        micros / 1_000_000,
-        micros % 1_000_000
-    );
-    let _ = writeln!(
-        out,
-        "tally_proxy_upstream_seconds_count {}",
-        m.upstream_calls.load(Ordering::Relaxed)
+    let seconds = format!("{}.{:06}", micros / 1_000_000, micros % 1_000_000);
+    let samples = [("_sum", seconds), ("_count", load(&m.upstream_calls))];
+    let help = "Time to the upstream's answer headers.";
+    family(
+        &mut out,
+        "tally_proxy_upstream_seconds",
+        "summary",
+        help,
+        &samples,
     );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }

@@ -208,17 +208,15 @@ impl Proxied {
         (status, answer.bytes().await.unwrap().to_vec())
     }
 
+    /// `GET url`: the status and the body.
+    async fn get(&self, url: String) -> (u16, String) {
+        let answer = self.http.get(url).send().await.unwrap();
+        (answer.status().as_u16(), answer.text().await.unwrap())
+    }
+
     /// A metric's value on the admin surface.
     async fn metric(&self, name: &str) -> i64 {
-        let text = self
-            .http
-            .get(format!("{}/metrics", self.admin))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let (_, text) = self.get(format!("{}/metrics", self.admin)).await;
         let line = text
             .lines()
             .find(|l| l.split(' ').next() == Some(name))
@@ -311,13 +309,11 @@ async fn calls_pass_through_byte_for_byte_and_are_recorded(backend: Backend) {
     assert_eq!(status.as_u16(), 529);
     assert!(String::from_utf8_lossy(&body).contains("overloaded_error"));
     for (path, status) in [("/v1/models", 200), ("/healthz", 404)] {
-        let answer = p
-            .http
-            .get(format!("{}{path}", p.proxy))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(answer.status(), status, "{path}");
+        assert_eq!(
+            p.get(format!("{}{path}", p.proxy)).await.0,
+            status,
+            "{path}"
+        );
     }
     // The recorder keeps order: once a later call is in, the 529 would have been.
     p.post(&p.proxy, "msg_after", &account, &request(false))
@@ -328,13 +324,11 @@ async fn calls_pass_through_byte_for_byte_and_are_recorded(backend: Backend) {
     // Five forwarded (the 404 was not), each timed.
     assert_eq!(p.metric("tally_proxy_requests_total").await, 5);
     assert_eq!(p.metric("tally_proxy_upstream_seconds_count").await, 5);
-    let health = p
-        .http
-        .get(format!("{}/healthz", p.admin))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(health.status(), 200);
+    let (status, health) = p.get(format!("{}/healthz", p.admin)).await;
+    assert_eq!(
+        (status, health.as_str()),
+        (200, r#"{"spool_depth":0,"status":"ok"}"#)
+    );
 
     // Neither the prompt nor the key is kept anywhere in the ledger.
     for id in ["msg_plain", "msg_stream", "msg_after"] {
