@@ -117,9 +117,14 @@ async fn upstream_messages(headers: HeaderMap, body: axum::body::Bytes) -> Respo
         let envelope: Value = serde_json::from_str(&fixture("streamed.ndjson")).unwrap();
         let mut events = envelope["events"].as_array().unwrap().clone();
         events[0]["message"]["id"] = id.into();
-        let chunks = events.into_iter().map(|e| {
+        // `"model": "breaks-off"`: the connection breaks after three events.
+        let breaks_off = request["model"] == "breaks-off";
+        let chunks = events.into_iter().enumerate().map(move |(i, e)| {
             let kind = e["type"].as_str().unwrap().to_owned();
-            Ok::<_, std::io::Error>(format!("event: {kind}\ndata: {e}\n\n"))
+            if breaks_off && i == 3 {
+                return Err(std::io::Error::other("connection lost"));
+            }
+            Ok(format!("event: {kind}\ndata: {e}\n\n"))
         });
         let paced = futures_util::stream::iter(chunks).then(|chunk| async move {
             tokio::time::sleep(Duration::from_millis(5)).await;
@@ -349,6 +354,59 @@ async fn calls_pass_through_byte_for_byte_and_are_recorded(backend: Backend) {
     }
 }
 
+/// Wait until the ledger holds `n` open rejected lines; they, newest first.
+async fn rejected(store: &Arc<dyn Store>, n: i64) -> Vec<tally::store::Rejected> {
+    for _ in 0..500 {
+        if store.counts().await.unwrap().rejected_open >= n {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let rejected = store.rejected_list(false, 100).await.unwrap();
+    assert_eq!(rejected.len() as i64, n, "{rejected:?}");
+    rejected
+}
+
+async fn broken_streams_and_callers_that_leave(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let p = Proxied::start(&db, |c| c.default_account = Some("acme".into())).await;
+
+    // The upstream breaks off mid-stream: the caller's body ends in an
+    // error, and the call is kept as an incomplete line.
+    let mut breaks = request(true);
+    breaks["model"] = "breaks-off".into();
+    let answer = p
+        .http
+        .post(format!("{}/v1/messages", p.proxy))
+        .header("x-test-id", "msg_broken")
+        .json(&breaks)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    assert!(answer.bytes().await.is_err(), "the cut reaches the caller");
+    let kept = rejected(&p.store, 1).await;
+    assert_eq!(kept[0].reason, "incomplete", "{kept:?}");
+    assert!(!kept[0].raw.contains(PROMPT));
+
+    // A caller that goes away mid-stream: nothing is recorded.
+    let mut answer = p
+        .http
+        .post(format!("{}/v1/messages", p.proxy))
+        .header("x-test-id", "msg_left")
+        .json(&request(true))
+        .send()
+        .await
+        .unwrap();
+    answer.chunk().await.unwrap();
+    drop(answer);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    p.post(&p.proxy, "msg_stayed", &[], &request(true)).await;
+    p.recorded("msg_stayed").await;
+    assert!(p.store.record("msg_left").await.unwrap().is_none());
+    assert_eq!(p.store.counts().await.unwrap().records, 1);
+}
+
 async fn the_account_comes_from_the_key_mapping_or_the_default(backend: Backend) {
     let db = TestDb::new(backend).await;
     let p = Proxied::start(&db, |c| c.default_account = Some("fallback".into())).await;
@@ -519,6 +577,7 @@ async fn calls_wait_in_the_spool_while_the_ledger_refuses_them(backend: Backend)
 }
 
 on_both_backends!(
+    broken_streams_and_callers_that_leave,
     calls_wait_in_the_spool_while_the_ledger_refuses_them,
     key_mappings_map_list_and_unmap,
     bad_mappings_are_refused_and_change_nothing,
