@@ -12,7 +12,7 @@ use futures_util::StreamExt;
 use serde_json::{Value, json};
 use tally::store::{Store, StoredRecord};
 
-use crate::support::{Backend, TestDb, fixture, tally, tally_ok};
+use crate::support::{Backend, TestDb, fixture, tally, tally_command, tally_ok};
 
 /// `tally proxy keys map --api-key-sha256 SHA --account ACCOUNT`: exit code, stdout, stderr.
 fn map(db: &TestDb, sha: &str, account: &str) -> (i32, String, String) {
@@ -407,6 +407,84 @@ async fn broken_streams_and_callers_that_leave(backend: Backend) {
     assert_eq!(p.store.counts().await.unwrap().records, 1);
 }
 
+/// A loopback address nobody listens on (a moment ago).
+fn free_address() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().to_string()
+}
+
+/// `tally proxy` as a process of its own, once its admin surface answers.
+async fn proxy_process(
+    db: &TestDb,
+    upstream: &str,
+    spool: &std::path::Path,
+) -> (std::process::Child, String, String) {
+    let (listen, admin) = (free_address(), free_address());
+    let spool = spool.display().to_string();
+    let args = [
+        "proxy",
+        "--upstream",
+        upstream,
+        "--listen",
+        &listen,
+        "--admin-listen",
+        &admin,
+        "--spool",
+        &spool,
+        "--default-account",
+        "acme",
+    ];
+    let mut child = tally_command(db, &args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let http = reqwest::Client::new();
+    for _ in 0..500 {
+        if http
+            .get(format!("http://{admin}/healthz"))
+            .send()
+            .await
+            .is_ok()
+        {
+            return (child, format!("http://{listen}"), format!("http://{admin}"));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("tally proxy did not start");
+}
+
+/// `kill -9` of the proxy while its spool holds calls: the next proxy on
+/// the same spool records every one of them, once.
+async fn a_killed_proxy_replays_its_spool_once(backend: Backend) {
+    let db = TestDb::migrated(backend).await;
+    let dir = tempfile::tempdir().unwrap();
+    let p = Proxied::start(&db, |_| {}).await;
+    let upstream = format!("{}/", p.upstream);
+    refuse_records(&db, true).await;
+    let (mut first, proxy, _) = proxy_process(&db, &upstream, dir.path()).await;
+    let ids: Vec<String> = (0..20).map(|i| format!("msg_killed_{i}")).collect();
+    for id in &ids {
+        let (status, _) = p.post(&proxy, id, &[], &request(false)).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    spool_holds(dir.path(), ids.len()).await;
+    first.kill().unwrap(); // SIGKILL
+    first.wait().unwrap();
+    assert_eq!(p.store.counts().await.unwrap().records, 0);
+
+    refuse_records(&db, false).await;
+    let (mut second, _, _) = proxy_process(&db, &upstream, dir.path()).await;
+    for id in &ids {
+        p.recorded(id).await;
+    }
+    second.kill().unwrap();
+    second.wait().unwrap();
+    assert_eq!(p.store.counts().await.unwrap().records, ids.len() as i64);
+}
+
 async fn the_account_comes_from_the_key_mapping_or_the_default(backend: Backend) {
     let db = TestDb::new(backend).await;
     let p = Proxied::start(&db, |c| c.default_account = Some("fallback".into())).await;
@@ -491,6 +569,22 @@ async fn refuse_records(db: &TestDb, refuse: bool) {
     }
 }
 
+/// Calls in the spool's batch files.
+fn spooled_calls(dir: &std::path::Path) -> usize {
+    spooled(dir).iter().map(|(_, t)| t.lines().count()).sum()
+}
+
+/// Wait (up to 5 s) until the spool holds `n` calls.
+async fn spool_holds(dir: &std::path::Path, n: usize) {
+    for _ in 0..500 {
+        if spooled_calls(dir) == n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(spooled_calls(dir), n, "calls in the spool");
+}
+
 /// The spool's batch files and their text.
 fn spooled(dir: &std::path::Path) -> Vec<(std::path::PathBuf, String)> {
     let mut files: Vec<_> = std::fs::read_dir(dir)
@@ -526,18 +620,7 @@ async fn calls_wait_in_the_spool_while_the_ledger_refuses_them(backend: Backend)
             "the caller is served while the ledger refuses"
         );
     }
-    let mut lines = 0;
-    for _ in 0..500 {
-        lines = spooled(dir.path())
-            .iter()
-            .map(|(_, t)| t.lines().count())
-            .sum();
-        if lines == ids.len() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert_eq!(lines, ids.len());
+    spool_holds(dir.path(), ids.len()).await;
     assert_eq!(p.store.counts().await.unwrap().records, 0);
     assert_eq!(p.metric("tally_proxy_spool_depth").await, 5);
     assert_eq!(p.metric("tally_proxy_spooled_total").await, 5);
@@ -552,13 +635,7 @@ async fn calls_wait_in_the_spool_while_the_ledger_refuses_them(backend: Backend)
     for id in &ids {
         p.recorded(id).await;
     }
-    for _ in 0..500 {
-        if spooled(dir.path()).is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert!(spooled(dir.path()).is_empty());
+    spool_holds(dir.path(), 0).await;
     assert_eq!(p.metric("tally_proxy_spool_depth").await, 0);
     assert_eq!(p.metric("tally_proxy_recorded_total").await, 5);
 
@@ -566,17 +643,12 @@ async fn calls_wait_in_the_spool_while_the_ledger_refuses_them(backend: Backend)
     // removal) is recorded once.
     let (_, text) = &batches[0];
     std::fs::write(dir.path().join("batch-999999999999.ndjson"), text).unwrap();
-    for _ in 0..500 {
-        if spooled(dir.path()).is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert!(spooled(dir.path()).is_empty());
+    spool_holds(dir.path(), 0).await;
     assert_eq!(p.store.counts().await.unwrap().records, ids.len() as i64);
 }
 
 on_both_backends!(
+    a_killed_proxy_replays_its_spool_once,
     broken_streams_and_callers_that_leave,
     calls_wait_in_the_spool_while_the_ledger_refuses_them,
     key_mappings_map_list_and_unmap,
