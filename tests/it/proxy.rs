@@ -485,6 +485,58 @@ async fn a_killed_proxy_replays_its_spool_once(backend: Backend) {
     assert_eq!(p.store.counts().await.unwrap().records, ids.len() as i64);
 }
 
+/// The Python interpreter that has the `anthropic` SDK (`.ci/run` installs
+/// it in `target/ci-python`).
+fn python_with_sdk() -> std::path::PathBuf {
+    let python = std::env::var_os("TALLY_TEST_PYTHON").map_or_else(
+        || std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/ci-python/bin/python"),
+        std::path::PathBuf::from,
+    );
+    assert!(
+        python.exists(),
+        "the SDK test needs Python with the anthropic package at {} (set TALLY_TEST_PYTHON, or run .ci/run)",
+        python.display()
+    );
+    python
+}
+
+/// The official Python SDK through the proxy, plain and streaming: it gets
+/// its answers, and both calls are recorded under the header's account.
+async fn the_official_python_sdk_works_through_the_proxy(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let p = Proxied::start(&db, |_| {}).await;
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/sdk/through_proxy.py");
+    let python = python_with_sdk();
+    let base = p.proxy.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(python)
+            .arg(script)
+            .args([base.as_str(), "msg_sdk_plain", "msg_sdk_stream"])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(stdout, "msg_sdk_plain 187\nmsg_sdk_stream 510\n");
+    let plain = p.recorded("msg_sdk_plain").await;
+    let streamed = p.recorded("msg_sdk_stream").await;
+    assert_eq!(
+        (plain.account.as_str(), plain.usage.output_tokens),
+        ("acme", 187)
+    );
+    assert_eq!(
+        (streamed.account.as_str(), streamed.usage.output_tokens),
+        ("acme", 510)
+    );
+}
+
 async fn the_account_comes_from_the_key_mapping_or_the_default(backend: Backend) {
     let db = TestDb::new(backend).await;
     let p = Proxied::start(&db, |c| c.default_account = Some("fallback".into())).await;
@@ -648,6 +700,7 @@ async fn calls_wait_in_the_spool_while_the_ledger_refuses_them(backend: Backend)
 }
 
 on_both_backends!(
+    the_official_python_sdk_works_through_the_proxy,
     a_killed_proxy_replays_its_spool_once,
     broken_streams_and_callers_that_leave,
     calls_wait_in_the_spool_while_the_ledger_refuses_them,
