@@ -1,0 +1,175 @@
+//! `tally proxy` on loopback, against a local upstream that answers at once:
+//! the latency the proxy adds (p50, p99 of sequential plain calls, through
+//! the proxy and straight to the upstream), and the calls per second it
+//! passes and records with many concurrent streams.
+//!
+//! Run with `cargo bench --bench proxy`. Settings (environment):
+//! `TALLY_BENCH_CALLS` (default 2000 sequential calls), `TALLY_BENCH_STREAMS`
+//! (default 200 concurrent streams), `TALLY_BENCH_STREAM_CALLS` (default 20
+//! calls per stream), `TALLY_BENCH_DATABASE` (default a SQLite file).
+
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+fn env_number(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+
+fn usage() -> Value {
+    json!({"input_tokens": 1200, "output_tokens": 300})
+}
+
+/// A Messages API answer, plain or streamed, with a fresh id each time.
+async fn upstream(body: axum::body::Bytes) -> Response {
+    let request: Value = serde_json::from_slice(&body).unwrap();
+    let id = format!("msg_bench_{}", NEXT_ID.fetch_add(1, Ordering::Relaxed));
+    if request["stream"] == true {
+        let events = [
+            json!({"type": "message_start", "message": {"id": id, "type": "message", "role": "assistant", "model": "claude-sonnet-4-20250514", "content": [], "usage": {"input_tokens": 1200, "output_tokens": 1}}}),
+            json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+            json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Here is the answer you asked for."}}),
+            json!({"type": "content_block_stop", "index": 0}),
+            json!({"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": usage()}),
+            json!({"type": "message_stop"}),
+        ];
+        let text: String = events
+            .iter()
+            .map(|e| format!("event: {}\ndata: {e}\n\n", e["type"].as_str().unwrap()))
+            .collect();
+        return Response::builder()
+            .header("content-type", "text/event-stream")
+            .body(Body::from(text))
+            .unwrap();
+    }
+    axum::Json(json!({
+        "id": id, "type": "message", "role": "assistant", "model": "claude-sonnet-4-20250514",
+        "content": [{"type": "text", "text": "Here is the answer you asked for."}],
+        "stop_reason": "end_turn", "usage": usage(),
+    }))
+    .into_response()
+}
+
+async fn serve(router: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    format!("http://{addr}")
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+/// Milliseconds of `calls` sequential plain calls to `base`, sorted.
+async fn latencies(http: &reqwest::Client, base: &str, calls: u64) -> Vec<f64> {
+    let body = json!({"model": "claude-sonnet-4-20250514", "max_tokens": 100, "messages": [{"role": "user", "content": "hi"}]});
+    let mut out = Vec::with_capacity(calls as usize);
+    for _ in 0..calls {
+        let start = Instant::now();
+        let answer = http
+            .post(format!("{base}/v1/messages"))
+            .header("x-tally-account", "bench")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        answer.bytes().await.unwrap();
+        out.push(start.elapsed().as_secs_f64() * 1000.0);
+    }
+    out.sort_by(|a, b| a.total_cmp(b));
+    out
+}
+
+#[tokio::main]
+async fn main() {
+    let calls = env_number("TALLY_BENCH_CALLS", 2000);
+    let streams = env_number("TALLY_BENCH_STREAMS", 200);
+    let per_stream = env_number("TALLY_BENCH_STREAM_CALLS", 20);
+    let dir = tempfile::tempdir().unwrap();
+    let database = std::env::var("TALLY_BENCH_DATABASE")
+        .unwrap_or_else(|_| format!("sqlite://{}", dir.path().join("proxy.db").display()));
+
+    let upstream_url =
+        serve(axum::Router::new().route("/v1/messages", axum::routing::post(upstream))).await;
+    let store = tally::store::open(&database).await.unwrap();
+    let config = tally::proxy::ProxyConfig::new(format!("{upstream_url}/").parse().unwrap());
+    let state = tally::proxy::ProxyState::new(store.clone(), config).unwrap();
+    let proxy_url = serve(tally::proxy::router(state)).await;
+    let http = reqwest::Client::new();
+
+    // Warm both paths (connections, the database).
+    latencies(&http, &upstream_url, 50).await;
+    latencies(&http, &proxy_url, 50).await;
+    let direct = latencies(&http, &upstream_url, calls).await;
+    let through = latencies(&http, &proxy_url, calls).await;
+
+    // Many concurrent streams, each making calls one after another.
+    let recorded_before = store.counts().await.unwrap().records;
+    let start = Instant::now();
+    let http = Arc::new(reqwest::Client::new());
+    let mut tasks = Vec::new();
+    for _ in 0..streams {
+        let (http, base) = (http.clone(), proxy_url.clone());
+        tasks.push(tokio::spawn(async move {
+            let body = json!({"model": "claude-sonnet-4-20250514", "max_tokens": 100, "stream": true, "messages": [{"role": "user", "content": "hi"}]});
+            for _ in 0..per_stream {
+                let answer = http
+                    .post(format!("{base}/v1/messages"))
+                    .header("x-tally-account", "bench")
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap();
+                answer.bytes().await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let served = start.elapsed().as_secs_f64();
+    let expected = recorded_before + (streams * per_stream) as i64;
+    while store.counts().await.unwrap().records < expected {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let recorded = start.elapsed().as_secs_f64();
+    let total = (streams * per_stream) as f64;
+
+    println!("| run | p50 ms | p99 ms |");
+    println!("|---|---:|---:|");
+    for (name, v) in [
+        ("straight to the upstream", &direct),
+        ("through tally proxy", &through),
+    ] {
+        println!(
+            "| {name}, {calls} sequential calls | {:.3} | {:.3} |",
+            percentile(v, 0.5),
+            percentile(v, 0.99)
+        );
+    }
+    println!(
+        "| added by the proxy | {:.3} | {:.3} |",
+        percentile(&through, 0.5) - percentile(&direct, 0.5),
+        percentile(&through, 0.99) - percentile(&direct, 0.99)
+    );
+    println!();
+    println!(
+        "{streams} concurrent streams × {per_stream} streamed calls: {:.0} calls/s served, {:.0} records/s recorded ({} records in {:.2} s)",
+        total / served,
+        total / recorded,
+        total,
+        recorded
+    );
+}
