@@ -46,6 +46,10 @@ pub struct ProxyRunArgs {
     /// Directory where calls wait (fsynced) while the ledger cannot take them.
     #[arg(long)]
     pub spool: Option<std::path::PathBuf>,
+    /// PEM file of the certificate authorities the upstream's certificate
+    /// is checked against (instead of the system's and the bundled roots).
+    #[arg(long)]
+    pub upstream_ca: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -92,6 +96,11 @@ async fn run(database: &str, args: ProxyRunArgs) -> Result<ExitCode> {
     config.default_account = args.default_account;
     config.retention = args.retain;
     config.spool = args.spool;
+    if let Some(file) = &args.upstream_ca {
+        let pem =
+            std::fs::read(file).with_context(|| format!("--upstream-ca {}", file.display()))?;
+        config.upstream_ca = Some(pem);
+    }
     let store = open_store(database).await?;
     let state = ProxyState::new(store, config).context("setting up the proxy")?;
     let bind = |addr: SocketAddr| async move {

@@ -49,6 +49,9 @@ pub struct ProxyConfig {
     pub queue: usize,
     /// Where calls the ledger cannot take wait (fsynced) until it can.
     pub spool: Option<std::path::PathBuf>,
+    /// PEM certificates of the authorities the upstream's TLS certificate is
+    /// checked against instead of the system's and the bundled web roots.
+    pub upstream_ca: Option<Vec<u8>>,
 }
 
 impl ProxyConfig {
@@ -60,6 +63,7 @@ impl ProxyConfig {
             max_record_bytes: crate::ingest::lines::MAX_LINE_BYTES,
             queue: 10_000,
             spool: None,
+            upstream_ca: None,
         }
     }
 }
@@ -76,11 +80,25 @@ impl ProxyState {
     /// The proxy's state, its recorder writing to `store` (and to the spool
     /// when it cannot).
     pub fn new(store: Arc<dyn Store>, config: ProxyConfig) -> std::io::Result<ProxyState> {
-        let client = reqwest::Client::builder()
-            // The caller decides about redirects; the proxy passes them on.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(std::io::Error::other)?;
+        // The caller decides about redirects; the proxy passes them on.
+        let mut client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none());
+        if let Some(pem) = &config.upstream_ca {
+            let authorities = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("--upstream-ca: {e}"),
+                )
+            })?;
+            if authorities.is_empty() {
+                let none = "--upstream-ca: no PEM certificate in the file";
+                return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, none));
+            }
+            client = client.tls_built_in_root_certs(false);
+            for authority in authorities {
+                client = client.add_root_certificate(authority);
+            }
+        }
+        let client = client.build().map_err(std::io::Error::other)?;
         let metrics = Arc::new(ProxyMetrics::default());
         let recorder = Recorder::start(store, &config, metrics.clone())?;
         Ok(ProxyState {

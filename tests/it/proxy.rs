@@ -165,17 +165,77 @@ async fn serve(router: axum::Router) -> String {
     format!("http://{addr}")
 }
 
+/// The local upstream's routes.
+fn upstream_router() -> axum::Router {
+    axum::Router::new()
+        .route("/v1/messages", axum::routing::post(upstream_messages))
+        .route(
+            "/v1/models",
+            axum::routing::get(|| async { axum::Json(json!({"data": []})) }),
+        )
+}
+
+/// Plain TCP with TLS on top, for axum: the local upstream over HTTPS.
+struct TlsListener {
+    tcp: tokio::net::TcpListener,
+    tls: tokio_rustls::TlsAcceptor,
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            // A client that refuses the certificate fails its handshake: next.
+            if let Ok((tcp, addr)) = self.tcp.accept().await
+                && let Ok(tls) = self.tls.accept(tcp).await
+            {
+                return (tls, addr);
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.tcp.local_addr()
+    }
+}
+
+/// The local upstream over TLS with a self-signed certificate for
+/// `localhost`: its URL and the certificate (PEM).
+async fn serve_tls() -> (String, Vec<u8>) {
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(certified.key_pair.serialize_der().into());
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![certified.cert.der().clone()], key)
+        .unwrap();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = tcp.local_addr().unwrap().port();
+    let tls = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = TlsListener { tcp, tls };
+    tokio::spawn(async move { axum::serve(listener, upstream_router()).await.unwrap() });
+    (
+        format!("https://localhost:{port}"),
+        certified.cert.pem().into_bytes(),
+    )
+}
+
 impl Proxied {
     async fn start(db: &TestDb, change: impl FnOnce(&mut tally::proxy::ProxyConfig)) -> Proxied {
-        let upstream = serve(
-            axum::Router::new()
-                .route("/v1/messages", axum::routing::post(upstream_messages))
-                .route(
-                    "/v1/models",
-                    axum::routing::get(|| async { axum::Json(json!({"data": []})) }),
-                ),
-        )
-        .await;
+        let upstream = serve(upstream_router()).await;
+        Proxied::in_front_of(db, upstream, change).await
+    }
+
+    async fn in_front_of(
+        db: &TestDb,
+        upstream: String,
+        change: impl FnOnce(&mut tally::proxy::ProxyConfig),
+    ) -> Proxied {
         let store = db.store().await;
         let mut config = tally::proxy::ProxyConfig::new(format!("{upstream}/").parse().unwrap());
         change(&mut config);
@@ -537,6 +597,40 @@ async fn the_official_python_sdk_works_through_the_proxy(backend: Backend) {
     );
 }
 
+/// TLS to the upstream is verified: against `--upstream-ca` when given, and
+/// a certificate nobody vouches for is refused (502), with nothing recorded.
+async fn the_upstream_is_reached_over_verified_tls(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let (upstream, pem) = serve_tls().await;
+    let trusting = Proxied::in_front_of(&db, upstream.clone(), |c| {
+        c.upstream_ca = Some(pem);
+        c.default_account = Some("acme".into());
+    })
+    .await;
+    let (status, body) = trusting
+        .post(&trusting.proxy, "msg_tls", &[], &request(false))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(trusting.recorded("msg_tls").await.account, "acme");
+
+    let doubting =
+        Proxied::in_front_of(&db, upstream, |c| c.default_account = Some("acme".into())).await;
+    let (status, body) = doubting
+        .post(&doubting.proxy, "msg_untrusted", &[], &request(false))
+        .await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY);
+    assert!(String::from_utf8_lossy(&body).contains("could not be reached"));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        doubting
+            .store
+            .record("msg_untrusted")
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
 async fn the_account_comes_from_the_key_mapping_or_the_default(backend: Backend) {
     let db = TestDb::new(backend).await;
     let p = Proxied::start(&db, |c| c.default_account = Some("fallback".into())).await;
@@ -700,6 +794,7 @@ async fn calls_wait_in_the_spool_while_the_ledger_refuses_them(backend: Backend)
 }
 
 on_both_backends!(
+    the_upstream_is_reached_over_verified_tls,
     the_official_python_sdk_works_through_the_proxy,
     a_killed_proxy_replays_its_spool_once,
     broken_streams_and_callers_that_leave,
