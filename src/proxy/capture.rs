@@ -251,7 +251,7 @@ mod tests {
 
     #[test]
     fn server_sent_events_yield_their_data_objects() {
-        let text = b"event: message_start\ndata: {\"type\":\"message_start\"}\n\nevent: ping\ndata: {\"type\": \"ping\"}\r\n\r\ndata: not json\n\ndata: {\"type\":\n\"message_stop\"}\n";
+        let text = b"event: message_start\ndata: {\"type\":\"message_start\"}\n\nevent: ping\ndata: {\"type\": \"ping\"}\r\n\r\ndata: not json\n\ndata: {\"type\":\ndata: \"message_stop\"}\n";
         let data = sse_data(text);
         let kinds: Vec<&str> = data.iter().filter_map(|v| v["type"].as_str()).collect();
         assert_eq!(kinds, ["message_start", "ping", "message_stop"]);

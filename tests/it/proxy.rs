@@ -467,6 +467,68 @@ async fn broken_streams_and_callers_that_leave(backend: Backend) {
     assert_eq!(p.store.counts().await.unwrap().records, 1);
 }
 
+/// This test database's PostgreSQL "stopped": no new connections, every
+/// open one ended (the shared server goes on serving the other tests).
+async fn postgres_down(db: &TestDb, down: bool) {
+    use sqlx::Connection;
+    let name = db.url.rsplit('/').next().unwrap();
+    let admin = format!("{}/postgres", crate::support::postgres_server());
+    let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
+    let allow = format!("alter database {name} allow_connections {}", !down);
+    sqlx::raw_sql(sqlx::AssertSqlSafe(allow))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    if down {
+        let end = format!(
+            "select pg_terminate_backend(pid) from pg_stat_activity where datname = '{name}'"
+        );
+        sqlx::raw_sql(sqlx::AssertSqlSafe(end))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+}
+
+/// PostgreSQL down under the proxy: calls still succeed, they wait in the
+/// spool, and every one is recorded once the database is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_down_calls_still_succeed_and_are_recorded_later() {
+    let db = TestDb::migrated(Backend::Postgres).await;
+    let dir = tempfile::tempdir().unwrap();
+    let p = Proxied::start(&db, |c| {
+        c.spool = Some(dir.path().to_owned());
+        c.default_account = Some("acme".into());
+    })
+    .await;
+    p.post(&p.proxy, "msg_before", &[], &request(false)).await;
+    p.recorded("msg_before").await;
+    postgres_down(&db, true).await;
+    let ids: Vec<String> = (0..5).map(|i| format!("msg_down_{i}")).collect();
+    for id in &ids {
+        let started = std::time::Instant::now();
+        let (status, _) = p.post(&p.proxy, id, &[], &request(false)).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "the caller waited for the ledger"
+        );
+    }
+    // The database's pool gives up on connecting within its acquire timeout.
+    for _ in 0..600 {
+        if spooled_calls(dir.path()) == ids.len() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(spooled_calls(dir.path()), ids.len());
+    postgres_down(&db, false).await;
+    for id in &ids {
+        p.recorded(id).await;
+    }
+    spool_holds(dir.path(), 0).await;
+}
+
 /// A loopback address nobody listens on (a moment ago).
 fn free_address() -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
