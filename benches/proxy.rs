@@ -72,20 +72,25 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
+/// One call to `base`, plain or streamed, read to its end.
+async fn call(http: &reqwest::Client, base: &str, stream: bool) {
+    let body = json!({"model": "claude-sonnet-4-20250514", "max_tokens": 100, "stream": stream, "messages": [{"role": "user", "content": "hi"}]});
+    let answer = http
+        .post(format!("{base}/v1/messages"))
+        .header("x-tally-account", "bench")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    answer.bytes().await.unwrap();
+}
+
 /// Milliseconds of `calls` sequential plain calls to `base`, sorted.
 async fn latencies(http: &reqwest::Client, base: &str, calls: u64) -> Vec<f64> {
-    let body = json!({"model": "claude-sonnet-4-20250514", "max_tokens": 100, "messages": [{"role": "user", "content": "hi"}]});
     let mut out = Vec::with_capacity(calls as usize);
     for _ in 0..calls {
         let start = Instant::now();
-        let answer = http
-            .post(format!("{base}/v1/messages"))
-            .header("x-tally-account", "bench")
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        answer.bytes().await.unwrap();
+        call(http, base, false).await;
         out.push(start.elapsed().as_secs_f64() * 1000.0);
     }
     out.sort_by(|a, b| a.total_cmp(b));
@@ -123,16 +128,8 @@ async fn main() {
     for _ in 0..streams {
         let (http, base) = (http.clone(), proxy_url.clone());
         tasks.push(tokio::spawn(async move {
-            let body = json!({"model": "claude-sonnet-4-20250514", "max_tokens": 100, "stream": true, "messages": [{"role": "user", "content": "hi"}]});
             for _ in 0..per_stream {
-                let answer = http
-                    .post(format!("{base}/v1/messages"))
-                    .header("x-tally-account", "bench")
-                    .json(&body)
-                    .send()
-                    .await
-                    .unwrap();
-                answer.bytes().await.unwrap();
+                call(&http, &base, true).await;
             }
         }));
     }
