@@ -9,6 +9,7 @@
 //! account its API key's hash is mapped to, else `--default-account`; a
 //! call with none is kept as a rejected line (field `account`) all the same.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -194,11 +195,20 @@ impl Writer {
         let mut builder = ChunkBuilder::new("proxy", Defaults::default(), now)
             .with_chunk_lines(calls.len())
             .retaining(self.retention);
+        // One lookup per key in the batch, not one per call.
+        let mut mappings: HashMap<&str, Option<String>> = HashMap::new();
         for (i, c) in calls.iter().enumerate() {
             let mut envelope = c.envelope.clone();
             if !envelope.contains_key("account") {
-                let mapped = match &c.key_sha256 {
-                    Some(sha) => self.store.proxy_key_account(sha).await?,
+                let mapped = match c.key_sha256.as_deref() {
+                    Some(sha) => match mappings.get(sha) {
+                        Some(account) => account.clone(),
+                        None => {
+                            let account = self.store.proxy_key_account(sha).await?;
+                            mappings.insert(sha, account.clone());
+                            account
+                        }
+                    },
                     None => None,
                 };
                 if let Some(account) = mapped.or_else(|| self.default_account.clone()) {
