@@ -11,6 +11,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use super::open_store;
 use crate::ingest::Summary;
 use crate::ingest::files::{Progress, STDIN, ingest_files};
+use crate::ingest::lines::MAX_LINE_BYTES;
 use crate::record::{Defaults, Retention};
 use crate::time::parse_rfc3339;
 
@@ -26,6 +27,10 @@ pub struct IngestArgs {
     /// or completions; every figure tally produces is the same).
     #[arg(long, value_enum, default_value_t = Retention::Full)]
     pub retain: Retention,
+    /// The longest line taken as a record, in bytes (a longer one is a
+    /// rejected line; the lines after it are still read).
+    #[arg(long, default_value_t = MAX_LINE_BYTES)]
+    pub max_body_bytes: usize,
     /// Print the summary as one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -62,10 +67,17 @@ pub async fn ingest(database: &str, args: IngestArgs) -> Result<ExitCode> {
         .filter_map(|f| std::fs::metadata(f).ok().map(|m| m.len()))
         .sum();
     let bar = progress_bar(total, args.files.iter().any(|f| f == STDIN));
-    let summary = ingest_files(store, &args.files, defaults, args.retain, |p| match p {
-        Progress::File(name) => bar.set_message(name.to_owned()),
-        Progress::Committed(bytes) => bar.inc(bytes),
-    })
+    let summary = ingest_files(
+        store,
+        &args.files,
+        defaults,
+        args.retain,
+        args.max_body_bytes,
+        |p| match p {
+            Progress::File(name) => bar.set_message(name.to_owned()),
+            Progress::Committed(bytes) => bar.inc(bytes),
+        },
+    )
     .await;
     bar.finish_and_clear();
     let summary = summary?;

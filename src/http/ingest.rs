@@ -73,7 +73,8 @@ fn now() -> i64 {
 }
 
 /// Refuse a body whose declared length is over `limit` before reading any of it.
-fn refuse_declared_over(request: &Request, limit: u64) -> Result<(), ApiError> {
+/// Refuse a body whose declared length is over `limit`; else its declared length.
+fn refuse_declared_over(request: &Request, limit: u64) -> Result<Option<u64>, ApiError> {
     let declared: Option<u64> = request
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -81,7 +82,7 @@ fn refuse_declared_over(request: &Request, limit: u64) -> Result<(), ApiError> {
         .and_then(|v| v.parse().ok());
     match declared {
         Some(n) if n > limit => Err(ApiError::TooLarge { limit }),
-        _ => Ok(()),
+        _ => Ok(declared),
     }
 }
 
@@ -163,7 +164,20 @@ pub async fn post_usage(
     request: Request,
 ) -> Result<Response, ApiError> {
     let limit = state.config.max_body_bytes;
-    refuse_declared_over(&request, limit as u64)?;
+    let declared = refuse_declared_over(&request, limit as u64)?;
+    let _turn = match declared {
+        Some(n) if n > crate::ingest::CHUNK_BYTES as u64 => {
+            // The semaphore is never closed.
+            Some(
+                state
+                    .large_body_turn
+                    .acquire()
+                    .await
+                    .map_err(ApiError::internal)?,
+            )
+        }
+        _ => None,
+    };
     // This endpoint's own limit (not axum's default), hence no `From`.
     let bytes = axum::body::to_bytes(request.into_body(), limit)
         .await

@@ -91,6 +91,10 @@ pub struct AppState {
     pub config: Arc<ServeConfig>,
     pub metrics: Arc<Metrics>,
     pub finance: Arc<crate::finance::FinanceCache>,
+    /// One turn for a record body declared over [`crate::ingest::CHUNK_BYTES`]:
+    /// concurrent uploads of large records are read one at a time, so the
+    /// server holds one such record in memory, not one per connection.
+    pub large_body_turn: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {
@@ -100,6 +104,7 @@ impl AppState {
             finance: Arc::new(crate::finance::FinanceCache::new(config.finance_max_age)),
             config: Arc::new(config),
             metrics: Arc::default(),
+            large_body_turn: Arc::new(tokio::sync::Semaphore::new(1)),
         }
     }
 }

@@ -26,9 +26,9 @@ pub(super) fn block_uses_code_execution(block: &Value) -> bool {
             .is_some_and(|n| CODE_EXECUTION_TOOLS.contains(&n))
 }
 
-/// Any `container_upload` block in any message of the request.
-pub(super) fn request_uploads_files(request: &Value) -> bool {
-    let Some(messages) = request.get("messages").and_then(Value::as_array) else {
+/// Any `container_upload` block in any of a request's `messages`.
+pub(super) fn messages_upload_files(messages: Option<&Value>) -> bool {
+    let Some(messages) = messages.and_then(Value::as_array) else {
         return false;
     };
     messages.iter().any(|m| {

@@ -2,12 +2,14 @@
 //!
 //! One thread reads and parses (blocking reads, through the shared
 //! [`LineReader`] and its per-line cap); the calling task commits, in order,
-//! through the [`OrderedCommitter`]. The channel between them is bounded, so
-//! at most a few chunks are in memory whatever the input size.
+//! through the [`OrderedCommitter`]. The reader hands a chunk over and waits
+//! until the committer has taken it (which it does once the chunks in flight
+//! are under their byte budget) before it reads on: memory stays bounded
+//! whatever the input, and a record near the size limit is alone in memory.
 
 use std::sync::Arc;
 
-use super::lines::{LineReader, MAX_LINE_BYTES};
+use super::lines::LineReader;
 use super::pipeline::OrderedCommitter;
 use super::{ChunkBuilder, Summary};
 use crate::record::{Defaults, Retention};
@@ -52,38 +54,57 @@ pub enum IngestFilesError {
 
 /// What the reader thread sends to the writer.
 enum Feed {
-    File { name: String },
-    Chunk { batch: WriteBatch, bytes: u64 },
+    File {
+        name: String,
+    },
+    Chunk {
+        batch: WriteBatch,
+        bytes: u64,
+        /// Told once the committer has taken the chunk.
+        taken: tokio::sync::oneshot::Sender<()>,
+    },
 }
 
 /// Ingest `files` in order (`-` is standard input), filling in `defaults`
-/// for lines that lack them. A line longer than [`MAX_LINE_BYTES`] is a
+/// for lines that lack them. A line longer than `max_line` bytes is a
 /// rejected line; the lines after it are still ingested.
 pub async fn ingest_files(
     store: Arc<dyn Store>,
     files: &[String],
     defaults: Defaults,
     retention: Retention,
+    max_line: usize,
     mut progress: impl FnMut(Progress<'_>),
 ) -> Result<Summary, IngestFilesError> {
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Feed>(2);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Feed>(1);
     let files = files.to_vec();
-    let chunk_lines = store.chunk_lines();
-    let reader =
-        std::thread::spawn(move || read_inputs(&files, &defaults, retention, chunk_lines, &tx));
+    let shape = Shape {
+        defaults,
+        retention,
+        max_line,
+        chunk_lines: store.chunk_lines(),
+    };
+    let reader = std::thread::spawn(move || read_inputs(&files, &shape, &tx));
 
     let mut summary = Summary::default();
     let mut committer = OrderedCommitter::new(store);
     while let Some(feed) = rx.recv().await {
         match feed {
             Feed::File { name } => progress(Progress::File(&name)),
-            Feed::Chunk { batch, bytes } => committer
-                .submit(batch, bytes, &mut |batch, outcome, bytes| {
-                    summary.absorb(&batch, &outcome);
-                    progress(Progress::Committed(bytes));
-                })
-                .await
-                .map_err(IngestFilesError::Commit)?,
+            Feed::Chunk {
+                batch,
+                bytes,
+                taken,
+            } => {
+                committer
+                    .submit(batch, bytes, &mut |batch, outcome, bytes| {
+                        summary.absorb(&batch, &outcome);
+                        progress(Progress::Committed(bytes));
+                    })
+                    .await
+                    .map_err(IngestFilesError::Commit)?;
+                let _ = taken.send(());
+            }
         }
     }
     committer
@@ -100,12 +121,31 @@ pub async fn ingest_files(
     Ok(summary)
 }
 
+/// How the reader thread cuts and parses lines.
+struct Shape {
+    defaults: Defaults,
+    retention: Retention,
+    max_line: usize,
+    chunk_lines: usize,
+}
+
+/// Hand a chunk to the writer and wait until it is taken; false when the
+/// writer has stopped (its error is reported there).
+fn hand_over(tx: &tokio::sync::mpsc::Sender<Feed>, batch: WriteBatch, bytes: u64) -> bool {
+    let (taken, until_taken) = tokio::sync::oneshot::channel();
+    tx.blocking_send(Feed::Chunk {
+        batch,
+        bytes,
+        taken,
+    })
+    .is_ok()
+        && until_taken.blocking_recv().is_ok()
+}
+
 /// The reader thread: every input, line by line, into chunks.
 fn read_inputs(
     files: &[String],
-    defaults: &Defaults,
-    retention: Retention,
-    chunk_lines: usize,
+    shape: &Shape,
     tx: &tokio::sync::mpsc::Sender<Feed>,
 ) -> Result<(), IngestFilesError> {
     for name in files {
@@ -132,14 +172,14 @@ fn read_inputs(
         {
             return Ok(()); // the writer stopped; its error is reported there
         }
-        let mut reader = LineReader::new(input, MAX_LINE_BYTES).with_read_size(READ_BYTES);
+        let mut reader = LineReader::new(input, shape.max_line).with_read_size(READ_BYTES);
         let mut builder = ChunkBuilder::new(
             label.clone(),
-            defaults.clone(),
+            shape.defaults.clone(),
             to_micros(chrono::Utc::now()),
         )
-        .with_chunk_lines(chunk_lines)
-        .retaining(retention);
+        .with_chunk_lines(shape.chunk_lines)
+        .retaining(shape.retention);
         let mut bytes = 0u64;
         loop {
             let line = reader
@@ -156,23 +196,14 @@ fn read_inputs(
             builder.push_read(&line, reader.max_line());
             if builder.is_full() {
                 let batch = builder.take();
-                builder.set_now(to_micros(chrono::Utc::now()));
-                if tx
-                    .blocking_send(Feed::Chunk {
-                        batch,
-                        bytes: std::mem::take(&mut bytes),
-                    })
-                    .is_err()
-                {
+                if !hand_over(tx, batch, std::mem::take(&mut bytes)) {
                     return Ok(());
                 }
+                builder.set_now(to_micros(chrono::Utc::now()));
             }
         }
-        if !builder.is_empty() || bytes > 0 {
-            let batch = builder.take();
-            if tx.blocking_send(Feed::Chunk { batch, bytes }).is_err() {
-                return Ok(());
-            }
+        if (!builder.is_empty() || bytes > 0) && !hand_over(tx, builder.take(), bytes) {
+            return Ok(());
         }
     }
     Ok(())

@@ -17,8 +17,9 @@ use crate::record::Origin;
 use crate::record::{LineError, RejectReason};
 use crate::record::{NewRejection, Retention};
 
-/// The default cap on one line: the server's default `--max-body-bytes`.
-pub const MAX_LINE_BYTES: usize = 16 << 20;
+/// The default cap on one line (`--max-body-bytes`): a request to the
+/// Messages API may be up to 128 MB, so its envelope may be about twice that.
+pub const MAX_LINE_BYTES: usize = 256 << 20;
 
 /// Bytes kept of a line that is longer than the cap.
 pub const OVERLONG_KEEP: usize = 64 << 10;

@@ -372,7 +372,7 @@ impl Ctx<'_> {
         let request = top.get("request").filter(|v| v.is_object());
         let files_preloaded = env
             .files_preloaded
-            .unwrap_or_else(|| request.is_some_and(containers::request_uploads_files));
+            .unwrap_or_else(|| request.is_some_and(|r| containers::messages_upload_files(r.get("messages"))));
         let (usage, iterations, tier, geo, speed) = usage_in.into_parts();
         Ok(NewRecord {
             key: id.to_owned(),

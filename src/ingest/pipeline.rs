@@ -8,6 +8,12 @@
 //! gives the same owner, and container time merges in any order); otherwise
 //! the later one waits for the earlier to commit. Results are handed back in
 //! submission order.
+//!
+//! Memory: the chunks in flight hold at most [`IN_FLIGHT_BYTES`] of input
+//! text, give or take the last one submitted, and a chunk holding a record
+//! of [`LARGE_RECORD_BYTES`] or more (up to the 256 MiB limit) is committed
+//! before [`OrderedCommitter::submit`] returns: a reader that waits for
+//! `submit` before reading on holds one such record at a time.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -33,6 +39,12 @@ impl<S: Writes + ?Sized> BatchWriter for S {
         Writes::write(self, batch).await
     }
 }
+
+/// Input text the chunks in flight may hold before `submit` waits for them.
+pub const IN_FLIGHT_BYTES: usize = 64 << 20;
+
+/// A record this large is committed alone, before the next line is read.
+pub const LARGE_RECORD_BYTES: usize = super::CHUNK_BYTES;
 
 type Done = std::result::Result<Result<(WriteBatch, WriteOutcome)>, tokio::task::JoinError>;
 
@@ -76,6 +88,7 @@ impl Footprint {
 
 struct InFlight {
     footprint: Footprint,
+    bytes: usize,
     progress: u64,
     task: JoinHandle<Result<(WriteBatch, WriteOutcome)>>,
 }
@@ -84,6 +97,8 @@ pub struct OrderedCommitter<W: BatchWriter + ?Sized> {
     store: Arc<W>,
     parallel: usize,
     inflight: VecDeque<InFlight>,
+    /// Input text held by the chunks in flight.
+    inflight_bytes: usize,
 }
 
 impl<W: BatchWriter + ?Sized> OrderedCommitter<W> {
@@ -93,11 +108,13 @@ impl<W: BatchWriter + ?Sized> OrderedCommitter<W> {
             store,
             parallel,
             inflight: VecDeque::new(),
+            inflight_bytes: 0,
         }
     }
 
     /// Start committing `batch`; `on_done` receives every batch that
     /// finishes meanwhile (in order), with the `progress` it was submitted with.
+    /// Returns once the chunks in flight hold less than [`IN_FLIGHT_BYTES`].
     pub async fn submit(
         &mut self,
         batch: WriteBatch,
@@ -105,6 +122,8 @@ impl<W: BatchWriter + ?Sized> OrderedCommitter<W> {
         on_done: &mut impl FnMut(WriteBatch, WriteOutcome, u64),
     ) -> Result<()> {
         let footprint = Footprint::of(&batch);
+        let bytes = batch.held_bytes();
+        let large = batch.largest_line() >= LARGE_RECORD_BYTES;
         while self.inflight.len() >= self.parallel
             || self
                 .inflight
@@ -120,9 +139,17 @@ impl<W: BatchWriter + ?Sized> OrderedCommitter<W> {
         });
         self.inflight.push_back(InFlight {
             footprint,
+            bytes,
             progress,
             task,
         });
+        self.inflight_bytes += bytes;
+        if large {
+            return self.finish(on_done).await;
+        }
+        while self.inflight_bytes >= IN_FLIGHT_BYTES {
+            self.finish_one(on_done).await?;
+        }
         Ok(())
     }
 
@@ -144,6 +171,7 @@ impl<W: BatchWriter + ?Sized> OrderedCommitter<W> {
         let Some(first) = self.inflight.pop_front() else {
             return Ok(());
         };
+        self.inflight_bytes -= first.bytes;
         let done: Done = first.task.await;
         let (batch, outcome) =
             done.map_err(|e| StoreError::Invalid(format!("a write task failed: {e}")))??;

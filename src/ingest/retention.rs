@@ -23,7 +23,7 @@
 
 use serde_json::{Map, Value};
 
-use super::containers::request_uploads_files;
+use super::containers::messages_upload_files;
 
 pub use crate::record::Retention;
 
@@ -67,14 +67,12 @@ pub fn billing_view(top: &Map<String, Value>) -> Value {
     }
     copy(top, &mut out, &ENVELOPE_FIELDS);
     if let Some(Value::Object(request)) = top.get("request") {
+        let (kept, uploads) = billing_request(request);
         if !out.contains_key("files_preloaded") || out.get("files_preloaded") == Some(&Value::Null)
         {
-            let uploads = request_uploads_files(&Value::Object(request.clone()));
             out.insert("files_preloaded".into(), Value::Bool(uploads));
         }
-        let mut kept = Map::new();
-        copy(request, &mut kept, &REQUEST_FIELDS);
-        out.insert("request".into(), Value::Object(kept));
+        out.insert("request".into(), kept);
     }
     if let Some(Value::Object(response)) = top.get("response") {
         out.insert("response".into(), message(response));
@@ -94,6 +92,15 @@ pub fn billing_view(top: &Map<String, Value>) -> Value {
         out.insert("result".into(), Value::Object(kept));
     }
     Value::Object(out)
+}
+
+/// The billing view of a request, and whether it uploaded files into its
+/// container (which the view no longer shows).
+pub fn billing_request(request: &Map<String, Value>) -> (Value, bool) {
+    let mut kept = Map::new();
+    copy(request, &mut kept, &REQUEST_FIELDS);
+    let uploads = messages_upload_files(request.get("messages"));
+    (Value::Object(kept), uploads)
 }
 
 /// The billing view of a line's bytes, for a line that was not recorded:

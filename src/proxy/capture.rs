@@ -14,6 +14,8 @@ use serde_json::{Map, Value};
 
 use super::recorder::{Captured, Recorder};
 use super::{ACCOUNT_HEADER, WORKSPACE_HEADER, is_event_stream};
+use crate::ingest::retention::{billing_request, billing_view};
+use crate::record::Retention;
 use crate::time::{Micros, now_micros, rfc3339};
 
 /// Bytes copied up to a limit; past it the copy is given up (the call is
@@ -77,36 +79,67 @@ impl RequestCopy {
         })
     }
 
-    /// The request as JSON, when it was copied whole and parses.
-    fn json(&self) -> Option<Value> {
-        let body = self.body.lock().unwrap_or_else(|p| p.into_inner());
-        if body.overflowed {
-            return None;
+    /// The request as JSON (when it was copied whole and parses), and under
+    /// billing retention already reduced to its billing view, with whether it
+    /// uploaded files. The copied bytes are let go here: a call waiting for
+    /// a long answer holds its request's billing view, not its prompt.
+    fn settle(self, retention: Retention) -> SettledRequest {
+        let body = std::mem::take(&mut *self.body.lock().unwrap_or_else(|p| p.into_inner()));
+        let json = (!body.overflowed)
+            .then(|| serde_json::from_slice::<Map<String, Value>>(&body.bytes).ok())
+            .flatten();
+        drop(body);
+        let (json, files_preloaded) = match (json, retention) {
+            (Some(request), Retention::Billing) => {
+                let (view, uploads) = billing_request(&request);
+                (Some(view), Some(uploads))
+            }
+            (json, _) => (json.map(Value::Object), None),
+        };
+        SettledRequest {
+            json,
+            files_preloaded,
+            account: self.account,
+            key_sha256: self.key_sha256,
         }
-        serde_json::from_slice::<Value>(&body.bytes)
-            .ok()
-            .filter(Value::is_object)
     }
+}
+
+/// What is kept of a request once its upload has ended.
+struct SettledRequest {
+    json: Option<Value>,
+    /// Under billing retention: whether it uploaded files into its container.
+    files_preloaded: Option<bool>,
+    account: Option<String>,
+    key_sha256: Option<String>,
 }
 
 /// A call being answered: what its record needs besides the answer.
 pub(super) struct Capture {
-    request: RequestCopy,
+    request: SettledRequest,
     workspace: Option<String>,
     events: bool,
     started_at: Micros,
+    retention: Retention,
 }
 
 impl Capture {
-    pub(super) fn begin(request: RequestCopy, answer: &HeaderMap, started_at: Micros) -> Capture {
+    /// A call whose answer has begun (so its upload has ended).
+    pub(super) fn begin(
+        request: RequestCopy,
+        answer: &HeaderMap,
+        started_at: Micros,
+        retention: Retention,
+    ) -> Capture {
         Capture {
             workspace: answer
                 .get(WORKSPACE_HEADER)
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned),
             events: is_event_stream(answer),
-            request,
+            request: request.settle(retention),
             started_at,
+            retention,
         }
     }
 
@@ -125,7 +158,10 @@ impl Capture {
         if let Some(sha) = &self.request.key_sha256 {
             env.insert("api_key_id".into(), crate::auth::api_key_id(sha).into());
         }
-        if let Some(request) = self.request.json() {
+        if let Some(uploads) = self.request.files_preloaded {
+            env.insert("files_preloaded".into(), uploads.into());
+        }
+        if let Some(request) = self.request.json {
             env.insert("request".into(), request);
         }
         let answer = if body.overflowed {
@@ -140,6 +176,12 @@ impl Capture {
         };
         if !self.events {
             env.insert("response".into(), answer);
+        }
+        if self.retention == Retention::Billing {
+            // The queue and the spool hold the billing view only.
+            if let Value::Object(view) = billing_view(&env) {
+                env = view;
+            }
         }
         Captured {
             envelope: env,

@@ -207,7 +207,7 @@ async fn forward(State(state): State<ProxyState>, request: Request) -> Response 
     let stream = answer.bytes_stream().map_err(std::io::Error::other);
     let body = match copy {
         Some(copy) if status == StatusCode::OK => {
-            let capture = Capture::begin(copy, &headers, started_at);
+            let capture = Capture::begin(copy, &headers, started_at, state.config.retention);
             Body::from_stream(tee_response(
                 stream,
                 declared,

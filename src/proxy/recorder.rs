@@ -22,7 +22,6 @@ use std::sync::atomic::Ordering;
 use super::spool::Spool;
 use super::{ProxyConfig, ProxyMetrics};
 use crate::ingest::ChunkBuilder;
-use crate::ingest::retention::billing_view;
 use crate::record::{Defaults, Retention};
 use crate::store::{Store, StoreError};
 
@@ -43,6 +42,7 @@ pub(super) struct Captured {
 #[derive(Clone)]
 pub struct Recorder {
     queue: mpsc::Sender<Captured>,
+    spool: Option<Arc<Spool>>,
     metrics: Arc<ProxyMetrics>,
 }
 
@@ -72,21 +72,47 @@ impl Recorder {
         let (queue, captured) = mpsc::channel(config.queue.max(1));
         let writer = Writer {
             store,
-            spool,
+            spool: spool.clone(),
             default_account: config.default_account.clone(),
             retention: config.retention,
             metrics: metrics.clone(),
         };
         tokio::spawn(writer.run(captured));
-        Ok(Recorder { queue, metrics })
+        Ok(Recorder {
+            queue,
+            spool,
+            metrics,
+        })
     }
 
-    /// Hand a capture over without waiting: a full queue drops it (and says so).
+    /// Hand a capture over without waiting. When the queue is full (the
+    /// ledger is slower than the traffic), the capture goes to the spool on
+    /// a blocking thread, to be replayed with the rest; without a spool it
+    /// is dropped (and counted, and logged).
     pub(super) fn submit(&self, captured: Captured) {
-        if self.queue.try_send(captured).is_err() {
+        let captured = match self.queue.try_send(captured) {
+            Ok(()) => return,
+            Err(mpsc::error::TrySendError::Full(c) | mpsc::error::TrySendError::Closed(c)) => c,
+        };
+        let (Some(spool), metrics) = (self.spool.clone(), self.metrics.clone()) else {
             ProxyMetrics::count(&self.metrics.dropped, 1);
-            tracing::warn!("the recording queue is full: a call was not recorded");
-        }
+            tracing::warn!(
+                "the recording queue is full and there is no --spool: a call was not recorded"
+            );
+            return;
+        };
+        tokio::task::spawn_blocking(move || {
+            // Counted before it is written: the writer may replay it at once.
+            metrics.spool_depth.fetch_add(1, Ordering::Relaxed);
+            match spool.append(&[captured]) {
+                Ok(()) => ProxyMetrics::count(&metrics.spooled, 1),
+                Err(e) => {
+                    metrics.spool_depth.fetch_sub(1, Ordering::Relaxed);
+                    ProxyMetrics::count(&metrics.dropped, 1);
+                    tracing::error!(error = %e, "cannot write the spool: a call is lost");
+                }
+            }
+        });
     }
 }
 
@@ -157,9 +183,9 @@ impl Writer {
         false
     }
 
-    /// Keep calls in the spool (as billing views under billing retention),
-    /// or, without a spool, drop them and say so.
-    async fn spool(&self, mut calls: Vec<Captured>) {
+    /// Keep calls in the spool (captures are billing views already under
+    /// billing retention), or, without a spool, drop them and say so.
+    async fn spool(&self, calls: Vec<Captured>) {
         let Some(spool) = self.spool.clone() else {
             tracing::error!(
                 calls = calls.len(),
@@ -167,13 +193,6 @@ impl Writer {
             );
             return;
         };
-        if self.retention == Retention::Billing {
-            for c in &mut calls {
-                if let Value::Object(view) = billing_view(&c.envelope) {
-                    c.envelope = view;
-                }
-            }
-        }
         let n = calls.len();
         match blocking(move || spool.append(&calls)).await {
             Ok(()) => {

@@ -27,6 +27,7 @@ use super::pool::{PoolRef, Pooled};
 use super::row::{Returned, TableRow, Value, insert_sql};
 use super::write::{WriteTx, write_batch};
 use super::{Backend, Result, WriteBatch, WriteOutcome, Writes};
+use crate::ingest::pipeline::LARGE_RECORD_BYTES;
 
 /// 30 columns × 200 rows stays far below SQLite's 32,766 bound parameters.
 const ROWS_PER_STATEMENT: usize = 200;
@@ -70,8 +71,8 @@ impl SqliteStore {
 /// A write transaction. SQLite has one writer at a time (`BEGIN IMMEDIATE`),
 /// so the container states read with their owners cannot change before the
 /// transaction writes them back: they are kept here instead of read twice.
-struct Tx<'a>(
-    &'a mut Transaction<'static, Sqlite>,
+struct Tx<'a, 'c>(
+    &'a mut Transaction<'c, Sqlite>,
     BTreeMap<String, ContainerState>,
 );
 
@@ -108,7 +109,7 @@ fn placeholders(rows: usize, cols: usize) -> String {
 }
 
 #[async_trait]
-impl WriteTx for Tx<'_> {
+impl WriteTx for Tx<'_, '_> {
     const ROWS_PER_STATEMENT: usize = ROWS_PER_STATEMENT;
 
     async fn insert(&mut self, table: &str, rows: &[TableRow<'_>], then: &str) -> Result<Returned> {
@@ -303,9 +304,17 @@ impl Writes for SqliteStore {
     async fn write(&self, batch: &WriteBatch) -> Result<WriteOutcome> {
         let _one_writer = self.writer.lock().await;
         let now = crate::time::now_micros();
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut conn = self.pool.acquire().await?;
+        let mut tx = sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE").await?;
         let outcome = write_batch(&mut Tx(&mut tx, BTreeMap::new()), batch, now).await?;
         tx.commit().await?;
+        if batch.largest_line() >= LARGE_RECORD_BYTES {
+            // The page cache now holds the record's pages: let them go, so
+            // each connection does not keep a large record's worth.
+            sqlx::query("PRAGMA shrink_memory")
+                .execute(&mut *conn)
+                .await?;
+        }
         Ok(outcome)
     }
 

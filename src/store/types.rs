@@ -20,6 +20,20 @@ impl WriteBatch {
     pub fn len(&self) -> usize {
         self.records.len() + self.rejections.len()
     }
+
+    /// The input text the batch holds (each line as kept).
+    pub fn held_bytes(&self) -> usize {
+        let records: usize = self.records.iter().map(|r| r.raw.len()).sum();
+        let rejections: usize = self.rejections.iter().map(|r| r.raw.len()).sum();
+        records + rejections
+    }
+
+    /// The longest line the batch holds, as kept.
+    pub fn largest_line(&self) -> usize {
+        let records = self.records.iter().map(|r| r.raw.len());
+        let rejections = self.rejections.iter().map(|r| r.raw.len());
+        records.chain(rejections).max().unwrap_or(0)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -235,7 +235,7 @@ async fn migrate_is_idempotent(backend: Backend) {
     }
 }
 
-/// A line past the per-line cap (16 MiB, the server's default) is one
+/// A line past the per-line cap (`--max-body-bytes`, here 16 MiB) is one
 /// rejected line naming its number, in a file and on standard input alike;
 /// the lines around it are recorded.
 async fn ingest_rejects_an_overlong_line_and_keeps_the_rest(backend: Backend) {
@@ -249,7 +249,8 @@ async fn ingest_rejects_an_overlong_line_and_keeps_the_rest(backend: Backend) {
     std::fs::write(file.path(), &input).unwrap();
     let name = file.path().to_str().unwrap();
 
-    let out = tally_output(&db, &["ingest", "--json", name]);
+    let cap = CAP.to_string();
+    let out = tally_output(&db, &["ingest", "--json", "--max-body-bytes", &cap, name]);
     assert_eq!(
         out.status.code(),
         Some(1),
@@ -279,7 +280,11 @@ async fn ingest_rejects_an_overlong_line_and_keeps_the_rest(backend: Backend) {
     assert!(entries[0]["raw"].as_str().unwrap().len() <= 65536);
 
     // The same from standard input: the good lines are duplicates now.
-    let out = tally_stdin(&db, &["ingest", "--json", "-"], input.as_bytes());
+    let out = tally_stdin(
+        &db,
+        &["ingest", "--json", "--max-body-bytes", &cap, "-"],
+        input.as_bytes(),
+    );
     assert_eq!(out.status.code(), Some(1));
     let s = json_out(&out);
     assert_eq!(

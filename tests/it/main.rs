@@ -19,6 +19,7 @@ mod estimate;
 mod finance;
 mod http_ingest;
 mod invoices_e2e;
+mod large_records;
 mod multiprocess;
 mod parse;
 mod proxy;

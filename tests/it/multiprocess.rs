@@ -1,48 +1,10 @@
 //! Two `tally serve` processes on one database receive the same records at
 //! the same time: every record is stored and acknowledged as new exactly once.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 
-use crate::support::{Backend, TestDb, tally_command};
+use crate::support::{Backend, ServerProcess, TestDb, tally_command};
 use serde_json::Value;
-
-struct ServerProcess {
-    child: Child,
-    base: String,
-}
-
-impl ServerProcess {
-    fn start(db: &TestDb) -> ServerProcess {
-        let mut child = tally_command(db, &["serve", "--listen", "127.0.0.1:0"])
-            .env_remove("TALLY_ADMIN_TOKEN")
-            .stderr(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let mut lines = BufReader::new(stderr).lines();
-        let base = loop {
-            let line = lines
-                .next()
-                .expect("server exited before listening")
-                .unwrap();
-            if let Some(at) = line.find("listening on ") {
-                break line[at + "listening on ".len()..].trim().to_owned();
-            }
-        };
-        // Keep draining stderr so the server never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
-        ServerProcess { child, base }
-    }
-}
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 async fn two_servers_one_database(backend: Backend) {
     // Migrated once up front; the servers migrate again, harmlessly.

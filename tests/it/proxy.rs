@@ -540,10 +540,11 @@ async fn proxy_process(
     db: &TestDb,
     upstream: &str,
     spool: &std::path::Path,
+    more: &[&str],
 ) -> (std::process::Child, String, String) {
     let (listen, admin) = (free_address(), free_address());
     let spool = spool.display().to_string();
-    let args = [
+    let mut args = vec![
         "proxy",
         "--upstream",
         upstream,
@@ -556,6 +557,7 @@ async fn proxy_process(
         "--default-account",
         "acme",
     ];
+    args.extend_from_slice(more);
     let mut child = tally_command(db, &args)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -586,7 +588,7 @@ async fn a_killed_proxy_replays_its_spool_once(backend: Backend) {
     let p = Proxied::start(&db, |_| {}).await;
     let upstream = format!("{}/", p.upstream);
     refuse_records(&db, true).await;
-    let (mut first, proxy, _) = proxy_process(&db, &upstream, dir.path()).await;
+    let (mut first, proxy, _) = proxy_process(&db, &upstream, dir.path(), &[]).await;
     let ids: Vec<String> = (0..20).map(|i| format!("msg_killed_{i}")).collect();
     for id in &ids {
         let (status, _) = p.post(&proxy, id, &[], &request(false)).await;
@@ -598,7 +600,7 @@ async fn a_killed_proxy_replays_its_spool_once(backend: Backend) {
     assert_eq!(p.store.counts().await.unwrap().records, 0);
 
     refuse_records(&db, false).await;
-    let (mut second, _, _) = proxy_process(&db, &upstream, dir.path()).await;
+    let (mut second, _, _) = proxy_process(&db, &upstream, dir.path(), &[]).await;
     for id in &ids {
         p.recorded(id).await;
     }
@@ -664,6 +666,7 @@ async fn the_official_python_sdk_works_through_the_proxy(backend: Backend) {
 async fn the_upstream_is_reached_over_verified_tls(backend: Backend) {
     let db = TestDb::new(backend).await;
     let (upstream, pem) = serve_tls().await;
+    let (upstream_url, pem_text) = (format!("{upstream}/"), pem.clone());
     let trusting = Proxied::in_front_of(&db, upstream.clone(), |c| {
         c.upstream_ca = Some(pem);
         c.default_account = Some("acme".into());
@@ -691,6 +694,23 @@ async fn the_upstream_is_reached_over_verified_tls(backend: Backend) {
             .unwrap()
             .is_none()
     );
+
+    // The command line: `--upstream-ca FILE`, and `--retain full` keeping the prompt.
+    let ca = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(ca.path(), &pem_text).unwrap();
+    let spool = tempfile::tempdir().unwrap();
+    let ca_arg = ca.path().display().to_string();
+    let flags = ["--upstream-ca", ca_arg.as_str(), "--retain", "full"];
+    let (mut process, proxy, _) = proxy_process(&db, &upstream_url, spool.path(), &flags).await;
+    let (status, body) = doubting
+        .post(&proxy, "msg_tls_cli", &[], &request(false))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    let stored = doubting.recorded("msg_tls_cli").await;
+    assert_eq!(stored.retention, "full");
+    assert!(stored.raw.contains(PROMPT));
+    process.kill().unwrap();
+    process.wait().unwrap();
 }
 
 async fn the_account_comes_from_the_key_mapping_or_the_default(backend: Backend) {
@@ -855,7 +875,92 @@ async fn calls_wait_in_the_spool_while_the_ledger_refuses_them(backend: Backend)
     assert_eq!(p.store.counts().await.unwrap().records, ids.len() as i64);
 }
 
+/// The ledger's write lock held from another connection (SQLite: a write
+/// transaction; PostgreSQL: an exclusive lock on `records`), as a busy or
+/// stuck database holds it: writes wait until it is released.
+enum LedgerLock {
+    Sqlite(sqlx::SqliteConnection),
+    Postgres(sqlx::PgConnection),
+}
+
+impl LedgerLock {
+    async fn take(db: &TestDb) -> LedgerLock {
+        use sqlx::Connection;
+        match db.backend {
+            Backend::Sqlite => {
+                let mut c = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
+                sqlx::raw_sql("begin immediate")
+                    .execute(&mut c)
+                    .await
+                    .unwrap();
+                LedgerLock::Sqlite(c)
+            }
+            Backend::Postgres => {
+                let mut c = sqlx::PgConnection::connect(&db.url).await.unwrap();
+                let lock = "begin; lock table records in access exclusive mode";
+                sqlx::raw_sql(lock).execute(&mut c).await.unwrap();
+                LedgerLock::Postgres(c)
+            }
+        }
+    }
+
+    async fn release(self) {
+        match self {
+            LedgerLock::Sqlite(mut c) => {
+                sqlx::raw_sql("commit").execute(&mut c).await.unwrap();
+            }
+            LedgerLock::Postgres(mut c) => {
+                sqlx::raw_sql("commit").execute(&mut c).await.unwrap();
+            }
+        }
+    }
+}
+
+/// A ledger slower than the traffic: the recording queue fills, and the
+/// calls past it go to the spool instead of being dropped; every call is
+/// served at once and recorded once when the ledger is free again.
+async fn a_full_queue_spills_to_the_spool(backend: Backend) {
+    let db = TestDb::migrated(backend).await;
+    let dir = tempfile::tempdir().unwrap();
+    let p = Proxied::start(&db, |c| {
+        c.spool = Some(dir.path().to_owned());
+        c.default_account = Some("acme".into());
+        c.queue = 1;
+    })
+    .await;
+    let lock = LedgerLock::take(&db).await;
+    let ids: Vec<String> = (0..6).map(|i| format!("msg_spilled_{i}")).collect();
+    for id in &ids {
+        let started = std::time::Instant::now();
+        let (status, _) = p.post(&p.proxy, id, &[], &request(false)).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the call waited for the ledger"
+        );
+    }
+    // The writer holds the first call, the queue the second: the rest spill.
+    for _ in 0..500 {
+        if p.metric("tally_proxy_spooled_total").await >= 4 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(p.metric("tally_proxy_spooled_total").await >= 4);
+    assert_eq!(p.metric("tally_proxy_dropped_total").await, 0);
+
+    lock.release().await;
+    for id in &ids {
+        p.recorded(id).await;
+    }
+    spool_holds(dir.path(), 0).await;
+    assert_eq!(p.store.counts().await.unwrap().records, ids.len() as i64);
+    assert_eq!(p.metric("tally_proxy_recorded_total").await, 6);
+    assert_eq!(p.metric("tally_proxy_spool_depth").await, 0);
+}
+
 on_both_backends!(
+    a_full_queue_spills_to_the_spool,
     the_upstream_is_reached_over_verified_tls,
     the_official_python_sdk_works_through_the_proxy,
     a_killed_proxy_replays_its_spool_once,

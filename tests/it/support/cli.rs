@@ -1,6 +1,7 @@
 //! The `tally` binary, run as an operator runs it.
 
-use std::process::{Command, Output};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Output, Stdio};
 
 use super::TestDb;
 
@@ -50,4 +51,49 @@ pub fn create_key(db: &TestDb, account: &str) -> String {
     let (code, out, err) = tally(db, &["keys", "create", "--account", account]);
     assert_eq!(code, 0, "{err}");
     out.lines().last().unwrap().to_owned()
+}
+
+/// A `tally serve` process on a loopback port, killed when dropped.
+pub struct ServerProcess {
+    pub child: Child,
+    pub base: String,
+}
+
+impl ServerProcess {
+    pub fn start(db: &TestDb) -> ServerProcess {
+        Self::start_with(db, |_| {})
+    }
+
+    /// [`ServerProcess::start`], the command changed first by `change`.
+    pub fn start_with(db: &TestDb, change: impl FnOnce(&mut Command)) -> ServerProcess {
+        let mut command = tally_command(db, &["serve", "--listen", "127.0.0.1:0"]);
+        change(&mut command);
+        let mut child = command
+            .env_remove("TALLY_ADMIN_TOKEN")
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let mut lines = BufReader::new(stderr).lines();
+        let base = loop {
+            let line = lines
+                .next()
+                .expect("server exited before listening")
+                .unwrap();
+            if let Some(at) = line.find("listening on ") {
+                break line[at + "listening on ".len()..].trim().to_owned();
+            }
+        };
+        // Keep draining stderr so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        ServerProcess { child, base }
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

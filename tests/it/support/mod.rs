@@ -13,7 +13,7 @@ mod db;
 use std::path::{Path, PathBuf};
 
 pub use app::{Api, TestApp, TestAppBuilder, TestServer};
-pub use cli::{create_key, tally, tally_bin, tally_command, tally_ok, tally_output};
+pub use cli::{ServerProcess, create_key, tally, tally_bin, tally_command, tally_ok, tally_output};
 pub use db::{Backend, TestDb, postgres_server};
 
 pub fn fixture_path(rel: &str) -> PathBuf {
