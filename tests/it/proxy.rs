@@ -100,7 +100,8 @@ async fn bad_mappings_are_refused_and_change_nothing(backend: Backend) {
 
 /// The upstream's answer to `POST /v1/messages`: a plain response or a
 /// server-sent event stream (with pauses) from the fixtures, its id taken
-/// from the `x-test-id` header; `"model": "overloaded"` answers 529. A
+/// from the `x-test-id` header; `"model": "overloaded"` answers 529 and
+/// `"model": "slow"` answers after 1.2 s. A
 /// request that still carries `x-tally-account` is refused: it must have
 /// been removed.
 async fn upstream_messages(headers: HeaderMap, body: axum::body::Bytes) -> Response {
@@ -135,6 +136,9 @@ async fn upstream_messages(headers: HeaderMap, body: axum::body::Bytes) -> Respo
             .header("anthropic-workspace-id", "wrkspc_test")
             .body(Body::from_stream(paced))
             .unwrap();
+    }
+    if request["model"] == "slow" {
+        tokio::time::sleep(Duration::from_millis(1200)).await;
     }
     let line = fixture("sample.ndjson");
     let mut response =
@@ -959,7 +963,47 @@ async fn a_full_queue_spills_to_the_spool(backend: Backend) {
     assert_eq!(p.metric("tally_proxy_spool_depth").await, 0);
 }
 
+/// The proxy times each call itself: a slow answer's record spans the call,
+/// and its container is billed from that interval (here the 300 s minimum).
+async fn calls_are_timed_for_container_time(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let p = Proxied::start(&db, |c| c.default_account = Some("acme".into())).await;
+    let mut slow = request(false);
+    slow["model"] = "slow".into();
+    let (status, _) = p.post(&p.proxy, "msg_slow", &[], &slow).await;
+    assert_eq!(status, StatusCode::OK);
+    let r = p.recorded("msg_slow").await;
+    let took = r.recorded_at - r.started_at.unwrap();
+    assert!(
+        (1_200_000..10_000_000).contains(&took),
+        "the record spans the call: {took} µs"
+    );
+    assert_eq!(r.container_id.as_deref(), Some("container_msg_slow"));
+
+    let period = tally::billing::Period::of_day(tally::time::date_of(r.recorded_at));
+    let invoice = tally::billing::draft_invoice(
+        p.store.as_ref(),
+        &tally::pricing::PriceBook::shipped(),
+        "acme",
+        period,
+    )
+    .await
+    .unwrap();
+    let hours = invoice
+        .lines
+        .iter()
+        .find(|l| l.charge.as_str() == "container_hours")
+        .expect("a container-hours line");
+    // 1.2 s of execution, billed at the 300 s minimum.
+    assert_eq!(
+        hours.quantity,
+        rust_decimal::Decimal::from(300) / rust_decimal::Decimal::from(3600)
+    );
+    assert_eq!(invoice.containers, 1);
+}
+
 on_both_backends!(
+    calls_are_timed_for_container_time,
     a_full_queue_spills_to_the_spool,
     the_upstream_is_reached_over_verified_tls,
     the_official_python_sdk_works_through_the_proxy,
