@@ -23,6 +23,7 @@ use rust_decimal::prelude::ToPrimitive;
 use super::period::Period;
 use super::rating::Charge;
 use crate::pricing::{AllowancePeriod, AllowanceScope, PriceBook};
+use crate::record::Refusal;
 use crate::store::containers::ROLLUP_MINIMUM_SECONDS;
 use crate::store::{ContainerDayRow, ContainerRecord};
 use crate::time::Micros;
@@ -227,11 +228,13 @@ fn charge_container(
     let billable: Vec<&ContainerRecord> = group
         .iter()
         .filter(|r| {
+            let version = book.version_at(crate::time::date_of(r.recorded_at));
             let free = r.web_tools_20260209
-                && book
-                    .version_at(crate::time::date_of(r.recorded_at))
-                    .is_some_and(|v| v.web_tools_make_code_execution_free);
-            !free
+                && version.is_some_and(|v| v.web_tools_make_code_execution_free);
+            // A refusal the book does not charge adds no container time.
+            let unbilled = Refusal::from_column(&r.refusal)
+                .is_some_and(|f| version.is_some_and(|v| !v.refusal_policy.charges(&f)));
+            !free && !unbilled
         })
         .collect();
     let first = billable.first()?;

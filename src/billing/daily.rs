@@ -44,6 +44,8 @@ pub struct AccountCosts {
     pub invoice: Invoice,
     /// Its charges by day; adjustment lines are not in here.
     pub days: Vec<DayCost>,
+    /// Refusals before output the book did not charge, by day.
+    pub unbilled_refusals: BTreeMap<NaiveDate, i64>,
     /// The invoice number when finalized.
     pub number: Option<String>,
     /// Usage of this period recorded after finalization, exact and rounded:
@@ -74,6 +76,15 @@ impl PeriodCosts {
     /// Every account's daily charges.
     pub fn days(&self) -> impl Iterator<Item = &DayCost> {
         self.accounts.iter().flat_map(|a| a.days.iter())
+    }
+
+    /// Every account's unbilled refusals by day: (account, day, count).
+    pub fn unbilled_refusals(&self) -> impl Iterator<Item = (&str, NaiveDate, i64)> {
+        self.accounts.iter().flat_map(|a| {
+            a.unbilled_refusals
+                .iter()
+                .map(|(day, n)| (a.invoice.account.as_str(), *day, *n))
+        })
     }
 }
 
@@ -134,7 +145,7 @@ pub async fn period_costs(
         } else {
             now.charges(book, &account, period).total - invoice.total
         };
-        let days = split_by_day(data, book, &account);
+        let (days, unbilled_refusals) = split_by_day(data, book, &account);
         let adjustments = adjustments_for(store, book, &account, period, basis.seq()).await?;
         if adjustments.is_empty() && number.is_none() && !now.has_usage(&account) && only.is_none()
         {
@@ -151,6 +162,7 @@ pub async fn period_costs(
         out.push(AccountCosts {
             invoice,
             days,
+            unbilled_refusals,
             number,
             late,
         });
@@ -163,8 +175,13 @@ pub async fn period_costs(
     })
 }
 
-/// One account's charges by day, each line's cents split across its days.
-fn split_by_day(data: &PeriodData, book: &PriceBook, account: &str) -> Vec<DayCost> {
+/// One account's charges by day, each line's cents split across its days;
+/// and its unbilled refusals by day.
+fn split_by_day(
+    data: &PeriodData,
+    book: &PriceBook,
+    account: &str,
+) -> (Vec<DayCost>, BTreeMap<NaiveDate, i64>) {
     let thresholds = book.thresholds();
     let mut books: BTreeMap<NaiveDate, LineBook> = BTreeMap::new();
     let day_of = |d: i64| crate::time::date_of_day_number(d).unwrap_or_default();
@@ -195,6 +212,12 @@ fn split_by_day(data: &PeriodData, book: &PriceBook, account: &str) -> Vec<DayCo
             .or_default()
             .add_container_seconds(charge, version, price, s);
     }
+
+    let refusals = books
+        .iter()
+        .map(|(day, b)| (*day, b.unbilled_refusals()))
+        .filter(|(_, n)| *n > 0)
+        .collect();
 
     // Quantities per line key and day.
     let mut per_key: BTreeMap<LineKey, Vec<(NaiveDate, Decimal)>> = BTreeMap::new();
@@ -233,7 +256,7 @@ fn split_by_day(data: &PeriodData, book: &PriceBook, account: &str) -> Vec<DayCo
     }
     net_free_hours(&mut out);
     out.sort_by(|a, b| (a.day, &a.key).cmp(&(b.day, &b.key)));
-    out
+    (out, refusals)
 }
 
 /// Split independently, a day's container hours and free hours could round

@@ -27,6 +27,8 @@ pub struct Invoice {
     pub records: i64,
     pub containers: i64,
     pub unpriced: Vec<Unpriced>,
+    /// Records that were refusals before any output and not charged (SPEC 4.1).
+    pub unbilled_refusals: i64,
 }
 
 pub fn assemble(
@@ -36,6 +38,7 @@ pub fn assemble(
     records: i64,
     containers: i64,
 ) -> Invoice {
+    let unbilled_refusals = book.unbilled_refusals();
     let (lines, unpriced) = book.finish();
     let sum = |cat: Category| -> Decimal {
         lines
@@ -62,5 +65,6 @@ pub fn assemble(
         records,
         containers,
         unpriced,
+        unbilled_refusals,
     }
 }

@@ -229,6 +229,8 @@ impl TokenQuantities {
 pub struct LineBook {
     pub(super) lines: BTreeMap<LineKey, Decimal>,
     unpriced: BTreeMap<String, Unpriced>,
+    /// Records that were refusals before output the book does not charge.
+    unbilled_refusals: i64,
 }
 
 impl LineBook {
@@ -299,6 +301,13 @@ impl LineBook {
             self.add_unpriced(model, records, usage);
             return;
         };
+        if let Some(refusal) = &key.refusal
+            && !version.refusal_policy.charges(refusal)
+        {
+            // Nothing at all: no tokens, no web searches (SPEC 4.1).
+            self.unbilled_refusals += records;
+            return;
+        }
         // Web searches do not depend on the model, and are never batch-discounted.
         self.add(
             LineKey {
@@ -411,6 +420,11 @@ impl LineBook {
             },
             Decimal::from(seconds),
         );
+    }
+
+    /// Refusals before output that the book in force did not charge.
+    pub fn unbilled_refusals(&self) -> i64 {
+        self.unbilled_refusals
     }
 
     pub fn finish(self) -> (Vec<Line>, Vec<Unpriced>) {

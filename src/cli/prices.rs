@@ -76,6 +76,7 @@ pub async fn prices(database: &str, args: PricesArgs) -> Result<ExitCode> {
         v.free_allowance_scope,
         v.web_tools_make_code_execution_free
     );
+    println!("  refusals: {}", v.refusal_policy.describe());
     println!();
     println!(
         "{:<28} {:>8} {:>8} {:>9} {:>9} {:>9}  notes (USD per million tokens)",

@@ -104,9 +104,17 @@ pub fn render(v: &View) -> String {
     let records: i64 = v.accounts.iter().map(|a| a.invoice.records).sum();
     let _ = write!(
         h,
-        r#"<div class="card"><div class="k">records · accounts</div><div class="v small">{records} · {}</div></div></section>"#,
+        r#"<div class="card"><div class="k">records · accounts</div><div class="v small">{records} · {}</div></div>"#,
         v.accounts.len()
     );
+    let refusals: i64 = v.accounts.iter().map(|a| a.invoice.unbilled_refusals).sum();
+    if refusals > 0 {
+        let _ = write!(
+            h,
+            r#"<div class="card" title="refusals before any output that the price book's refusal policy does not charge"><div class="k">refusals not charged</div><div class="v small" id="unbilled-refusals">{refusals}</div></div>"#
+        );
+    }
+    h.push_str("</section>");
 
     warnings(&mut h, v);
     daily_chart(&mut h, v);

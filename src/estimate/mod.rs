@@ -244,6 +244,7 @@ fn workload_part(
             fast: false,
             us: false,
             bucket: bucket(thresholds, total_input),
+            refusal: None,
         };
         let q = TokenQuantities {
             input: n * w.input_tokens,

@@ -180,6 +180,9 @@ pub struct Bucket {
     pub starting_at: String,
     pub ending_at: String,
     pub results: Vec<CostResult>,
+    /// tally's own: requests of the bucket that were refusals before any
+    /// output and not charged (they are in no result's amount).
+    pub unbilled_refusals: i64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -260,10 +263,18 @@ pub fn description(cost: &DayCost) -> String {
     }
 }
 
-/// Build one page of the report from daily costs (already restricted to
-/// what the caller may see).
-pub fn build<'a>(query: &CostReportQuery, days: impl Iterator<Item = &'a DayCost>) -> CostReport {
+/// Build one page of the report from daily costs and unbilled refusals
+/// (`(account, day, count)`), both already restricted to what the caller may see.
+pub fn build<'a>(
+    query: &CostReportQuery,
+    days: impl Iterator<Item = &'a DayCost>,
+    refusals: impl Iterator<Item = (&'a str, NaiveDate, i64)>,
+) -> CostReport {
     let (page, next) = query.page_days();
+    let mut unbilled: BTreeMap<NaiveDate, i64> = BTreeMap::new();
+    for (_, day, n) in refusals {
+        *unbilled.entry(day).or_default() += n;
+    }
     let mut buckets: BTreeMap<NaiveDate, BTreeMap<CostResult, Decimal>> =
         page.iter().map(|d| (*d, BTreeMap::new())).collect();
     let by_description = query.grouped(GroupBy::Description);
@@ -305,6 +316,7 @@ pub fn build<'a>(query: &CostReportQuery, days: impl Iterator<Item = &'a DayCost
             .map(|(day, results)| Bucket {
                 starting_at: stamp(day),
                 ending_at: stamp(day + Days::new(1)),
+                unbilled_refusals: unbilled.get(&day).copied().unwrap_or(0),
                 results: results
                     .into_iter()
                     .map(|(mut r, amount)| {

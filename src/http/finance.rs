@@ -109,6 +109,10 @@ pub async fn cost_report(
             .iter()
             .flat_map(|s| s.costs.days())
             .filter(|c| only.is_none_or(|o| o == c.account)),
+        snaps
+            .iter()
+            .flat_map(|s| s.costs.unbilled_refusals())
+            .filter(|(account, _, _)| only.is_none_or(|o| o == *account)),
     );
     Ok(Json(report).into_response())
 }

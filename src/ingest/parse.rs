@@ -9,6 +9,7 @@
 //! - errors name the line and column (syntax) or the field path (values);
 //! - nothing here panics on any input: the parser is fuzzed by the tests.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::{Deserialize, Deserializer, de};
@@ -20,8 +21,8 @@ use super::retention::billing_view;
 use super::stream::assemble_stream;
 use crate::record::RejectReason;
 use crate::record::{
-    Defaults, ExtraIteration, LineError, NewRecord, Origin, RecordKind, Retention, Usage,
-    validate_account,
+    Attribution, Defaults, ExtraIteration, LineError, MAX_TAGS, NewRecord, Origin, RecordKind,
+    Refusal, Retention, Usage, validate_account, validate_label, validate_tag_key,
 };
 use crate::time::Micros;
 
@@ -205,6 +206,8 @@ struct EnvelopeFields {
     started_at: Option<Micros>,
     batch: Option<bool>,
     files_preloaded: Option<bool>,
+    /// As the envelope gives it (`user` may still come from the request).
+    attribution: Attribution,
 }
 
 struct Ctx<'a> {
@@ -248,7 +251,65 @@ impl Ctx<'_> {
             started_at,
             batch: self.opt_bool(top, "batch")?,
             files_preloaded: self.opt_bool(top, "files_preloaded")?,
+            attribution: Attribution {
+                workspace: self.opt_label(top, "workspace", "workspace")?,
+                api_key_id: self.opt_label(top, "api_key_id", "api_key_id")?,
+                user: self.opt_label(top, "user", "user")?,
+                tags: self.tags(top)?,
+            },
         })
+    }
+
+    /// A workspace, API key id or user: a string of at most 256 characters
+    /// (an empty one is absent).
+    fn opt_label(
+        &self,
+        obj: &Map<String, Value>,
+        key: &str,
+        path: &str,
+    ) -> Result<Option<String>, LineError> {
+        let Some(s) = self.opt_str(obj, key, path)? else {
+            return Ok(None);
+        };
+        validate_label(s).map_err(|m| self.invalid(path, m))?;
+        Ok((!s.is_empty()).then(|| s.to_owned()))
+    }
+
+    /// `tags`: an object of at most 20 string values, each key `[a-z0-9_.:-]{1,64}`.
+    fn tags(&self, top: &Map<String, Value>) -> Result<BTreeMap<String, String>, LineError> {
+        let tags = match top.get("tags") {
+            None | Some(Value::Null) => return Ok(BTreeMap::new()),
+            Some(Value::Object(tags)) => tags,
+            Some(other) => {
+                return Err(self.invalid(
+                    "tags",
+                    format!(
+                        "must be an object of string values, got a {}",
+                        json_kind(other)
+                    ),
+                ));
+            }
+        };
+        if tags.len() > MAX_TAGS {
+            return Err(self.invalid(
+                "tags",
+                format!("has {} keys; at most {MAX_TAGS} are allowed", tags.len()),
+            ));
+        }
+        let mut out = BTreeMap::new();
+        for (key, value) in tags {
+            validate_tag_key(key).map_err(|m| self.invalid("tags", m))?;
+            let path = format!("tags.{key}");
+            let Value::String(value) = value else {
+                return Err(self.invalid(
+                    path,
+                    format!("must be a string, got a {}", json_kind(value)),
+                ));
+            };
+            validate_label(value).map_err(|m| self.invalid(&path, m))?;
+            out.insert(key.clone(), value.clone());
+        }
+        Ok(out)
     }
 
     fn opt_str<'v>(
@@ -369,10 +430,15 @@ impl Ctx<'_> {
                 ));
             }
         };
+        let refusal = refusal_before_output(resp);
         let request = top.get("request").filter(|v| v.is_object());
-        let files_preloaded = env
-            .files_preloaded
-            .unwrap_or_else(|| request.is_some_and(|r| containers::messages_upload_files(r.get("messages"))));
+        let mut attribution = env.attribution;
+        if attribution.user.is_none() {
+            attribution.user = request_user(request, self)?;
+        }
+        let files_preloaded = env.files_preloaded.unwrap_or_else(|| {
+            request.is_some_and(|r| containers::messages_upload_files(r.get("messages")))
+        });
         let (usage, iterations, tier, geo, speed) = usage_in.into_parts();
         Ok(NewRecord {
             key: id.to_owned(),
@@ -393,6 +459,8 @@ impl Ctx<'_> {
             inference_geo: geo,
             speed,
             iterations,
+            refusal,
+            attribution,
             content_hash: canonical_hash(response),
             retention: self.retention,
             raw,
@@ -474,6 +542,8 @@ impl Ctx<'_> {
             inference_geo: None,
             speed: None,
             iterations: Vec::new(),
+            refusal: None,
+            attribution: env.attribution,
             content_hash,
             retention: self.retention,
             raw,
@@ -681,4 +751,40 @@ impl CountersIn {
             self.speed.0,
         )
     }
+}
+
+/// `request.metadata.user_id`, the user when the envelope names none (a
+/// value that is not a string is not a user: the request is the API's, not ours).
+fn request_user(request: Option<&Value>, ctx: &Ctx<'_>) -> Result<Option<String>, LineError> {
+    let Some(user) = request
+        .and_then(|r| r.get("metadata"))
+        .and_then(|m| m.get("user_id"))
+        .and_then(Value::as_str)
+    else {
+        return Ok(None);
+    };
+    validate_label(user).map_err(|m| ctx.invalid("request.metadata.user_id", m))?;
+    Ok((!user.is_empty()).then(|| user.to_owned()))
+}
+
+/// A refusal before any output (SPEC 4.1): `stop_reason` is `refusal` and
+/// `content` is empty or absent; its category from `stop_details`. A stream's
+/// assembled message carries its last `message_delta`'s stop reason and details.
+fn refusal_before_output(resp: &Map<String, Value>) -> Option<Refusal> {
+    if resp.get("stop_reason").and_then(Value::as_str) != Some("refusal") {
+        return None;
+    }
+    let output = match resp.get("content") {
+        None | Some(Value::Null) => false,
+        Some(Value::Array(blocks)) => !blocks.is_empty(),
+        Some(_) => true,
+    };
+    if output {
+        return None;
+    }
+    let category = resp
+        .get("stop_details")
+        .and_then(|d| d.get("category"))
+        .and_then(Value::as_str);
+    Some(Refusal::new(category))
 }

@@ -111,6 +111,54 @@ pub enum AllowanceScope {
     Account,
 }
 
+/// Whether a refusal before any output is charged (SPEC 4.1). A refusal
+/// with partial content is always charged like any response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "policy", rename_all = "snake_case")]
+pub enum RefusalPolicy {
+    /// Charged like any response (Anthropic until 2026-06-01).
+    Charged,
+    /// Not charged, except refusals whose `stop_details.category` is one of
+    /// `billed_categories` (none from 2026-06-02; `bio`, `frontier_llm` and
+    /// `reasoning_extraction` from 2026-09-24).
+    FreeBeforeOutput { billed_categories: Vec<String> },
+}
+
+impl RefusalPolicy {
+    /// Whether this refusal before output is charged.
+    pub fn charges(&self, refusal: &crate::record::Refusal) -> bool {
+        match self {
+            RefusalPolicy::Charged => true,
+            RefusalPolicy::FreeBeforeOutput { billed_categories } => refusal
+                .category()
+                .is_some_and(|c| billed_categories.iter().any(|b| b == c)),
+        }
+    }
+
+    /// The policy in words, as `tally prices` shows it.
+    pub fn describe(&self) -> String {
+        match self {
+            RefusalPolicy::Charged => "refusals are charged like any response".to_owned(),
+            RefusalPolicy::FreeBeforeOutput { billed_categories }
+                if billed_categories.is_empty() =>
+            {
+                "a refusal before any output is not charged".to_owned()
+            }
+            RefusalPolicy::FreeBeforeOutput { billed_categories } => format!(
+                "a refusal before any output is not charged, except in the categories {}",
+                billed_categories.join(", ")
+            ),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum RefusalPolicyName {
+    Charged,
+    FreeBeforeOutput,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PriceVersion {
     pub effective_from: NaiveDate,
@@ -128,6 +176,7 @@ pub struct PriceVersion {
     pub free_allowance_period: AllowancePeriod,
     pub free_allowance_scope: AllowanceScope,
     pub web_tools_make_code_execution_free: bool,
+    pub refusal_policy: RefusalPolicy,
     pub models: Vec<ModelPrice>,
     #[serde(skip)]
     index: HashMap<String, usize>,
@@ -192,6 +241,10 @@ struct VersionFile {
     free_allowance_period: AllowancePeriod,
     free_allowance_scope: AllowanceScope,
     web_tools_make_code_execution_free: bool,
+    /// Absent: `charged` (books written before refusal policies existed).
+    refusal_policy: Option<RefusalPolicyName>,
+    #[serde(default)]
+    refusal_billed_categories: Vec<String>,
     #[serde(default)]
     model: Vec<Spanned<ModelFile>>,
 }
@@ -355,6 +408,31 @@ impl PriceBook {
             if v.container_minimum_seconds < 0 {
                 return Err(err("container_minimum_seconds must not be negative".into()));
             }
+            let refusal_policy = match v.refusal_policy {
+                None | Some(RefusalPolicyName::Charged)
+                    if !v.refusal_billed_categories.is_empty() =>
+                {
+                    return Err(err(
+                        "refusal_billed_categories needs refusal_policy = \"free_before_output\""
+                            .into(),
+                    ));
+                }
+                None | Some(RefusalPolicyName::Charged) => RefusalPolicy::Charged,
+                Some(RefusalPolicyName::FreeBeforeOutput) => {
+                    if let Some(bad) = v
+                        .refusal_billed_categories
+                        .iter()
+                        .find(|c| c.is_empty() || c.contains(char::is_whitespace))
+                    {
+                        return Err(err(format!(
+                            "refusal_billed_categories: {bad:?} is not a category (a stop_details.category value such as \"bio\")"
+                        )));
+                    }
+                    RefusalPolicy::FreeBeforeOutput {
+                        billed_categories: v.refusal_billed_categories,
+                    }
+                }
+            };
             let mut models = Vec::with_capacity(v.model.len());
             let mut index = HashMap::new();
             for spanned in v.model {
@@ -442,6 +520,7 @@ impl PriceBook {
                 free_allowance_period: v.free_allowance_period,
                 free_allowance_scope: v.free_allowance_scope,
                 web_tools_make_code_execution_free: v.web_tools_make_code_execution_free,
+                refusal_policy,
                 models,
                 index,
             });

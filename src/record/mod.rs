@@ -47,6 +47,46 @@ impl std::ops::AddAssign<&Usage> for Usage {
     }
 }
 
+/// A refusal before any output (SPEC 4.1): `stop_reason: "refusal"` with no
+/// content. Whether it is charged is the price book's call (its refusal
+/// policy, by date and category), so the ledger keeps what it was, not the
+/// verdict: a re-imported book decides again.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Refusal {
+    /// As the ledger's `refusal` columns hold it: `refusal` for one without
+    /// a category, `refusal:CATEGORY` for one with (`""` there means none).
+    column: String,
+}
+
+impl Refusal {
+    /// A refusal before output, with its `stop_details.category` if any.
+    pub fn new(category: Option<&str>) -> Refusal {
+        let column = match category {
+            None => "refusal".to_owned(),
+            Some(c) => format!("refusal:{c}"),
+        };
+        Refusal { column }
+    }
+
+    pub fn category(&self) -> Option<&str> {
+        self.column.strip_prefix("refusal:")
+    }
+
+    /// The column value of `refusal` (`""` for no refusal before output).
+    pub fn column(refusal: Option<&Refusal>) -> &str {
+        refusal.map_or("", |r| r.column.as_str())
+    }
+
+    /// The inverse of [`Refusal::column`].
+    pub fn from_column(text: &str) -> Option<Refusal> {
+        match text.strip_prefix("refusal") {
+            Some("") => Some(Refusal::new(None)),
+            Some(rest) => rest.strip_prefix(':').map(|c| Refusal::new(Some(c))),
+            None => None,
+        }
+    }
+}
+
 /// Everything that decides which rates apply to a quantity of tokens.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RateKey {
@@ -60,6 +100,8 @@ pub struct RateKey {
     /// How many of the price book's tier thresholds the total input exceeds
     /// (relative to the thresholds of the query that summed the usage).
     pub bucket: i64,
+    /// A refusal before any output: charged or not as the book in force says.
+    pub refusal: Option<Refusal>,
 }
 
 /// What kind of ledger record this is. Only `Message` records carry usage;
@@ -154,6 +196,10 @@ pub struct NewRecord {
     pub inference_geo: Option<String>,
     pub speed: Option<String>,
     pub iterations: Vec<ExtraIteration>,
+    /// A refusal before any output (its iterations share its fate).
+    pub refusal: Option<Refusal>,
+    /// Workspace, API key id, user and tags.
+    pub attribution: Attribution,
     /// SHA-256 (hex) of the response compared as a JSON value (keys sorted, no
     /// white space): equal hashes mean "the same response body" (whatever
     /// `raw` retains).
@@ -204,9 +250,66 @@ pub fn validate_account(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Whom a record's cost is attributed to within its account (SPEC 3.1):
+/// finance splits one account's bill by these.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Attribution {
+    /// The Anthropic workspace that served the call.
+    pub workspace: Option<String>,
+    /// Which API key made the call (an id or a label, never the key).
+    pub api_key_id: Option<String>,
+    /// The end user (`request.metadata.user_id` when the envelope has none).
+    pub user: Option<String>,
+    /// Key → value, keys sorted.
+    pub tags: std::collections::BTreeMap<String, String>,
+}
+
+/// Most tags a record may carry.
+pub const MAX_TAGS: usize = 20;
+/// Longest tag value, and longest workspace, API key id or user, in characters.
+pub const MAX_LABEL_CHARS: usize = 256;
+
+/// Tag keys: 1–64 characters of `[a-z0-9_.:-]`.
+pub fn validate_tag_key(key: &str) -> Result<(), String> {
+    if key.is_empty() || key.len() > 64 {
+        return Err(format!("tag key {key:?} must be 1 to 64 characters long"));
+    }
+    if let Some(bad) = key.chars().find(|c| {
+        !(c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '.' | ':' | '-'))
+    }) {
+        return Err(format!(
+            "tag key {key:?} contains {bad:?}; only lowercase letters, digits and _ . : - are allowed"
+        ));
+    }
+    Ok(())
+}
+
+/// A workspace, API key id, user or tag value: at most [`MAX_LABEL_CHARS`] characters.
+pub fn validate_label(value: &str) -> Result<(), String> {
+    let n = value.chars().count();
+    if n > MAX_LABEL_CHARS {
+        return Err(format!(
+            "is {n} characters long; at most {MAX_LABEL_CHARS} are allowed"
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tag_keys_and_labels() {
+        assert!(validate_tag_key("cost_centre.eu:1-a").is_ok());
+        assert!(validate_tag_key(&"k".repeat(64)).is_ok());
+        for bad in ["", "Project", "a b", "é"] {
+            assert!(validate_tag_key(bad).is_err(), "{bad:?}");
+        }
+        assert!(validate_tag_key(&"k".repeat(65)).is_err());
+        assert!(validate_label(&"é".repeat(256)).is_ok());
+        assert!(validate_label(&"v".repeat(257)).is_err());
+    }
 
     #[test]
     fn account_rules() {

@@ -7,8 +7,9 @@
 //! set of disjoint spans. A record merges its interval into the set, so
 //! records may arrive in any order: the set, and so the execution time, is
 //! the same. Two cases still send billing back to a container's records (the
-//! container goes *inexact*): a record that declared web tools (whether it is
-//! billed depends on the price book in force, which the roll-up cannot know),
+//! container goes *inexact*): a record that declared web tools or is a
+//! refusal before output (whether it is billed depends on the price book in
+//! force, which the roll-up cannot know),
 //! and a container whose set would pass [`MAX_SPANS`] (kept small so a
 //! container's row stays cheap to rewrite).
 
@@ -108,9 +109,11 @@ impl ContainerState {
     }
 
     /// Take one more record of the container into account, in any order.
-    pub fn add(&mut self, recorded_at: Micros, started_at: Option<Micros>, web_tools: bool) {
+    /// `book_decides`: whether the record is billed at all depends on the
+    /// price book in force (web tools, a refusal), which the roll-up cannot know.
+    pub fn add(&mut self, recorded_at: Micros, started_at: Option<Micros>, book_decides: bool) {
         self.first_at = Some(self.first_at.map_or(recorded_at, |f| f.min(recorded_at)));
-        if web_tools {
+        if book_decides {
             self.go_inexact();
         }
         if !self.exact {
@@ -203,7 +206,11 @@ pub fn apply<'a>(
             .or_insert_with(|| ContainerState::new(recs.first().map_or("", |r| &r.account)));
         let before = state.contribution();
         for r in recs {
-            state.add(r.recorded_at, r.started_at, r.web_tools_20260209);
+            state.add(
+                r.recorded_at,
+                r.started_at,
+                r.web_tools_20260209 || r.refusal.is_some(),
+            );
         }
         let after = state.contribution();
         if before == after {

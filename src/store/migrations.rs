@@ -79,6 +79,18 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../migrations/sqlite/0012_proxy_keys.sql"),
         include_str!("../../migrations/postgres/0012_proxy_keys.sql"),
     ),
+    (
+        13,
+        "refusals",
+        include_str!("../../migrations/sqlite/0013_refusals.sql"),
+        include_str!("../../migrations/postgres/0013_refusals.sql"),
+    ),
+    (
+        14,
+        "attribution",
+        include_str!("../../migrations/sqlite/0014_attribution.sql"),
+        include_str!("../../migrations/postgres/0014_attribution.sql"),
+    ),
 ];
 
 /// Version numbers of the embedded migrations.

@@ -184,7 +184,7 @@ impl WriteTx for Tx<'_> {
     }
 
     async fn delete_records(&mut self, seqs: &[i64]) -> Result<()> {
-        for table in ["record_iterations", "record_bodies", "records"] {
+        for table in super::row::RECORD_TABLES {
             sqlx::query(AssertSqlSafe(format!(
                 "delete from {table} where seq = any($1)"
             )))

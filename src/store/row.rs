@@ -5,7 +5,7 @@
 //! column for `unnest`, and a new column is added in one place.
 
 use super::RollupKey;
-use crate::record::{ExtraIteration, NewRecord, NewRejection, Usage};
+use crate::record::{ExtraIteration, NewRecord, NewRejection, Refusal, Usage};
 use crate::time::Micros;
 
 /// One value as it is bound (every text and integer column may be NULL in
@@ -102,6 +102,10 @@ pub(super) fn record_row(r: &NewRecord, now: Micros) -> TableRow<'_> {
         ("speed", Text(r.speed.as_deref())),
         ("content_hash", Text(Some(&r.content_hash))),
         ("retention", Text(Some(r.retention.as_str()))),
+        ("refusal", Text(Some(Refusal::column(r.refusal.as_ref())))),
+        ("workspace", Text(r.attribution.workspace.as_deref())),
+        ("api_key_id", Text(r.attribution.api_key_id.as_deref())),
+        ("end_user", Text(r.attribution.user.as_deref())),
         ("source", Text(Some(&r.origin.source))),
         ("source_line", Int(Some(r.origin.line as i64))),
         ("ingested_at", Int(Some(now))),
@@ -116,6 +120,24 @@ pub(super) fn body_row(seq: i64, raw: &str) -> TableRow<'_> {
         ("raw", Value::Text(Some(raw))),
     ]
 }
+
+/// One of a record's tags in `record_tags`.
+pub(super) fn tag_row<'a>(seq: i64, key: &'a str, value: &'a str) -> TableRow<'a> {
+    vec![
+        ("seq", Value::Int(Some(seq))),
+        ("key", Value::Text(Some(key))),
+        ("value", Value::Text(Some(value))),
+    ]
+}
+
+/// The tables holding a record's rows, its own last (a record undone by a
+/// container conflict is deleted from each).
+pub(super) const RECORD_TABLES: [&str; 4] = [
+    "record_iterations",
+    "record_bodies",
+    "record_tags",
+    "records",
+];
 
 /// An extra iteration in `record_iterations`: the usage counters up to web
 /// searches (its web fetches and code-execution requests are the record's).
@@ -150,6 +172,7 @@ pub(super) fn rollup_row<'a>(
         ("fast", Int(Some(k.fast))),
         ("us", Int(Some(k.us))),
         ("size_class", Int(Some(k.size_class))),
+        ("refusal", Text(Some(&k.refusal))),
         ("shard", Int(Some(shard))),
         ("records", Int(Some(records))),
     ];

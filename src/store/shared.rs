@@ -56,6 +56,7 @@ struct UsageGroupRow {
     fast: i64,
     us: i64,
     bucket: i64,
+    refusal: String,
     records: i64,
     #[sqlx(flatten)]
     usage: crate::record::Usage,
@@ -72,6 +73,7 @@ impl From<UsageGroupRow> for UsageGroup {
                 fast: r.fast != 0,
                 us: r.us != 0,
                 bucket: r.bucket,
+                refusal: crate::record::Refusal::from_column(&r.refusal),
             },
             records: r.records,
             usage: r.usage,

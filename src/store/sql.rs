@@ -85,7 +85,7 @@ pub(super) fn usage_sql(thresholds: usize, iterations: bool, one_account: bool) 
          cast(case when r.batch then 1 else 0 end as bigint) as batch, \
          cast(case when r.speed = 'fast' then 1 else 0 end as bigint) as fast, \
          cast(case when r.inference_geo = 'us' then 1 else 0 end as bigint) as us, \
-         cast({bucket} as bigint) as bucket, cast(count(*) as bigint) as records, \
+         cast({bucket} as bigint) as bucket, r.refusal, cast(count(*) as bigint) as records, \
          cast(sum({usage}.input_tokens) as bigint) as input_tokens, \
          cast(sum({usage}.output_tokens) as bigint) as output_tokens, \
          cast(sum({usage}.cache_creation_input_tokens) as bigint) as cache_creation_input_tokens, \
@@ -97,13 +97,13 @@ pub(super) fn usage_sql(thresholds: usize, iterations: bool, one_account: bool) 
          cast(sum({code}) as bigint) as code_execution_requests \
          from {src} where r.kind = 'message' and r.recorded_at >= $1 and r.recorded_at < $2 \
          and {account} and r.seq <= $4 \
-         group by 1, 2, 3, 4, 5, 6, 7",
+         group by 1, 2, 3, 4, 5, 6, 7, 8",
         day = crate::time::MICROS_PER_DAY
     )
 }
 
 pub(super) const CONTAINER_RECORDS: &str = "select container_id, account, recorded_at, started_at, \
-    web_tools_20260209 \
+    web_tools_20260209, refusal \
     from records where container_id is not null and kind = 'message' \
     and (uses_code_execution or files_preloaded) and recorded_at >= $1 and recorded_at < $2 and seq <= $3";
 
@@ -131,7 +131,7 @@ pub(super) const CONTAINER_DAYS_ADD: &str = "on conflict (account, day, shard) d
 /// `cross join` keeps SQLite from scanning records first; no bound on `seq`
 /// (PostgreSQL without statistics would scan its whole index per container).
 pub(super) const INEXACT_CONTAINER_RECORDS: &str = "select r.container_id, r.account, r.recorded_at, r.started_at, \
-    r.web_tools_20260209 \
+    r.web_tools_20260209, r.refusal \
     from containers c cross join records r \
     where c.exact = 0 and c.first_at >= $1 and c.first_at < $2 \
     and r.container_id is not null and r.container_id = c.container_id \
@@ -168,7 +168,7 @@ pub(super) fn rollup_sql(one_account: bool) -> String {
         "cast($4 as text) is null"
     };
     format!(
-        "select account, nullif(model, '') as model, day, batch, fast, us, size_class as bucket, \
+        "select account, nullif(model, '') as model, day, batch, fast, us, size_class as bucket, refusal, \
          cast(sum(records) as bigint) as records, cast(sum(input_tokens) as bigint) as input_tokens, \
          cast(sum(output_tokens) as bigint) as output_tokens, \
          cast(sum(cache_creation_input_tokens) as bigint) as cache_creation_input_tokens, \
@@ -179,7 +179,7 @@ pub(super) fn rollup_sql(one_account: bool) -> String {
          cast(sum(web_fetch_requests) as bigint) as web_fetch_requests, \
          cast(sum(code_execution_requests) as bigint) as code_execution_requests \
          from usage_rollup where kind = $1 and day >= $2 and day < $3 and {account} \
-         group by account, model, day, batch, fast, us, size_class"
+         group by account, model, day, batch, fast, us, size_class, refusal"
     )
 }
 
@@ -201,6 +201,6 @@ pub(super) fn rollup_upsert() -> String {
     .collect::<Vec<_>>()
     .join(", ");
     format!(
-        "on conflict (account, day, model, kind, batch, fast, us, size_class, shard) do update set {sums}"
+        "on conflict (account, day, model, kind, batch, fast, us, size_class, refusal, shard) do update set {sums}"
     )
 }

@@ -194,7 +194,7 @@ impl WriteTx for Tx<'_, '_> {
     async fn delete_records(&mut self, seqs: &[i64]) -> Result<()> {
         // Only a concurrent claimer calls for this, and SQLite has one
         // writer; complete all the same.
-        for table in ["record_iterations", "record_bodies", "records"] {
+        for table in super::row::RECORD_TABLES {
             let statement = |n| format!("delete from {table} where seq in ({})", list(n));
             execute_chunked(self.0, seqs, ROWS_PER_STATEMENT, statement, |q, seq| {
                 q.bind(*seq)

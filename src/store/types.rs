@@ -158,6 +158,8 @@ pub struct RollupKey {
     pub fast: i64,
     pub us: i64,
     pub size_class: i64,
+    /// A refusal before output ([`crate::record::Refusal::column`]; `""`: none).
+    pub refusal: String,
 }
 
 /// Summed usage of the records that share every billing-relevant trait.
@@ -180,6 +182,8 @@ pub struct ContainerRecord {
     pub recorded_at: Micros,
     pub started_at: Option<Micros>,
     pub web_tools_20260209: bool,
+    /// [`crate::record::Refusal::column`] of the record (`""`: not a refusal).
+    pub refusal: String,
 }
 
 /// Exact containers first used by one account on one UTC day (day number),

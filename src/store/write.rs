@@ -34,7 +34,7 @@ use async_trait::async_trait;
 use super::containers::{self, ContainerDayDelta, ContainerDayKey, ContainerState};
 use super::row::{self, Returned, TableRow};
 use super::{RecordOutcome, Result, RollupKey, WriteBatch, WriteOutcome, size_class};
-use crate::record::{NewRecord, NewRejection, RecordKind, Usage, conflict_error};
+use crate::record::{NewRecord, NewRejection, RecordKind, Refusal, Usage, conflict_error};
 use crate::time::Micros;
 
 /// The primitive operations a backend's transaction provides.
@@ -225,16 +225,21 @@ async fn write_round<T: WriteTx>(
     // bulk of the bytes goes in while another writer may hold a container.
     let mut bodies = Vec::with_capacity(inserted.len());
     let mut iterations = Vec::new();
+    let mut tags = Vec::new();
     for r in &rows {
         if let Some(&seq) = inserted.get(&r.key) {
             bodies.push(row::body_row(seq, &r.raw));
             for (pos, it) in r.iterations.iter().enumerate() {
                 iterations.push(row::iteration_row(seq, pos as i64, it));
             }
+            for (key, value) in &r.attribution.tags {
+                tags.push(row::tag_row(seq, key, value));
+            }
         }
     }
     insert_all(tx, "record_bodies", &bodies, "").await?;
     insert_all(tx, "record_iterations", &iterations, "").await?;
+    insert_all(tx, "record_tags", &tags, "").await?;
 
     // Lock the containers of the inserted records; a claim another writer
     // made meanwhile for another account undoes the records naming it.
@@ -401,11 +406,13 @@ fn add_to_rollup(rollup: &mut BTreeMap<RollupKey, (Usage, i64, i64)>, r: &NewRec
             fast: 0,
             us: 0,
             size_class: 0,
+            refusal: String::new(),
         };
         add(key, &Usage::default());
         return;
     }
     let model = r.model.clone().unwrap_or_default();
+    let refusal = Refusal::column(r.refusal.as_ref());
     add(
         RollupKey {
             account: r.account.clone(),
@@ -416,6 +423,7 @@ fn add_to_rollup(rollup: &mut BTreeMap<RollupKey, (Usage, i64, i64)>, r: &NewRec
             fast,
             us,
             size_class: size_class(total(&r.usage)),
+            refusal: refusal.to_owned(),
         },
         &r.usage,
     );
@@ -435,6 +443,7 @@ fn add_to_rollup(rollup: &mut BTreeMap<RollupKey, (Usage, i64, i64)>, r: &NewRec
                 fast,
                 us,
                 size_class: size_class(total(&u)),
+                refusal: refusal.to_owned(),
             },
             &u,
         );

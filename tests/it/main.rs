@@ -23,5 +23,6 @@ mod large_records;
 mod multiprocess;
 mod parse;
 mod proxy;
+mod refusals;
 mod retention;
 mod store_contract;

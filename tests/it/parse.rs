@@ -174,6 +174,59 @@ fn bad_timestamps_accounts_and_intervals_name_the_field() {
 }
 
 #[test]
+fn attribution_fields_are_read_and_checked() {
+    let mut v = seed();
+    v["workspace"] = json!("wrkspc_01");
+    v["api_key_id"] = json!("apikey_01");
+    v["tags"] = json!({"project": "search", "cost_centre": "cc-42"});
+    v["request"] = json!({"model": "m", "messages": [], "metadata": {"user_id": "user-7"}});
+    let r = parse_value(&v).unwrap();
+    let a = &r.attribution;
+    assert_eq!(a.workspace.as_deref(), Some("wrkspc_01"));
+    assert_eq!(a.api_key_id.as_deref(), Some("apikey_01"));
+    // `user` from the request's metadata when the envelope has none...
+    assert_eq!(a.user.as_deref(), Some("user-7"));
+    assert_eq!(
+        a.tags
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect::<Vec<_>>(),
+        [("cost_centre", "cc-42"), ("project", "search")]
+    );
+    // ... and the envelope's own when it has one.
+    v["user"] = json!("user-8");
+    assert_eq!(
+        parse_value(&v).unwrap().attribution.user.as_deref(),
+        Some("user-8")
+    );
+    // None of them: none.
+    let plain = parse_value(&seed()).unwrap().attribution;
+    assert_eq!(plain, tally::record::Attribution::default());
+
+    // Bad values are rejected with the field named.
+    let cases = [
+        ("workspace", json!(7), "workspace"),
+        ("user", json!("u".repeat(257)), "user"),
+        ("tags", json!(["project"]), "tags"),
+        ("tags", json!({"Project": "x"}), "tags"),
+        ("tags", json!({"project": 1}), "tags.project"),
+        ("tags", json!({"project": "v".repeat(257)}), "tags.project"),
+    ];
+    for (field, value, named) in cases {
+        let mut v = seed();
+        v[field] = value;
+        let e = rejected(&v);
+        assert_eq!(e.field.as_deref(), Some(named), "{e}");
+    }
+    let mut v = seed();
+    let many: serde_json::Map<String, Value> =
+        (0..21).map(|i| (format!("k{i}"), json!("v"))).collect();
+    v["tags"] = Value::Object(many);
+    let e = rejected(&v);
+    assert!(e.message.contains("at most 20"), "{e}");
+}
+
+#[test]
 fn timestamps_accept_any_offset_and_default_to_now() {
     let mut v = seed();
     v["recorded_at"] = json!("2025-05-23T22:13:31+02:00");
