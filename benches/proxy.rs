@@ -1,12 +1,16 @@
 //! `tally proxy` on loopback, against a local upstream that answers at once:
 //! the latency the proxy adds (p50, p99 of sequential plain calls, through
 //! the proxy and straight to the upstream), and the calls per second it
-//! passes and records with many concurrent streams.
+//! passes and records with many concurrent streams; then spool recovery:
+//! calls made while the ledger refuses every record (a trigger) wait in the
+//! spool, and the time from the ledger taking records again to the last of
+//! them recorded.
 //!
 //! Run with `cargo bench --bench proxy`. Settings (environment):
 //! `TALLY_BENCH_CALLS` (default 2000 sequential calls), `TALLY_BENCH_STREAMS`
 //! (default 200 concurrent streams), `TALLY_BENCH_STREAM_CALLS` (default 20
-//! calls per stream), `TALLY_BENCH_DATABASE` (default a SQLite file).
+//! calls per stream), `TALLY_BENCH_SPOOLED` (default 10000 calls spooled),
+//! `TALLY_BENCH_DATABASE` (default a SQLite file).
 
 #![allow(clippy::unwrap_used)]
 
@@ -144,6 +148,9 @@ async fn main() {
     let recorded = start.elapsed().as_secs_f64();
     let total = (streams * per_stream) as f64;
 
+    let spooled = env_number("TALLY_BENCH_SPOOLED", 10_000);
+    let (spooling, replay) = spool_recovery(&database, &upstream_url, store.clone(), spooled).await;
+
     println!("| run | p50 ms | p99 ms |");
     println!("|---|---:|---:|");
     for (name, v) in [
@@ -169,4 +176,92 @@ async fn main() {
         total,
         recorded
     );
+    println!();
+    println!(
+        "spool recovery: {spooled} calls spooled while the ledger refused them ({:.0} calls/s served meanwhile); once it took records again, all of them recorded in {replay:.2} s ({:.0} records/s)",
+        spooled as f64 / spooling,
+        spooled as f64 / replay
+    );
+}
+
+/// Make the ledger refuse every new record (or take them again).
+async fn refuse_records(database: &str, refuse: bool) {
+    let sql = match (database.starts_with("postgres"), refuse) {
+        (false, true) => {
+            "create trigger refuse before insert on records begin select raise(abort, 'refused'); end"
+        }
+        (false, false) => "drop trigger refuse",
+        (true, true) => {
+            "create or replace function refuse() returns trigger language plpgsql as \
+            $$ begin raise exception 'refused'; end $$; \
+            create trigger refuse before insert on records for each row execute function refuse()"
+        }
+        (true, false) => "drop trigger refuse on records",
+    };
+    if database.starts_with("postgres") {
+        let pool = sqlx::PgPool::connect(database).await.unwrap();
+        sqlx::raw_sql(sql).execute(&pool).await.unwrap();
+    } else {
+        let pool = sqlx::SqlitePool::connect(database).await.unwrap();
+        sqlx::raw_sql(sql).execute(&pool).await.unwrap();
+    }
+}
+
+/// `calls` plain calls (50 at a time) through a proxy with a spool while the
+/// ledger refuses them, then the ledger back: the seconds the calls took,
+/// and the seconds until the last spooled call was recorded.
+async fn spool_recovery(
+    database: &str,
+    upstream_url: &str,
+    store: Arc<dyn tally::store::Store>,
+    calls: u64,
+) -> (f64, f64) {
+    let spool = tempfile::tempdir().unwrap();
+    let mut config = tally::proxy::ProxyConfig::new(format!("{upstream_url}/").parse().unwrap());
+    config.spool = Some(spool.path().to_owned());
+    config.default_account = Some("bench".into());
+    let state = tally::proxy::ProxyState::new(store.clone(), config).unwrap();
+    let proxy_url = serve(tally::proxy::router(state)).await;
+    let http = Arc::new(reqwest::Client::new());
+    let before = store.counts().await.unwrap().records;
+    refuse_records(database, true).await;
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..50 {
+        let (http, base) = (http.clone(), proxy_url.clone());
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..calls / 50 {
+                call(&http, &base, false).await;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let spooling = start.elapsed().as_secs_f64();
+    // Every call in the spool (its files' lines) before the ledger is back.
+    let total = calls / 50 * 50;
+    loop {
+        let lines: usize = std::fs::read_dir(spool.path())
+            .unwrap()
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "ndjson"))
+            .map(|p| {
+                std::fs::read_to_string(p)
+                    .unwrap_or_default()
+                    .lines()
+                    .count()
+            })
+            .sum();
+        if lines as u64 >= total {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    refuse_records(database, false).await;
+    let start = Instant::now();
+    while store.counts().await.unwrap().records < before + total as i64 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    (spooling, start.elapsed().as_secs_f64())
 }
