@@ -10,3 +10,10 @@ alter table records add column refusal text not null default '';
 alter table usage_rollup add column refusal text not null default '';
 alter table usage_rollup drop constraint usage_rollup_pkey;
 alter table usage_rollup add primary key (account, day, model, kind, batch, fast, us, size_class, refusal, shard);
+
+-- Container billing reads each record's refusal too: keep it index-only.
+drop index records_container_cover;
+create index records_container_cover on records (recorded_at)
+    include (container_id, account, started_at, seq, kind,
+             uses_code_execution, files_preloaded, web_tools_20260209, refusal)
+    where container_id is not null;

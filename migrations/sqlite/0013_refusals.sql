@@ -37,3 +37,10 @@ select account, day, model, kind, batch, fast, us, size_class, shard, records, i
 
 drop table usage_rollup;
 alter table usage_rollup_next rename to usage_rollup;
+
+-- Container billing reads each record's refusal too: keep it index-only.
+drop index records_container_cover;
+create index records_container_cover on records (
+    recorded_at, container_id, account, started_at, seq, kind,
+    uses_code_execution, files_preloaded, web_tools_20260209, refusal
+) where container_id is not null;

@@ -95,8 +95,15 @@ async fn charges_total(
     period: Period,
     max_seq: i64,
 ) -> Result<(Decimal, Decimal), BillingError> {
-    let inv = PeriodData::load(store, book, period, Cutoff::AsOf(max_seq), Some(account))
-        .await?
-        .charges(book, account, period);
+    let inv = PeriodData::load(
+        store,
+        book,
+        period,
+        Cutoff::AsOf(max_seq),
+        Some(account),
+        &[],
+    )
+    .await?
+    .charges(book, account, period);
     Ok((inv.lines.iter().map(|l| l.amount_exact).sum(), inv.total))
 }

@@ -220,12 +220,40 @@ fn charge_each(
     charged.into_values().collect()
 }
 
-fn charge_container(
+/// Billed container seconds by (account, day), then by dimension values.
+pub type ContainerValues = BTreeMap<(String, NaiveDate), BTreeMap<Vec<Option<String>>, i64>>;
+
+/// Billed seconds of containers by account, UTC day and the dimension
+/// values of each container's first billable record (the rule by which a
+/// split by workspace, API key, user or tag attributes container time).
+/// `records` carry their values and are grouped by container.
+pub fn billed_by_values(
     book: &PriceBook,
-    group: &[ContainerRecord],
+    records: &[ContainerRecord],
     period: &Period,
-) -> Option<ChargedContainers> {
-    let billable: Vec<&ContainerRecord> = group
+) -> ContainerValues {
+    let mut out = ContainerValues::new();
+    for group in records.chunk_by(|a, b| a.container_id == b.container_id) {
+        let Some(c) = charge_container(book, group, period) else {
+            continue;
+        };
+        let values = billable(book, group)
+            .first()
+            .map(|r| r.values.clone())
+            .unwrap_or_default();
+        *out.entry((c.account, c.day))
+            .or_default()
+            .entry(values)
+            .or_default() += c.billed_seconds;
+    }
+    out
+}
+
+/// The records of one container that bill it, in time order: not those that
+/// declared web tools when the book makes code execution free with them, nor
+/// refusals the book does not charge.
+fn billable<'a>(book: &PriceBook, group: &'a [ContainerRecord]) -> Vec<&'a ContainerRecord> {
+    group
         .iter()
         .filter(|r| {
             let version = book.version_at(crate::time::date_of(r.recorded_at));
@@ -236,7 +264,15 @@ fn charge_container(
                 .is_some_and(|f| version.is_some_and(|v| !v.refusal_policy.charges(&f)));
             !free && !unbilled
         })
-        .collect();
+        .collect()
+}
+
+fn charge_container(
+    book: &PriceBook,
+    group: &[ContainerRecord],
+    period: &Period,
+) -> Option<ChargedContainers> {
+    let billable = billable(book, group);
     let first = billable.first()?;
     let day = crate::time::date_of(first.recorded_at);
     if !period.contains(day) {

@@ -20,6 +20,7 @@ use super::drafts::PeriodData;
 use super::rating::line_of;
 use super::{BillingError, Charge, Cutoff, Invoice, LineBook, LineKey, Period, cents};
 use crate::pricing::PriceBook;
+use crate::record::Dimension;
 use crate::store::Store;
 
 /// One account's charge of one kind (one invoice line key) on one day.
@@ -27,6 +28,8 @@ use crate::store::Store;
 pub struct DayCost {
     pub account: String,
     pub day: NaiveDate,
+    /// When split by dimensions, their values (else empty).
+    pub values: Vec<Option<String>>,
     pub key: LineKey,
     /// In the line's unit (tokens, requests, hours).
     pub quantity: Decimal,
@@ -88,15 +91,17 @@ impl PeriodCosts {
     }
 }
 
-/// Compute a period's costs for every account (or one).
+/// Compute a period's costs for every account (or one), split by `dims`
+/// (each day's charges further by their values) when there are any.
 pub async fn period_costs(
     store: &dyn Store,
     book: &PriceBook,
     period: Period,
     only: Option<&str>,
+    dims: &[Dimension],
 ) -> Result<PeriodCosts, BillingError> {
     let max_seq = store.max_seq().await?;
-    let now = PeriodData::load(store, book, period, Cutoff::Now(max_seq), only).await?;
+    let now = PeriodData::load(store, book, period, Cutoff::Now(max_seq), only, dims).await?;
     let finalized: BTreeMap<String, (String, i64)> = store
         .finalized_in_period(&period.to_string())
         .await?
@@ -131,10 +136,10 @@ pub async fn period_costs(
             // Finalized, and records arrived since: bill it as of its cutoff
             // (reading the records up to it, as finalizing did).
             Some((number, cutoff)) if newest > *cutoff => {
+                let cutoff = Cutoff::AsOf(*cutoff);
                 then_data =
-                    PeriodData::load(store, book, period, Cutoff::AsOf(*cutoff), Some(&account))
-                        .await?;
-                (&then_data, Cutoff::AsOf(*cutoff), Some(number.clone()))
+                    PeriodData::load(store, book, period, cutoff, Some(&account), dims).await?;
+                (&then_data, cutoff, Some(number.clone()))
             }
             Some((number, cutoff)) => (&now, Cutoff::AsOf(*cutoff), Some(number.clone())),
             None => (&now, Cutoff::Now(max_seq), None),
@@ -175,25 +180,29 @@ pub async fn period_costs(
     })
 }
 
-/// One account's charges by day, each line's cents split across its days;
-/// and its unbilled refusals by day.
+/// Where a part of a line's usage falls: its UTC day and, when the period is
+/// split by dimensions, their values.
+type Part = (NaiveDate, Vec<Option<String>>);
+
+/// One account's charges by day (and dimension values), each line's cents
+/// split across its parts; and its unbilled refusals by day.
 fn split_by_day(
     data: &PeriodData,
     book: &PriceBook,
     account: &str,
 ) -> (Vec<DayCost>, BTreeMap<NaiveDate, i64>) {
     let thresholds = book.thresholds();
-    let mut books: BTreeMap<NaiveDate, LineBook> = BTreeMap::new();
+    let mut books: BTreeMap<Part, LineBook> = BTreeMap::new();
     let day_of = |d: i64| crate::time::date_of_day_number(d).unwrap_or_default();
     for g in data.usage.get(account).into_iter().flatten() {
         books
-            .entry(day_of(g.rate.day))
+            .entry((day_of(g.rate.day), g.values.clone()))
             .or_default()
             .add_tokens(book, &thresholds, g, true);
     }
     for g in data.iterations.get(account).into_iter().flatten() {
         books
-            .entry(day_of(g.rate.day))
+            .entry((day_of(g.rate.day), g.values.clone()))
             .or_default()
             .add_tokens(book, &thresholds, g, false);
     }
@@ -206,24 +215,48 @@ fn split_by_day(
                 .or_default() += l.seconds;
         }
     }
+    let unsplit = vec![None; data.dims];
     for ((day, charge, version, price), s) in seconds {
-        books
-            .entry(day)
-            .or_default()
-            .add_container_seconds(charge, version, price, s);
+        // Split by dimensions: a day's seconds (and credits) go to the values
+        // of its containers' first records, in whole seconds.
+        let weights: Vec<(&Vec<Option<String>>, i64)> = data
+            .container_values
+            .get(&(account.to_owned(), day))
+            .map(|by| by.iter().map(|(v, w)| (v, *w)).collect())
+            .unwrap_or_default();
+        if data.dims == 0 || weights.is_empty() {
+            books
+                .entry((day, unsplit.clone()))
+                .or_default()
+                .add_container_seconds(charge, version, price, s);
+            continue;
+        }
+        let indexed: Vec<(usize, i64)> = weights.iter().map(|(_, w)| *w).enumerate().collect();
+        for (i, part) in split_by_weight(s.abs(), &indexed) {
+            if let Some((values, _)) = weights.get(i) {
+                books
+                    .entry((day, (*values).clone()))
+                    .or_default()
+                    .add_container_seconds(charge, version, price, part * s.signum());
+            }
+        }
     }
 
-    let refusals = books
-        .iter()
-        .map(|(day, b)| (*day, b.unbilled_refusals()))
-        .filter(|(_, n)| *n > 0)
-        .collect();
+    let mut refusals: BTreeMap<NaiveDate, i64> = BTreeMap::new();
+    for ((day, _), b) in &books {
+        if b.unbilled_refusals() > 0 {
+            *refusals.entry(*day).or_default() += b.unbilled_refusals();
+        }
+    }
 
-    // Quantities per line key and day.
-    let mut per_key: BTreeMap<LineKey, Vec<(NaiveDate, Decimal)>> = BTreeMap::new();
-    for (day, lines) in books {
+    // Quantities per line key and part.
+    let mut per_key: BTreeMap<LineKey, Vec<(Part, Decimal)>> = BTreeMap::new();
+    for (part, lines) in books {
         for (key, quantity) in lines.lines {
-            per_key.entry(key).or_default().push((day, quantity));
+            per_key
+                .entry(key)
+                .or_default()
+                .push((part.clone(), quantity));
         }
     }
     let mut out = Vec::new();
@@ -232,12 +265,13 @@ fn split_by_day(
         let line = line_of(key.clone(), total);
         let line_cents = (line.amount * Decimal::ONE_HUNDRED).to_i64().unwrap_or(0);
         // Quantities are whole tokens, requests or seconds, all of one sign.
-        let weights: Vec<(NaiveDate, i64)> = parts
+        let weights: Vec<(usize, i64)> = parts
             .iter()
-            .map(|(d, q)| (*d, q.abs().to_i64().unwrap_or(0)))
+            .map(|(_, q)| q.abs().to_i64().unwrap_or(0))
+            .enumerate()
             .collect();
         let split = split_by_weight(line_cents.abs(), &weights);
-        for ((day, quantity), (_, part)) in parts.into_iter().zip(split) {
+        for (((day, values), quantity), (_, part)) in parts.into_iter().zip(split) {
             let day_line = line_of(key.clone(), quantity);
             let mut amount = Decimal::new(part * line_cents.signum(), 2);
             amount.rescale(2);
@@ -247,6 +281,7 @@ fn split_by_day(
             out.push(DayCost {
                 account: account.to_owned(),
                 day,
+                values,
                 key: key.clone(),
                 quantity: day_line.quantity,
                 amount_exact: day_line.amount_exact,
@@ -255,7 +290,7 @@ fn split_by_day(
         }
     }
     net_free_hours(&mut out);
-    out.sort_by(|a, b| (a.day, &a.key).cmp(&(b.day, &b.key)));
+    out.sort_by(|a, b| (a.day, &a.values, &a.key).cmp(&(b.day, &b.values, &b.key)));
     (out, refusals)
 }
 
@@ -277,10 +312,12 @@ fn net_free_hours(out: &mut [DayCost]) {
         }
     }
     for indices in groups.into_values() {
-        let mut days: BTreeMap<NaiveDate, (Decimal, Decimal, Option<usize>)> = BTreeMap::new();
+        // Per part: net hours, container-hours cents, the free-hours cost.
+        type Net = (Decimal, Decimal, Option<usize>);
+        let mut days: BTreeMap<(NaiveDate, &[Option<String>]), Net> = BTreeMap::new();
         for &i in &indices {
             let Some(c) = out.get(i) else { continue };
-            let e = days.entry(c.day).or_default();
+            let e = days.entry((c.day, c.values.as_slice())).or_default();
             e.0 += c.quantity; // hours, net (free hours are negative)
             if c.key.charge == Charge::ContainerHours {
                 e.1 += c.amount;
@@ -310,15 +347,17 @@ fn net_free_hours(out: &mut [DayCost]) {
                 .unwrap_or(0)
                 .max(0)
         };
-        let mut weights: Vec<(NaiveDate, i64)> =
-            days.iter().map(|(d, v)| (*d, seconds(v.0))).collect();
+        let mut weights: Vec<(usize, i64)> =
+            days.values().map(|v| seconds(v.0)).enumerate().collect();
         if weights.iter().all(|w| w.1 == 0) {
             weights = days
-                .iter()
-                .map(|(d, v)| (*d, i64::from(!v.1.is_zero())))
+                .values()
+                .map(|v| i64::from(!v.1.is_zero()))
+                .enumerate()
                 .collect();
         }
-        for ((_, net), (_, (_, container, free))) in
+        let days: Vec<(Decimal, Decimal, Option<usize>)> = days.into_values().collect();
+        for ((_, net), (_, container, free)) in
             split_by_weight(net_cents, &weights).into_iter().zip(days)
         {
             if let Some(c) = free.and_then(|i| out.get_mut(i)) {

@@ -5,12 +5,15 @@
 use std::collections::BTreeMap;
 
 use super::adjustments::adjustments_for;
-use super::containers::{self, CONTAINER_LIFETIME_MICROS, ContainerBill, bill_containers};
+use super::containers::{
+    self, CONTAINER_LIFETIME_MICROS, ContainerBill, ContainerValues, bill_containers,
+};
 use super::invoice::{Invoice, assemble};
 use super::period::Period;
 use super::rating::{LineBook, cents};
 use super::{BillingError, render};
 use crate::pricing::PriceBook;
+use crate::record::Dimension;
 use crate::store::{Store, UsageGroup, UsageQuery};
 
 /// The invoice of `account` for `period`: the frozen one when finalized,
@@ -71,7 +74,7 @@ pub async fn draft_as_of(
     period: Period,
     cutoff: Cutoff,
 ) -> Result<Invoice, BillingError> {
-    let data = PeriodData::load(store, book, period, cutoff, Some(account)).await?;
+    let data = PeriodData::load(store, book, period, cutoff, Some(account), &[]).await?;
     let mut invoice = data.charges(book, account, period);
     let adjustments = adjustments_for(store, book, account, period, cutoff.seq()).await?;
     if !adjustments.is_empty() {
@@ -89,7 +92,7 @@ pub async fn draft_invoices(
     period: Period,
 ) -> Result<Vec<Invoice>, BillingError> {
     let max_seq = store.max_seq().await?;
-    let data = PeriodData::load(store, book, period, Cutoff::Now(max_seq), None).await?;
+    let data = PeriodData::load(store, book, period, Cutoff::Now(max_seq), None, &[]).await?;
     let accounts = data.accounts(store, period).await?;
     let mut invoices = Vec::with_capacity(accounts.len());
     for account in accounts {
@@ -191,6 +194,11 @@ pub(super) struct PeriodData {
     pub(super) counts: BTreeMap<String, i64>,
     pub(super) bills: BTreeMap<String, ContainerBill>,
     pub(super) allowance: Vec<containers::AllowanceUse>,
+    /// Split by dimensions: each account's billed container seconds by day
+    /// and by the values of each container's first billable record.
+    pub(super) container_values: ContainerValues,
+    /// How many dimensions the usage groups carry values of.
+    pub(super) dims: usize,
 }
 
 impl PeriodData {
@@ -200,6 +208,7 @@ impl PeriodData {
         period: Period,
         cutoff: Cutoff,
         account: Option<&str>,
+        dims: &[Dimension],
     ) -> Result<PeriodData, BillingError> {
         let (from, to) = period.bounds();
         let query = UsageQuery {
@@ -208,7 +217,9 @@ impl PeriodData {
             to,
             max_seq: cutoff.seq(),
             thresholds: book.thresholds(),
-            use_rollup: cutoff.may_use_rollup(),
+            // The roll-up keeps no dimension values: a split reads the records.
+            use_rollup: cutoff.may_use_rollup() && dims.is_empty(),
+            dims: dims.to_vec(),
         };
         let by_account = |groups: Vec<UsageGroup>| {
             let mut map: BTreeMap<String, Vec<UsageGroup>> = BTreeMap::new();
@@ -219,9 +230,24 @@ impl PeriodData {
         };
         let mut bill = container_bill(store, book, period, cutoff).await?;
         let allowance = std::mem::take(&mut bill.allowance);
+        let container_values = if dims.is_empty() {
+            ContainerValues::new()
+        } else {
+            let records = store
+                .container_records(
+                    from - CONTAINER_LIFETIME_MICROS,
+                    to + CONTAINER_LIFETIME_MICROS,
+                    cutoff.seq(),
+                    dims,
+                )
+                .await?;
+            containers::billed_by_values(book, &records, &period)
+        };
         Ok(PeriodData {
             bills: bill.by_account(),
             allowance,
+            container_values,
+            dims: dims.len(),
             usage: by_account(store.usage_groups(&query).await?),
             iterations: by_account(store.iteration_groups(&query).await?),
             counts: store.record_counts(&query).await?.into_iter().collect(),
@@ -295,6 +321,7 @@ pub async fn container_bill(
             from - CONTAINER_LIFETIME_MICROS,
             to + CONTAINER_LIFETIME_MICROS,
             max_seq,
+            &[],
         )
         .await?;
     Ok(bill_containers(book, &records, &period))

@@ -17,6 +17,7 @@
 //! [`daily`] the dashboard's per-day split.
 
 pub mod adjustments;
+pub mod breakdown;
 pub mod containers;
 pub mod daily;
 pub mod drafts;
@@ -27,6 +28,7 @@ pub mod rating;
 pub mod render;
 
 pub use crate::record::RateKey;
+pub use breakdown::{BreakdownPart, breakdown, with_breakdown};
 pub use drafts::{
     Cutoff, Rendered, container_bill, draft_as_of, draft_invoice, draft_invoices, invoice,
     joined_csv, period_csv, period_invoices,

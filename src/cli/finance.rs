@@ -102,7 +102,7 @@ pub async fn budget_cmd(database: &str, cmd: BudgetCommand) -> Result<ExitCode> 
         BudgetCommand::List { period, json } => {
             let period = current_or(period.as_deref())?;
             let book = crate::pricing::current_book(store).await?;
-            let costs = period_costs(store, &book, period, None).await?;
+            let costs = period_costs(store, &book, period, None, &[]).await?;
             let statuses = budget::statuses(store, &costs, chrono::Utc::now()).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&statuses)?);
@@ -153,7 +153,8 @@ pub async fn budget_cmd(database: &str, cmd: BudgetCommand) -> Result<ExitCode> 
         BudgetCommand::Check { webhook } => {
             let now = chrono::Utc::now();
             let book = crate::pricing::current_book(store).await?;
-            let costs = period_costs(store, &book, Period::of_day(now.date_naive()), None).await?;
+            let costs =
+                period_costs(store, &book, Period::of_day(now.date_naive()), None, &[]).await?;
             let new = budget::check(store, &costs, now).await?;
             println!("{} new alert(s)", new.len());
             if let Some(url) = webhook.filter(|u| !u.is_empty()) {
@@ -172,7 +173,7 @@ pub async fn export(database: &str, args: ExportArgs) -> Result<ExitCode> {
     let period = period_arg(&args.period)?;
     let store = open_store(database).await?;
     let book = crate::pricing::current_book(store.as_ref()).await?;
-    let costs = period_costs(store.as_ref(), &book, period, None).await?;
+    let costs = period_costs(store.as_ref(), &book, period, None, &[]).await?;
     let ExportFormat::Focus = args.format;
     match &args.out {
         Some(path) => {
@@ -208,7 +209,7 @@ pub async fn reconcile_cmd(database: &str, args: ReconcileArgs) -> Result<ExitCo
         reconcile::read_pages(&text).map_err(|m| anyhow!("{}: {m}", args.cost_report.display()))?;
     let store = open_store(database).await?;
     let book = crate::pricing::current_book(store.as_ref()).await?;
-    let costs = period_costs(store.as_ref(), &book, period, None).await?;
+    let costs = period_costs(store.as_ref(), &book, period, None, &[]).await?;
     let rows = reconcile::compare(
         period,
         &reconcile::tally_figures(&costs),

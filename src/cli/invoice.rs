@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 use clap::Args;
 
 use super::open_store;
@@ -30,6 +30,9 @@ pub struct InvoiceArgs {
     /// With --finalize: freeze even though some usage has no price.
     #[arg(long, requires = "finalize")]
     pub allow_unpriced: bool,
+    /// Add the usage split by workspace, api_key_id, user or tag:KEY (JSON).
+    #[arg(long, value_name = "DIM")]
+    pub breakdown: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -45,6 +48,17 @@ pub async fn invoice(database: &str, args: InvoiceArgs) -> Result<ExitCode> {
     let period = Period::parse(&args.period).map_err(|m| anyhow::anyhow!("--period: {m}"))?;
     crate::record::validate_account(&args.account)
         .map_err(|m| anyhow::anyhow!("--account {:?} {m}", args.account))?;
+    let breakdown = match &args.breakdown {
+        Some(d) if matches!(args.format, Format::Csv) => {
+            bail!(
+                "--breakdown {d:?}: the breakdown is part of the JSON invoice (use --format json)"
+            )
+        }
+        Some(d) => Some(
+            crate::record::Dimension::parse(d).map_err(|m| anyhow::anyhow!("--breakdown: {m}"))?,
+        ),
+        None => None,
+    };
     let store = open_store(database).await?;
     let book = crate::pricing::current_book(store.as_ref()).await?;
     let (json, csv) = if args.finalize {
@@ -69,6 +83,14 @@ pub async fn invoice(database: &str, args: InvoiceArgs) -> Result<ExitCode> {
     } else {
         let r = billing::invoice(store.as_ref(), &book, &args.account, period).await?;
         (r.json, r.csv)
+    };
+    let json = match &breakdown {
+        Some(dim) => {
+            let parts =
+                billing::breakdown(store.as_ref(), &book, &args.account, period, dim).await?;
+            billing::with_breakdown(&json, &parts)
+        }
+        None => json,
     };
     match args.format {
         Format::Json => print!("{json}"),

@@ -456,6 +456,7 @@ pub async fn reprice(
         max_seq: i64::MAX,
         thresholds: thresholds.clone(),
         use_rollup: true,
+        dims: Vec::new(),
     };
     let mut groups = store
         .usage_groups(&query)

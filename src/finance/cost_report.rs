@@ -6,8 +6,11 @@
 //! - results are always split by `cost_type`; `group_by[]=description` adds
 //!   `token_type`, `description`, `model`, `service_tier`, `context_window`
 //!   and `inference_geo`; `group_by[]=model` adds `model` alone;
-//!   `group_by[]=account` adds `account`; `workspace_id` is accepted and
-//!   always `null` (tally has no workspaces);
+//!   `group_by[]=account` adds `account`; `workspace_id`, `api_key_id`,
+//!   `user` and `tag:KEY` split by the records' attribution (SPEC 3.1), each
+//!   result then carrying `workspace_id`, `api_key_id`, `user` and
+//!   `tags: {KEY: value}` (records without it under `null`); without
+//!   `workspace_id`, `workspace_id` is `null` as Anthropic's unsplit report has it;
 //! - amounts are the invoice lines' cents split across days (see
 //!   [`crate::billing::daily`]), so a month of buckets sums to the invoices
 //!   exactly; adjustment lines for late usage are not usage of any day and
@@ -24,6 +27,7 @@ use serde::Serialize;
 
 use crate::billing::daily::DayCost;
 use crate::billing::{Category, Charge};
+use crate::record::{Dimension, MAX_DIMENSIONS};
 
 /// A parsed, validated cost-report request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,12 +41,13 @@ pub struct CostReportQuery {
     pub page_start: NaiveDate,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum GroupBy {
     Account,
     Description,
     Model,
-    WorkspaceId,
+    /// A split by the records' attribution (workspace, API key, user, tag).
+    Dimension(Dimension),
 }
 
 const DEFAULT_LIMIT: u32 = 7;
@@ -79,10 +84,15 @@ impl CostReportQuery {
                     "account" => GroupBy::Account,
                     "description" => GroupBy::Description,
                     "model" => GroupBy::Model,
-                    "workspace_id" => GroupBy::WorkspaceId,
+                    "workspace_id" | "api_key_id" | "user" => {
+                        GroupBy::Dimension(Dimension::parse(value)?)
+                    }
+                    other if other.starts_with("tag:") => GroupBy::Dimension(
+                        Dimension::parse(other).map_err(|m| format!("group_by[]: {m}"))?,
+                    ),
                     other => {
                         return Err(format!(
-                            "group_by[]={other:?}: expected account, description, model or workspace_id"
+                            "group_by[]={other:?}: expected account, description, model, workspace_id, api_key_id, user or tag:KEY"
                         ));
                     }
                 }),
@@ -134,6 +144,15 @@ impl CostReportQuery {
         }
         group_by.sort();
         group_by.dedup();
+        let dims = group_by
+            .iter()
+            .filter(|g| matches!(g, GroupBy::Dimension(_)))
+            .count();
+        if dims > MAX_DIMENSIONS {
+            return Err(format!(
+                "group_by[]: at most {MAX_DIMENSIONS} of workspace_id, api_key_id, user and tag:KEY at once"
+            ));
+        }
         Ok(CostReportQuery {
             first_day,
             end_day,
@@ -157,6 +176,18 @@ impl CostReportQuery {
     fn grouped(&self, g: GroupBy) -> bool {
         self.group_by.contains(&g)
     }
+
+    /// The attribution dimensions to split by, in the order of each
+    /// [`DayCost::values`] the report is built from.
+    pub fn dimensions(&self) -> Vec<Dimension> {
+        self.group_by
+            .iter()
+            .filter_map(|g| match g {
+                GroupBy::Dimension(d) => Some(d.clone()),
+                _ => None,
+            })
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -172,6 +203,14 @@ pub struct CostResult {
     pub context_window: Option<&'static str>,
     pub inference_geo: Option<&'static str>,
     pub workspace_id: Option<String>,
+    /// Present when grouped by it (its value or `null`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_key_id: Option<Option<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<Option<String>>,
+    /// The tag keys grouped by, each with its value or `null`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tags: Option<BTreeMap<String, Option<String>>>,
     pub account: Option<String>,
 }
 
@@ -278,6 +317,7 @@ pub fn build<'a>(
     let mut buckets: BTreeMap<NaiveDate, BTreeMap<CostResult, Decimal>> =
         page.iter().map(|d| (*d, BTreeMap::new())).collect();
     let by_description = query.grouped(GroupBy::Description);
+    let dims = query.dimensions();
     for cost in days {
         if cost.key.charge == Charge::Adjustment {
             continue;
@@ -303,10 +343,27 @@ pub fn build<'a>(
             context_window: detail.then_some(if k.long_context { "200k-1M" } else { "0-200k" }),
             inference_geo: detail.then_some(if k.us_inference { "us" } else { "global" }),
             workspace_id: None,
+            api_key_id: None,
+            user: None,
+            tags: None,
             account: query
                 .grouped(GroupBy::Account)
                 .then(|| cost.account.clone()),
         };
+        let mut key = key;
+        for (dim, value) in dims.iter().zip(&cost.values) {
+            match dim {
+                Dimension::Workspace => key.workspace_id = value.clone(),
+                Dimension::ApiKeyId => key.api_key_id = Some(value.clone()),
+                Dimension::User => key.user = Some(value.clone()),
+                Dimension::Tag(k) => {
+                    key.tags
+                        .get_or_insert_with(BTreeMap::new)
+                        .insert(k.clone(), value.clone());
+                }
+                Dimension::Tags => {}
+            }
+        }
         *bucket.entry(key).or_default() += cost.amount;
     }
     let stamp = |d: NaiveDate| format!("{d}T00:00:00Z");

@@ -96,7 +96,7 @@ impl FinanceCache {
         {
             return Ok(s.clone());
         }
-        let costs = period_costs(store, &book, period, None).await?;
+        let costs = period_costs(store, &book, period, None, &[]).await?;
         let snapshot = Arc::new(Snapshot {
             computed_at: Utc::now(),
             version: (costs.max_seq, version.1, version.2),

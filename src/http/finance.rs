@@ -83,6 +83,21 @@ pub async fn dashboard(
     Ok(Html(crate::dashboard::render(&view)).into_response())
 }
 
+/// A period's costs: the cached figures, or computed split by dimensions.
+enum CostsOf {
+    Cached(Arc<Snapshot>),
+    Split(billing::daily::PeriodCosts),
+}
+
+impl CostsOf {
+    fn costs(&self) -> &billing::daily::PeriodCosts {
+        match self {
+            CostsOf::Cached(s) => &s.costs,
+            CostsOf::Split(c) => c,
+        }
+    }
+}
+
 /// `GET /v1/cost_report`.
 pub async fn cost_report(
     State(state): State<AppState>,
@@ -99,19 +114,27 @@ pub async fn cost_report(
     let mut periods: Vec<Period> = days.iter().map(|d| Period::of_day(*d)).collect();
     periods.dedup();
     let only = only(&principal);
-    let mut snaps = Vec::new();
+    let dims = query.dimensions();
+    let mut costs = Vec::new();
     for p in periods {
-        snaps.push(snapshot(&state, p).await?);
+        costs.push(if dims.is_empty() {
+            CostsOf::Cached(snapshot(&state, p).await?)
+        } else {
+            // Split by attribution: computed for this request (not cached).
+            let store = state.ledger.store().as_ref();
+            let book = crate::pricing::current_book(store).await?;
+            CostsOf::Split(billing::daily::period_costs(store, &book, p, only, &dims).await?)
+        });
     }
     let report = cost_report::build(
         &query,
-        snaps
+        costs
             .iter()
-            .flat_map(|s| s.costs.days())
+            .flat_map(|c| c.costs().days())
             .filter(|c| only.is_none_or(|o| o == c.account)),
-        snaps
+        costs
             .iter()
-            .flat_map(|s| s.costs.unbilled_refusals())
+            .flat_map(|c| c.costs().unbilled_refusals())
             .filter(|(account, _, _)| only.is_none_or(|o| o == *account)),
     );
     Ok(Json(report).into_response())

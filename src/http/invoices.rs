@@ -109,20 +109,48 @@ fn document(body: String, csv: bool) -> Response {
     ([(header::CONTENT_TYPE, content_type)], body).into_response()
 }
 
+#[derive(Debug, Deserialize)]
+pub struct BreakdownQuery {
+    breakdown: Option<String>,
+}
+
 pub async fn get_invoice(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     InvoiceTarget { account, period }: InvoiceTarget,
     DocumentFormat { csv }: DocumentFormat,
+    ApiQuery(query): ApiQuery<BreakdownQuery>,
 ) -> Result<Response, ApiError> {
     if !principal.may_access(&account) {
         // Another account's invoice: not even its existence is shown.
         return Err(ApiError::NotFound("no such invoice".into()));
     }
+    let breakdown = match query.breakdown.as_deref() {
+        Some(d) if csv => {
+            return Err(ApiError::BadRequest(format!(
+                "breakdown={d:?}: the breakdown is part of the JSON invoice (format=json)"
+            )));
+        }
+        Some(d) => Some(
+            crate::record::Dimension::parse(d)
+                .map_err(|m| ApiError::BadRequest(format!("breakdown: {m}")))?,
+        ),
+        None => None,
+    };
     let store = state.ledger.store().as_ref();
     let book = crate::pricing::current_book(store).await?;
     let r = billing::invoice(store, &book, &account, period).await?;
-    Ok(document(if csv { r.csv } else { r.json }, csv))
+    if csv {
+        return Ok(document(r.csv, true));
+    }
+    let json = match &breakdown {
+        Some(dim) => {
+            let parts = billing::breakdown(store, &book, &account, period, dim).await?;
+            billing::with_breakdown(&r.json, &parts)
+        }
+        None => r.json,
+    };
+    Ok(document(json, false))
 }
 
 pub async fn finalize(

@@ -264,6 +264,74 @@ pub struct Attribution {
     pub tags: std::collections::BTreeMap<String, String>,
 }
 
+impl Attribution {
+    /// The tags as canonical JSON (keys sorted, no white space); none: `None`.
+    pub fn tags_json(&self) -> Option<String> {
+        (!self.tags.is_empty()).then(|| serde_json::to_string(&self.tags).unwrap_or_default())
+    }
+}
+
+/// A way to split an account's costs (SPEC 6 and 7): by the workspace, the
+/// API key id, the end user, one tag's value, or the whole set of tags.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Dimension {
+    Workspace,
+    ApiKeyId,
+    User,
+    Tag(String),
+    /// Every tag of the record at once (as canonical JSON): FOCUS's `Tags`.
+    Tags,
+}
+
+/// Most dimensions one query splits by at once.
+pub const MAX_DIMENSIONS: usize = 4;
+
+impl Dimension {
+    /// `workspace` (or `workspace_id`), `api_key_id`, `user` or `tag:KEY`.
+    pub fn parse(text: &str) -> Result<Dimension, String> {
+        match text {
+            "workspace" | "workspace_id" => Ok(Dimension::Workspace),
+            "api_key_id" => Ok(Dimension::ApiKeyId),
+            "user" => Ok(Dimension::User),
+            _ => match text.strip_prefix("tag:") {
+                Some(key) => {
+                    validate_tag_key(key)?;
+                    Ok(Dimension::Tag(key.to_owned()))
+                }
+                None => Err(format!(
+                    "{text:?} is not a dimension: expected workspace, api_key_id, user or tag:KEY"
+                )),
+            },
+        }
+    }
+
+    /// The name it is written with (`workspace_id` as the cost report has it).
+    pub fn name(&self) -> String {
+        match self {
+            Dimension::Workspace => "workspace_id".into(),
+            Dimension::ApiKeyId => "api_key_id".into(),
+            Dimension::User => "user".into(),
+            Dimension::Tag(key) => format!("tag:{key}"),
+            Dimension::Tags => "tags".into(),
+        }
+    }
+
+    /// Its value for a record `r` of the ledger, in SQL. A tag key is
+    /// written into the statement: [`validate_tag_key`] allows no quote.
+    pub fn sql(&self) -> String {
+        match self {
+            Dimension::Workspace => "r.workspace".into(),
+            Dimension::ApiKeyId => "r.api_key_id".into(),
+            Dimension::User => "r.end_user".into(),
+            Dimension::Tag(key) if validate_tag_key(key).is_ok() => format!(
+                "(select t.value from record_tags t where t.seq = r.seq and t.key = '{key}')"
+            ),
+            Dimension::Tag(_) => "cast(null as text)".into(),
+            Dimension::Tags => "r.tags".into(),
+        }
+    }
+}
+
 /// Most tags a record may carry.
 pub const MAX_TAGS: usize = 20;
 /// Longest tag value, and longest workspace, API key id or user, in characters.

@@ -122,11 +122,13 @@ pub trait UsageReads: Send + Sync {
 
     /// Code-execution and file-preload records with a container, all accounts,
     /// `from <= recorded_at < to`, ordered by container then time.
+    /// Each record carries its value of each of `dims`.
     async fn container_records(
         &self,
         from: Micros,
         to: Micros,
         max_seq: i64,
+        dims: &[crate::record::Dimension],
     ) -> Result<Vec<ContainerRecord>>;
 
     /// The container roll-up: sums of exact containers per account and UTC

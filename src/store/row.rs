@@ -77,8 +77,8 @@ fn usage_columns(u: &Usage) -> [(&'static str, Value<'static>); 9] {
     std::array::from_fn(|i| (USAGE_COLUMNS[i], Value::Int(Some(counts[i]))))
 }
 
-/// `r`'s row in `records` (`now` is `ingested_at`).
-pub(super) fn record_row(r: &NewRecord, now: Micros) -> TableRow<'_> {
+/// `r`'s row in `records` (`tags`: its tags as canonical JSON; `now` is `ingested_at`).
+pub(super) fn record_row<'a>(r: &'a NewRecord, tags: Option<&'a str>, now: Micros) -> TableRow<'a> {
     use Value::{Bool, Int, Text};
     let mut row = vec![
         ("record_key", Text(Some(&r.key))),
@@ -106,6 +106,7 @@ pub(super) fn record_row(r: &NewRecord, now: Micros) -> TableRow<'_> {
         ("workspace", Text(r.attribution.workspace.as_deref())),
         ("api_key_id", Text(r.attribution.api_key_id.as_deref())),
         ("end_user", Text(r.attribution.user.as_deref())),
+        ("tags", Text(tags)),
         ("source", Text(Some(&r.origin.source))),
         ("source_line", Int(Some(r.origin.line as i64))),
         ("ingested_at", Int(Some(now))),

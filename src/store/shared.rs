@@ -15,6 +15,7 @@ use super::{
     Invoices, LedgerCounts, PriceBooks, Rejected, RejectedLines, Result, StoreError,
     StoredPriceBook, StoredRecord, UsageGroup, UsageQuery, UsageReads,
 };
+use crate::record::Dimension;
 use crate::record::{LineError, RateKey, RejectReason};
 use crate::time::{Micros, now_micros, rfc3339};
 
@@ -60,6 +61,26 @@ struct UsageGroupRow {
     records: i64,
     #[sqlx(flatten)]
     usage: crate::record::Usage,
+    #[sqlx(flatten)]
+    values: DimensionValues,
+}
+
+/// The `v0` … `v3` columns of a grouped read.
+#[derive(sqlx::FromRow)]
+struct DimensionValues {
+    v0: Option<String>,
+    v1: Option<String>,
+    v2: Option<String>,
+    v3: Option<String>,
+}
+
+impl DimensionValues {
+    /// The first `n` values (one per dimension asked for).
+    fn take(self, n: usize) -> Vec<Option<String>> {
+        let mut all = vec![self.v0, self.v1, self.v2, self.v3];
+        all.truncate(n);
+        all
+    }
 }
 
 impl From<UsageGroupRow> for UsageGroup {
@@ -77,6 +98,7 @@ impl From<UsageGroupRow> for UsageGroup {
             },
             records: r.records,
             usage: r.usage,
+            values: Vec::new(),
         }
     }
 }
@@ -109,7 +131,7 @@ async fn usage_query(
             })
             .collect());
     }
-    let sql = sql::usage_sql(q.thresholds.len(), iterations, q.account.is_some());
+    let sql = sql::usage_sql(q.thresholds.len(), iterations, q.account.is_some(), &q.dims);
     let rows: Vec<UsageGroupRow> = on_pool!(pool, |p| {
         let mut query = sqlx::query_as(AssertSqlSafe(sql))
             .bind(q.from)
@@ -121,25 +143,60 @@ async fn usage_query(
         }
         query.fetch_all(p).await?
     });
-    Ok(rows.into_iter().map(UsageGroup::from).collect())
+    let n = q.dims.len();
+    Ok(rows
+        .into_iter()
+        .map(|mut r| {
+            let values = std::mem::replace(
+                &mut r.values,
+                DimensionValues {
+                    v0: None,
+                    v1: None,
+                    v2: None,
+                    v3: None,
+                },
+            );
+            let mut g = UsageGroup::from(r);
+            g.values = values.take(n);
+            g
+        })
+        .collect())
 }
 
-/// Container records selected by `sql` (see [`sql::CONTAINER_RECORDS`]),
-/// grouped by container; `max_seq` is bound as `$3` when the query has it.
+/// A container record with its dimension values.
+#[derive(sqlx::FromRow)]
+struct ContainerRecordRow {
+    #[sqlx(flatten)]
+    record: ContainerRecord,
+    #[sqlx(flatten)]
+    values: DimensionValues,
+}
+
+/// Container records selected by `sql` (see [`sql::container_records_sql`]),
+/// grouped by container, with the first `dims` values; `max_seq` is bound
+/// as `$3` when the query has it.
 async fn container_records(
     pool: PoolRef<'_>,
-    sql: &'static str,
-    from: Micros,
-    to: Micros,
-    max_seq: Option<i64>,
+    sql: String,
+    (from, to, max_seq): (Micros, Micros, Option<i64>),
+    dims: usize,
 ) -> Result<Vec<ContainerRecord>> {
-    let mut records: Vec<ContainerRecord> = on_pool!(pool, |p| {
-        let mut query = sqlx::query_as(sql).bind(from).bind(to);
+    let rows: Vec<ContainerRecordRow> = on_pool!(pool, |p| {
+        let mut query = sqlx::query_as(AssertSqlSafe(sql.clone()))
+            .bind(from)
+            .bind(to);
         if let Some(seq) = max_seq {
             query = query.bind(seq);
         }
         query.fetch_all(p).await?
     });
+    let mut records: Vec<ContainerRecord> = rows
+        .into_iter()
+        .map(|r| ContainerRecord {
+            values: r.values.take(dims),
+            ..r.record
+        })
+        .collect();
     // Read in time order (an index-only scan); grouped by container here.
     records.sort_unstable_by(|a, b| {
         (&a.container_id, a.recorded_at).cmp(&(&b.container_id, b.recorded_at))
@@ -177,8 +234,10 @@ impl<S: Pooled> UsageReads for S {
         from: Micros,
         to: Micros,
         max_seq: i64,
+        dims: &[Dimension],
     ) -> Result<Vec<ContainerRecord>> {
-        container_records(self.pool(), sql::CONTAINER_RECORDS, from, to, Some(max_seq)).await
+        let sql = sql::container_records_sql(dims);
+        container_records(self.pool(), sql, (from, to, Some(max_seq)), dims.len()).await
     }
 
     async fn container_days(&self, from_day: i64, to_day: i64) -> Result<Vec<ContainerDayRow>> {
@@ -196,7 +255,8 @@ impl<S: Pooled> UsageReads for S {
         from: Micros,
         to: Micros,
     ) -> Result<Vec<ContainerRecord>> {
-        container_records(self.pool(), sql::INEXACT_CONTAINER_RECORDS, from, to, None).await
+        let sql = sql::INEXACT_CONTAINER_RECORDS.to_owned();
+        container_records(self.pool(), sql, (from, to, None), 0).await
     }
 
     async fn record_counts(&self, q: &UsageQuery) -> Result<Vec<(String, i64)>> {

@@ -2,6 +2,8 @@
 //! PostgreSQL alike). Column names are the fields of the `FromRow` structs
 //! the rows map to.
 
+use crate::record::{Dimension, MAX_DIMENSIONS};
+
 pub(super) const REJECTED_LIST: &str = "select id, raw, reason, message, line_number, column_number, field, source, \
     account_default, recorded_at_default, first_seen, last_seen, occurrences, status \
     from rejected where ($1 or status = 'open') order by id desc limit $2";
@@ -48,7 +50,12 @@ pub fn rejection_hash(r: &crate::record::NewRejection) -> String {
 /// Aggregation of token usage (or of extra iterations) for billing. `$1`/`$2`
 /// bound the time, `$3` is the account or null, `$4` the last ledger seq to
 /// include, `$5…` the tier thresholds.
-pub(super) fn usage_sql(thresholds: usize, iterations: bool, one_account: bool) -> String {
+pub(super) fn usage_sql(
+    thresholds: usize,
+    iterations: bool,
+    one_account: bool,
+    dims: &[Dimension],
+) -> String {
     let (src, usage, model) = if iterations {
         (
             "record_iterations u join records r on r.seq = u.seq",
@@ -94,18 +101,42 @@ pub(super) fn usage_sql(thresholds: usize, iterations: bool, one_account: bool) 
          cast(sum({usage}.cache_read_tokens) as bigint) as cache_read_tokens, \
          cast(sum({usage}.web_search_requests) as bigint) as web_search_requests, \
          cast(sum({fetch}) as bigint) as web_fetch_requests, \
-         cast(sum({code}) as bigint) as code_execution_requests \
+         cast(sum({code}) as bigint) as code_execution_requests, {values} \
          from {src} where r.kind = 'message' and r.recorded_at >= $1 and r.recorded_at < $2 \
          and {account} and r.seq <= $4 \
-         group by 1, 2, 3, 4, 5, 6, 7, 8",
+         group by 1, 2, 3, 4, 5, 6, 7, 8{grouped}",
+        values = value_columns(dims),
+        grouped = (0..dims.len().min(MAX_DIMENSIONS))
+            .map(|i| format!(", v{i}"))
+            .collect::<String>(),
         day = crate::time::MICROS_PER_DAY
     )
 }
 
-pub(super) const CONTAINER_RECORDS: &str = "select container_id, account, recorded_at, started_at, \
-    web_tools_20260209, refusal \
-    from records where container_id is not null and kind = 'message' \
-    and (uses_code_execution or files_preloaded) and recorded_at >= $1 and recorded_at < $2 and seq <= $3";
+/// The columns `v0` … `v3` of a grouped read: each dimension's value, null
+/// where there are fewer dimensions.
+pub(super) fn value_columns(dims: &[Dimension]) -> String {
+    (0..MAX_DIMENSIONS)
+        .map(|i| match dims.get(i) {
+            Some(d) => format!("{} as v{i}", d.sql()),
+            None => format!("cast(null as text) as v{i}"),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Records that may make their container billable in `[$1, $2)`, up to seq
+/// `$3`, with each dimension's value (`v0` … `v3`).
+pub(super) fn container_records_sql(dims: &[Dimension]) -> String {
+    format!(
+        "select r.container_id, r.account, r.recorded_at, r.started_at, \
+         r.web_tools_20260209, r.refusal, {} \
+         from records r where r.container_id is not null and r.kind = 'message' \
+         and (r.uses_code_execution or r.files_preloaded) and r.recorded_at >= $1 \
+         and r.recorded_at < $2 and r.seq <= $3",
+        value_columns(dims)
+    )
+}
 
 /// Container roll-up states (migration 10), for SQLite's single writer
 /// (`where …` follows).
@@ -131,7 +162,8 @@ pub(super) const CONTAINER_DAYS_ADD: &str = "on conflict (account, day, shard) d
 /// `cross join` keeps SQLite from scanning records first; no bound on `seq`
 /// (PostgreSQL without statistics would scan its whole index per container).
 pub(super) const INEXACT_CONTAINER_RECORDS: &str = "select r.container_id, r.account, r.recorded_at, r.started_at, \
-    r.web_tools_20260209, r.refusal \
+    r.web_tools_20260209, r.refusal, cast(null as text) as v0, cast(null as text) as v1, \
+    cast(null as text) as v2, cast(null as text) as v3 \
     from containers c cross join records r \
     where c.exact = 0 and c.first_at >= $1 and c.first_at < $2 \
     and r.container_id is not null and r.container_id = c.container_id \
@@ -177,9 +209,10 @@ pub(super) fn rollup_sql(one_account: bool) -> String {
          cast(sum(cache_read_tokens) as bigint) as cache_read_tokens, \
          cast(sum(web_search_requests) as bigint) as web_search_requests, \
          cast(sum(web_fetch_requests) as bigint) as web_fetch_requests, \
-         cast(sum(code_execution_requests) as bigint) as code_execution_requests \
+         cast(sum(code_execution_requests) as bigint) as code_execution_requests, {values} \
          from usage_rollup where kind = $1 and day >= $2 and day < $3 and {account} \
-         group by account, model, day, batch, fast, us, size_class, refusal"
+         group by account, model, day, batch, fast, us, size_class, refusal",
+        values = value_columns(&[])
     )
 }
 

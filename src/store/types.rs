@@ -115,6 +115,8 @@ pub struct UsageQuery {
     /// May the answer come from the usage roll-up (the ledger as it is now,
     /// ignoring `max_seq`)? Only when every threshold is a roll-up size class.
     pub use_rollup: bool,
+    /// Split each group further by these (at most [`crate::record::MAX_DIMENSIONS`]).
+    pub dims: Vec<crate::record::Dimension>,
 }
 
 /// Total-input sizes the usage roll-up separates (a record's size class is
@@ -171,6 +173,8 @@ pub struct UsageGroup {
     pub rate: crate::record::RateKey,
     pub records: i64,
     pub usage: crate::record::Usage,
+    /// The group's value of each of the query's dimensions (`None`: records without it).
+    pub values: Vec<Option<String>>,
 }
 
 /// A record that may make its container billable (it used code execution or
@@ -184,6 +188,9 @@ pub struct ContainerRecord {
     pub web_tools_20260209: bool,
     /// [`crate::record::Refusal::column`] of the record (`""`: not a refusal).
     pub refusal: String,
+    /// The record's value of each dimension asked for (none unless asked).
+    #[sqlx(skip)]
+    pub values: Vec<Option<String>>,
 }
 
 /// Exact containers first used by one account on one UTC day (day number),

@@ -203,7 +203,12 @@ async fn write_round<T: WriteTx>(
     let inserted: HashMap<String, i64> = if rows.is_empty() {
         HashMap::new()
     } else {
-        let records: Vec<_> = rows.iter().map(|r| row::record_row(r, now)).collect();
+        let tags: Vec<Option<String>> = rows.iter().map(|r| r.attribution.tags_json()).collect();
+        let records: Vec<_> = rows
+            .iter()
+            .zip(&tags)
+            .map(|(r, tags)| row::record_row(r, tags.as_deref(), now))
+            .collect();
         insert_all(tx, "records", &records, row::RECORDS_INSERTED)
             .await?
             .into_iter()

@@ -184,8 +184,8 @@ async fn cost_report_sums_equal_invoices(backend: Backend) {
         ),
         ("starting_at=March", "starting_at"),
         (
-            "starting_at=2026-03-01T00:00:00Z&group_by[]=api_key_id",
-            "api_key_id",
+            "starting_at=2026-03-01T00:00:00Z&group_by[]=project",
+            "project",
         ),
         ("starting_at=2026-03-01T00:00:00Z&limit=0", "limit"),
         ("ending_at=2026-03-01T00:00:00Z", "starting_at"),

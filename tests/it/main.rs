@@ -11,6 +11,7 @@
 mod support;
 
 mod access;
+mod attribution;
 mod billing;
 mod billing_props;
 mod cli;
