@@ -173,7 +173,7 @@ pub async fn export(database: &str, args: ExportArgs) -> Result<ExitCode> {
     let period = period_arg(&args.period)?;
     let store = open_store(database).await?;
     let book = crate::pricing::current_book(store.as_ref()).await?;
-    let costs = period_costs(store.as_ref(), &book, period, None, &[]).await?;
+    let costs = focus::costs_for_export(store.as_ref(), &book, period, None).await?;
     let ExportFormat::Focus = args.format;
     match &args.out {
         Some(path) => {

@@ -65,6 +65,8 @@ struct Row<'a> {
     sku_price_id: String,
     sub_account_id: &'a str,
     sub_account_name: &'a str,
+    /// The row's tags as a JSON object (empty: none).
+    tags: String,
     #[serde(rename = "x_AmountExact")]
     amount_exact: Decimal,
     #[serde(rename = "x_Charge")]
@@ -118,6 +120,7 @@ impl<'a> Row<'a> {
             sku_id: String::new(),
             sku_price_id: String::new(),
             sub_account_id: account,
+            tags: String::new(),
             sub_account_name: account,
             amount_exact: amount,
             charge: "",
@@ -154,6 +157,8 @@ fn sku(cost: &DayCost) -> String {
 }
 
 /// Write the period's FOCUS rows (every account, or only `only`) as CSV.
+/// When `costs` are split by [`crate::record::Dimension::Tags`] (see
+/// [`costs_for_export`]), each row carries its records' tags.
 pub fn write(costs: &PeriodCosts, only: Option<&str>, out: impl Write) -> csv::Result<()> {
     let mut w = csv::WriterBuilder::new()
         .terminator(csv::Terminator::CRLF)
@@ -190,6 +195,7 @@ pub fn write(costs: &PeriodCosts, only: Option<&str>, out: impl Write) -> csv::R
                 amount_exact: cost.amount_exact,
                 charge: k.charge.as_str(),
                 price_version: text_cell(&k.price_version),
+                tags: cost.values.first().cloned().flatten().unwrap_or_default(),
                 ..Row::base(&name, &invoice_id, &billing_period, cost.amount)
             })?;
             wrote = true;
@@ -227,8 +233,24 @@ pub fn write(costs: &PeriodCosts, only: Option<&str>, out: impl Write) -> csv::R
     Ok(())
 }
 
+/// A period's costs as the export needs them: split by the records' tag
+/// sets when any record has tags (rows then differ by `Tags`), else as they are.
+pub async fn costs_for_export(
+    store: &dyn crate::store::Store,
+    book: &crate::pricing::PriceBook,
+    period: Period,
+    only: Option<&str>,
+) -> Result<PeriodCosts, crate::billing::BillingError> {
+    let dims = if store.any_tags().await? {
+        vec![crate::record::Dimension::Tags]
+    } else {
+        Vec::new()
+    };
+    crate::billing::daily::period_costs(store, book, period, only, &dims).await
+}
+
 /// The header, for a period without rows.
-const COLUMNS: [&str; 40] = [
+const COLUMNS: [&str; 41] = [
     "BilledCost",
     "BillingAccountId",
     "BillingAccountName",
@@ -266,6 +288,7 @@ const COLUMNS: [&str; 40] = [
     "SkuPriceId",
     "SubAccountId",
     "SubAccountName",
+    "Tags",
     "x_AmountExact",
     "x_Charge",
     "x_PriceVersion",

@@ -251,10 +251,17 @@ pub async fn focus_export(
     ApiQuery(q): ApiQuery<PeriodQuery>,
 ) -> Result<Response, ApiError> {
     let period = required_period(q.period.as_deref())?;
-    let snap = snapshot(&state, period).await?;
+    let store = state.ledger.store().as_ref();
+    let only = only(&principal);
+    let costs = if store.any_tags().await? {
+        let book = crate::pricing::current_book(store).await?;
+        CostsOf::Split(focus::costs_for_export(store, &book, period, only).await?)
+    } else {
+        CostsOf::Cached(snapshot(&state, period).await?)
+    };
     let mut out = Vec::new();
     // Writing CSV into memory fails only on a bug: 500.
-    focus::write(&snap.costs, only(&principal), &mut out).map_err(ApiError::internal)?;
+    focus::write(costs.costs(), only, &mut out).map_err(ApiError::internal)?;
     Ok(csv_download(out, &format!("tally-focus-{period}.csv")))
 }
 

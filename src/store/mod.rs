@@ -155,6 +155,9 @@ pub trait UsageReads: Send + Sync {
     /// The newest ledger sequence number (0 when empty).
     async fn max_seq(&self) -> Result<i64>;
 
+    /// Whether any record carries tags (a FOCUS export splits by them then).
+    async fn any_tags(&self) -> Result<bool>;
+
     /// A cheap round trip, for `/healthz`.
     async fn ping(&self) -> Result<()>;
 }

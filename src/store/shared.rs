@@ -311,6 +311,17 @@ impl<S: Pooled> UsageReads for S {
         }))
     }
 
+    async fn any_tags(&self) -> Result<bool> {
+        let n: i64 = on_pool!(self.pool(), |p| {
+            sqlx::query_scalar(
+                "select cast(count(*) as bigint) from (select 1 from record_tags limit 1) t",
+            )
+            .fetch_one(p)
+            .await?
+        });
+        Ok(n > 0)
+    }
+
     async fn ping(&self) -> Result<()> {
         on_pool!(self.pool(), |p| {
             sqlx::query("select 1").execute(p).await?;

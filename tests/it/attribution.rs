@@ -283,7 +283,48 @@ async fn the_cost_report_groups_by_attribution(backend: Backend) {
     assert_eq!(status, 400);
 }
 
+/// FOCUS rows carry their records' tags (`Tags`, a JSON object), and still
+/// add up to the invoice; SubAccountId stays the account.
+async fn focus_rows_carry_tags(backend: Backend) {
+    let app = TestApp::on(backend).serve().await;
+    ingest(&app.store, &ledger()).await;
+    let admin = app.admin();
+    let text = admin.get_text("/v1/exports/focus?period=2026-10").await;
+    let mut reader = csv::Reader::from_reader(text.as_bytes());
+    let header = reader.headers().unwrap().clone();
+    let col = |name: &str| header.iter().position(|h| h == name).unwrap();
+    let (tags, cost, sub, charge) = (
+        col("Tags"),
+        col("BilledCost"),
+        col("SubAccountId"),
+        col("x_Charge"),
+    );
+    let mut total = Decimal::ZERO;
+    let mut input_tags = Vec::new();
+    for row in reader.records() {
+        let row = row.unwrap();
+        assert_eq!(&row[sub], "acme");
+        total += row[cost].parse::<Decimal>().unwrap();
+        if &row[charge] == "input_tokens" {
+            input_tags.push(row[tags].to_owned());
+        }
+    }
+    input_tags.sort();
+    assert_eq!(
+        input_tags,
+        [
+            "",
+            r#"{"project":"ads"}"#,
+            r#"{"project":"search","team":"core"}"#,
+            r#"{"project":"search"}"#,
+        ]
+    );
+    let invoice = admin.get_json("/v1/accounts/acme/invoices/2026-10").await;
+    assert_eq!(total.to_string(), invoice["total"].as_str().unwrap());
+}
+
 on_both_backends!(
+    focus_rows_carry_tags,
     the_cost_report_groups_by_attribution,
     an_invoice_splits_by_tag_workspace_and_user_to_the_cent,
     breakdowns_over_http_and_the_command_line,
