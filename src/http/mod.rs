@@ -203,30 +203,40 @@ fn note_target(account: Option<&str>, period: Option<&str>) {
 /// request without a bearer acts as admin, and one with an account key acts
 /// as that account.
 async fn authenticate(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
-    let presented = request
-        .headers()
+    let principal = match principal_of(&state, request.headers()).await {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    request.extensions_mut().insert(principal);
+    next.run(request).await
+}
+
+/// Who the request's credentials name: the admin (its token, or no token
+/// configured and none sent), or the account of an account key.
+pub(crate) async fn principal_of(
+    state: &AppState,
+    headers: &axum::http::HeaderMap,
+) -> Result<Principal, ApiError> {
+    let presented = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(bearer_or_basic);
-    let principal = match (&state.config.admin_token, presented) {
-        (None, None) => Principal::Admin,
+    match (&state.config.admin_token, presented) {
+        (None, None) => Ok(Principal::Admin),
         (Some(admin), Some(p)) if crate::auth::constant_time_eq(p.as_bytes(), admin.as_bytes()) => {
-            Principal::Admin
+            Ok(Principal::Admin)
         }
         (_, Some(p)) => match state
             .ledger
             .store()
             .key_account(&crate::auth::hash_key(&p))
-            .await
+            .await?
         {
-            Ok(Some(account)) => Principal::Account(account),
-            Ok(None) => return ApiError::Unauthorized.into_response(),
-            Err(e) => return ApiError::from(e).into_response(),
+            Some(account) => Ok(Principal::Account(account)),
+            None => Err(ApiError::Unauthorized),
         },
-        (Some(_), None) => return ApiError::Unauthorized.into_response(),
-    };
-    request.extensions_mut().insert(principal);
-    next.run(request).await
+        (Some(_), None) => Err(ApiError::Unauthorized),
+    }
 }
 
 /// The `{account}` of a path (a 400 names it).

@@ -826,7 +826,105 @@ async fn cached_figures_follow_every_finalization(backend: Backend) {
     );
 }
 
+/// `/metrics` carries month-to-date spend per account and cost type, equal
+/// to the invoices, for those who may read it: the admin sees every account,
+/// an account key its own, a scrape without credentials none.
+async fn spend_gauges_equal_the_invoices(backend: Backend) {
+    let app = finance_app(backend).account_key("acme").serve().await;
+    let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let period = &now[..7];
+    let mut lines = Vec::new();
+    for (i, account) in ["acme", "acme", "globex"].iter().enumerate() {
+        lines.push(serde_json::json!({"account": account, "recorded_at": now,
+            "response": {"id": format!("msg_spend_{i}"), "type": "message", "role": "assistant",
+                "model": "claude-sonnet-4-5-20250929", "content": [],
+                "stop_reason": if i == 1 { "refusal" } else { "end_turn" },
+                "usage": {"input_tokens": 123_457 * (i as i64 + 1), "output_tokens": 999,
+                    "server_tool_use": {"web_search_requests": 3}}}}));
+    }
+    crate::billing::ingest(&app.store, &lines).await;
+
+    let gauge = |text: &str, name: &str| -> BTreeMap<String, String> {
+        text.lines()
+            .filter(|l| l.starts_with(&format!("{name}{{")))
+            .map(|l| {
+                let (labels, value) = l.rsplit_once(' ').unwrap();
+                (labels.to_owned(), value.to_owned())
+            })
+            .collect()
+    };
+    let admin = app.admin().get_text("/metrics").await;
+    let spend = gauge(&admin, "tally_spend_usd");
+    for account in ["acme", "globex"] {
+        let invoice = app
+            .admin()
+            .get_json(&format!("/v1/accounts/{account}/invoices/{period}"))
+            .await;
+        for cost_type in ["tokens", "web_search", "code_execution"] {
+            let label = format!(
+                "tally_spend_usd{{account=\"{account}\",cost_type=\"{cost_type}\",period=\"{period}\"}}"
+            );
+            assert_eq!(
+                spend.get(&label).map(String::as_str),
+                invoice["subtotals"][cost_type].as_str(),
+                "{label} in {admin}"
+            );
+        }
+        let total = format!("tally_spend_total_usd{{account=\"{account}\",period=\"{period}\"}}");
+        assert_eq!(
+            gauge(&admin, "tally_spend_total_usd")
+                .get(&total)
+                .map(String::as_str),
+            invoice["total"].as_str()
+        );
+    }
+    // The refusal was not charged (the book in force since 2026-06-02).
+    let refusals = gauge(&admin, "tally_unbilled_refusals");
+    assert_eq!(
+        refusals.get(&format!(
+            "tally_unbilled_refusals{{account=\"acme\",period=\"{period}\"}}"
+        )),
+        Some(&"1".to_owned())
+    );
+
+    // An account key: its own account only; no credentials: no spend at all.
+    let own = app.account().get_text("/metrics").await;
+    assert!(
+        own.contains("account=\"acme\"") && !own.contains("globex"),
+        "{own}"
+    );
+    let anonymous = app.anonymous().get_text("/metrics").await;
+    assert!(anonymous.contains("tally_ingested_lines_total"));
+    assert!(!anonymous.contains("tally_spend"), "{anonymous}");
+}
+
+/// The Grafana dashboard in `docs/` is valid JSON and charts only metrics
+/// `/metrics` serves.
+#[test]
+fn the_grafana_dashboard_charts_served_metrics() {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/grafana/tally-spend.json");
+    let dashboard: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let served = [
+        "tally_spend_usd",
+        "tally_spend_total_usd",
+        "tally_unbilled_refusals",
+    ];
+    let panels = dashboard["panels"].as_array().unwrap();
+    assert!(panels.len() >= 4);
+    for panel in panels {
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap();
+            assert!(
+                served.iter().any(|m| expr.contains(&format!("{m}{{"))),
+                "{expr}"
+            );
+        }
+    }
+}
+
 on_both_backends!(
+    spend_gauges_equal_the_invoices,
     cached_figures_follow_every_finalization,
     finalized_months_stay_as_billed,
     cost_report_sums_equal_invoices,
