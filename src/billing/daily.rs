@@ -81,6 +81,76 @@ impl PeriodCosts {
         self.accounts.iter().flat_map(|a| a.days.iter())
     }
 
+    /// The share of these costs (split by dimensions) whose values `keep`
+    /// accepts: each account's matching days, its invoice rebuilt from them.
+    /// Adjustments, unpriced usage, record and refusal counts cannot be
+    /// attributed to a value and are left out; accounts left with nothing
+    /// are dropped.
+    pub fn filtered(&self, keep: impl Fn(&[Option<String>]) -> bool) -> PeriodCosts {
+        let accounts = self
+            .accounts
+            .iter()
+            .filter_map(|a| {
+                let days: Vec<DayCost> =
+                    a.days.iter().filter(|d| keep(&d.values)).cloned().collect();
+                if days.is_empty() {
+                    return None;
+                }
+                let mut lines: BTreeMap<&LineKey, (Decimal, Decimal, Decimal)> = BTreeMap::new();
+                for d in &days {
+                    let e = lines.entry(&d.key).or_default();
+                    e.0 += d.quantity;
+                    e.1 += d.amount_exact;
+                    e.2 += d.amount;
+                }
+                let lines = lines
+                    .into_iter()
+                    .map(|(key, (quantity, exact, amount))| {
+                        let mut line = line_of(key.clone(), Decimal::ZERO);
+                        line.quantity = quantity.normalize();
+                        line.amount_exact = exact.normalize();
+                        line.amount = amount;
+                        line
+                    })
+                    .collect();
+                let mut invoice =
+                    super::assemble(&a.invoice.account, self.period, LineBook::default(), 0, 0);
+                invoice.lines = lines;
+                invoice.total = cents(invoice.lines.iter().map(|l| l.amount).sum());
+                let sum = |cat: super::Category| {
+                    cents(
+                        invoice
+                            .lines
+                            .iter()
+                            .filter(|l| l.charge.category() == cat)
+                            .map(|l| l.amount)
+                            .sum(),
+                    )
+                };
+                invoice.subtotals = super::Subtotals {
+                    tokens: sum(super::Category::Tokens),
+                    web_search: sum(super::Category::WebSearch),
+                    code_execution: sum(super::Category::CodeExecution),
+                };
+                invoice.number = a.invoice.number.clone();
+                invoice.status = a.invoice.status;
+                Some(AccountCosts {
+                    invoice,
+                    days,
+                    unbilled_refusals: BTreeMap::new(),
+                    number: a.number.clone(),
+                    late: Decimal::ZERO,
+                })
+            })
+            .collect();
+        PeriodCosts {
+            period: self.period,
+            max_seq: self.max_seq,
+            accounts,
+            allowance: self.allowance.clone(),
+        }
+    }
+
     /// Every account's unbilled refusals by day: (account, day, count).
     pub fn unbilled_refusals(&self) -> impl Iterator<Item = (&str, NaiveDate, i64)> {
         self.accounts.iter().flat_map(|a| {

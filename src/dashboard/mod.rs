@@ -41,9 +41,27 @@ pub struct View<'a> {
     /// The accounts the caller may see (all for the admin).
     pub accounts: Vec<&'a AccountCosts>,
     pub budgets: Vec<BudgetStatus>,
-    /// Organization-wide panels (the free allowance) for the admin only.
+    /// Organization-wide panels (the free allowance) for the admin only,
+    /// and only unfiltered.
     pub organization: bool,
     pub computed_at: String,
+    pub filters: Filters,
+    /// The cost-by-tag panel, when asked for.
+    pub by_tag: Option<TagCosts>,
+}
+
+/// A tag key, and each of its values' cost (`None`: records without it).
+pub type TagCosts = (String, Vec<(Option<String>, Decimal)>);
+
+/// The dashboard's filters as asked (to fill the form and say what is shown).
+#[derive(Debug, Clone, Default)]
+pub struct Filters {
+    pub workspace: Option<String>,
+    /// `KEY:VALUE`.
+    pub tag: Option<String>,
+    pub tag_key: Option<String>,
+    /// In words, one per filter in force.
+    pub described: Vec<String>,
 }
 
 fn category_label(c: Category) -> &'static str {
@@ -65,7 +83,15 @@ pub fn render(v: &View) -> String {
         r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>tally — {period}</title><style>{STYLE}</style></head><body><header><h1>tally</h1>"#
     );
     picker(&mut h, period);
+    filter_form(&mut h, period, &v.filters);
     h.push_str("</header><main>");
+    if !v.filters.described.is_empty() {
+        let _ = write!(
+            h,
+            r#"<p class="filtered" id="filtered">Showing only {}: each figure is its share of the invoice lines, to the cent. Adjustments, record counts and unpriced usage are not attributed and are left out. <a href="/?period={period}">Show everything</a></p>"#,
+            esc(&v.filters.described.join(" and "))
+        );
+    }
 
     // Headline figures.
     let sum = |cat: Category| -> Decimal {
@@ -119,6 +145,9 @@ pub fn render(v: &View) -> String {
     warnings(&mut h, v);
     daily_chart(&mut h, v);
     by_model(&mut h, v);
+    if let Some((key, totals)) = &v.by_tag {
+        by_tag(&mut h, key, totals);
+    }
     accounts_table(&mut h, v);
     if v.organization {
         allowance(&mut h, v.costs);
@@ -131,6 +160,53 @@ pub fn render(v: &View) -> String {
         v.costs.max_seq
     );
     h
+}
+
+/// Filters by workspace and tag, and the key of the cost-by-tag panel.
+fn filter_form(h: &mut String, period: Period, f: &Filters) {
+    let value = |v: &Option<String>| esc(v.as_deref().unwrap_or(""));
+    let _ = write!(
+        h,
+        r#"<form class="picker filters" method="get" action="/"><input type="hidden" name="period" value="{period}"><input name="workspace" placeholder="workspace" aria-label="workspace" value="{}"><input name="tag" placeholder="tag key:value" aria-label="tag" value="{}"><input name="tag_key" placeholder="cost by tag key" aria-label="cost by tag key" value="{}"><button type="submit">Filter</button></form>"#,
+        value(&f.workspace),
+        value(&f.tag),
+        value(&f.tag_key)
+    );
+}
+
+/// Cost by the values of one tag key, largest first, records without it last.
+fn by_tag(h: &mut String, key: &str, totals: &[(Option<String>, Decimal)]) {
+    let mut rows: Vec<&(Option<String>, Decimal)> = totals.iter().collect();
+    rows.sort_by(|a, b| {
+        (a.0.is_none(), std::cmp::Reverse(a.1), &a.0).cmp(&(
+            b.0.is_none(),
+            std::cmp::Reverse(b.1),
+            &b.0,
+        ))
+    });
+    let top = rows.iter().map(|r| r.1).max().unwrap_or_default();
+    let _ = write!(
+        h,
+        r#"<section id="by-tag"><h2>Cost by tag <code>{}</code></h2><table><thead><tr><th>value</th><th class="n">cost</th><th></th></tr></thead><tbody>"#,
+        esc(key)
+    );
+    for (value, total) in rows {
+        let name = match value {
+            Some(v) => esc(v),
+            None => "(no tag)".to_owned(),
+        };
+        let width = if top.is_zero() {
+            Decimal::ZERO
+        } else {
+            (*total * Decimal::ONE_HUNDRED / top).round_dp(1)
+        };
+        let _ = write!(
+            h,
+            r#"<tr><td>{name}</td><td class="n" data-usd="{total}">{}</td><td class="bar"><span style="width:{width}%"></span></td></tr>"#,
+            usd(*total)
+        );
+    }
+    h.push_str("</tbody></table></section>");
 }
 
 fn picker(h: &mut String, period: Period) {

@@ -17,6 +17,7 @@ use super::{ApiError, ApiQuery, AppState, check_account};
 use crate::auth::Principal;
 use crate::billing::{self, Period};
 use crate::finance::{Snapshot, budget, cost_report, focus};
+use crate::record::Dimension;
 
 #[derive(Debug, Deserialize)]
 pub struct PeriodQuery {
@@ -57,28 +58,145 @@ fn only(principal: &Principal) -> Option<&str> {
     }
 }
 
-/// `GET /` and `GET /?period=YYYY-MM`.
+#[derive(Debug, Deserialize)]
+pub struct DashboardQuery {
+    period: Option<String>,
+    /// Only the records of this workspace.
+    workspace: Option<String>,
+    /// Only the records with this tag, `KEY:VALUE`.
+    tag: Option<String>,
+    /// The "cost by tag" panel for this key.
+    tag_key: Option<String>,
+}
+
+/// The dashboard's filter and panel choices, checked.
+struct DashboardChoice {
+    workspace: Option<String>,
+    tag: Option<(String, String)>,
+    tag_key: Option<String>,
+}
+
+impl DashboardChoice {
+    fn of(q: &DashboardQuery) -> Result<DashboardChoice, ApiError> {
+        let given = |v: &Option<String>| v.clone().filter(|v| !v.is_empty());
+        let tag = match given(&q.tag) {
+            Some(t) => {
+                let (key, value) = t.split_once(':').ok_or_else(|| {
+                    ApiError::BadRequest(format!(
+                        "tag={t:?}: expected KEY:VALUE, e.g. project:search"
+                    ))
+                })?;
+                crate::record::validate_tag_key(key)
+                    .map_err(|m| ApiError::BadRequest(format!("tag: {m}")))?;
+                Some((key.to_owned(), value.to_owned()))
+            }
+            None => None,
+        };
+        let tag_key = given(&q.tag_key);
+        if let Some(k) = &tag_key {
+            crate::record::validate_tag_key(k)
+                .map_err(|m| ApiError::BadRequest(format!("tag_key: {m}")))?;
+        }
+        Ok(DashboardChoice {
+            workspace: given(&q.workspace),
+            tag,
+            tag_key,
+        })
+    }
+
+    /// The dimensions to split by: the filters', then the panel's.
+    fn dimensions(&self) -> Vec<Dimension> {
+        let mut dims = Vec::new();
+        if self.workspace.is_some() {
+            dims.push(Dimension::Workspace);
+        }
+        if let Some((key, _)) = &self.tag {
+            dims.push(Dimension::Tag(key.clone()));
+        }
+        if let Some(key) = &self.tag_key {
+            dims.push(Dimension::Tag(key.clone()));
+        }
+        dims
+    }
+
+    /// Whether a part with these values (in [`Self::dimensions`] order) passes the filters.
+    fn keeps(&self, values: &[Option<String>]) -> bool {
+        let mut values = values.iter();
+        if let Some(w) = &self.workspace
+            && values.next().and_then(Option::as_deref) != Some(w.as_str())
+        {
+            return false;
+        }
+        if let Some((_, v)) = &self.tag
+            && values.next().and_then(Option::as_deref) != Some(v.as_str())
+        {
+            return false;
+        }
+        true
+    }
+}
+
+/// `GET /` and `GET /?period=YYYY-MM` (`&workspace=W`, `&tag=KEY:VALUE`
+/// filter every panel; `&tag_key=KEY` adds the cost-by-tag panel).
 pub async fn dashboard(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
-    ApiQuery(q): ApiQuery<PeriodQuery>,
+    ApiQuery(q): ApiQuery<DashboardQuery>,
 ) -> Result<Response, ApiError> {
-    let snap = snapshot(&state, period_or_current(q.period.as_deref())?).await?;
+    let period = period_or_current(q.period.as_deref())?;
+    let choice = DashboardChoice::of(&q)?;
+    let snap = snapshot(&state, period).await?;
     let store = state.ledger.store().as_ref();
     let only = only(&principal);
+    let dims = choice.dimensions();
+    let split = if dims.is_empty() {
+        None
+    } else {
+        let book = crate::pricing::current_book(store).await?;
+        let costs = billing::daily::period_costs(store, &book, period, only, &dims).await?;
+        Some(costs.filtered(|values| choice.keeps(values)))
+    };
+    let costs = split.as_ref().unwrap_or(&snap.costs);
     let mut budgets = budget::statuses(store, &snap.costs, Utc::now()).await?;
     budgets.retain(|b| only.is_none_or(|o| o == b.account));
+    let mut filters = Vec::new();
+    if let Some(w) = &choice.workspace {
+        filters.push(format!("workspace {w}"));
+    }
+    if let Some((k, v)) = &choice.tag {
+        filters.push(format!("tag {k} = {v}"));
+    }
+    let by_tag = choice.tag_key.as_ref().map(|key| {
+        let mut totals: std::collections::BTreeMap<Option<String>, rust_decimal::Decimal> =
+            std::collections::BTreeMap::new();
+        for day in costs
+            .days()
+            .filter(|d| only.is_none_or(|o| o == d.account))
+            .filter(|d| d.key.charge != billing::Charge::Adjustment)
+        {
+            *totals
+                .entry(day.values.last().cloned().flatten())
+                .or_default() += day.amount;
+        }
+        (key.clone(), totals.into_iter().collect())
+    });
     let view = crate::dashboard::View {
-        costs: &snap.costs,
-        accounts: snap
-            .costs
+        costs,
+        accounts: costs
             .accounts
             .iter()
             .filter(|a| only.is_none_or(|o| o == a.invoice.account))
             .collect(),
         budgets,
-        organization: only.is_none(),
+        organization: only.is_none() && filters.is_empty(),
         computed_at: snap.computed_at.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+        filters: crate::dashboard::Filters {
+            workspace: choice.workspace.clone(),
+            tag: choice.tag.as_ref().map(|(k, v)| format!("{k}:{v}")),
+            tag_key: choice.tag_key.clone(),
+            described: filters,
+        },
+        by_tag,
     };
     Ok(Html(crate::dashboard::render(&view)).into_response())
 }

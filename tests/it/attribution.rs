@@ -323,7 +323,47 @@ async fn focus_rows_carry_tags(backend: Backend) {
     assert_eq!(total.to_string(), invoice["total"].as_str().unwrap());
 }
 
+/// The dashboard filtered by tag and by workspace (in a real browser), and
+/// its cost-by-tag panel: each figure the filtered records' share.
+async fn the_dashboard_filters_by_tag_and_workspace(backend: Backend) {
+    let app = TestApp::on(backend).serve().await;
+    ingest(&app.store, &ledger()).await;
+    let url = app.url("/?period=2026-10&tag=project:ads&tag_key=project");
+    let dom = tokio::task::spawn_blocking(move || {
+        crate::dashboard_browser::browser(&["--dump-dom"], &url)
+    })
+    .await
+    .unwrap();
+    let dom = String::from_utf8(dom).unwrap();
+    // ads: 45 cents of tokens; its container's cent is netted by the free hours.
+    assert!(dom.contains(r#"id="total" data-usd="0.45""#), "{dom}");
+    assert!(dom.contains(r#"id="filtered""#) && dom.contains("tag project = ads"));
+    let panel = &dom[dom.find(r#"id="by-tag""#).unwrap()..];
+    assert!(panel.contains("<td>ads</td>") && !panel.contains("<td>search</td>"));
+
+    let admin = app.admin();
+    let all = admin.get_text("/?period=2026-10&tag_key=project").await;
+    let panel = &all[all.find(r#"id="by-tag""#).unwrap()..];
+    let order: Vec<usize> = ["<td>ads</td>", "<td>search</td>", "<td>(no tag)</td>"]
+        .iter()
+        .map(|cell| panel.find(cell).unwrap())
+        .collect();
+    assert!(
+        order.windows(2).all(|w| w[0] < w[1]),
+        "largest first, untagged last"
+    );
+    for cents in [r#"data-usd="0.45""#, r#"data-usd="0.03""#] {
+        assert!(panel.contains(cents), "{cents}");
+    }
+    assert!(all.contains(r#"id="total" data-usd="0.93""#));
+    let w1 = admin.get_text("/?period=2026-10&workspace=w1").await;
+    assert!(w1.contains(r#"id="total" data-usd="0.30""#));
+    let status = admin.status_of_get("/?period=2026-10&tag=project").await;
+    assert_eq!(status, 400);
+}
+
 on_both_backends!(
+    the_dashboard_filters_by_tag_and_workspace,
     focus_rows_carry_tags,
     the_cost_report_groups_by_attribution,
     an_invoice_splits_by_tag_workspace_and_user_to_the_cent,

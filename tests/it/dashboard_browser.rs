@@ -21,7 +21,7 @@ fn chromium() -> String {
     bin
 }
 
-fn browser(args: &[&str], url: &str) -> Vec<u8> {
+pub(crate) fn browser(args: &[&str], url: &str) -> Vec<u8> {
     let profile = tempfile::tempdir().unwrap();
     let out = Command::new(chromium())
         .args([
