@@ -17,3 +17,38 @@ create table record_tags (
 );
 
 create index record_tags_by_key on record_tags (key, value);
+
+-- Usage summed per account, UTC day, dimension value and the roll-up's
+-- billing traits (as usage_rollup, migration 5), kept in the same transaction
+-- as every ingested record: one row key per dimension a record has
+-- (dim: 'workspace', 'api_key_id', 'user' or 'tag:KEY'), so a split by one
+-- dimension reads a few thousand rows; records without it are the
+-- difference from usage_rollup. Nothing to backfill: no record had them.
+create table usage_dim_rollup (
+    account                      text   not null,
+    day                          bigint not null,
+    dim                          text   not null,
+    value                        text   not null,
+    model                        text   not null,
+    kind                         bigint not null,
+    batch                        bigint not null,
+    fast                         bigint not null,
+    us                           bigint not null,
+    size_class                   bigint not null,
+    refusal                      text   not null,
+    shard                        bigint not null,
+    records                      bigint not null,
+    input_tokens                 bigint not null,
+    output_tokens                bigint not null,
+    cache_creation_input_tokens  bigint not null,
+    cache_write_5m_tokens        bigint not null,
+    cache_write_1h_tokens        bigint not null,
+    cache_read_tokens            bigint not null,
+    web_search_requests          bigint not null,
+    web_fetch_requests           bigint not null,
+    code_execution_requests      bigint not null,
+    max_seq                      bigint not null,
+    primary key (account, day, dim, value, model, kind, batch, fast, us, size_class, refusal, shard)
+);
+
+create index usage_dim_rollup_by_dim on usage_dim_rollup (dim, day);

@@ -217,8 +217,8 @@ impl PeriodData {
             to,
             max_seq: cutoff.seq(),
             thresholds: book.thresholds(),
-            // The roll-up keeps no dimension values: a split reads the records.
-            use_rollup: cutoff.may_use_rollup() && dims.is_empty(),
+            // A split by more than one dimension reads the records.
+            use_rollup: cutoff.may_use_rollup(),
             dims: dims.to_vec(),
         };
         let by_account = |groups: Vec<UsageGroup>| {

@@ -439,10 +439,10 @@ mod tests {
         assert!(
             p(&[
                 ("starting_at", "2025-05-01T00:00:00Z"),
-                ("group_by[]", "api_key_id")
+                ("group_by[]", "cost_centre")
             ])
             .unwrap_err()
-            .contains("api_key_id")
+            .contains("cost_centre")
         );
         assert!(
             p(&[("starting_at", "2025-05-01T00:00:00Z"), ("limit", "32")])

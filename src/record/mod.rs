@@ -39,6 +39,14 @@ impl Usage {
     }
 }
 
+impl std::ops::SubAssign<&Usage> for Usage {
+    fn sub_assign(&mut self, u: &Usage) {
+        for (sum, count) in self.counters_mut().into_iter().zip(u.counters()) {
+            *sum -= count;
+        }
+    }
+}
+
 impl std::ops::AddAssign<&Usage> for Usage {
     fn add_assign(&mut self, u: &Usage) {
         for (sum, count) in self.counters_mut().into_iter().zip(u.counters()) {
@@ -265,6 +273,25 @@ pub struct Attribution {
 }
 
 impl Attribution {
+    /// Each dimension the record has, with its value, as the dimension roll-up
+    /// keys them: `workspace`, `api_key_id`, `user`, `tag:KEY`.
+    pub fn pairs(&self) -> Vec<(String, &str)> {
+        let mut pairs = Vec::with_capacity(3 + self.tags.len());
+        for (dim, value) in [
+            ("workspace", &self.workspace),
+            ("api_key_id", &self.api_key_id),
+            ("user", &self.user),
+        ] {
+            if let Some(v) = value {
+                pairs.push((dim.to_owned(), v.as_str()));
+            }
+        }
+        for (key, value) in &self.tags {
+            pairs.push((format!("tag:{key}"), value.as_str()));
+        }
+        pairs
+    }
+
     /// The tags as canonical JSON (keys sorted, no white space); none: `None`.
     pub fn tags_json(&self) -> Option<String> {
         (!self.tags.is_empty()).then(|| serde_json::to_string(&self.tags).unwrap_or_default())
@@ -313,6 +340,17 @@ impl Dimension {
             Dimension::User => "user".into(),
             Dimension::Tag(key) => format!("tag:{key}"),
             Dimension::Tags => "tags".into(),
+        }
+    }
+
+    /// Its name in the dimension roll-up (`usage_dim_rollup.dim`), if it has one there.
+    pub fn rollup_name(&self) -> Option<String> {
+        match self {
+            Dimension::Workspace => Some("workspace".into()),
+            Dimension::ApiKeyId => Some("api_key_id".into()),
+            Dimension::User => Some("user".into()),
+            Dimension::Tag(key) => Some(format!("tag:{key}")),
+            Dimension::Tags => None,
         }
     }
 

@@ -154,7 +154,8 @@ pub(super) fn iteration_row(seq: i64, position: i64, it: &ExtraIteration) -> Tab
     row
 }
 
-/// A roll-up row to add to `usage_rollup` (see [`super::sql::rollup_upsert`]):
+/// A roll-up row to add to `usage_rollup`, or to `usage_dim_rollup` when
+/// its key names a dimension (see [`super::sql::rollup_upsert`]):
 /// `records` records summing to `usage`, the newest of them `max_seq`.
 pub(super) fn rollup_row<'a>(
     k: &'a RollupKey,
@@ -179,6 +180,11 @@ pub(super) fn rollup_row<'a>(
     ];
     row.extend(usage_columns(usage));
     row.push(("max_seq", Int(Some(max_seq))));
+    if !k.dim.is_empty() {
+        // A row of usage_dim_rollup.
+        row.push(("dim", Text(Some(&k.dim))));
+        row.push(("value", Text(Some(&k.value))));
+    }
     row
 }
 

@@ -4,6 +4,8 @@
 //! differently (an amount kept as text, a time as microseconds, a flag as a
 //! number).
 
+use std::collections::BTreeMap;
+
 use async_trait::async_trait;
 use rust_decimal::Decimal;
 use sqlx::AssertSqlSafe;
@@ -75,6 +77,15 @@ struct DimensionValues {
 }
 
 impl DimensionValues {
+    fn none() -> DimensionValues {
+        DimensionValues {
+            v0: None,
+            v1: None,
+            v2: None,
+            v3: None,
+        }
+    }
+
     /// The first `n` values (one per dimension asked for).
     fn take(self, n: usize) -> Vec<Option<String>> {
         let mut all = vec![self.v0, self.v1, self.v2, self.v3];
@@ -103,33 +114,49 @@ impl From<UsageGroupRow> for UsageGroup {
     }
 }
 
-/// Token usage (or extra iterations) from the roll-up when it can answer,
-/// else summed from the records.
+/// Token usage (or extra iterations) from the roll-ups when they can answer
+/// (no dimension, or one the dimension roll-up keeps), else summed from the
+/// records.
 async fn usage_query(
     pool: PoolRef<'_>,
     q: &UsageQuery,
     iterations: bool,
 ) -> Result<Vec<UsageGroup>> {
-    if q.use_rollup && super::rollup_covers(&q.thresholds) {
-        let (first_day, end_day) = crate::time::day_range(q.from, q.to);
-        let sql = sql::rollup_sql(q.account.is_some());
-        let rows: Vec<UsageGroupRow> = on_pool!(pool, |p| {
-            sqlx::query_as(AssertSqlSafe(sql))
-                .bind(i64::from(iterations))
-                .bind(first_day)
-                .bind(end_day)
-                .bind(q.account.as_deref())
-                .fetch_all(p)
-                .await?
-        });
-        return Ok(rows
-            .into_iter()
-            .map(|r| {
-                let mut g = UsageGroup::from(r);
-                g.rate.bucket = super::bucket_of_class(g.rate.bucket, &q.thresholds);
-                g
-            })
-            .collect());
+    let rollup_dim = match q.dims.as_slice() {
+        [] => Some(None),
+        [d] => d.rollup_name().map(Some),
+        _ => None,
+    };
+    if let (true, Some(dim)) = (
+        q.use_rollup && super::rollup_covers(&q.thresholds),
+        rollup_dim,
+    ) {
+        let Some(dim) = dim else {
+            return rollup_read(pool, q, iterations, None).await;
+        };
+        // Each value's groups; the records without the dimension are what
+        // is left of the totals (read second: a record committed between
+        // the two reads is then in the totals, never only in a value).
+        let valued = rollup_read(pool, q, iterations, Some(&dim)).await?;
+        let all = rollup_read(pool, q, iterations, None).await?;
+        let mut rest: BTreeMap<String, Vec<UsageGroup>> = BTreeMap::new();
+        for mut g in all {
+            g.values = vec![None];
+            rest.entry(rate_key_text(&g)).or_default().push(g);
+        }
+        for g in &valued {
+            if let Some(total) = rest.get_mut(&rate_key_text(g)).and_then(|v| v.first_mut()) {
+                total.records -= g.records;
+                total.usage -= &g.usage;
+            }
+        }
+        let mut groups = valued;
+        groups.extend(
+            rest.into_values()
+                .flatten()
+                .filter(|g| g.records != 0 || g.usage != crate::record::Usage::default()),
+        );
+        return Ok(groups);
     }
     let sql = sql::usage_sql(q.thresholds.len(), iterations, q.account.is_some(), &q.dims);
     let rows: Vec<UsageGroupRow> = on_pool!(pool, |p| {
@@ -147,20 +174,55 @@ async fn usage_query(
     Ok(rows
         .into_iter()
         .map(|mut r| {
-            let values = std::mem::replace(
-                &mut r.values,
-                DimensionValues {
-                    v0: None,
-                    v1: None,
-                    v2: None,
-                    v3: None,
-                },
-            );
+            let values = std::mem::replace(&mut r.values, DimensionValues::none());
             let mut g = UsageGroup::from(r);
             g.values = values.take(n);
             g
         })
         .collect())
+}
+
+/// Usage groups from `usage_rollup`, or by one dimension's values from
+/// `usage_dim_rollup`.
+async fn rollup_read(
+    pool: PoolRef<'_>,
+    q: &UsageQuery,
+    iterations: bool,
+    dim: Option<&str>,
+) -> Result<Vec<UsageGroup>> {
+    let (first_day, end_day) = crate::time::day_range(q.from, q.to);
+    let sql = match dim {
+        Some(_) => sql::dim_rollup_sql(q.account.is_some()),
+        None => sql::rollup_sql(q.account.is_some()),
+    };
+    let rows: Vec<UsageGroupRow> = on_pool!(pool, |p| {
+        let mut query = sqlx::query_as(AssertSqlSafe(sql.clone()))
+            .bind(i64::from(iterations))
+            .bind(first_day)
+            .bind(end_day)
+            .bind(q.account.as_deref());
+        if let Some(d) = dim {
+            query = query.bind(d);
+        }
+        query.fetch_all(p).await?
+    });
+    Ok(rows
+        .into_iter()
+        .map(|mut r| {
+            let values = std::mem::replace(&mut r.values, DimensionValues::none());
+            let mut g = UsageGroup::from(r);
+            g.rate.bucket = super::bucket_of_class(g.rate.bucket, &q.thresholds);
+            if dim.is_some() {
+                g.values = values.take(1);
+            }
+            g
+        })
+        .collect())
+}
+
+/// A group's account and rate key, as one comparable text.
+fn rate_key_text(g: &UsageGroup) -> String {
+    format!("{}\u{1f}{:?}", g.account, g.rate)
 }
 
 /// A container record with its dimension values.

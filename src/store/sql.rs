@@ -194,10 +194,30 @@ pub(super) fn invoice_number(period: &str, id: i64) -> String {
 /// Usage from the roll-up (summing its shards): `$1` kind, `$2`/`$3` the UTC
 /// day range, `$4` the account.
 pub(super) fn rollup_sql(one_account: bool) -> String {
+    rollup_read(one_account, false)
+}
+
+/// Usage by one dimension's values from `usage_dim_rollup`: as
+/// [`rollup_sql`], `$5` the dimension, each group's value as `v0`.
+pub(super) fn dim_rollup_sql(one_account: bool) -> String {
+    rollup_read(one_account, true)
+}
+
+fn rollup_read(one_account: bool, by_dim: bool) -> String {
     let account = if one_account {
         "account = $4"
     } else {
         "cast($4 as text) is null"
+    };
+    let (table, dim, values, grouped) = if by_dim {
+        (
+            "usage_dim_rollup",
+            " and dim = $5",
+            "value as v0, cast(null as text) as v1, cast(null as text) as v2, cast(null as text) as v3".to_owned(),
+            ", value",
+        )
+    } else {
+        ("usage_rollup", "", value_columns(&[]), "")
     };
     format!(
         "select account, nullif(model, '') as model, day, batch, fast, us, size_class as bucket, refusal, \
@@ -210,9 +230,8 @@ pub(super) fn rollup_sql(one_account: bool) -> String {
          cast(sum(web_search_requests) as bigint) as web_search_requests, \
          cast(sum(web_fetch_requests) as bigint) as web_fetch_requests, \
          cast(sum(code_execution_requests) as bigint) as code_execution_requests, {values} \
-         from usage_rollup where kind = $1 and day >= $2 and day < $3 and {account} \
-         group by account, model, day, batch, fast, us, size_class, refusal",
-        values = value_columns(&[])
+         from {table} where kind = $1 and day >= $2 and day < $3 and {account}{dim} \
+         group by account, model, day, batch, fast, us, size_class, refusal{grouped}"
     )
 }
 
@@ -222,18 +241,24 @@ pub(super) const ROLLUP_COUNTS_ONE: &str = "select account, cast(sum(records) as
 pub(super) const ROLLUP_COUNTS_ALL: &str = "select account, cast(sum(records) as bigint) from usage_rollup \
     where cast($1 as text) is null and day >= $2 and day < $3 and kind in (0, 2) group by account order by account";
 
-/// What follows a roll-up insert: a row whose key exists adds its sums to it.
-pub(super) fn rollup_upsert() -> String {
+/// What follows a roll-up insert (into `usage_dim_rollup` when `by_dim`,
+/// else `usage_rollup`): a row whose key exists adds its sums to it.
+pub(super) fn rollup_upsert(by_dim: bool) -> String {
+    let table = if by_dim {
+        "usage_dim_rollup"
+    } else {
+        "usage_rollup"
+    };
     let sums = std::iter::once("records")
         .chain(super::row::USAGE_COLUMNS)
-        .map(|c| format!("{c} = usage_rollup.{c} + excluded.{c}"))
-    .chain(std::iter::once(
-        "max_seq = case when excluded.max_seq > usage_rollup.max_seq then excluded.max_seq else usage_rollup.max_seq end"
-            .to_owned(),
-    ))
-    .collect::<Vec<_>>()
-    .join(", ");
+        .map(|c| format!("{c} = {table}.{c} + excluded.{c}"))
+        .chain(std::iter::once(format!(
+            "max_seq = case when excluded.max_seq > {table}.max_seq then excluded.max_seq else {table}.max_seq end"
+        )))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let dim = if by_dim { "dim, value, " } else { "" };
     format!(
-        "on conflict (account, day, model, kind, batch, fast, us, size_class, refusal, shard) do update set {sums}"
+        "on conflict (account, day, {dim}model, kind, batch, fast, us, size_class, refusal, shard) do update set {sums}"
     )
 }

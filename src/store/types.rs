@@ -162,6 +162,10 @@ pub struct RollupKey {
     pub size_class: i64,
     /// A refusal before output ([`crate::record::Refusal::column`]; `""`: none).
     pub refusal: String,
+    /// For `usage_dim_rollup`: the dimension (`workspace`, `api_key_id`,
+    /// `user`, `tag:KEY`) and the records' value of it; `""` for `usage_rollup`.
+    pub dim: String,
+    pub value: String,
 }
 
 /// Summed usage of the records that share every billing-relevant trait.

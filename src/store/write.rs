@@ -317,11 +317,18 @@ async fn write_round<T: WriteTx>(
     }
 
     let shard = tx.rollup_shard();
-    let sums: Vec<_> = rollup
+    let (sums, by_dim): (Vec<_>, Vec<_>) = rollup
         .iter()
         .map(|(k, (u, n, seq))| row::rollup_row(k, u, *n, *seq, shard))
-        .collect();
-    insert_all(tx, "usage_rollup", &sums, &super::sql::rollup_upsert()).await?;
+        .partition(|row| row.iter().all(|(column, _)| *column != "dim"));
+    insert_all(tx, "usage_rollup", &sums, &super::sql::rollup_upsert(false)).await?;
+    insert_all(
+        tx,
+        "usage_dim_rollup",
+        &by_dim,
+        &super::sql::rollup_upsert(true),
+    )
+    .await?;
     if !container_time.is_empty() {
         add_to_container_rollup(tx, &mut states, &container_time).await?;
     }
@@ -412,13 +419,28 @@ fn add_to_rollup(rollup: &mut BTreeMap<RollupKey, (Usage, i64, i64)>, r: &NewRec
             us: 0,
             size_class: 0,
             refusal: String::new(),
+            dim: String::new(),
+            value: String::new(),
         };
         add(key, &Usage::default());
         return;
     }
     let model = r.model.clone().unwrap_or_default();
     let refusal = Refusal::column(r.refusal.as_ref());
-    add(
+    let dims = r.attribution.pairs();
+    // The key in usage_rollup, then once per dimension in usage_dim_rollup.
+    let mut add_all = |key: RollupKey, u: &Usage| {
+        for (dim, value) in &dims {
+            let by_dim = RollupKey {
+                dim: dim.clone(),
+                value: (*value).to_owned(),
+                ..key.clone()
+            };
+            add(by_dim, u);
+        }
+        add(key, u);
+    };
+    add_all(
         RollupKey {
             account: r.account.clone(),
             day,
@@ -429,6 +451,8 @@ fn add_to_rollup(rollup: &mut BTreeMap<RollupKey, (Usage, i64, i64)>, r: &NewRec
             us,
             size_class: size_class(total(&r.usage)),
             refusal: refusal.to_owned(),
+            dim: String::new(),
+            value: String::new(),
         },
         &r.usage,
     );
@@ -438,7 +462,7 @@ fn add_to_rollup(rollup: &mut BTreeMap<RollupKey, (Usage, i64, i64)>, r: &NewRec
             code_execution_requests: 0,
             ..it.usage.clone()
         };
-        add(
+        add_all(
             RollupKey {
                 account: r.account.clone(),
                 day,
@@ -449,6 +473,8 @@ fn add_to_rollup(rollup: &mut BTreeMap<RollupKey, (Usage, i64, i64)>, r: &NewRec
                 us,
                 size_class: size_class(total(&u)),
                 refusal: refusal.to_owned(),
+                dim: String::new(),
+                value: String::new(),
             },
             &u,
         );

@@ -146,6 +146,27 @@ async fn an_invoice_splits_by_tag_workspace_and_user_to_the_cent(backend: Backen
         let total: Decimal = parts.iter().map(|p| p.total).sum();
         assert_eq!(total, invoice.total, "the parts add up to the invoice");
     }
+
+    // The same from the records: a book with a tier threshold the roll-ups
+    // do not keep (150,001 input tokens, which no call here reaches) makes
+    // billing read the records instead of the dimension roll-up.
+    let text = std::fs::read_to_string(crate::support::fixture_path("prices.toml")).unwrap();
+    let records_book = PriceBook::parse(
+        &text.replace("above_input_tokens = 200000", "above_input_tokens = 150001"),
+    )
+    .unwrap()
+    .with_free_container_hours(Decimal::ZERO);
+    for (dim, from_rollup) in [
+        ("tag:project", &by_project),
+        ("workspace", &by_workspace),
+        ("user", &by_user),
+    ] {
+        let dim = Dimension::parse(dim).unwrap();
+        let from_records = breakdown(store.as_ref(), &records_book, "acme", period, &dim)
+            .await
+            .unwrap();
+        assert_eq!(&from_records, from_rollup, "{dim:?}");
+    }
 }
 
 async fn breakdowns_over_http_and_the_command_line(backend: Backend) {
