@@ -1,6 +1,7 @@
 //! Invoice generation time on large ledgers, on SQLite and PostgreSQL:
 //! one account's invoice over 1,000,000 records, and every account's invoice
-//! for a month of 5,000,000 records.
+//! for a month of 5,000,000 records; then that month's daily costs (what the
+//! dashboard and the cost report read) unsplit and split by a tag.
 //!
 //! Run with `cargo bench --bench invoice`. Settings (environment):
 //! `TALLY_BENCH_ONE` (default 1000000), `TALLY_BENCH_MONTH` (default 5000000),
@@ -17,7 +18,7 @@ use tally::billing::{self, Period};
 use tally::ingest::ChunkBuilder;
 use tally::ingest::pipeline::OrderedCommitter;
 use tally::pricing::PriceBook;
-use tally::record::Defaults;
+use tally::record::{Defaults, Dimension};
 use tally::store::{self, Store};
 
 async fn fill(store: &Arc<dyn Store>, n: u64, accounts: u64) -> f64 {
@@ -150,6 +151,30 @@ fn main() {
                 "| {backend} | all {n} accounts, {month} records | {:.3} s | |",
                 median(times)
             ));
+            // The month's costs as the cost report computes them on a first
+            // request: unsplit, and split by the tag `project` (from the
+            // dimension roll-up; container time from the container records).
+            for (name, dims) in [
+                ("daily costs", vec![]),
+                (
+                    "daily costs by tag:project",
+                    vec![Dimension::Tag("project".into())],
+                ),
+            ] {
+                let mut times = Vec::new();
+                for _ in 0..3 {
+                    let t = Instant::now();
+                    billing::daily::period_costs(store.as_ref(), &book, period, None, &dims)
+                        .await
+                        .unwrap();
+                    times.push(t.elapsed().as_secs_f64());
+                }
+                rows.push(format!(
+                    "| {backend} | {name}, all accounts, {month} records | {:.3} s | first {:.3} s |",
+                    median(times.clone()),
+                    times[0]
+                ));
+            }
             drop(store);
             drop_pg(&url, &pg).await;
         }

@@ -234,7 +234,68 @@ fn pick_container(
     cid
 }
 
+/// Projects and teams the generated tags name.
+const PROJECTS: [&str; 8] = [
+    "search",
+    "assistant",
+    "summaries",
+    "support",
+    "analytics",
+    "agents",
+    "docs",
+    "labs",
+];
+const TEAMS: [&str; 4] = ["core", "growth", "platform", "research"];
+
+/// Attribution (SPEC 3.1) for record `i`, from a generator of its own so the
+/// rest of the record is what it would be without it: each account's
+/// workspace (two for every third account), an API key id per account and
+/// workspace, a user on half the records, and tags `project` and `team` on
+/// nine records in ten.
+fn attribution(seed: u64, i: u64, account: &str) -> serde_json::Map<String, Value> {
+    let mut rng = Rng(seed.rotate_left(17) ^ i.wrapping_mul(0xD6E8_FEB8_6659_FD93));
+    let number: u64 = account
+        .trim_start_matches("team-")
+        .parse()
+        .unwrap_or_default();
+    let workspace = if number.is_multiple_of(3) && rng.chance(40) {
+        2
+    } else {
+        1
+    };
+    let mut out = serde_json::Map::new();
+    out.insert(
+        "workspace".into(),
+        format!("wrkspc_{account}_{workspace}").into(),
+    );
+    out.insert(
+        "api_key_id".into(),
+        format!("key_{account}_{workspace}").into(),
+    );
+    if rng.chance(50) {
+        out.insert("user".into(), format!("user-{:03}", rng.below(400)).into());
+    }
+    if rng.chance(90) {
+        let project = PROJECTS[rng.below(PROJECTS.len() as u64) as usize];
+        let team = TEAMS[rng.below(TEAMS.len() as u64) as usize];
+        out.insert("tags".into(), json!({"project": project, "team": team}));
+    }
+    out
+}
+
 fn record(rng: &mut Rng, slot: Slot, containers: &mut BTreeMap<String, Vec<String>>) -> Value {
+    let mut line = record_without_attribution(rng, &slot, containers);
+    if let Value::Object(fields) = &mut line {
+        fields.extend(attribution(slot.seed, slot.i, &slot.account));
+    }
+    line
+}
+
+fn record_without_attribution(
+    rng: &mut Rng,
+    slot: &Slot,
+    containers: &mut BTreeMap<String, Vec<String>>,
+) -> Value {
     let Slot {
         i,
         seed,
@@ -242,7 +303,7 @@ fn record(rng: &mut Rng, slot: Slot, containers: &mut BTreeMap<String, Vec<Strin
         ref account,
         model,
         profile,
-    } = slot;
+    } = *slot;
     let account = account.clone();
     let started = recorded - 1 - rng.below(40) as i64;
     let ts = |t: i64| {
@@ -286,7 +347,7 @@ fn record(rng: &mut Rng, slot: Slot, containers: &mut BTreeMap<String, Vec<Strin
     };
     if rng.chance(code_percent) {
         // Code execution, often in a recent container of the same account.
-        let cid = pick_container(rng, &slot, containers);
+        let cid = pick_container(rng, slot, containers);
         content.push(json!({"type": "server_tool_use", "id": format!("srvtoolu_{i}"), "name": "code_execution",
             "input": {"code": "import pandas as pd\nprint(pd.read_csv('q3.csv').describe())"}}));
         content.push(json!({"type": "code_execution_tool_result", "tool_use_id": format!("srvtoolu_{i}"),
