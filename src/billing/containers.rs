@@ -22,10 +22,10 @@ use rust_decimal::prelude::ToPrimitive;
 
 use super::period::Period;
 use super::rating::Charge;
-use crate::pricing::{AllowancePeriod, AllowanceScope, PriceBook};
+use crate::pricing::{AllowancePeriod, AllowanceScope, PriceBook, PriceVersion};
 use crate::record::Refusal;
 use crate::store::containers::ROLLUP_MINIMUM_SECONDS;
-use crate::store::{ContainerDayRow, ContainerRecord};
+use crate::store::{ContainerDayRow, ContainerDimDayRow, ContainerRecord};
 use crate::time::Micros;
 
 /// Containers live at most 30 days: records of a container first used in a
@@ -157,20 +157,8 @@ pub fn bill_from_rollup(
 ) -> Option<ContainerBill> {
     let mut charged: BTreeMap<(String, NaiveDate), ChargedContainers> = BTreeMap::new();
     for row in days {
-        let day = NaiveDate::from_epoch_days(i32::try_from(row.day).ok()?)?;
-        if !period.contains(day) {
+        let Some((day, version, billed)) = rollup_billed(book, row, period)? else {
             continue;
-        }
-        let Some(version) = book.version_at(day) else {
-            continue;
-        };
-        let minimum = version.container_minimum_seconds;
-        let billed = if minimum == ROLLUP_MINIMUM_SECONDS {
-            row.execution_seconds + minimum * row.short_containers - row.short_seconds
-        } else if minimum <= 0 {
-            row.execution_seconds
-        } else {
-            return None;
         };
         charged.insert(
             (row.account.clone(), day),
@@ -192,6 +180,32 @@ pub fn bill_from_rollup(
         credits,
         allowance,
     })
+}
+
+/// The day, price version and billed seconds of a roll-up row: `Some(None)`
+/// when its day is outside the period or unpriced, `None` when the version's
+/// minimum is not one the roll-up counts apart.
+fn rollup_billed<'b>(
+    book: &'b PriceBook,
+    row: &ContainerDayRow,
+    period: &Period,
+) -> Option<Option<(NaiveDate, &'b PriceVersion, i64)>> {
+    let day = NaiveDate::from_epoch_days(i32::try_from(row.day).ok()?)?;
+    if !period.contains(day) {
+        return Some(None);
+    }
+    let Some(version) = book.version_at(day) else {
+        return Some(None);
+    };
+    let minimum = version.container_minimum_seconds;
+    let billed = if minimum == ROLLUP_MINIMUM_SECONDS {
+        row.execution_seconds + minimum * row.short_containers - row.short_seconds
+    } else if minimum <= 0 {
+        row.execution_seconds
+    } else {
+        return None;
+    };
+    Some(Some((day, version, billed)))
 }
 
 /// Charge each container of `records` (grouped by container) and add it to
@@ -246,7 +260,57 @@ pub fn billed_by_values(
             .entry(values)
             .or_default() += c.billed_seconds;
     }
+    drop_zeros(&mut out);
     out
+}
+
+/// [`billed_by_values`] for a split by one dimension, from the container
+/// roll-up: exact containers by their first record's value (`dim_days`; those
+/// without a value are the rest of `days`), inexact ones from their records
+/// (`inexact`, carrying their value). `None` as [`bill_from_rollup`].
+pub fn values_from_rollup(
+    book: &PriceBook,
+    days: &[ContainerDayRow],
+    dim_days: &[ContainerDimDayRow],
+    inexact: &[ContainerRecord],
+    period: &Period,
+) -> Option<ContainerValues> {
+    let mut out = ContainerValues::new();
+    for row in days {
+        if let Some((day, _, billed)) = rollup_billed(book, row, period)? {
+            *out.entry((row.account.clone(), day))
+                .or_default()
+                .entry(vec![None])
+                .or_default() += billed;
+        }
+    }
+    for row in dim_days {
+        if let Some((day, _, billed)) = rollup_billed(book, &row.sums, period)? {
+            let values = out.entry((row.sums.account.clone(), day)).or_default();
+            // Moved from the day's containers without a value to this one.
+            *values.entry(vec![None]).or_default() -= billed;
+            *values.entry(vec![Some(row.dim_value.clone())]).or_default() += billed;
+        }
+    }
+    for (key, by_value) in billed_by_values(book, inexact, period) {
+        let values = out.entry(key).or_default();
+        for (value, billed) in by_value {
+            *values.entry(value).or_default() += billed;
+        }
+    }
+    drop_zeros(&mut out);
+    Some(out)
+}
+
+/// Values without billed seconds weigh nothing in a split: both ways of
+/// computing the split leave them out alike. (A negative weight can only
+/// come from roll-up reads that a concurrent write fell between; the
+/// split of the bill's seconds stays whole without it.)
+fn drop_zeros(values: &mut ContainerValues) {
+    for by_value in values.values_mut() {
+        by_value.retain(|_, billed| *billed > 0);
+    }
+    values.retain(|_, by_value| !by_value.is_empty());
 }
 
 /// The records of one container that bill it, in time order: not those that

@@ -17,7 +17,7 @@ use rust_decimal::prelude::ToPrimitive;
 use super::adjustments::adjustments_for;
 use super::containers::{AllowanceUse, split_by_weight};
 use super::drafts::PeriodData;
-use super::rating::line_of;
+use super::rating::{line_of, quantity_and_amount};
 use super::{BillingError, Charge, Cutoff, Invoice, LineBook, LineKey, Period, cents};
 use crate::pricing::PriceBook;
 use crate::record::Dimension;
@@ -199,8 +199,16 @@ pub async fn period_costs(
             crate::time::day_number(to + super::containers::CONTAINER_LIFETIME_MICROS),
         )
         .await?;
+    // Rating and splitting each account's usage is the costly part of a
+    // split by dimension (tens of thousands of groups): over the cores.
+    let computed = in_parallel(&accounts, |account| {
+        (
+            now.charges(book, account, period),
+            split_by_day(&now, book, account),
+        )
+    });
     let mut out = Vec::with_capacity(accounts.len());
-    for account in accounts {
+    for (account, (now_invoice, now_split)) in accounts.into_iter().zip(computed) {
         let then_data;
         let (data, basis, number) = match finalized.get(&account) {
             // Finalized, and records arrived since: bill it as of its cutoff
@@ -214,13 +222,13 @@ pub async fn period_costs(
             Some((number, cutoff)) => (&now, Cutoff::AsOf(*cutoff), Some(number.clone())),
             None => (&now, Cutoff::Now(max_seq), None),
         };
-        let mut invoice = data.charges(book, &account, period);
-        let late = if std::ptr::eq(data, &now) {
-            Decimal::ZERO
+        let (mut invoice, late, (days, unbilled_refusals)) = if std::ptr::eq(data, &now) {
+            (now_invoice, Decimal::ZERO, now_split)
         } else {
-            now.charges(book, &account, period).total - invoice.total
+            let invoice = data.charges(book, &account, period);
+            let late = now_invoice.total - invoice.total;
+            (invoice, late, split_by_day(data, book, &account))
         };
-        let (days, unbilled_refusals) = split_by_day(data, book, &account);
         let adjustments = adjustments_for(store, book, &account, period, basis.seq()).await?;
         if adjustments.is_empty() && number.is_none() && !now.has_usage(&account) && only.is_none()
         {
@@ -248,6 +256,39 @@ pub async fn period_costs(
         accounts: out,
         allowance: now.allowance.clone(),
     })
+}
+
+/// `f` of each item, in order, computed on as many threads as there are
+/// cores (each takes the next item not yet taken). A panic in `f` is passed on.
+fn in_parallel<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(items.len());
+    if threads <= 1 {
+        return items.iter().map(f).collect();
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut results: Vec<(usize, R)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut done = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(item) = items.get(i) else { break };
+                        done.push((i, f(item)));
+                    }
+                    done
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            .collect()
+    });
+    results.sort_unstable_by_key(|(i, _)| *i);
+    results.into_iter().map(|(_, r)| r).collect()
 }
 
 /// Where a part of a line's usage falls: its UTC day and, when the period is
@@ -332,8 +373,8 @@ fn split_by_day(
     let mut out = Vec::new();
     for (key, parts) in per_key {
         let total: Decimal = parts.iter().map(|(_, q)| *q).sum();
-        let line = line_of(key.clone(), total);
-        let line_cents = (line.amount * Decimal::ONE_HUNDRED).to_i64().unwrap_or(0);
+        let line_amount = cents(quantity_and_amount(&key, total).1);
+        let line_cents = (line_amount * Decimal::ONE_HUNDRED).to_i64().unwrap_or(0);
         // Quantities are whole tokens, requests or seconds, all of one sign.
         let weights: Vec<(usize, i64)> = parts
             .iter()
@@ -342,7 +383,7 @@ fn split_by_day(
             .collect();
         let split = split_by_weight(line_cents.abs(), &weights);
         for (((day, values), quantity), (_, part)) in parts.into_iter().zip(split) {
-            let day_line = line_of(key.clone(), quantity);
+            let (quantity, amount_exact) = quantity_and_amount(&key, quantity);
             let mut amount = Decimal::new(part * line_cents.signum(), 2);
             amount.rescale(2);
             if amount.is_zero() {
@@ -353,14 +394,15 @@ fn split_by_day(
                 day,
                 values,
                 key: key.clone(),
-                quantity: day_line.quantity,
-                amount_exact: day_line.amount_exact,
+                quantity: quantity.normalize(),
+                amount_exact: amount_exact.normalize(),
                 amount,
             });
         }
     }
     net_free_hours(&mut out);
-    out.sort_by(|a, b| (a.day, &a.values, &a.key).cmp(&(b.day, &b.values, &b.key)));
+    // Each (day, values, key) once: an unstable sort gives the same order.
+    out.sort_unstable_by(|a, b| (a.day, &a.values, &a.key).cmp(&(b.day, &b.values, &b.key)));
     (out, refusals)
 }
 

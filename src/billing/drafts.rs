@@ -228,29 +228,23 @@ impl PeriodData {
             }
             map
         };
-        let mut bill = container_bill(store, book, period, cutoff).await?;
+        // Independent reads: at once, each on its own connection.
+        let (mut bill, container_values, usage, iterations, counts) = tokio::try_join!(
+            container_bill(store, book, period, cutoff),
+            container_values(store, book, period, cutoff, dims),
+            async { Ok(by_account(store.usage_groups(&query).await?)) },
+            async { Ok(by_account(store.iteration_groups(&query).await?)) },
+            async { Ok(store.record_counts(&query).await?.into_iter().collect()) },
+        )?;
         let allowance = std::mem::take(&mut bill.allowance);
-        let container_values = if dims.is_empty() {
-            ContainerValues::new()
-        } else {
-            let records = store
-                .container_records(
-                    from - CONTAINER_LIFETIME_MICROS,
-                    to + CONTAINER_LIFETIME_MICROS,
-                    cutoff.seq(),
-                    dims,
-                )
-                .await?;
-            containers::billed_by_values(book, &records, &period)
-        };
         Ok(PeriodData {
             bills: bill.by_account(),
             allowance,
             container_values,
             dims: dims.len(),
-            usage: by_account(store.usage_groups(&query).await?),
-            iterations: by_account(store.iteration_groups(&query).await?),
-            counts: store.record_counts(&query).await?.into_iter().collect(),
+            usage,
+            iterations,
+            counts,
         })
     }
 
@@ -310,7 +304,7 @@ pub async fn container_bill(
         let day = crate::time::day_number;
         let days = store.container_days(day(from), day(to)).await?;
         let inexact = store
-            .inexact_container_records(from - CONTAINER_LIFETIME_MICROS, to)
+            .inexact_container_records(from - CONTAINER_LIFETIME_MICROS, to, &[])
             .await?;
         if let Some(bill) = containers::bill_from_rollup(book, &days, &inexact, &period) {
             return Ok(bill);
@@ -325,4 +319,48 @@ pub async fn container_bill(
         )
         .await?;
     Ok(bill_containers(book, &records, &period))
+}
+
+/// Billed container seconds of a period by account, day and the values of
+/// `dims` of each container's first billable record (empty without `dims`).
+/// Split by one dimension at `Cutoff::Now`, from the container roll-up's
+/// sums per value; else from the records up to the cutoff.
+pub async fn container_values(
+    store: &dyn Store,
+    book: &PriceBook,
+    period: Period,
+    cutoff: Cutoff,
+    dims: &[Dimension],
+) -> Result<ContainerValues, BillingError> {
+    if dims.is_empty() {
+        return Ok(ContainerValues::new());
+    }
+    let (from, to) = period.bounds();
+    if let ([dim], true) = (dims, cutoff.may_use_rollup())
+        && let Some(name) = dim.rollup_name()
+    {
+        // The values first, then the totals (as for token usage): a
+        // container committed between the two reads then counts without a
+        // value rather than twice.
+        let day = crate::time::day_number;
+        let by_value = store.container_dim_days(&name, day(from), day(to)).await?;
+        let days = store.container_days(day(from), day(to)).await?;
+        let inexact = store
+            .inexact_container_records(from - CONTAINER_LIFETIME_MICROS, to, dims)
+            .await?;
+        if let Some(values) =
+            containers::values_from_rollup(book, &days, &by_value, &inexact, &period)
+        {
+            return Ok(values);
+        }
+    }
+    let records = store
+        .container_records(
+            from - CONTAINER_LIFETIME_MICROS,
+            to + CONTAINER_LIFETIME_MICROS,
+            cutoff.seq(),
+            dims,
+        )
+        .await?;
+    Ok(containers::billed_by_values(book, &records, &period))
 }

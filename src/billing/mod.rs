@@ -30,8 +30,8 @@ pub mod render;
 pub use crate::record::RateKey;
 pub use breakdown::{BreakdownPart, breakdown, with_breakdown};
 pub use drafts::{
-    Cutoff, Rendered, container_bill, draft_as_of, draft_invoice, draft_invoices, invoice,
-    joined_csv, period_csv, period_invoices,
+    Cutoff, Rendered, container_bill, container_values, draft_as_of, draft_invoice, draft_invoices,
+    invoice, joined_csv, period_csv, period_invoices,
 };
 pub use finalize::{FinalizeError, finalize};
 pub use invoice::{Invoice, Subtotals, assemble};

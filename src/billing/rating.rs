@@ -309,20 +309,24 @@ impl LineBook {
             return;
         }
         // Web searches do not depend on the model, and are never batch-discounted.
-        self.add(
-            LineKey {
-                category: Category::WebSearch,
-                model: None,
-                charge: Charge::WebSearchRequests,
-                batch: false,
-                long_context: false,
-                us_inference: false,
-                fast: false,
-                price_version: version.label(),
-                unit_price: version.web_search_per_request,
-            },
-            q.web_searches,
-        );
+        // (Keys are built only for quantities there are: most groups have
+        // few of the six, and a key costs allocations and a division.)
+        if !q.web_searches.is_zero() {
+            self.add(
+                LineKey {
+                    category: Category::WebSearch,
+                    model: None,
+                    charge: Charge::WebSearchRequests,
+                    batch: false,
+                    long_context: false,
+                    us_inference: false,
+                    fast: false,
+                    price_version: version.label(),
+                    unit_price: version.web_search_per_request,
+                },
+                q.web_searches,
+            );
+        }
         let Some(price) = version.model(model) else {
             let tokens_only = Usage {
                 web_search_requests: 0,
@@ -355,6 +359,9 @@ impl LineBook {
             ),
             (Charge::CacheReadTokens, q.cache_read, rates.cache_read),
         ] {
+            if quantity.is_zero() {
+                continue;
+            }
             self.add(
                 LineKey {
                     category: Category::Tokens,
@@ -441,13 +448,7 @@ impl LineBook {
 /// whole seconds until here: quantity = s / 3600 hours and amount =
 /// s × price / 3600 (SPEC 4.2).
 pub(super) fn line_of(key: LineKey, quantity: Decimal) -> Line {
-    let (quantity, amount_exact) = match key.charge {
-        Charge::ContainerHours | Charge::ContainerFreeHours => (
-            quantity / HOUR_SECONDS,
-            quantity * key.unit_price / HOUR_SECONDS,
-        ),
-        _ => (quantity, quantity * key.unit_price),
-    };
+    let (quantity, amount_exact) = quantity_and_amount(&key, quantity);
     Line {
         description: key.description(),
         charge: key.charge,
@@ -460,6 +461,18 @@ pub(super) fn line_of(key: LineKey, quantity: Decimal) -> Line {
         amount_exact: amount_exact.normalize(),
         amount: cents(amount_exact),
         model: key.model,
+    }
+}
+
+/// A line's quantity in its unit (container seconds become hours) and its
+/// exact amount, for `quantity` as a [`LineBook`] keeps it.
+pub(super) fn quantity_and_amount(key: &LineKey, quantity: Decimal) -> (Decimal, Decimal) {
+    match key.charge {
+        Charge::ContainerHours | Charge::ContainerFreeHours => (
+            quantity / HOUR_SECONDS,
+            quantity * key.unit_price / HOUR_SECONDS,
+        ),
+        _ => (quantity, quantity * key.unit_price),
     }
 }
 

@@ -302,6 +302,26 @@ fn spawn_warm_current_month(state: AppState) -> tokio::task::JoinHandle<()> {
     })
 }
 
+/// How often a server folds the roll-ups' writer shards (PostgreSQL).
+const COMPACT_ROLLUPS_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Fold the roll-ups' writer shards now and then, so reads that split by a
+/// dimension stay fast on a ledger fed by many concurrent writes (see
+/// [`crate::store::Writes::compact_rollups`]).
+fn spawn_compact_rollups(state: AppState) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(COMPACT_ROLLUPS_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await; // not at start: a fresh server has better to do
+        loop {
+            tick.tick().await;
+            if let Err(e) = state.ledger.store().compact_rollups().await {
+                tracing::warn!("folding the roll-ups' shards failed: {e}");
+            }
+        }
+    })
+}
+
 async fn check_alerts(
     state: &AppState,
     client: &reqwest::Client,
@@ -347,6 +367,7 @@ pub async fn serve(
     let background = [
         spawn_alerts(state.clone()),
         spawn_warm_current_month(state.clone()),
+        spawn_compact_rollups(state.clone()),
     ];
     let served = axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)

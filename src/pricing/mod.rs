@@ -190,7 +190,8 @@ impl PriceVersion {
 
     /// `effective_from` as the invoices print it.
     pub fn label(&self) -> String {
-        self.effective_from.format("%Y-%m-%d").to_string()
+        // Display is `%Y-%m-%d`, without parsing a format string per call.
+        self.effective_from.to_string()
     }
 }
 

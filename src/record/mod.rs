@@ -96,7 +96,7 @@ impl Refusal {
 }
 
 /// Everything that decides which rates apply to a quantity of tokens.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct RateKey {
     pub model: Option<String>,
     /// UTC day number: picks the price-book version.

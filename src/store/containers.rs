@@ -12,6 +12,12 @@
 //! force, which the roll-up cannot know),
 //! and a container whose set would pass [`MAX_SPANS`] (kept small so a
 //! container's row stays cheap to rewrite).
+//!
+//! A container's time is attributed (SPEC 6 and 7) to the workspace, API key
+//! id, user and tags of its first record (earliest `recorded_at`, then lowest
+//! seq; in an exact container every record is billable), so each container
+//! keeps that record's attribution too, and the same sums are kept per
+//! dimension value (migration 15).
 
 use std::collections::BTreeMap;
 
@@ -32,6 +38,11 @@ pub struct ContainerState {
     pub account: String,
     /// Earliest code-execution or file-preload record (None: none yet).
     pub first_at: Option<Micros>,
+    /// The seq of that record (ties on `recorded_at` go to the lower seq).
+    pub first_seq: Option<i64>,
+    /// That record's attribution: `(dim, value)` pairs as in the dimension
+    /// roll-up, sorted.
+    pub attribution: Vec<Pair>,
     /// The union of the intervals, as disjoint `[start, end]` spans of
     /// positive length in ascending order (empty once inexact).
     pub spans: Vec<(Micros, Micros)>,
@@ -45,6 +56,8 @@ pub(super) struct ContainerStateRow {
     container_id: String,
     account: String,
     first_at: Option<Micros>,
+    first_seq: Option<i64>,
+    attribution: String,
     spans: String,
     exact: i64,
 }
@@ -53,18 +66,25 @@ impl ContainerStateRow {
     /// The container's id and state; stored spans are validated, and a bad
     /// one names its container.
     pub(super) fn into_state(self) -> Result<(String, ContainerState), super::StoreError> {
-        let spans = decode_spans(&self.spans).map_err(|e| {
-            super::StoreError::Invalid(format!("container {}: {e}", self.container_id))
-        })?;
+        let invalid =
+            |e: String| super::StoreError::Invalid(format!("container {}: {e}", self.container_id));
+        let spans = decode_spans(&self.spans).map_err(invalid)?;
+        let attribution = decode_attribution(&self.attribution).map_err(invalid)?;
         let state = ContainerState {
             account: self.account,
             first_at: self.first_at,
+            first_seq: self.first_seq,
+            attribution,
             spans,
             exact: self.exact != 0,
         };
         Ok((self.container_id, state))
     }
 }
+
+/// One attribution pair: the dimension as `usage_dim_rollup.dim` names it
+/// (`workspace`, `api_key_id`, `user`, `tag:KEY`) and the value.
+pub type Pair = (String, String);
 
 /// A change to the per-account, per-day sums of exact containers.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -75,8 +95,45 @@ pub struct ContainerDayDelta {
     pub short_seconds: i64,
 }
 
+impl ContainerDayDelta {
+    /// Count a container of `seconds` in (`sign` 1) or out (−1).
+    fn count(&mut self, seconds: i64, sign: i64) {
+        self.containers += sign;
+        self.execution_seconds += sign * seconds;
+        if seconds < ROLLUP_MINIMUM_SECONDS {
+            self.short_containers += sign;
+            self.short_seconds += sign * seconds;
+        }
+    }
+}
+
 /// Key of a [`ContainerDayDelta`]: account and UTC day number.
 pub type ContainerDayKey = (String, i64);
+
+/// Key of a per-dimension [`ContainerDayDelta`]: dimension, UTC day number,
+/// account and value (the order of `container_dim_days`' key).
+pub type ContainerDimKey = (String, i64, String, String);
+
+pub type DayChanges = Vec<(ContainerDayKey, ContainerDayDelta)>;
+pub type DimChanges = Vec<(ContainerDimKey, ContainerDayDelta)>;
+
+/// The changes one write makes to the container roll-up's sums.
+#[derive(Debug, Clone, Default)]
+pub struct ContainerDeltas {
+    pub days: BTreeMap<ContainerDayKey, ContainerDayDelta>,
+    pub dims: BTreeMap<ContainerDimKey, ContainerDayDelta>,
+}
+
+impl ContainerDeltas {
+    /// The changes that are not nothing, in key order.
+    pub fn nonzero(self) -> (DayChanges, DimChanges) {
+        let zero = ContainerDayDelta::default();
+        (
+            self.days.into_iter().filter(|(_, d)| *d != zero).collect(),
+            self.dims.into_iter().filter(|(_, d)| *d != zero).collect(),
+        )
+    }
+}
 
 /// Whether a record counts toward its container's time (SPEC 4.2): a
 /// message that ran code execution or had files preloaded.
@@ -91,6 +148,8 @@ impl ContainerState {
         ContainerState {
             account: account.to_owned(),
             first_at: None,
+            first_seq: None,
+            attribution: Vec::new(),
             spans: Vec::new(),
             exact: true,
         }
@@ -106,6 +165,25 @@ impl ContainerState {
         let first = self.first_at?;
         self.exact
             .then(|| (crate::time::day_number(first), self.execution_seconds()))
+    }
+
+    /// Make the record at `(recorded_at, seq)` the container's first if it
+    /// comes before the one kept (call before [`Self::add`] for the record).
+    pub fn take_first(
+        &mut self,
+        recorded_at: Micros,
+        seq: i64,
+        attribution: impl FnOnce() -> Vec<Pair>,
+    ) {
+        let first = self
+            .first_at
+            .map(|at| (at, self.first_seq.unwrap_or(i64::MAX)));
+        if first.is_none_or(|first| (recorded_at, seq) < first) {
+            self.first_seq = Some(seq);
+            let mut pairs = attribution();
+            pairs.sort_unstable();
+            self.attribution = pairs;
+        }
     }
 
     /// Take one more record of the container into account, in any order.
@@ -186,53 +264,83 @@ pub fn decode_spans(text: &str) -> Result<Vec<(Micros, Micros)>, String> {
     }
 }
 
-/// Apply `records` (all counting toward containers) to the states, adding
-/// each container's change to the day sums in `deltas`. A container not in
-/// `states` starts empty, owned by its first record's account.
+/// Apply `records` (all counting toward containers, each with its seq) to
+/// the states, adding each container's change to the sums in `deltas`. A
+/// container not in `states` starts empty, owned by its first record's account.
 pub fn apply<'a>(
     states: &mut BTreeMap<String, ContainerState>,
-    records: impl IntoIterator<Item = &'a NewRecord>,
-    deltas: &mut BTreeMap<ContainerDayKey, ContainerDayDelta>,
+    records: impl IntoIterator<Item = (i64, &'a NewRecord)>,
+    deltas: &mut ContainerDeltas,
 ) {
-    let mut by_container: BTreeMap<&str, Vec<&NewRecord>> = BTreeMap::new();
-    for r in records {
+    let mut by_container: BTreeMap<&str, Vec<(i64, &NewRecord)>> = BTreeMap::new();
+    for (seq, r) in records {
         if let Some(c) = r.container_id.as_deref() {
-            by_container.entry(c).or_default().push(r);
+            by_container.entry(c).or_default().push((seq, r));
         }
     }
     for (id, recs) in by_container {
         let state = states
             .entry(id.to_owned())
-            .or_insert_with(|| ContainerState::new(recs.first().map_or("", |r| &r.account)));
-        let before = state.contribution();
-        for r in recs {
+            .or_insert_with(|| ContainerState::new(recs.first().map_or("", |(_, r)| &r.account)));
+        let before = state.contribution().map(|c| (c, state.attribution.clone()));
+        for (seq, r) in recs {
+            state.take_first(r.recorded_at, seq, || {
+                r.attribution
+                    .pairs()
+                    .into_iter()
+                    .map(|(dim, value)| (dim, value.to_owned()))
+                    .collect()
+            });
             state.add(
                 r.recorded_at,
                 r.started_at,
                 r.web_tools_20260209 || r.refusal.is_some(),
             );
         }
-        let after = state.contribution();
+        let after = state.contribution().map(|c| (c, state.attribution.clone()));
         if before == after {
             continue;
         }
-        let account = state.account.clone();
-        let mut change = |(day, seconds): (i64, i64), sign: i64| {
-            let d = deltas.entry((account.clone(), day)).or_default();
-            d.containers += sign;
-            d.execution_seconds += sign * seconds;
-            if seconds < ROLLUP_MINIMUM_SECONDS {
-                d.short_containers += sign;
-                d.short_seconds += sign * seconds;
+        let account = &state.account;
+        for (change, sign) in [(before, -1), (after, 1)] {
+            let Some(((day, seconds), pairs)) = change else {
+                continue;
+            };
+            deltas
+                .days
+                .entry((account.clone(), day))
+                .or_default()
+                .count(seconds, sign);
+            for (dim, value) in pairs {
+                deltas
+                    .dims
+                    .entry((dim, day, account.clone(), value))
+                    .or_default()
+                    .count(seconds, sign);
             }
-        };
-        if let Some(b) = before {
-            change(b, -1);
-        }
-        if let Some(a) = after {
-            change(a, 1);
         }
     }
+}
+
+/// The attribution as stored: a JSON array of `[dim, value]` pairs, or `''`
+/// for none.
+pub fn encode_attribution(pairs: &[Pair]) -> String {
+    if pairs.is_empty() {
+        String::new()
+    } else {
+        serde_json::to_string(pairs).unwrap_or_default()
+    }
+}
+
+/// Read a stored attribution back (see [`encode_attribution`]), sorted.
+pub fn decode_attribution(text: &str) -> Result<Vec<Pair>, String> {
+    if text.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut pairs: Vec<Pair> = serde_json::from_str(text)
+        .map_err(|e| format!("attribution {text:?} is not a list of [dim, value] pairs: {e}"))?;
+    pairs.sort_unstable();
+    Ok(pairs)
 }
 
 #[cfg(test)]

@@ -91,6 +91,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../migrations/sqlite/0014_attribution.sql"),
         include_str!("../../migrations/postgres/0014_attribution.sql"),
     ),
+    (
+        15,
+        "container attribution",
+        include_str!("../../migrations/sqlite/0015_container_attribution.sql"),
+        include_str!("../../migrations/postgres/0015_container_attribution.sql"),
+    ),
 ];
 
 /// Version numbers of the embedded migrations.

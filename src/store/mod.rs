@@ -100,6 +100,15 @@ pub trait Writes: Send + Sync + 'static {
     /// Write one batch in one transaction (see the module policy).
     async fn write(&self, batch: &WriteBatch) -> Result<WriteOutcome>;
 
+    /// Fold the roll-ups' per-writer shards into one row per key, and bring
+    /// the planner's statistics up to date: what a bulk load leaves (several
+    /// rows per key, spread over the table) makes later reads slow. Sums are
+    /// unchanged, so it may run while others write; SQLite (one writer, one
+    /// shard) has nothing to fold.
+    async fn compact_rollups(&self) -> Result<()> {
+        Ok(())
+    }
+
     /// A cutoff for finalizing: the newest sequence number such that no
     /// record at or below it can still be committed later. With concurrent
     /// writers (PostgreSQL) a transaction holding a lower number may commit
@@ -135,12 +144,23 @@ pub trait UsageReads: Send + Sync {
     /// day number in `[from_day, to_day)`.
     async fn container_days(&self, from_day: i64, to_day: i64) -> Result<Vec<ContainerDayRow>>;
 
-    /// Records (as [`UsageReads::container_records`]) of the containers the
-    /// roll-up could not keep exactly, first used in `[from, to)`.
+    /// The same sums per value of one dimension (`dim` as the dimension
+    /// roll-up names it): exact containers whose first record has it.
+    async fn container_dim_days(
+        &self,
+        dim: &str,
+        from_day: i64,
+        to_day: i64,
+    ) -> Result<Vec<ContainerDimDayRow>>;
+
+    /// Records (as [`UsageReads::container_records`], with their values of
+    /// `dims`) of the containers the roll-up could not keep exactly, first
+    /// used in `[from, to)`.
     async fn inexact_container_records(
         &self,
         from: Micros,
         to: Micros,
+        dims: &[crate::record::Dimension],
     ) -> Result<Vec<ContainerRecord>>;
 
     /// Records (of every kind) per account that `q` selects (its

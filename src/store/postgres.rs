@@ -15,7 +15,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgSslMode, Postgres};
 use sqlx::{AssertSqlSafe, PgPool, Transaction};
 
 use super::containers::ContainerStateRow;
-use super::containers::{ContainerDayDelta, ContainerDayKey, ContainerState};
+use super::containers::{ContainerDayDelta, ContainerDayKey, ContainerDimKey, ContainerState};
 use super::pool::{PoolRef, Pooled};
 use super::row::{Returned, TableRow, Value, insert_sql};
 use super::write::{WriteTx, write_batch};
@@ -42,15 +42,34 @@ const WRITERS_LOCK: i64 = 0x7461_6c6c_7900;
 /// Roll-up shards per key (a few more than the writers in flight).
 const ROLLUP_SHARDS: i64 = 8;
 
+/// Memory a connection's sorts and hashes may use before spilling to disk:
+/// a month split by a dimension groups tens of thousands of roll-up rows,
+/// which PostgreSQL's default (4 MB) sorts on disk. Set once a connection is
+/// open (a startup option would be refused by poolers such as PgBouncer),
+/// unless the URL's `options` set it.
+const WORK_MEM: &str = "set work_mem = '32MB'";
+
 impl PostgresStore {
     pub async fn connect(url: &str) -> Result<Self> {
+        let options = connect_options(url)?;
+        let set_work_mem = !options
+            .get_options()
+            .is_some_and(|o| o.contains("work_mem"));
         let pool = PgPoolOptions::new()
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if set_work_mem {
+                        sqlx::query(WORK_MEM).execute(conn).await?;
+                    }
+                    Ok(())
+                })
+            })
             .max_connections(8)
             // Writers in flight from the start: a new connection costs tens
             // of milliseconds, which the first requests should not wait for.
             .min_connections(PARALLEL_WRITES as u32)
             .acquire_timeout(Duration::from_secs(30))
-            .connect_with(connect_options(url)?)
+            .connect_with(options)
             .await?;
         Ok(PostgresStore {
             pool,
@@ -209,11 +228,18 @@ impl WriteTx for Tx<'_> {
         &mut self,
         states: &[(&str, &ContainerState)],
         days: &[(ContainerDayKey, ContainerDayDelta)],
+        dims: &[(ContainerDimKey, ContainerDayDelta)],
     ) -> Result<()> {
-        // One statement for both: the states as a writable CTE.
+        // One statement for all three: the states and the per-dimension sums
+        // as writable CTEs.
         let ids: Vec<&str> = states.iter().map(|(id, _)| *id).collect();
         let owners: Vec<&str> = states.iter().map(|(_, c)| c.account.as_str()).collect();
         let first: Vec<Option<i64>> = states.iter().map(|(_, c)| c.first_at).collect();
+        let first_seq: Vec<Option<i64>> = states.iter().map(|(_, c)| c.first_seq).collect();
+        let attribution: Vec<String> = states
+            .iter()
+            .map(|(_, c)| super::containers::encode_attribution(&c.attribution))
+            .collect();
         let spans: Vec<String> = states
             .iter()
             .map(|(_, c)| super::containers::encode_spans(&c.spans))
@@ -221,29 +247,61 @@ impl WriteTx for Tx<'_> {
         let exact: Vec<i64> = states.iter().map(|(_, c)| i64::from(c.exact)).collect();
         let accounts: Vec<&str> = days.iter().map(|((a, _), _)| a.as_str()).collect();
         let day: Vec<i64> = days.iter().map(|((_, d), _)| *d).collect();
-        let shards: Vec<i64> = vec![self.1; days.len()];
-        let n: Vec<i64> = days.iter().map(|(_, d)| d.containers).collect();
-        let secs: Vec<i64> = days.iter().map(|(_, d)| d.execution_seconds).collect();
-        let short: Vec<i64> = days.iter().map(|(_, d)| d.short_containers).collect();
-        let short_secs: Vec<i64> = days.iter().map(|(_, d)| d.short_seconds).collect();
+        let sums = |rows: Vec<&ContainerDayDelta>| {
+            (
+                rows.iter().map(|d| d.containers).collect::<Vec<i64>>(),
+                rows.iter()
+                    .map(|d| d.execution_seconds)
+                    .collect::<Vec<i64>>(),
+                rows.iter()
+                    .map(|d| d.short_containers)
+                    .collect::<Vec<i64>>(),
+                rows.iter().map(|d| d.short_seconds).collect::<Vec<i64>>(),
+            )
+        };
+        let (n, secs, short, short_secs) = sums(days.iter().map(|(_, d)| d).collect());
+        let dim_names: Vec<&str> = dims.iter().map(|((dim, ..), _)| dim.as_str()).collect();
+        let dim_days: Vec<i64> = dims.iter().map(|((_, d, ..), _)| *d).collect();
+        let dim_accounts: Vec<&str> = dims.iter().map(|((_, _, a, _), _)| a.as_str()).collect();
+        let dim_values: Vec<&str> = dims.iter().map(|((.., v), _)| v.as_str()).collect();
+        let (dim_n, dim_secs, dim_short, dim_short_secs) =
+            sums(dims.iter().map(|(_, d)| d).collect());
         let sql = format!(
-            "with states as (insert into containers (container_id, account, first_at, spans, exact) \
-             select * from unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::bigint[]) {}) \
+            "with states as (insert into containers ({}) \
+             select * from unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], \
+             $6::text[], $7::bigint[]) {}), \
+             by_dim as (insert into container_dim_days ({}) select d, dd, a, v, $8::bigint, n, s, sn, ss \
+             from unnest($9::text[], $10::bigint[], $11::text[], $12::text[], $13::bigint[], \
+             $14::bigint[], $15::bigint[], $16::bigint[]) as t(d, dd, a, v, n, s, sn, ss) {}) \
              insert into container_days (account, day, shard, containers, execution_seconds, \
-             short_containers, short_seconds) select * from unnest($6::text[], $7::bigint[], \
-             $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[]) {}",
+             short_containers, short_seconds) select a, dd, $8::bigint, n, s, sn, ss from \
+             unnest($17::text[], $18::bigint[], $19::bigint[], $20::bigint[], $21::bigint[], \
+             $22::bigint[]) as t(a, dd, n, s, sn, ss) {}",
+            super::sql::CONTAINER_STATE_COLUMNS,
             super::sql::CONTAINER_STATE_UPSERT,
+            super::sql::CONTAINER_DIM_DAYS_COLUMNS,
+            super::sql::CONTAINER_DIM_DAYS_ADD,
             super::sql::CONTAINER_DAYS_ADD
         );
         sqlx::query(AssertSqlSafe(sql))
             .bind(ids)
             .bind(owners)
             .bind(first)
+            .bind(first_seq)
+            .bind(attribution)
             .bind(spans)
             .bind(exact)
+            .bind(self.1)
+            .bind(dim_names)
+            .bind(dim_days)
+            .bind(dim_accounts)
+            .bind(dim_values)
+            .bind(dim_n)
+            .bind(dim_secs)
+            .bind(dim_short)
+            .bind(dim_short_secs)
             .bind(accounts)
             .bind(day)
-            .bind(shards)
             .bind(n)
             .bind(secs)
             .bind(short)
@@ -321,6 +379,46 @@ impl Writes for PostgresStore {
                 other => return other,
             }
         }
+    }
+
+    async fn compact_rollups(&self) -> Result<()> {
+        for table in super::sql::rollup_tables() {
+            let fold = super::sql::fold_shards_sql(&table);
+            let days: Vec<i64> = sqlx::query_scalar(AssertSqlSafe(format!(
+                "select distinct day from {} where shard <> {}",
+                table.name,
+                super::sql::FOLDED_SHARD
+            )))
+            .fetch_all(&self.pool)
+            .await?;
+            for day in days {
+                // Two servers folding the same day may deadlock on the
+                // folded rows: one of them tries again.
+                let mut attempt = 0;
+                loop {
+                    attempt += 1;
+                    let folded = sqlx::query(AssertSqlSafe(fold.clone()))
+                        .bind(day)
+                        .execute(&self.pool)
+                        .await
+                        .map_err(StoreError::from);
+                    match folded {
+                        Err(e) if attempt < WRITE_ATTEMPTS && is_retryable(&e) => {
+                            tokio::time::sleep(Duration::from_millis(10 * attempt as u64)).await;
+                        }
+                        other => {
+                            other?;
+                            break;
+                        }
+                    }
+                }
+            }
+            // The deleted rows' space back, and statistics for the planner.
+            sqlx::query(AssertSqlSafe(format!("vacuum (analyze) {}", table.name)))
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(())
     }
 
     async fn cutoff_seq(&self) -> Result<i64> {

@@ -4,7 +4,7 @@
 //! differently (an amount kept as text, a time as microseconds, a flag as a
 //! number).
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 
 use async_trait::async_trait;
 use rust_decimal::Decimal;
@@ -13,9 +13,9 @@ use sqlx::AssertSqlSafe;
 use super::pool::{PoolRef, Pooled, on_pool};
 use super::sql;
 use super::{
-    Budget, BudgetAlert, Budgets, ContainerDayRow, ContainerRecord, FinalizedInvoice, FinalizedRef,
-    Invoices, LedgerCounts, PriceBooks, Rejected, RejectedLines, Result, StoreError,
-    StoredPriceBook, StoredRecord, UsageGroup, UsageQuery, UsageReads,
+    Budget, BudgetAlert, Budgets, ContainerDayRow, ContainerDimDayRow, ContainerRecord,
+    FinalizedInvoice, FinalizedRef, Invoices, LedgerCounts, PriceBooks, Rejected, RejectedLines,
+    Result, StoreError, StoredPriceBook, StoredRecord, UsageGroup, UsageQuery, UsageReads,
 };
 use crate::record::Dimension;
 use crate::record::{LineError, RateKey, RejectReason};
@@ -67,12 +67,17 @@ struct UsageGroupRow {
     values: DimensionValues,
 }
 
-/// The `v0` … `v3` columns of a grouped read.
+/// The `v0` … `v3` columns of a grouped read (a roll-up read selects only
+/// those it has: fewer columns to decode per row).
 #[derive(sqlx::FromRow)]
 struct DimensionValues {
+    #[sqlx(default)]
     v0: Option<String>,
+    #[sqlx(default)]
     v1: Option<String>,
+    #[sqlx(default)]
     v2: Option<String>,
+    #[sqlx(default)]
     v3: Option<String>,
 }
 
@@ -139,21 +144,24 @@ async fn usage_query(
         // the two reads is then in the totals, never only in a value).
         let valued = rollup_read(pool, q, iterations, Some(&dim)).await?;
         let all = rollup_read(pool, q, iterations, None).await?;
-        let mut rest: BTreeMap<String, Vec<UsageGroup>> = BTreeMap::new();
-        for mut g in all {
+        let mut rest: Vec<UsageGroup> = all;
+        let mut index: HashMap<(String, RateKey), usize> = HashMap::with_capacity(rest.len());
+        for (i, g) in rest.iter_mut().enumerate() {
             g.values = vec![None];
-            rest.entry(rate_key_text(&g)).or_default().push(g);
+            index.insert((g.account.clone(), g.rate.clone()), i);
         }
         for g in &valued {
-            if let Some(total) = rest.get_mut(&rate_key_text(g)).and_then(|v| v.first_mut()) {
+            let total = index
+                .get(&(g.account.clone(), g.rate.clone()))
+                .and_then(|&i| rest.get_mut(i));
+            if let Some(total) = total {
                 total.records -= g.records;
                 total.usage -= &g.usage;
             }
         }
         let mut groups = valued;
         groups.extend(
-            rest.into_values()
-                .flatten()
+            rest.into_iter()
                 .filter(|g| g.records != 0 || g.usage != crate::record::Usage::default()),
         );
         return Ok(groups);
@@ -220,11 +228,6 @@ async fn rollup_read(
         .collect())
 }
 
-/// A group's account and rate key, as one comparable text.
-fn rate_key_text(g: &UsageGroup) -> String {
-    format!("{}\u{1f}{:?}", g.account, g.rate)
-}
-
 /// A container record with its dimension values.
 #[derive(sqlx::FromRow)]
 struct ContainerRecordRow {
@@ -261,7 +264,7 @@ async fn container_records(
         .collect();
     // Read in time order (an index-only scan); grouped by container here.
     records.sort_unstable_by(|a, b| {
-        (&a.container_id, a.recorded_at).cmp(&(&b.container_id, b.recorded_at))
+        (&a.container_id, a.recorded_at, a.seq).cmp(&(&b.container_id, b.recorded_at, b.seq))
     });
     Ok(records)
 }
@@ -312,13 +315,30 @@ impl<S: Pooled> UsageReads for S {
         }))
     }
 
+    async fn container_dim_days(
+        &self,
+        dim: &str,
+        from_day: i64,
+        to_day: i64,
+    ) -> Result<Vec<ContainerDimDayRow>> {
+        Ok(on_pool!(self.pool(), |p| {
+            sqlx::query_as(sql::CONTAINER_DIM_DAYS)
+                .bind(dim)
+                .bind(from_day)
+                .bind(to_day)
+                .fetch_all(p)
+                .await?
+        }))
+    }
+
     async fn inexact_container_records(
         &self,
         from: Micros,
         to: Micros,
+        dims: &[Dimension],
     ) -> Result<Vec<ContainerRecord>> {
-        let sql = sql::INEXACT_CONTAINER_RECORDS.to_owned();
-        container_records(self.pool(), sql, (from, to, None), 0).await
+        let sql = sql::inexact_container_records_sql(dims);
+        container_records(self.pool(), sql, (from, to, None), dims.len()).await
     }
 
     async fn record_counts(&self, q: &UsageQuery) -> Result<Vec<(String, i64)>> {

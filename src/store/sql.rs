@@ -129,7 +129,7 @@ pub(super) fn value_columns(dims: &[Dimension]) -> String {
 /// `$3`, with each dimension's value (`v0` … `v3`).
 pub(super) fn container_records_sql(dims: &[Dimension]) -> String {
     format!(
-        "select r.container_id, r.account, r.recorded_at, r.started_at, \
+        "select r.container_id, r.seq, r.account, r.recorded_at, r.started_at, \
          r.web_tools_20260209, r.refusal, {} \
          from records r where r.container_id is not null and r.kind = 'message' \
          and (r.uses_code_execution or r.files_preloaded) and r.recorded_at >= $1 \
@@ -141,16 +141,22 @@ pub(super) fn container_records_sql(dims: &[Dimension]) -> String {
 /// Container roll-up states (migration 10), for SQLite's single writer
 /// (`where …` follows).
 pub(super) const CONTAINER_STATES: &str =
-    "select container_id, account, first_at, spans, exact from containers";
+    "select container_id, account, first_at, first_seq, attribution, spans, exact from containers";
 
 /// Completes `insert into containers (container_id, account) …`: claims the
 /// unclaimed ids and returns every row's state (a no-op update, so existing
 /// rows come back too, locked until commit). PostgreSQL's writers use it.
 pub(super) const CONTAINER_CLAIM_RETURNING: &str = "on conflict (container_id) do update set \
-    account = containers.account returning container_id, account, first_at, spans, exact";
+    account = containers.account \
+    returning container_id, account, first_at, first_seq, attribution, spans, exact";
 
 pub(super) const CONTAINER_STATE_UPSERT: &str = "on conflict (container_id) do update set \
-    first_at = excluded.first_at, spans = excluded.spans, exact = excluded.exact";
+    first_at = excluded.first_at, first_seq = excluded.first_seq, \
+    attribution = excluded.attribution, spans = excluded.spans, exact = excluded.exact";
+
+/// Columns of a `containers` row as [`CONTAINER_STATE_UPSERT`] writes it.
+pub(super) const CONTAINER_STATE_COLUMNS: &str =
+    "container_id, account, first_at, first_seq, attribution, spans, exact";
 
 pub(super) const CONTAINER_DAYS_ADD: &str = "on conflict (account, day, shard) do update set \
     containers = container_days.containers + excluded.containers, \
@@ -158,16 +164,42 @@ pub(super) const CONTAINER_DAYS_ADD: &str = "on conflict (account, day, shard) d
     short_containers = container_days.short_containers + excluded.short_containers, \
     short_seconds = container_days.short_seconds + excluded.short_seconds";
 
-/// Records of inexact roll-up containers first used in `[$1, $2)`, same columns.
-/// `cross join` keeps SQLite from scanning records first; no bound on `seq`
-/// (PostgreSQL without statistics would scan its whole index per container).
-pub(super) const INEXACT_CONTAINER_RECORDS: &str = "select r.container_id, r.account, r.recorded_at, r.started_at, \
-    r.web_tools_20260209, r.refusal, cast(null as text) as v0, cast(null as text) as v1, \
-    cast(null as text) as v2, cast(null as text) as v3 \
-    from containers c cross join records r \
-    where c.exact = 0 and c.first_at >= $1 and c.first_at < $2 \
-    and r.container_id is not null and r.container_id = c.container_id \
-    and r.kind = 'message' and (r.uses_code_execution or r.files_preloaded)";
+/// Records of inexact roll-up containers first used in `[$1, $2)`, columns
+/// as [`container_records_sql`]'s. `cross join` keeps SQLite from scanning
+/// records first; no bound on `seq` (PostgreSQL without statistics would
+/// scan its whole index per container).
+pub(super) fn inexact_container_records_sql(dims: &[Dimension]) -> String {
+    format!(
+        "select r.container_id, r.seq, r.account, r.recorded_at, r.started_at, \
+         r.web_tools_20260209, r.refusal, {} \
+         from containers c cross join records r \
+         where c.exact = 0 and c.first_at >= $1 and c.first_at < $2 \
+         and r.container_id is not null and r.container_id = c.container_id \
+         and r.kind = 'message' and (r.uses_code_execution or r.files_preloaded)",
+        value_columns(dims)
+    )
+}
+
+/// Adds to the per-dimension day sums (`insert into container_dim_days …` first).
+pub(super) const CONTAINER_DIM_DAYS_ADD: &str = "on conflict (dim, day, account, value, shard) do update set \
+    containers = container_dim_days.containers + excluded.containers, \
+    execution_seconds = container_dim_days.execution_seconds + excluded.execution_seconds, \
+    short_containers = container_dim_days.short_containers + excluded.short_containers, \
+    short_seconds = container_dim_days.short_seconds + excluded.short_seconds";
+
+/// Columns of a `container_dim_days` row as [`CONTAINER_DIM_DAYS_ADD`] writes it.
+pub(super) const CONTAINER_DIM_DAYS_COLUMNS: &str = "dim, day, account, value, shard, containers, \
+    execution_seconds, short_containers, short_seconds";
+
+/// One dimension's day sums (`$1` the dimension, `[$2, $3)` day numbers),
+/// shards summed, with the value as `dim_value`.
+pub(super) const CONTAINER_DIM_DAYS: &str = "select account, day, value as dim_value, \
+    cast(sum(containers) as bigint) as containers, \
+    cast(sum(execution_seconds) as bigint) as execution_seconds, \
+    cast(sum(short_containers) as bigint) as short_containers, \
+    cast(sum(short_seconds) as bigint) as short_seconds from container_dim_days \
+    where dim = $1 and day >= $2 and day < $3 \
+    group by account, day, value having sum(containers) <> 0 order by account, day, value";
 
 /// The container roll-up's day sums in `[$1, $2)` (day numbers), shards summed.
 pub(super) const CONTAINER_DAYS: &str = "select account, day, cast(sum(containers) as bigint) as containers, \
@@ -213,11 +245,11 @@ fn rollup_read(one_account: bool, by_dim: bool) -> String {
         (
             "usage_dim_rollup",
             " and dim = $5",
-            "value as v0, cast(null as text) as v1, cast(null as text) as v2, cast(null as text) as v3".to_owned(),
+            ", value as v0",
             ", value",
         )
     } else {
-        ("usage_rollup", "", value_columns(&[]), "")
+        ("usage_rollup", "", "", "")
     };
     format!(
         "select account, nullif(model, '') as model, day, batch, fast, us, size_class as bucket, refusal, \
@@ -229,7 +261,7 @@ fn rollup_read(one_account: bool, by_dim: bool) -> String {
          cast(sum(cache_read_tokens) as bigint) as cache_read_tokens, \
          cast(sum(web_search_requests) as bigint) as web_search_requests, \
          cast(sum(web_fetch_requests) as bigint) as web_fetch_requests, \
-         cast(sum(code_execution_requests) as bigint) as code_execution_requests, {values} \
+         cast(sum(code_execution_requests) as bigint) as code_execution_requests{values} \
          from {table} where kind = $1 and day >= $2 and day < $3 and {account}{dim} \
          group by account, model, day, batch, fast, us, size_class, refusal{grouped}"
     )
@@ -260,5 +292,101 @@ pub(super) fn rollup_upsert(by_dim: bool) -> String {
     let dim = if by_dim { "dim, value, " } else { "" };
     format!(
         "on conflict (account, day, {dim}model, kind, batch, fast, us, size_class, refusal, shard) do update set {sums}"
+    )
+}
+
+/// A roll-up table as [`fold_shards_sql`] folds it.
+pub(super) struct RollupTable {
+    pub name: &'static str,
+    /// Key columns other than `shard`.
+    pub key: Vec<&'static str>,
+    pub summed: Vec<&'static str>,
+    /// Columns kept as their maximum.
+    pub maxed: Vec<&'static str>,
+}
+
+/// The roll-up tables (each keyed by writer shard on PostgreSQL).
+pub(super) fn rollup_tables() -> Vec<RollupTable> {
+    let rate_key = vec![
+        "account",
+        "day",
+        "model",
+        "kind",
+        "batch",
+        "fast",
+        "us",
+        "size_class",
+        "refusal",
+    ];
+    let mut usage: Vec<&str> = vec!["records"];
+    usage.extend(super::row::USAGE_COLUMNS);
+    let mut by_dim = vec!["dim", "value"];
+    by_dim.extend(rate_key.iter().copied());
+    let containers = vec![
+        "containers",
+        "execution_seconds",
+        "short_containers",
+        "short_seconds",
+    ];
+    let table = |name, key, summed, maxed| RollupTable {
+        name,
+        key,
+        summed,
+        maxed,
+    };
+    vec![
+        table("usage_rollup", rate_key, usage.clone(), vec!["max_seq"]),
+        table("usage_dim_rollup", by_dim, usage, vec!["max_seq"]),
+        table(
+            "container_days",
+            vec!["account", "day"],
+            containers.clone(),
+            vec![],
+        ),
+        table(
+            "container_dim_days",
+            vec!["dim", "day", "account", "value"],
+            containers,
+            vec![],
+        ),
+    ]
+}
+
+/// Shard of the rows [`fold_shards_sql`] writes; writers use 0 and up.
+pub(super) const FOLDED_SHARD: i64 = -1;
+
+/// PostgreSQL: move the writer shards' rows of a roll-up table on day `$1`
+/// into one row per key (shard [`FOLDED_SHARD`]). Rows a writer holds are
+/// skipped (folded another time), so the fold never waits for a writer and
+/// cannot deadlock with one; each day's rows are locked only for one short
+/// statement. The sums come from the rows the delete returns.
+pub(super) fn fold_shards_sql(t: &RollupTable) -> String {
+    let (table, summed, maxed) = (t.name, &t.summed, &t.maxed);
+    let key_list = t.key.join(", ");
+    let totals: Vec<String> = summed
+        .iter()
+        .map(|c| format!("cast(sum({c}) as bigint)"))
+        .chain(maxed.iter().map(|c| format!("max({c})")))
+        .collect();
+    let updates: Vec<String> = summed
+        .iter()
+        .map(|c| format!("{c} = {table}.{c} + excluded.{c}"))
+        .chain(
+            maxed
+                .iter()
+                .map(|c| format!("{c} = greatest({table}.{c}, excluded.{c})")),
+        )
+        .collect();
+    let columns: Vec<&str> = summed.iter().chain(maxed).copied().collect();
+    format!(
+        "with picked as (select ctid from {table} where day = $1 and shard <> {FOLDED_SHARD} \
+         for update skip locked), \
+         folded as (delete from {table} where ctid = any(array(select ctid from picked)) returning *) \
+         insert into {table} ({key_list}, shard, {columns}) \
+         select {key_list}, {FOLDED_SHARD}, {totals} from folded group by {key_list} \
+         on conflict ({key_list}, shard) do update set {updates}",
+        columns = columns.join(", "),
+        totals = totals.join(", "),
+        updates = updates.join(", ")
     )
 }

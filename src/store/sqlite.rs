@@ -22,7 +22,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{AssertSqlSafe, Row, Sqlite, SqlitePool, Transaction};
 
 use super::containers::ContainerStateRow;
-use super::containers::{ContainerDayDelta, ContainerDayKey, ContainerState};
+use super::containers::{ContainerDayDelta, ContainerDayKey, ContainerDimKey, ContainerState};
 use super::pool::{PoolRef, Pooled};
 use super::row::{Returned, TableRow, Value, insert_sql};
 use super::write::{WriteTx, write_batch};
@@ -226,11 +226,13 @@ impl WriteTx for Tx<'_, '_> {
         &mut self,
         states: &[(&str, &ContainerState)],
         days: &[(ContainerDayKey, ContainerDayDelta)],
+        dims: &[(ContainerDimKey, ContainerDayDelta)],
     ) -> Result<()> {
         let statement = |n| {
             format!(
-                "insert into containers (container_id, account, first_at, spans, exact) values {} {}",
-                placeholders(n, 5),
+                "insert into containers ({}) values {} {}",
+                super::sql::CONTAINER_STATE_COLUMNS,
+                placeholders(n, 7),
                 super::sql::CONTAINER_STATE_UPSERT
             )
         };
@@ -243,6 +245,8 @@ impl WriteTx for Tx<'_, '_> {
                 q.bind(*id)
                     .bind(c.account.as_str())
                     .bind(c.first_at)
+                    .bind(c.first_seq)
+                    .bind(super::containers::encode_attribution(&c.attribution))
                     .bind(super::containers::encode_spans(&c.spans))
                     .bind(i64::from(c.exact))
             },
@@ -265,6 +269,32 @@ impl WriteTx for Tx<'_, '_> {
                 q.bind(account.as_str())
                     .bind(*day)
                     .bind(0i64) // one writer: one shard
+                    .bind(d.containers)
+                    .bind(d.execution_seconds)
+                    .bind(d.short_containers)
+                    .bind(d.short_seconds)
+            },
+        )
+        .await?;
+        let statement = |n| {
+            format!(
+                "insert into container_dim_days ({}) values {} {}",
+                super::sql::CONTAINER_DIM_DAYS_COLUMNS,
+                placeholders(n, 9),
+                super::sql::CONTAINER_DIM_DAYS_ADD
+            )
+        };
+        execute_chunked(
+            self.0,
+            dims,
+            ROWS_PER_STATEMENT / 2,
+            statement,
+            |q, ((dim, day, account, value), d)| {
+                q.bind(dim.as_str())
+                    .bind(*day)
+                    .bind(account.as_str())
+                    .bind(value.as_str())
+                    .bind(0i64)
                     .bind(d.containers)
                     .bind(d.execution_seconds)
                     .bind(d.short_containers)

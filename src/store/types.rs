@@ -186,6 +186,9 @@ pub struct UsageGroup {
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct ContainerRecord {
     pub container_id: String,
+    /// Orders records of one `recorded_at` (the first billable record is
+    /// the earliest, then the lowest seq).
+    pub seq: i64,
     pub account: String,
     pub recorded_at: Micros,
     pub started_at: Option<Micros>,
@@ -208,6 +211,15 @@ pub struct ContainerDayRow {
     /// Containers under [`containers::ROLLUP_MINIMUM_SECONDS`], and their seconds.
     pub short_containers: i64,
     pub short_seconds: i64,
+}
+
+/// The same sums over the exact containers whose first record has one
+/// value of a dimension (from `container_dim_days`).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct ContainerDimDayRow {
+    pub dim_value: String,
+    #[sqlx(flatten)]
+    pub sums: ContainerDayRow,
 }
 
 /// An account API key as listed (never the key itself).

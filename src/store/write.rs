@@ -31,7 +31,9 @@ use std::collections::{BTreeMap, HashMap};
 
 use async_trait::async_trait;
 
-use super::containers::{self, ContainerDayDelta, ContainerDayKey, ContainerState};
+use super::containers::{
+    self, ContainerDayDelta, ContainerDayKey, ContainerDeltas, ContainerDimKey, ContainerState,
+};
 use super::row::{self, Returned, TableRow};
 use super::{RecordOutcome, Result, RollupKey, WriteBatch, WriteOutcome, size_class};
 use crate::record::{NewRecord, NewRejection, RecordKind, Refusal, Usage, conflict_error};
@@ -68,6 +70,7 @@ pub(crate) trait WriteTx: Send {
         &mut self,
         states: &[(&str, &ContainerState)],
         days: &[(ContainerDayKey, ContainerDayDelta)],
+        dims: &[(ContainerDimKey, ContainerDayDelta)],
     ) -> Result<()>;
 }
 
@@ -285,12 +288,12 @@ async fn write_round<T: WriteTx>(
     }
 
     let mut rollup: BTreeMap<RollupKey, (Usage, i64, i64)> = BTreeMap::new();
-    let mut container_time: Vec<&NewRecord> = Vec::new();
+    let mut container_time: Vec<(i64, &NewRecord)> = Vec::new();
     for &i in &kept {
         let Some(r) = get(i) else { continue };
         let outcome = if let Some(&seq) = inserted.get(&r.key) {
             if containers::counts_toward_container(r) {
-                container_time.push(r);
+                container_time.push((seq, r));
             }
             add_to_rollup(&mut rollup, r, seq);
             RecordOutcome::Recorded
@@ -368,30 +371,27 @@ fn container_conflict(container: &str, owner: &str) -> String {
     )
 }
 
-/// Fold newly inserted container records into the container roll-up;
-/// `states` holds (at least) the state of each of their containers.
+/// Fold newly inserted container records (with their seqs) into the
+/// container roll-up; `states` holds (at least) the state of each of their containers.
 async fn add_to_container_rollup<T: WriteTx>(
     tx: &mut T,
     states: &mut BTreeMap<String, ContainerState>,
-    records: &[&NewRecord],
+    records: &[(i64, &NewRecord)],
 ) -> Result<()> {
     let mut ids: Vec<&str> = records
         .iter()
-        .filter_map(|r| r.container_id.as_deref())
+        .filter_map(|(_, r)| r.container_id.as_deref())
         .collect();
     ids.sort_unstable();
     ids.dedup();
-    let mut deltas: BTreeMap<ContainerDayKey, ContainerDayDelta> = BTreeMap::new();
+    let mut deltas = ContainerDeltas::default();
     containers::apply(states, records.iter().copied(), &mut deltas);
     let changed: Vec<(&str, &ContainerState)> = ids
         .iter()
         .filter_map(|id| states.get(*id).map(|s| (*id, s)))
         .collect();
-    let days: Vec<(ContainerDayKey, ContainerDayDelta)> = deltas
-        .into_iter()
-        .filter(|(_, d)| *d != ContainerDayDelta::default())
-        .collect();
-    tx.save_containers(&changed, &days).await
+    let (days, dims) = deltas.nonzero();
+    tx.save_containers(&changed, &days, &dims).await
 }
 
 /// A new record's share of the usage roll-up.
