@@ -7,6 +7,7 @@
 //! - [`store`]: the storage role traits and their SQLite and PostgreSQL
 //!   backends, with the schema migrations;
 //! - [`pricing`]: the price book (parsing, the book in force, importing);
+//! - [`plans`]: account plans, which price an account's usage from its cost;
 //! - [`ingest`]: reading NDJSON lines, parsing every accepted input shape,
 //!   ingesting files, retrying rejected lines, and ingest summaries;
 //! - [`ledger`]: group commit in front of a store (used by the HTTP API);
@@ -24,6 +25,7 @@ pub mod finance;
 pub mod http;
 pub mod ingest;
 pub mod ledger;
+pub mod plans;
 pub mod pricing;
 pub mod proxy;
 pub mod record;

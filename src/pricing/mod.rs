@@ -298,11 +298,36 @@ mod exact_str {
     }
 }
 
-fn exact_option<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Decimal>, D::Error> {
+pub(crate) fn exact_option<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Decimal>, D::Error> {
     exact(d).map(Some)
 }
 
-fn line_of(text: &str, offset: usize) -> usize {
+/// A TOML file (a price book, a plan) read into `T`; a syntax or shape
+/// error with its line.
+pub(crate) fn read_toml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, BookError> {
+    toml::from_str(text).map_err(|e| BookError {
+        line: e.span().map(|s| line_of(text, s.start)),
+        message: e.message().trim().to_owned(),
+    })
+}
+
+/// A version's `effective_from` (`YYYY-MM-DD`), which must come after the
+/// previous version's.
+pub(crate) fn effective_from(text: &str, previous: Option<NaiveDate>) -> Result<NaiveDate, String> {
+    let date = NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .map_err(|_| format!("effective_from {text:?} is not a date (YYYY-MM-DD)"))?;
+    match previous {
+        Some(prev) if prev >= date => Err(format!(
+            "versions must be in increasing effective_from order: {date} follows {prev}"
+        )),
+        _ => Ok(date),
+    }
+}
+
+/// The 1-based line of a byte offset in `text`.
+pub(crate) fn line_of(text: &str, offset: usize) -> usize {
     text.get(..offset)
         .map_or(1, |head| head.bytes().filter(|&b| b == b'\n').count() + 1)
 }
@@ -361,10 +386,7 @@ impl PriceBook {
     }
 
     pub fn parse(text: &str) -> Result<PriceBook, BookError> {
-        let file: BookFile = toml::from_str(text).map_err(|e| BookError {
-            line: e.span().map(|s| line_of(text, s.start)),
-            message: e.message().trim().to_owned(),
-        })?;
+        let file: BookFile = read_toml(text)?;
         if file.version.is_empty() {
             return Err(BookError {
                 line: None,
@@ -380,20 +402,8 @@ impl PriceBook {
                 message,
             };
             let effective_from =
-                NaiveDate::parse_from_str(&v.effective_from, "%Y-%m-%d").map_err(|_| {
-                    err(format!(
-                        "effective_from {:?} is not a date (YYYY-MM-DD)",
-                        v.effective_from
-                    ))
-                })?;
-            if let Some(prev) = versions.last()
-                && prev.effective_from >= effective_from
-            {
-                return Err(err(format!(
-                    "versions must be in increasing effective_from order: {effective_from} follows {}",
-                    prev.effective_from
-                )));
-            }
+                effective_from(&v.effective_from, versions.last().map(|p| p.effective_from))
+                    .map_err(err)?;
             if v.batch_discount < Decimal::ZERO || v.batch_discount > Decimal::ONE {
                 return Err(err("batch_discount must be between 0 and 1".into()));
             }
