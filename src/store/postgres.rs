@@ -391,6 +391,9 @@ impl Writes for PostgresStore {
             )))
             .fetch_all(&self.pool)
             .await?;
+            if days.is_empty() {
+                continue; // nothing to fold, nothing to vacuum
+            }
             for day in days {
                 // Two servers folding the same day may deadlock on the
                 // folded rows: one of them tries again.
