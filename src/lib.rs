@@ -16,6 +16,9 @@
 //! - [`http`]: the axum API; [`dashboard`]: its HTML page; [`cli`]: the
 //!   command line; [`synth`]: synthetic data; [`auth`]: API keys.
 
+// The OpenAPI document is one `json!` literal, deeper than the default allows.
+#![recursion_limit = "256"]
+
 pub mod auth;
 pub mod billing;
 pub mod cli;

@@ -8,7 +8,7 @@ use super::BillingError;
 use super::containers;
 use super::drafts::{Cutoff, PeriodData};
 use super::period::Period;
-use super::rating::{Charge, Line};
+use super::rating::{Charge, Line, LineCost};
 use crate::pricing::PriceBook;
 use crate::store::Store;
 
@@ -65,7 +65,8 @@ pub(super) async fn adjustments_for(
         let before = charges_total(store, book, account, late, billed_to).await?;
         let now = charges_total(store, book, account, late, max_seq).await?;
         let (exact, amount) = (now.0 - before.0, now.1 - before.1);
-        if exact.is_zero() && amount.is_zero() {
+        let (cost_exact, cost) = (now.2 - before.2, now.3 - before.3);
+        if exact.is_zero() && amount.is_zero() && cost_exact.is_zero() && cost.is_zero() {
             continue;
         }
         lines.push(Line {
@@ -80,21 +81,30 @@ pub(super) async fn adjustments_for(
             unit: Charge::Adjustment.unit(),
             unit_price: amount,
             price_version: late.to_string(),
+            plan_version: None,
             amount_exact: exact.normalize(),
             amount,
+            cost: LineCost {
+                unit_price: cost,
+                amount_exact: cost_exact.normalize(),
+                amount: cost,
+            },
         });
     }
     Ok(lines)
 }
 
-/// (exact, rounded) total of one account's charges in a period as of `max_seq`.
+/// What one account's charges in a period came to as of `max_seq`, the
+/// minimum commitment included: (exact, rounded) price, then (exact,
+/// rounded) cost. At the account's plan as it is now, both times, so an
+/// adjustment prices the late usage only (never a repricing of the rest).
 async fn charges_total(
     store: &dyn Store,
     book: &PriceBook,
     account: &str,
     period: Period,
     max_seq: i64,
-) -> Result<(Decimal, Decimal), BillingError> {
+) -> Result<(Decimal, Decimal, Decimal, Decimal), BillingError> {
     let inv = PeriodData::load(
         store,
         book,
@@ -105,5 +115,12 @@ async fn charges_total(
     )
     .await?
     .charges(book, account, period);
-    Ok((inv.lines.iter().map(|l| l.amount_exact).sum(), inv.total))
+    let cost_exact = inv.lines.iter().map(|l| l.cost.amount_exact).sum();
+    let cost = inv.lines.iter().map(|l| l.cost.amount).sum();
+    Ok((
+        inv.lines.iter().map(|l| l.amount_exact).sum(),
+        inv.total,
+        cost_exact,
+        cost,
+    ))
 }

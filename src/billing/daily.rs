@@ -9,6 +9,7 @@
 //! day still carries its exact amount.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
@@ -17,8 +18,9 @@ use rust_decimal::prelude::ToPrimitive;
 use super::adjustments::adjustments_for;
 use super::containers::{AllowanceUse, split_by_weight};
 use super::drafts::PeriodData;
-use super::rating::{line_of, quantity_and_amount};
+use super::rating::{line_of, priced};
 use super::{BillingError, Charge, Cutoff, Invoice, LineBook, LineKey, Period, cents};
+use crate::plans::Plan;
 use crate::pricing::PriceBook;
 use crate::record::Dimension;
 use crate::store::Store;
@@ -33,9 +35,39 @@ pub struct DayCost {
     pub key: LineKey,
     /// In the line's unit (tokens, requests, hours).
     pub quantity: Decimal,
+    /// What the account pays for this part (its plan's price; the cost
+    /// without a plan), exact.
     pub amount_exact: Decimal,
     /// This day's whole cents of the invoice line's rounded amount.
     pub amount: Decimal,
+    /// What this part costs (the price book's), exact.
+    pub cost_exact: Decimal,
+    /// This day's whole cents of the line's rounded cost.
+    pub cost: Decimal,
+}
+
+impl DayCost {
+    /// This part's whole cents of the line's price, or of its cost.
+    pub fn cents(&self, of: Amount) -> Decimal {
+        match of {
+            Amount::Price => self.amount,
+            Amount::Cost => self.cost,
+        }
+    }
+
+    fn cents_mut(&mut self, of: Amount) -> &mut Decimal {
+        match of {
+            Amount::Price => &mut self.amount,
+            Amount::Cost => &mut self.cost,
+        }
+    }
+}
+
+/// Which of a line's two amounts: what the account pays, or what it costs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Amount {
+    Price,
+    Cost,
 }
 
 /// One account's period as billed.
@@ -54,6 +86,20 @@ pub struct AccountCosts {
     /// Usage of this period recorded after finalization, exact and rounded:
     /// it is billed as an adjustment on the account's next open period.
     pub late: Decimal,
+    /// The account's plan in force (none: it pays cost).
+    pub plan: Option<Arc<Plan>>,
+}
+
+impl AccountCosts {
+    /// The cost and the price of the period's usage lines (before minimum
+    /// commitments, adjustments, credits and tax), each line rounded.
+    pub fn usage_cost_and_price(&self) -> (Decimal, Decimal) {
+        self.invoice
+            .usage_lines()
+            .fold((Decimal::ZERO, Decimal::ZERO), |(c, p), l| {
+                (c + l.cost.amount, p + l.amount)
+            })
+    }
 }
 
 /// Every account's charges in a period.
@@ -96,20 +142,28 @@ impl PeriodCosts {
                 if days.is_empty() {
                     return None;
                 }
-                let mut lines: BTreeMap<&LineKey, (Decimal, Decimal, Decimal)> = BTreeMap::new();
+                let mut lines: BTreeMap<&LineKey, [Decimal; 5]> = BTreeMap::new();
                 for d in &days {
                     let e = lines.entry(&d.key).or_default();
-                    e.0 += d.quantity;
-                    e.1 += d.amount_exact;
-                    e.2 += d.amount;
+                    for (sum, part) in e.iter_mut().zip([
+                        d.quantity,
+                        d.amount_exact,
+                        d.amount,
+                        d.cost_exact,
+                        d.cost,
+                    ]) {
+                        *sum += part;
+                    }
                 }
                 let lines = lines
                     .into_iter()
-                    .map(|(key, (quantity, exact, amount))| {
-                        let mut line = line_of(key.clone(), Decimal::ZERO);
+                    .map(|(key, [quantity, exact, amount, cost_exact, cost])| {
+                        let mut line = line_of(key.clone(), Decimal::ZERO, a.plan.as_deref());
                         line.quantity = quantity.normalize();
                         line.amount_exact = exact.normalize();
                         line.amount = amount;
+                        line.cost.amount_exact = cost_exact.normalize();
+                        line.cost.amount = cost;
                         line
                     })
                     .collect();
@@ -140,6 +194,7 @@ impl PeriodCosts {
                     unbilled_refusals: BTreeMap::new(),
                     number: a.number.clone(),
                     late: Decimal::ZERO,
+                    plan: a.plan.clone(),
                 })
             })
             .collect();
@@ -234,10 +289,7 @@ pub async fn period_costs(
         {
             continue;
         }
-        if !adjustments.is_empty() {
-            invoice.lines.extend(adjustments);
-            invoice.total = cents(invoice.lines.iter().map(|l| l.amount).sum());
-        }
+        invoice.add_adjustments(adjustments);
         if let Some(n) = &number {
             invoice.number = Some(n.clone());
             invoice.status = "finalized";
@@ -248,6 +300,7 @@ pub async fn period_costs(
             unbilled_refusals,
             number,
             late,
+            plan: data.plan(&account),
         });
     }
     Ok(PeriodCosts {
@@ -303,18 +356,20 @@ fn split_by_day(
     account: &str,
 ) -> (Vec<DayCost>, BTreeMap<NaiveDate, i64>) {
     let thresholds = book.thresholds();
+    let plan = data.plan(account);
+    let new_book = || LineBook::priced_by(plan.clone());
     let mut books: BTreeMap<Part, LineBook> = BTreeMap::new();
     let day_of = |d: i64| crate::time::date_of_day_number(d).unwrap_or_default();
     for g in data.usage.get(account).into_iter().flatten() {
         books
             .entry((day_of(g.rate.day), g.values.clone()))
-            .or_default()
+            .or_insert_with(new_book)
             .add_tokens(book, &thresholds, g, true);
     }
     for g in data.iterations.get(account).into_iter().flatten() {
         books
             .entry((day_of(g.rate.day), g.values.clone()))
-            .or_default()
+            .or_insert_with(new_book)
             .add_tokens(book, &thresholds, g, false);
     }
     // This account's container seconds and credits, summed per day and line.
@@ -338,8 +393,8 @@ fn split_by_day(
         if data.dims == 0 || weights.is_empty() {
             books
                 .entry((day, unsplit.clone()))
-                .or_default()
-                .add_container_seconds(charge, version, price, s);
+                .or_insert_with(new_book)
+                .add_container_seconds(charge, version, price, day, s);
             continue;
         }
         let indexed: Vec<(usize, i64)> = weights.iter().map(|(_, w)| *w).enumerate().collect();
@@ -347,8 +402,8 @@ fn split_by_day(
             if let Some((values, _)) = weights.get(i) {
                 books
                     .entry((day, (*values).clone()))
-                    .or_default()
-                    .add_container_seconds(charge, version, price, part * s.signum());
+                    .or_insert_with(new_book)
+                    .add_container_seconds(charge, version, price, day, part * s.signum());
             }
         }
     }
@@ -370,48 +425,64 @@ fn split_by_day(
                 .push((part.clone(), quantity));
         }
     }
+    let plan = plan.as_deref();
     let mut out = Vec::new();
     for (key, parts) in per_key {
         let total: Decimal = parts.iter().map(|(_, q)| *q).sum();
-        let line_amount = cents(quantity_and_amount(&key, total).1);
-        let line_cents = (line_amount * Decimal::ONE_HUNDRED).to_i64().unwrap_or(0);
+        let line = priced(&key, total, plan);
+        let whole_cents =
+            |exact: Decimal| (cents(exact) * Decimal::ONE_HUNDRED).to_i64().unwrap_or(0);
+        let (price_cents, cost_cents) =
+            (whole_cents(line.price_exact), whole_cents(line.cost_exact));
         // Quantities are whole tokens, requests or seconds, all of one sign.
         let weights: Vec<(usize, i64)> = parts
             .iter()
             .map(|(_, q)| q.abs().to_i64().unwrap_or(0))
             .enumerate()
             .collect();
-        let split = split_by_weight(line_cents.abs(), &weights);
-        for (((day, values), quantity), (_, part)) in parts.into_iter().zip(split) {
-            let (quantity, amount_exact) = quantity_and_amount(&key, quantity);
-            let mut amount = Decimal::new(part * line_cents.signum(), 2);
-            amount.rescale(2);
-            if amount.is_zero() {
-                amount.set_sign_positive(true);
-            }
+        let price_split = split_by_weight(price_cents.abs(), &weights);
+        let cost_split = split_by_weight(cost_cents.abs(), &weights);
+        for ((((day, values), quantity), (_, price)), (_, cost)) in
+            parts.into_iter().zip(price_split).zip(cost_split)
+        {
+            let part = priced(&key, quantity, plan);
             out.push(DayCost {
                 account: account.to_owned(),
                 day,
                 values,
                 key: key.clone(),
-                quantity: quantity.normalize(),
-                amount_exact: amount_exact.normalize(),
-                amount,
+                quantity: part.quantity.normalize(),
+                amount_exact: part.price_exact.normalize(),
+                amount: signed_cents(price, price_cents),
+                cost_exact: part.cost_exact.normalize(),
+                cost: signed_cents(cost, cost_cents),
             });
         }
     }
-    net_free_hours(&mut out);
+    net_free_hours(&mut out, Amount::Price);
+    net_free_hours(&mut out, Amount::Cost);
     // Each (day, values, key) once: an unstable sort gives the same order.
     out.sort_unstable_by(|a, b| (a.day, &a.values, &a.key).cmp(&(b.day, &b.values, &b.key)));
     (out, refusals)
+}
+
+/// `part` whole cents with the sign of the line's `line_cents`, as money.
+fn signed_cents(part: i64, line_cents: i64) -> Decimal {
+    let mut amount = Decimal::new(part * line_cents.signum(), 2);
+    amount.rescale(2);
+    if amount.is_zero() {
+        amount.set_sign_positive(true);
+    }
+    amount
 }
 
 /// Split independently, a day's container hours and free hours could round
 /// to a net of -$0.01 although the allowance never exceeds what was billed.
 /// So the free-hours line's cents follow the net: the net of both lines is
 /// split across days by each day's net seconds, and a day's free-hours cents
-/// are its net share minus its container-hours cents.
-fn net_free_hours(out: &mut [DayCost]) {
+/// are its net share minus its container-hours cents. Done for the price
+/// and for the cost alike.
+fn net_free_hours(out: &mut [DayCost], of: Amount) {
     // By hour price: the allowance of a month is credited at the version of
     // its first day, which may differ from the version of a later container.
     let mut groups: BTreeMap<Decimal, Vec<usize>> = BTreeMap::new();
@@ -432,7 +503,7 @@ fn net_free_hours(out: &mut [DayCost]) {
             let e = days.entry((c.day, c.values.as_slice())).or_default();
             e.0 += c.quantity; // hours, net (free hours are negative)
             if c.key.charge == Charge::ContainerHours {
-                e.1 += c.amount;
+                e.1 += c.cents(of);
             } else {
                 e.2 = Some(i);
             }
@@ -444,7 +515,7 @@ fn net_free_hours(out: &mut [DayCost]) {
         let net_cents: Decimal = indices
             .iter()
             .filter_map(|&i| out.get(i))
-            .map(|c| c.amount)
+            .map(|c| c.cents(of))
             .sum::<Decimal>()
             * Decimal::ONE_HUNDRED;
         let Some(net_cents) = net_cents.to_i64().filter(|n| *n >= 0) else {
@@ -478,7 +549,7 @@ fn net_free_hours(out: &mut [DayCost]) {
                 if amount.is_zero() {
                     amount.set_sign_positive(true);
                 }
-                c.amount = amount;
+                *c.cents_mut(of) = amount;
             }
         }
     }

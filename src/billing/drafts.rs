@@ -3,6 +3,7 @@
 //! pass, with adjustments for late usage of finalized periods.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use super::adjustments::adjustments_for;
 use super::containers::{
@@ -10,8 +11,9 @@ use super::containers::{
 };
 use super::invoice::{Invoice, assemble};
 use super::period::Period;
-use super::rating::{LineBook, cents};
+use super::rating::LineBook;
 use super::{BillingError, render};
+use crate::plans::Plan;
 use crate::pricing::PriceBook;
 use crate::record::Dimension;
 use crate::store::{Store, UsageGroup, UsageQuery};
@@ -76,11 +78,7 @@ pub async fn draft_as_of(
 ) -> Result<Invoice, BillingError> {
     let data = PeriodData::load(store, book, period, cutoff, Some(account), &[]).await?;
     let mut invoice = data.charges(book, account, period);
-    let adjustments = adjustments_for(store, book, account, period, cutoff.seq()).await?;
-    if !adjustments.is_empty() {
-        invoice.lines.extend(adjustments);
-        invoice.total = cents(invoice.lines.iter().map(|l| l.amount).sum());
-    }
+    invoice.add_adjustments(adjustments_for(store, book, account, period, cutoff.seq()).await?);
     Ok(invoice)
 }
 
@@ -101,10 +99,7 @@ pub async fn draft_invoices(
         if adjustments.is_empty() && !data.has_usage(&account) {
             continue;
         }
-        if !adjustments.is_empty() {
-            invoice.lines.extend(adjustments);
-            invoice.total = cents(invoice.lines.iter().map(|l| l.amount).sum());
-        }
+        invoice.add_adjustments(adjustments);
         invoices.push(invoice);
     }
     Ok(invoices)
@@ -199,6 +194,8 @@ pub(super) struct PeriodData {
     pub(super) container_values: ContainerValues,
     /// How many dimensions the usage groups carry values of.
     pub(super) dims: usize,
+    /// Each account's plan in force (accounts without one pay cost).
+    pub(super) plans: BTreeMap<String, Arc<Plan>>,
 }
 
 impl PeriodData {
@@ -229,12 +226,13 @@ impl PeriodData {
             map
         };
         // Independent reads: at once, each on its own connection.
-        let (mut bill, container_values, usage, iterations, counts) = tokio::try_join!(
+        let (mut bill, container_values, usage, iterations, counts, plans) = tokio::try_join!(
             container_bill(store, book, period, cutoff),
             container_values(store, book, period, cutoff, dims),
             async { Ok(by_account(store.usage_groups(&query).await?)) },
             async { Ok(by_account(store.iteration_groups(&query).await?)) },
             async { Ok(store.record_counts(&query).await?.into_iter().collect()) },
+            async { Ok(crate::plans::in_force(store, account).await?) },
         )?;
         let allowance = std::mem::take(&mut bill.allowance);
         Ok(PeriodData {
@@ -245,7 +243,13 @@ impl PeriodData {
             usage,
             iterations,
             counts,
+            plans,
         })
+    }
+
+    /// The account's plan in force, if any.
+    pub(super) fn plan(&self, account: &str) -> Option<Arc<Plan>> {
+        self.plans.get(account).cloned()
     }
 
     /// Accounts that may have an invoice in the period: those with usage or
@@ -271,7 +275,7 @@ impl PeriodData {
 
     pub(super) fn charges(&self, book: &PriceBook, account: &str, period: Period) -> Invoice {
         let thresholds = book.thresholds();
-        let mut lines = LineBook::default();
+        let mut lines = LineBook::priced_by(self.plan(account));
         for g in self.usage.get(account).into_iter().flatten() {
             lines.add_tokens(book, &thresholds, g, true);
         }
@@ -284,7 +288,9 @@ impl PeriodData {
         }
         let records = self.counts.get(account).copied().unwrap_or(0);
         let containers = bill.map_or(0, ContainerBill::container_count);
-        assemble(account, period, lines, records, containers)
+        let mut invoice = assemble(account, period, lines, records, containers);
+        invoice.add_minimum_commitment(self.plans.get(account).map(|p| p.as_ref()), period);
+        invoice
     }
 }
 

@@ -5,7 +5,8 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 
 use super::period::Period;
-use super::rating::{Category, Line, LineBook, Unpriced, cents};
+use super::rating::{Category, Charge, Line, LineBook, LineCost, Unpriced, cents};
+use crate::plans::Plan;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Subtotals {
@@ -66,5 +67,86 @@ pub fn assemble(
         containers,
         unpriced,
         unbilled_refusals,
+    }
+}
+
+/// The plan's monthly minimum for `period`: that of the version in force on
+/// its first day (a version that starts within a month changes prices from
+/// its first day, and the minimum from the next month). With its version.
+fn minimum_commitment(plan: &Plan, period: Period) -> Option<(String, Decimal)> {
+    let version = plan.version_at(period.first_day())?;
+    let minimum = version.minimum_monthly_usd?;
+    Some((version.effective_from.to_string(), cents(minimum)))
+}
+
+/// The line that tops a period's usage up to the plan's minimum: a price
+/// without a cost.
+fn commitment_line(version: String, top_up: Decimal) -> Line {
+    let charge = Charge::MinimumCommitment;
+    Line {
+        description: format!("minimum monthly commitment (usage topped up by {top_up})"),
+        model: None,
+        charge,
+        batch: false,
+        long_context: false,
+        quantity: Decimal::ONE,
+        unit: charge.unit(),
+        unit_price: top_up,
+        price_version: version.clone(),
+        plan_version: Some(version),
+        amount_exact: top_up,
+        amount: top_up,
+        cost: LineCost::default(),
+    }
+}
+
+impl Invoice {
+    /// Top the period's usage up to the plan's monthly minimum, as the last
+    /// line so far (before credits and tax).
+    pub fn add_minimum_commitment(&mut self, plan: Option<&Plan>, period: Period) {
+        let Some((version, minimum)) = plan.and_then(|p| minimum_commitment(p, period)) else {
+            return;
+        };
+        let usage: Decimal = self.usage_lines().map(|l| l.amount).sum();
+        if usage < minimum {
+            self.lines.push(commitment_line(version, minimum - usage));
+            self.total = cents(self.lines.iter().map(|l| l.amount).sum());
+        }
+    }
+
+    /// Add adjustment lines (late usage of earlier periods) after the usage
+    /// lines and before the minimum commitment (which they do not count
+    /// towards: they are another period's usage), and total again.
+    pub fn add_adjustments(&mut self, adjustments: Vec<Line>) {
+        if adjustments.is_empty() {
+            return;
+        }
+        let at = self
+            .lines
+            .iter()
+            .position(|l| l.charge.category() > Category::Adjustment)
+            .unwrap_or(self.lines.len());
+        self.lines.splice(at..at, adjustments);
+        self.total = cents(self.lines.iter().map(|l| l.amount).sum());
+    }
+
+    /// What the account spent in the period at its prices: its usage and
+    /// adjustment lines (not the minimum commitment, which is no spend).
+    pub fn spend(&self) -> Decimal {
+        cents(
+            self.lines
+                .iter()
+                .filter(|l| l.charge.category() <= Category::Adjustment)
+                .map(|l| l.amount)
+                .sum(),
+        )
+    }
+
+    /// The usage lines (tokens, web search, code execution): what a plan
+    /// prices and margins are taken on.
+    pub fn usage_lines(&self) -> impl Iterator<Item = &Line> {
+        self.lines
+            .iter()
+            .filter(|l| l.charge.category() < Category::Adjustment)
     }
 }

@@ -50,4 +50,7 @@ pub enum BillingError {
     /// The imported price book in force no longer parses.
     #[error(transparent)]
     Book(#[from] StoredBookError),
+    /// A plan in force no longer parses.
+    #[error(transparent)]
+    Plan(#[from] crate::plans::StoredPlanError),
 }

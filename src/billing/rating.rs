@@ -3,11 +3,14 @@
 //! up to lines rounded to the cent (SPEC 4).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
+use chrono::NaiveDate;
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde::Serialize;
 
 use super::containers::ContainerBill;
+use crate::plans::Plan;
 use crate::pricing::{ModelPrice, PriceBook, Rates};
 use crate::record::{RateKey, Usage};
 use crate::store::UsageGroup;
@@ -27,6 +30,8 @@ pub enum Charge {
     ContainerHours,
     ContainerFreeHours,
     Adjustment,
+    /// Tops a period's usage up to its plan's monthly minimum (SPEC 11).
+    MinimumCommitment,
 }
 
 impl Charge {
@@ -41,6 +46,7 @@ impl Charge {
             Charge::ContainerHours => "container_hours",
             Charge::ContainerFreeHours => "container_free_hours",
             Charge::Adjustment => "adjustment",
+            Charge::MinimumCommitment => "minimum_commitment",
         }
     }
 
@@ -55,6 +61,7 @@ impl Charge {
             Charge::ContainerHours => "code execution container hours",
             Charge::ContainerFreeHours => "code execution free container hours",
             Charge::Adjustment => "adjustment",
+            Charge::MinimumCommitment => "minimum monthly commitment",
         }
     }
 
@@ -63,6 +70,7 @@ impl Charge {
             Charge::WebSearchRequests => Category::WebSearch,
             Charge::ContainerHours | Charge::ContainerFreeHours => Category::CodeExecution,
             Charge::Adjustment => Category::Adjustment,
+            Charge::MinimumCommitment => Category::Commitment,
             _ => Category::Tokens,
         }
     }
@@ -71,7 +79,7 @@ impl Charge {
         match self {
             Charge::WebSearchRequests => "request",
             Charge::ContainerHours | Charge::ContainerFreeHours => "hour",
-            Charge::Adjustment => "usd",
+            Charge::Adjustment | Charge::MinimumCommitment => "usd",
             _ => "token",
         }
     }
@@ -84,6 +92,7 @@ pub enum Category {
     WebSearch,
     CodeExecution,
     Adjustment,
+    Commitment,
 }
 
 /// Everything that makes two charges separate lines. The derived order is
@@ -98,7 +107,11 @@ pub struct LineKey {
     pub us_inference: bool,
     pub fast: bool,
     pub price_version: String,
+    /// Cost per unit (the price book's).
     pub unit_price: Decimal,
+    /// The `effective_from` of the account's plan version that prices this
+    /// line (none without a plan: price = cost).
+    pub plan_version: Option<NaiveDate>,
 }
 
 impl LineKey {
@@ -158,7 +171,9 @@ impl Qualifier {
     }
 }
 
-/// One invoice line, as rendered.
+/// One invoice line, as rendered. `unit_price` and the amounts are what
+/// the account pays (its plan's price; the cost without a plan); what the
+/// line costs is kept beside them for the admin's views, never rendered.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Line {
     pub description: String,
@@ -170,6 +185,19 @@ pub struct Line {
     pub unit: &'static str,
     pub unit_price: Decimal,
     pub price_version: String,
+    /// The plan version that priced the line (absent without a plan).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plan_version: Option<String>,
+    pub amount_exact: Decimal,
+    pub amount: Decimal,
+    #[serde(skip)]
+    pub cost: LineCost,
+}
+
+/// What a line costs (the price book's figures), whatever the account pays.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LineCost {
+    pub unit_price: Decimal,
     pub amount_exact: Decimal,
     pub amount: Decimal,
 }
@@ -231,9 +259,28 @@ pub struct LineBook {
     unpriced: BTreeMap<String, Unpriced>,
     /// Records that were refusals before output the book does not charge.
     unbilled_refusals: i64,
+    /// The account's plan: lines are keyed by its version in force on the
+    /// day of their usage, and priced by it.
+    plan: Option<Arc<Plan>>,
 }
 
 impl LineBook {
+    /// A book whose lines the account's plan prices (at cost without one).
+    pub fn priced_by(plan: Option<Arc<Plan>>) -> LineBook {
+        LineBook {
+            plan,
+            ..LineBook::default()
+        }
+    }
+
+    /// The plan version in force on `day`, as lines are keyed by it.
+    fn plan_version_on(&self, day: NaiveDate) -> Option<NaiveDate> {
+        self.plan
+            .as_ref()
+            .and_then(|p| p.version_at(day))
+            .map(|v| v.effective_from)
+    }
+
     fn add(&mut self, key: LineKey, quantity: Decimal) {
         if !quantity.is_zero() {
             *self.lines.entry(key).or_default() += quantity;
@@ -296,7 +343,9 @@ impl LineBook {
         (records, usage): (i64, &Usage),
     ) {
         let model = key.model.as_deref().unwrap_or("(no model)");
-        let version = crate::time::date_of_day_number(key.day).and_then(|d| book.version_at(d));
+        let date = crate::time::date_of_day_number(key.day);
+        let plan_version = date.and_then(|d| self.plan_version_on(d));
+        let version = date.and_then(|d| book.version_at(d));
         let Some(version) = version else {
             self.add_unpriced(model, records, usage);
             return;
@@ -323,6 +372,7 @@ impl LineBook {
                     fast: false,
                     price_version: version.label(),
                     unit_price: version.web_search_per_request,
+                    plan_version,
                 },
                 q.web_searches,
             );
@@ -373,6 +423,7 @@ impl LineBook {
                     fast,
                     price_version: version.label(),
                     unit_price: (rate * factor / MTOK).normalize(),
+                    plan_version,
                 },
                 quantity,
             );
@@ -393,26 +444,35 @@ impl LineBook {
     ) {
         // Summed per (charge, version, price) first: a period may hold
         // hundreds of thousands of containers but only a few lines.
-        let mut sums: BTreeMap<(Charge, &str, Decimal), i64> = BTreeMap::new();
+        type Sum<'a> = (Charge, &'a str, Decimal, Option<NaiveDate>);
+        let mut sums: BTreeMap<Sum, (NaiveDate, i64)> = BTreeMap::new();
         for l in bill.line_seconds().filter(|l| keep(l.account)) {
-            *sums
-                .entry((l.charge, l.price_version, l.hour_price))
-                .or_default() += l.seconds;
+            let key = (
+                l.charge,
+                l.price_version,
+                l.hour_price,
+                self.plan_version_on(l.day),
+            );
+            let e = sums.entry(key).or_insert((l.day, 0));
+            e.1 += l.seconds;
         }
-        for ((charge, price_version, unit_price), seconds) in sums {
-            self.add_container_seconds(charge, price_version, unit_price, seconds);
+        for ((charge, price_version, unit_price, _), (day, seconds)) in sums {
+            self.add_container_seconds(charge, price_version, unit_price, day, seconds);
         }
     }
 
-    /// Whole seconds of container time (or free credit, negative) on the
-    /// code-execution line of that charge, version and hour price.
+    /// Whole seconds of container time (or free credit, negative) charged on
+    /// `day`, on the code-execution line of that charge, version and hour
+    /// price (and plan version).
     pub(super) fn add_container_seconds(
         &mut self,
         charge: Charge,
         price_version: &str,
         unit_price: Decimal,
+        day: NaiveDate,
         seconds: i64,
     ) {
+        let plan_version = self.plan_version_on(day);
         self.add(
             LineKey {
                 category: Category::CodeExecution,
@@ -424,6 +484,7 @@ impl LineBook {
                 fast: false,
                 price_version: price_version.to_owned(),
                 unit_price,
+                plan_version,
             },
             Decimal::from(seconds),
         );
@@ -434,32 +495,79 @@ impl LineBook {
         self.unbilled_refusals
     }
 
+    /// The plan the lines are priced by.
+    pub fn plan(&self) -> Option<&Plan> {
+        self.plan.as_deref()
+    }
+
     pub fn finish(self) -> (Vec<Line>, Vec<Unpriced>) {
+        let plan = self.plan.as_deref();
         let lines = self
             .lines
             .into_iter()
-            .map(|(key, quantity)| line_of(key, quantity))
+            .map(|(key, quantity)| line_of(key, quantity, plan))
             .collect();
         (lines, self.unpriced.into_values().collect())
     }
 }
 
+/// A line's quantity in its unit, with what it costs and what it is priced
+/// at (exact): the plan version in the key prices it, else price = cost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Priced {
+    pub quantity: Decimal,
+    pub cost_exact: Decimal,
+    pub unit_price: Decimal,
+    pub price_exact: Decimal,
+}
+
+/// Price `quantity` (as a [`LineBook`] keeps it) of a line key.
+pub(crate) fn priced(key: &LineKey, quantity: Decimal, plan: Option<&Plan>) -> Priced {
+    let (quantity, cost_exact) = quantity_and_amount(key, quantity);
+    let version = key
+        .plan_version
+        .and_then(|d| plan.and_then(|p| p.version_at(d)));
+    let (unit_price, price_exact) = match version {
+        Some(v) => v.price(
+            key.model.as_deref(),
+            key.charge.as_str(),
+            quantity,
+            key.unit_price,
+            cost_exact,
+        ),
+        None => (key.unit_price, cost_exact),
+    };
+    Priced {
+        quantity,
+        cost_exact,
+        unit_price,
+        price_exact,
+    }
+}
+
 /// The rendered line of a key and its summed quantity. Container lines hold
 /// whole seconds until here: quantity = s / 3600 hours and amount =
-/// s × price / 3600 (SPEC 4.2).
-pub(super) fn line_of(key: LineKey, quantity: Decimal) -> Line {
-    let (quantity, amount_exact) = quantity_and_amount(&key, quantity);
+/// s × price / 3600 (SPEC 4.2). The plan (the one the key's plan version
+/// belongs to) prices it.
+pub(super) fn line_of(key: LineKey, quantity: Decimal, plan: Option<&Plan>) -> Line {
+    let p = priced(&key, quantity, plan);
     Line {
         description: key.description(),
         charge: key.charge,
         batch: key.batch,
         long_context: key.long_context,
-        quantity: quantity.normalize(),
+        quantity: p.quantity.normalize(),
         unit: key.charge.unit(),
-        unit_price: key.unit_price.normalize(),
+        unit_price: p.unit_price.normalize(),
         price_version: key.price_version,
-        amount_exact: amount_exact.normalize(),
-        amount: cents(amount_exact),
+        plan_version: key.plan_version.map(|d| d.to_string()),
+        amount_exact: p.price_exact.normalize(),
+        amount: cents(p.price_exact),
+        cost: LineCost {
+            unit_price: key.unit_price.normalize(),
+            amount_exact: p.cost_exact.normalize(),
+            amount: cents(p.cost_exact),
+        },
         model: key.model,
     }
 }

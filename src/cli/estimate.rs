@@ -36,7 +36,9 @@ pub struct EstimateArgs {
     /// Reprice an account's recorded usage of a period on --model instead.
     #[arg(long, requires_all = ["account", "period", "model"], conflicts_with_all = ["workload", "at"])]
     pub reprice: bool,
-    #[arg(long, requires = "reprice")]
+    /// With --workload: price it at this account's plan (at cost without
+    /// one). With --reprice: the account whose usage to reprice.
+    #[arg(long)]
     pub account: Option<String>,
     /// Period to reprice (YYYY-MM).
     #[arg(long, requires = "reprice")]
@@ -95,12 +97,21 @@ pub async fn estimate_cmd(database: &str, args: EstimateArgs) -> Result<ExitCode
         print(&e, args.format, text::estimate);
         return Ok(ExitCode::SUCCESS);
     }
-    // A workload needs only the price book: the shipped one unless one was
-    // imported, so a ledger that does not exist yet is not created for it.
-    let book = if crate::store::sqlite_file_missing(database) {
-        PriceBook::shipped()
+    // A workload needs only the price book (and the account's plan): the
+    // shipped book unless one was imported, so a ledger that does not exist
+    // yet is not created for it.
+    let (book, plan) = if crate::store::sqlite_file_missing(database) {
+        (PriceBook::shipped(), None)
     } else {
-        crate::pricing::current_book(open_store(database).await?.as_ref()).await?
+        let store = open_store(database).await?;
+        let plan = match &args.account {
+            Some(a) => {
+                crate::record::validate_account(a).map_err(|m| anyhow!("--account {a:?} {m}"))?;
+                crate::plans::plan_of(store.as_ref(), a).await?
+            }
+            None => None,
+        };
+        (crate::pricing::current_book(store.as_ref()).await?, plan)
     };
     let path = args
         .workload
@@ -113,10 +124,12 @@ pub async fn estimate_cmd(database: &str, args: EstimateArgs) -> Result<ExitCode
     let name = path.display();
     let file = WorkloadFile::parse(&read_workload(path)?).map_err(|e| anyhow!("{name}: {e}"))?;
     if args.compare_models.is_empty() {
-        let e = estimate::estimate(&book, at, &file).map_err(|e| anyhow!("{name}: {e}"))?;
+        let mut e =
+            estimate::estimate_for(&book, plan, at, &file).map_err(|e| anyhow!("{name}: {e}"))?;
+        e.account = args.account.clone();
         print(&e, args.format, text::estimate);
     } else {
-        let c = estimate::compare_models(&book, at, &file, &args.compare_models)
+        let c = estimate::compare_models(&book, plan, at, &file, &args.compare_models)
             .map_err(|e| anyhow!("{name}: {e}"))?;
         print(&c, args.format, text::comparison);
     }

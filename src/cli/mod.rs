@@ -17,6 +17,7 @@ mod gen_usage;
 mod ingest;
 mod invoice;
 mod keys;
+mod plans;
 mod prices;
 mod proxy;
 mod rejected;
@@ -76,6 +77,12 @@ pub enum Command {
     /// Monthly budgets per account and their alerts.
     #[command(subcommand)]
     Budget(finance::BudgetCommand),
+    /// Account plans: what an account pays for its usage (markup, discount,
+    /// overrides, minimum), by version.
+    #[command(subcommand)]
+    Plan(plans::PlanCommand),
+    /// Each account's cost, price and margin in a period.
+    Margins(plans::MarginsArgs),
     /// Export a period's charges (FinOps FOCUS CSV).
     Export(finance::ExportArgs),
     /// Compare tally with a cost report exported from Anthropic's Admin API.
@@ -107,6 +114,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Keys(cmd) => keys::keys(database, cmd).await,
         Command::Proxy(cmd) => proxy::proxy(database, cmd).await,
         Command::Budget(cmd) => finance::budget_cmd(database, cmd).await,
+        Command::Plan(cmd) => plans::plan_cmd(database, cmd).await,
+        Command::Margins(args) => plans::margins_cmd(database, args).await,
         Command::Export(args) => finance::export(database, args).await,
         Command::Reconcile(args) => finance::reconcile_cmd(database, args).await,
         Command::Estimate(args) => estimate::estimate_cmd(database, args).await,

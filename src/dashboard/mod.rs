@@ -14,6 +14,7 @@ use rust_decimal::Decimal;
 use crate::billing::daily::{AccountCosts, PeriodCosts};
 use crate::billing::{Category, Charge, Period};
 use crate::finance::budget::BudgetStatus;
+use crate::finance::margins::{self, Margin};
 use crate::finance::usd;
 use crate::pricing::AllowancePeriod;
 
@@ -48,6 +49,9 @@ pub struct View<'a> {
     pub filters: Filters,
     /// The cost-by-tag panel, when asked for.
     pub by_tag: Option<TagCosts>,
+    /// The margins panel (cost, price, margin per account): for the admin,
+    /// when an account has a plan.
+    pub margins: bool,
 }
 
 /// A tag key, and each of its values' cost (`None`: records without it).
@@ -70,6 +74,7 @@ fn category_label(c: Category) -> &'static str {
         Category::CodeExecution => "code execution",
         Category::WebSearch => "web search",
         Category::Adjustment => "adjustments",
+        Category::Commitment => "minimum commitment",
     }
 }
 
@@ -119,13 +124,16 @@ pub fn render(v: &View) -> String {
             usd(sum(cat))
         );
     }
-    let adjustments = sum(Category::Adjustment);
-    if !adjustments.is_zero() {
-        let _ = write!(
-            h,
-            r#"<div class="card"><div class="k">adjustments</div><div class="v">{}</div></div>"#,
-            usd(adjustments)
-        );
+    for cat in [Category::Adjustment, Category::Commitment] {
+        let amount = sum(cat);
+        if !amount.is_zero() {
+            let _ = write!(
+                h,
+                r#"<div class="card"><div class="k">{}</div><div class="v">{}</div></div>"#,
+                category_label(cat),
+                usd(amount)
+            );
+        }
     }
     let records: i64 = v.accounts.iter().map(|a| a.invoice.records).sum();
     let _ = write!(
@@ -149,6 +157,9 @@ pub fn render(v: &View) -> String {
         by_tag(&mut h, key, totals);
     }
     accounts_table(&mut h, v);
+    if v.margins {
+        margins(&mut h, v);
+    }
     if v.organization {
         allowance(&mut h, v.costs);
     }
@@ -395,6 +406,42 @@ fn accounts_table(h: &mut String, v: &View) {
         h.push_str(r#"<tr><td colspan="10" class="empty">No usage in this period.</td></tr>"#);
     }
     h.push_str("</tbody></table></section>");
+}
+
+/// Each account's usage at cost and at its price, and the margin between
+/// (usage lines only: no minimum commitment, adjustment, credit or tax).
+fn margins(h: &mut String, v: &View) {
+    h.push_str(r#"<section><h2>Margins</h2><table id="margins"><thead><tr><th>account</th><th>plan</th><th class="n">cost</th><th class="n">price</th><th class="n">margin</th><th class="n">margin %</th></tr></thead><tbody>"#);
+    let percent = |m: &Margin| {
+        m.margin_percent
+            .map(|p| format!("{p}%"))
+            .unwrap_or_default()
+    };
+    let mut rows = Vec::with_capacity(v.accounts.len());
+    for a in &v.accounts {
+        let (cost, price) = a.usage_cost_and_price();
+        let m = Margin::of(&a.invoice.account, cost, price);
+        let _ = write!(
+            h,
+            r#"<tr><td>{}</td><td>{}</td><td class="n">{}</td><td class="n">{}</td><td class="n">{}</td><td class="n">{}</td></tr>"#,
+            esc(&m.account),
+            if a.plan.is_some() { "plan" } else { "at cost" },
+            usd(m.cost),
+            usd(m.price),
+            usd(m.margin),
+            percent(&m),
+        );
+        rows.push(m);
+    }
+    let all = margins::total(&rows);
+    let _ = write!(
+        h,
+        r#"</tbody><tfoot><tr><th>all accounts</th><th></th><th class="n">{}</th><th class="n">{}</th><th class="n" id="margin-total">{}</th><th class="n">{}</th></tr></tfoot></table></section>"#,
+        usd(all.cost),
+        usd(all.price),
+        usd(all.margin),
+        percent(&all),
+    );
 }
 
 fn allowance(h: &mut String, costs: &PeriodCosts) {

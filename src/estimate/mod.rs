@@ -13,6 +13,7 @@ pub mod text;
 pub mod workload;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use chrono::{Datelike, Days, NaiveDate};
 use rust_decimal::Decimal;
@@ -26,6 +27,7 @@ use crate::billing::{
     BillingError, Charge, LineBook, Period, RateKey, Subtotals, TokenQuantities, assemble,
     container_bill,
 };
+use crate::plans::Plan;
 use crate::pricing::{AllowancePeriod, PriceBook, PriceVersion};
 use crate::record::Usage;
 use crate::store::{Store, UsageQuery};
@@ -44,6 +46,9 @@ const MAX_SECONDS_PER_DAY: i64 = 1_000_000_000_000;
 /// The estimate document of SPEC 8.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Estimate {
+    /// The account whose plan priced the workloads (absent: at cost).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
     pub days: i64,
     pub at: NaiveDate,
     pub workloads: Vec<WorkloadCost>,
@@ -114,9 +119,21 @@ pub fn parse_day(s: &str) -> Result<NaiveDate, String> {
         .map_err(|_| format!("{s:?} is not a date (YYYY-MM-DD)"))
 }
 
-/// Project `file` with the price-book version in force on `at`.
+/// Project `file` with the price-book version in force on `at`, at cost.
 pub fn estimate(
     book: &PriceBook,
+    at: NaiveDate,
+    file: &WorkloadFile,
+) -> Result<Estimate, WorkloadError> {
+    estimate_for(book, None, at, file)
+}
+
+/// Project `file` with the price-book version in force on `at`, priced by
+/// an account's plan (its version in force on each projected day; a
+/// monthly minimum is no part of a projection), or at cost without one.
+pub fn estimate_for(
+    book: &PriceBook,
+    plan: Option<Arc<Plan>>,
     at: NaiveDate,
     file: &WorkloadFile,
 ) -> Result<Estimate, WorkloadError> {
@@ -150,12 +167,14 @@ pub fn estimate(
             i,
         )?);
     }
-    price(&pinned, label, at, file.days, parts)
+    price(&pinned, plan, label, at, file.days, parts)
 }
 
-/// The same document on each of `models` (every workload moved to it).
+/// The same document on each of `models` (every workload moved to it),
+/// priced by `plan` when given.
 pub fn compare_models(
     book: &PriceBook,
+    plan: Option<Arc<Plan>>,
     at: NaiveDate,
     file: &WorkloadFile,
     models: &[String],
@@ -172,7 +191,7 @@ pub fn compare_models(
         for w in &mut moved.workload {
             w.model = m.clone();
         }
-        let e = estimate(book, at, &moved).map_err(|e| match e {
+        let e = estimate_for(book, plan.clone(), at, &moved).map_err(|e| match e {
             WorkloadError::Invalid { field, message } if field.ends_with(".model") => {
                 WorkloadError::invalid("--compare-models", message)
             }
@@ -293,6 +312,7 @@ fn projection_days(at: NaiveDate, days: i64) -> impl Iterator<Item = NaiveDate> 
 /// together as one invoice with the free allowance.
 fn price(
     book: &PriceBook,
+    plan: Option<Arc<Plan>>,
     label: String,
     at: NaiveDate,
     days: i64,
@@ -332,10 +352,10 @@ fn price(
         allowance,
     };
 
-    let mut everything = LineBook::default();
+    let mut everything = LineBook::priced_by(plan.clone());
     let mut workloads = Vec::with_capacity(parts.len());
     for p in &parts {
-        let mut own = LineBook::default();
+        let mut own = LineBook::priced_by(plan.clone());
         for (g, q, unpriced) in &p.tokens {
             own.add_token_quantities(book, &thresholds, g, q, unpriced);
             everything.add_token_quantities(book, &thresholds, g, q, unpriced);
@@ -366,6 +386,7 @@ fn price(
         .map(|l| l.amount)
         .sum();
     Ok(Estimate {
+        account: None,
         free_amount,
         days,
         at,
@@ -537,7 +558,7 @@ pub async fn reprice(
         .into());
     }
     let label = version.map(PriceVersion::label).unwrap_or_default();
-    Ok(price(book, label, at, days, parts)?)
+    Ok(price(book, None, label, at, days, parts)?)
 }
 
 fn unknown_model(model: &str, version: Option<&PriceVersion>) -> WorkloadError {

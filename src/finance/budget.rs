@@ -1,6 +1,7 @@
 //! Monthly budgets, run-rate forecasts and threshold alerts (SPEC 7).
 //!
-//! - Month-to-date spend is the account's invoice total for the period (the
+//! - Month-to-date spend is the account's usage and adjustments on its invoice
+//!   for the period, at its prices (not a minimum commitment; the
 //!   same figure as `GET …/invoices/{period}`).
 //! - The month-end forecast extrapolates the spend so far at the current
 //!   run-rate: spend × (length of the month ÷ time elapsed). A past month's
@@ -102,7 +103,7 @@ pub async fn statuses(
                 .map(|b| b.monthly_usd);
             let spend = costs
                 .account(&account)
-                .map_or(Decimal::ZERO, |a| a.invoice.total);
+                .map_or(Decimal::ZERO, |a| a.invoice.spend());
             status(&account, costs.period, budget, spend, &alerts, now)
         })
         .collect())

@@ -17,7 +17,12 @@
 //!   are left out;
 //! - code execution is net of the free allowance, as Anthropic bills it;
 //! - `limit` counts buckets (default 7, at most 31); `page` is the opaque
-//!   `next_page` of the previous answer.
+//!   `next_page` of the previous answer;
+//! - `view=price` (the default) reports what accounts pay (their plans'
+//!   prices; the cost for accounts without a plan), so the report adds up to
+//!   the invoices; `view=cost` what the usage cost (Anthropic's prices) and
+//!   `view=margin` price minus cost, each line's cents split by day alike.
+//!   Only the admin may ask for cost or margin (the caller checks).
 
 use std::collections::BTreeMap;
 
@@ -25,7 +30,7 @@ use chrono::{DateTime, Days, NaiveDate, Utc};
 use rust_decimal::Decimal;
 use serde::Serialize;
 
-use crate::billing::daily::DayCost;
+use crate::billing::daily::{Amount, DayCost};
 use crate::billing::{Category, Charge};
 use crate::record::{Dimension, MAX_DIMENSIONS};
 
@@ -39,6 +44,39 @@ pub struct CostReportQuery {
     pub limit: u32,
     /// First bucket of this page.
     pub page_start: NaiveDate,
+    pub view: CostView,
+}
+
+/// Which figure the report's amounts are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CostView {
+    /// What the accounts pay (their plans' prices).
+    #[default]
+    Price,
+    /// What the usage cost (the price book's).
+    Cost,
+    /// Price minus cost.
+    Margin,
+}
+
+impl CostView {
+    pub fn parse(value: &str) -> Result<CostView, String> {
+        match value {
+            "price" => Ok(CostView::Price),
+            "cost" => Ok(CostView::Cost),
+            "margin" => Ok(CostView::Margin),
+            other => Err(format!("view={other:?}: expected price, cost or margin")),
+        }
+    }
+
+    /// This view's figure of one day's part of a line.
+    pub fn of(self, day: &DayCost) -> Decimal {
+        match self {
+            CostView::Price => day.cents(Amount::Price),
+            CostView::Cost => day.cents(Amount::Cost),
+            CostView::Margin => day.cents(Amount::Price) - day.cents(Amount::Cost),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -70,6 +108,7 @@ impl CostReportQuery {
         let mut group_by = Vec::new();
         let mut limit = DEFAULT_LIMIT;
         let mut page = None;
+        let mut view = CostView::default();
         for (key, value) in pairs {
             match key.as_str() {
                 "starting_at" => starting_at = Some(parse_time(key, value)?),
@@ -111,9 +150,10 @@ impl CostReportQuery {
                             .map_err(|_| format!("page={value:?} is not a page token from next_page"))?,
                     );
                 }
+                "view" => view = CostView::parse(value)?,
                 other => {
                     return Err(format!(
-                        "unknown parameter {other:?}: expected starting_at, ending_at, bucket_width, group_by[], limit or page"
+                        "unknown parameter {other:?}: expected starting_at, ending_at, bucket_width, group_by[], limit, page or view"
                     ));
                 }
             }
@@ -159,6 +199,7 @@ impl CostReportQuery {
             group_by,
             limit,
             page_start,
+            view,
         })
     }
 
@@ -237,6 +278,7 @@ pub fn cost_type(charge: Charge) -> &'static str {
         Category::WebSearch => "web_search",
         Category::CodeExecution => "code_execution",
         Category::Adjustment => "adjustment",
+        Category::Commitment => "minimum_commitment",
     }
 }
 
@@ -364,7 +406,7 @@ pub fn build<'a>(
                 Dimension::Tags => {}
             }
         }
-        *bucket.entry(key).or_default() += cost.amount;
+        *bucket.entry(key).or_default() += query.view.of(cost);
     }
     let stamp = |d: NaiveDate| format!("{d}T00:00:00Z");
     CostReport {

@@ -5,12 +5,16 @@
 //!
 //! `BilledCost` is each day's share of the invoice line's rounded amount
 //! (see [`crate::billing::daily`]), so BilledCost sums to the invoices'
-//! totals exactly. There are no negotiated discounts: `ListCost`,
-//! `ContractedCost` and `EffectiveCost` equal `BilledCost` (the batch
-//! discount is a list price of its own SKU). Free container hours are
-//! `Credit` rows; late usage billed on this period is an `Adjustment` row
-//! whose charge period is the month it corrects. Columns tally adds beyond
-//! FOCUS start with `x_`.
+//! totals exactly: what the account pays, at its plan's prices. `ListCost`,
+//! `ContractedCost` and `EffectiveCost` are what the usage cost (the price
+//! book's prices; equal to `BilledCost` for an account without a plan; the
+//! batch discount is a list price of its own SKU), and `ListUnitPrice` /
+//! `ContractedUnitPrice` the cost per unit. An account's own export (an
+//! account key's) never shows cost: there every cost column is its price.
+//! Free container hours are `Credit` rows; late usage billed on this period
+//! is an `Adjustment` row whose charge period is the month it corrects; a
+//! plan's minimum commitment is a `Purchase` row for the month (no cost).
+//! Columns tally adds beyond FOCUS start with `x_`.
 
 use std::io::Write;
 
@@ -19,6 +23,7 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 
 use crate::billing::daily::{DayCost, PeriodCosts};
+use crate::billing::rating::priced;
 use crate::billing::render::text_cell;
 use crate::billing::{Category, Charge, Period};
 
@@ -138,7 +143,7 @@ fn unit(charge: Charge) -> &'static str {
         Category::Tokens => "Tokens",
         Category::WebSearch => "Requests",
         Category::CodeExecution => "Hours",
-        Category::Adjustment => "",
+        Category::Adjustment | Category::Commitment => "",
     }
 }
 
@@ -166,6 +171,8 @@ pub fn write(costs: &PeriodCosts, only: Option<&str>, out: impl Write) -> csv::R
     let period = costs.period;
     let billing_period = (stamp(period.first_day()), stamp(period.end_day()));
     let mut wrote = false;
+    // The admin's export shows costs; an account's own, its prices only.
+    let show_cost = only.is_none();
     for account in costs
         .accounts
         .iter()
@@ -177,6 +184,12 @@ pub fn write(costs: &PeriodCosts, only: Option<&str>, out: impl Write) -> csv::R
             let k = &cost.key;
             let credit = k.charge == Charge::ContainerFreeHours;
             let sku = sku(cost);
+            let (list_cost, list_unit_price) = if show_cost {
+                (cost.cost, k.unit_price)
+            } else {
+                let unit = priced(k, Decimal::ZERO, account.plan.as_deref()).unit_price;
+                (cost.amount, unit.normalize())
+            };
             w.serialize(Row {
                 charge_category: if credit { "Credit" } else { "Usage" },
                 charge_description: text_cell(&super::cost_report::description(cost)),
@@ -184,8 +197,8 @@ pub fn write(costs: &PeriodCosts, only: Option<&str>, out: impl Write) -> csv::R
                 charge_period_start: stamp(cost.day),
                 consumed_quantity: (!credit).then_some(cost.quantity),
                 consumed_unit: if credit { "" } else { unit(k.charge) },
-                contracted_unit_price: Some(k.unit_price),
-                list_unit_price: Some(k.unit_price),
+                contracted_unit_price: Some(list_unit_price),
+                list_unit_price: Some(list_unit_price),
                 pricing_quantity: Some(cost.quantity),
                 pricing_unit: unit(k.charge),
                 region_id: if k.us_inference { "us" } else { "" },
@@ -196,31 +209,57 @@ pub fn write(costs: &PeriodCosts, only: Option<&str>, out: impl Write) -> csv::R
                 charge: k.charge.as_str(),
                 price_version: text_cell(&k.price_version),
                 tags: cost.values.first().cloned().flatten().unwrap_or_default(),
+                list_cost,
+                contracted_cost: list_cost,
+                effective_cost: list_cost,
                 ..Row::base(&name, &invoice_id, &billing_period, cost.amount)
             })?;
             wrote = true;
         }
+        // Lines that are no day's usage: adjustments and the minimum commitment.
         for line in account
             .invoice
             .lines
             .iter()
-            .filter(|l| l.charge == Charge::Adjustment)
+            .filter(|l| matches!(l.charge, Charge::Adjustment | Charge::MinimumCommitment))
         {
-            // The adjustment corrects the period named in its price_version.
-            let corrected = Period::parse(&line.price_version).unwrap_or(period);
+            let cost = if show_cost {
+                line.cost.amount
+            } else {
+                line.amount
+            };
+            let row = if line.charge == Charge::Adjustment {
+                // The adjustment corrects the period named in its price_version.
+                let corrected = Period::parse(&line.price_version).unwrap_or(period);
+                Row {
+                    charge_category: "Adjustment",
+                    charge_class: "Correction",
+                    charge_frequency: "One-Time",
+                    charge_period_end: stamp(corrected.end_day()),
+                    charge_period_start: stamp(corrected.first_day()),
+                    sku_id: "claude-api/adjustment".into(),
+                    ..Row::base(&name, &invoice_id, &billing_period, line.amount)
+                }
+            } else {
+                Row {
+                    charge_category: "Purchase",
+                    charge_frequency: "Recurring",
+                    charge_period_end: stamp(period.end_day()),
+                    charge_period_start: stamp(period.first_day()),
+                    sku_id: "claude-api/minimum-commitment".into(),
+                    ..Row::base(&name, &invoice_id, &billing_period, line.amount)
+                }
+            };
             w.serialize(Row {
-                charge_category: "Adjustment",
-                charge_class: "Correction",
                 charge_description: text_cell(&line.description),
-                charge_frequency: "One-Time",
-                charge_period_end: stamp(corrected.end_day()),
-                charge_period_start: stamp(corrected.first_day()),
-                sku_id: "claude-api/adjustment".into(),
-                sku_price_id: "claude-api/adjustment".into(),
+                sku_price_id: row.sku_id.clone(),
                 amount_exact: line.amount_exact,
-                charge: "adjustment",
+                charge: line.charge.as_str(),
                 price_version: line.price_version.clone(),
-                ..Row::base(&name, &invoice_id, &billing_period, line.amount)
+                list_cost: cost,
+                contracted_cost: cost,
+                effective_cost: cost,
+                ..row
             })?;
             wrote = true;
         }

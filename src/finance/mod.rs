@@ -12,6 +12,7 @@
 pub mod budget;
 pub mod cost_report;
 pub mod focus;
+pub mod margins;
 pub mod reconcile;
 
 use std::collections::HashMap;
@@ -31,8 +32,8 @@ pub struct Snapshot {
     pub costs: PeriodCosts,
     pub computed_at: DateTime<Utc>,
     /// What the figures depend on besides time: (newest record, finalized
-    /// invoices in the ledger, price book id).
-    version: (i64, i64, i64),
+    /// invoices in the ledger, price book id, newest plan id).
+    version: (i64, i64, i64, i64),
     taken: Instant,
 }
 
@@ -85,6 +86,7 @@ impl FinanceCache {
             store.max_seq().await?,
             store.finalized_count().await?,
             book_id,
+            store.plans_id().await?,
         );
         // One computation at a time: concurrent requests wait for it and reuse it.
         let mut periods = self.periods.lock().await;
@@ -92,6 +94,7 @@ impl FinanceCache {
             && (s.version == version
                 || (s.version.1 == version.1
                     && s.version.2 == version.2
+                    && s.version.3 == version.3
                     && s.taken.elapsed() < self.max_age))
         {
             return Ok(s.clone());
@@ -99,7 +102,7 @@ impl FinanceCache {
         let costs = period_costs(store, &book, period, None, &[]).await?;
         let snapshot = Arc::new(Snapshot {
             computed_at: Utc::now(),
-            version: (costs.max_seq, version.1, version.2),
+            version: (costs.max_seq, version.1, version.2, version.3),
             taken: Instant::now(),
             costs,
         });

@@ -124,12 +124,13 @@ fn collapse(figures: Figures, totals_only: &BTreeSet<NaiveDate>) -> Figures {
     out
 }
 
-/// tally's figures for the period, in the same keys.
+/// tally's figures for the period, in the same keys: what the usage cost
+/// (Anthropic's prices; never what a plan charges the account).
 pub fn tally_figures(costs: &PeriodCosts) -> Figures {
     let mut figures = Figures::new();
     for cost in costs.days() {
         let kind = super::cost_report::cost_type(cost.key.charge).to_owned();
-        *figures.entry((cost.day, kind)).or_default() += cost.amount;
+        *figures.entry((cost.day, kind)).or_default() += cost.cost;
     }
     figures
 }

@@ -231,6 +231,9 @@ impl From<BillingError> for ApiError {
         match e {
             BillingError::Store(e) => e.into(),
             BillingError::Book(e) => e.into(),
+            BillingError::Plan(crate::plans::StoredPlanError::Store(e)) => e.into(),
+            // Validated when set: the stored text changed behind tally's back.
+            BillingError::Plan(e) => ApiError::internal(e),
         }
     }
 }

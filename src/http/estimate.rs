@@ -1,17 +1,19 @@
 //! `POST /v1/estimate`: the workload document as JSON (SPEC 8), priced with
 //! the book in force on `?at=` (default today); `?compare_models=a,b` puts
-//! the same workloads on each model. It reads only the price book, so any
-//! caller may ask.
+//! the same workloads on each model. An account key's estimate is priced at
+//! its account's plan (it never sees cost); the admin's is at cost, or at
+//! the plan of `?account=A`.
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
+use axum::extract::{Extension, State};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use serde::Deserialize;
 
-use super::{ApiError, ApiQuery, AppState};
+use super::{ApiError, ApiQuery, AppState, check_account};
+use crate::auth::Principal;
 use crate::estimate::{self, WorkloadFile};
 
 #[derive(Debug, Deserialize)]
@@ -19,10 +21,12 @@ use crate::estimate::{self, WorkloadFile};
 pub struct EstimateQuery {
     at: Option<String>,
     compare_models: Option<String>,
+    account: Option<String>,
 }
 
 pub async fn post_estimate(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     ApiQuery(q): ApiQuery<EstimateQuery>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -41,7 +45,27 @@ pub async fn post_estimate(
         ));
     }
     let file = WorkloadFile::parse(text)?;
-    let (_, book) = state.finance.book(state.ledger.store().as_ref()).await?;
+    let store = state.ledger.store().as_ref();
+    let (_, book) = state.finance.book(store).await?;
+    let account = match (&principal, q.account) {
+        (Principal::Account(own), None) => Some(own.clone()),
+        (Principal::Account(own), Some(a)) if a == *own => Some(a),
+        (Principal::Account(_), Some(_)) => {
+            return Err(ApiError::Forbidden(
+                "an account key estimates at its own account's prices only".into(),
+            ));
+        }
+        (Principal::Admin, a) => a.filter(|a| !a.is_empty()),
+    };
+    let plan = match &account {
+        Some(a) => {
+            check_account(a)?;
+            crate::plans::plan_of(store, a)
+                .await
+                .map_err(crate::billing::BillingError::from)?
+        }
+        None => None,
+    };
     let models: Option<Vec<String>> = q.compare_models.as_deref().map(|list| {
         list.split(',')
             .map(|m| m.trim().to_owned())
@@ -50,10 +74,12 @@ pub async fn post_estimate(
     });
     // A large document is simulated day by day: off the async workers.
     let answer = tokio::task::spawn_blocking(move || match models {
-        None => estimate::estimate(&book, at, &file).map(|e| Json(e).into_response()),
-        Some(models) => {
-            estimate::compare_models(&book, at, &file, &models).map(|c| Json(c).into_response())
-        }
+        None => estimate::estimate_for(&book, plan, at, &file).map(|mut e| {
+            e.account = account;
+            Json(e).into_response()
+        }),
+        Some(models) => estimate::compare_models(&book, plan, at, &file, &models)
+            .map(|c| Json(c).into_response()),
     })
     .await?;
     Ok(answer?)

@@ -197,6 +197,7 @@ pub async fn dashboard(
             described: filters,
         },
         by_tag,
+        margins: only.is_none() && costs.accounts.iter().any(|a| a.plan.is_some()),
     };
     Ok(Html(crate::dashboard::render(&view)).into_response())
 }
@@ -228,6 +229,12 @@ pub async fn cost_report(
     // The parser's message names the parameter at fault: the client's to fix.
     let query = cost_report::CostReportQuery::parse(&pairs, Utc::now().date_naive())
         .map_err(ApiError::BadRequest)?;
+    if query.view != cost_report::CostView::Price && principal != Principal::Admin {
+        // An account sees what it pays, never what that cost.
+        return Err(ApiError::Forbidden(
+            "only the admin token may see costs and margins (view=cost|margin)".into(),
+        ));
+    }
     let (days, _) = query.page_days();
     let mut periods: Vec<Period> = days.iter().map(|d| Period::of_day(*d)).collect();
     periods.dedup();

@@ -9,6 +9,7 @@ mod health;
 mod ingest;
 mod invoices;
 pub mod openapi;
+mod plans;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -125,6 +126,10 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/v1/accounts/{account}/budget",
             get(finance::get_budget).put(finance::put_budget),
+        )
+        .route(
+            "/v1/accounts/{account}/plan",
+            get(plans::get_plan).put(plans::put_plan),
         )
         .route("/v1/alerts", get(finance::alerts))
         .route("/v1/cost_report", get(finance::cost_report))

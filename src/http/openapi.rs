@@ -97,15 +97,25 @@ pub fn document() -> Value {
                     "responses": op("", json!([]), content("application/json", "budget status"), &std_err)["responses"].clone()
                 }
             },
+            "/v1/accounts/{account}/plan": {
+                "get": op("An account's plan in force: versions (amounts as strings) and its TOML (admin)", json!([account]), content("application/json", "the plan"), &["400", "401", "403", "404", "500", "503"]),
+                "put": {
+                    "summary": "Set an account's plan from its TOML file (admin); a bad file is refused with its line and changes nothing",
+                    "parameters": [account],
+                    "requestBody": {"required": true, "content": {"application/toml": {"schema": {"type": "string"}}, "text/plain": {"schema": {"type": "string"}}}},
+                    "responses": op("", json!([]), content("application/json", "the plan as set"), &std_err)["responses"].clone()
+                }
+            },
             "/v1/alerts": {"get": op("Budget alerts (50/80/100 %)", json!([query_param("period", "YYYY-MM", false)]), content("application/json", "alerts"), &std_err)},
             "/v1/cost_report": {"get": op("Cost report in the shape of Anthropic's Admin API, plus account grouping",
                 json!([query_param("starting_at", "RFC 3339", true), query_param("ending_at", "RFC 3339", false), query_param("bucket_width", "1d", false),
-                       query_param("group_by[]", "account | description | model | workspace_id (repeatable)", false), query_param("limit", "buckets per page, 1-31 (default 7)", false), query_param("page", "next_page of the previous answer", false)]),
+                       query_param("group_by[]", "account | description | model | workspace_id (repeatable)", false), query_param("limit", "buckets per page, 1-31 (default 7)", false), query_param("page", "next_page of the previous answer", false),
+                       query_param("view", "price (default: what accounts pay) | cost | margin (admin only)", false)]),
                 content("application/json", "daily buckets"), &std_err)},
             "/v1/exports/focus": {"get": op("FinOps FOCUS cost-and-usage CSV of a period", json!([q_period]), content("text/csv", "FOCUS rows"), &std_err)},
             "/v1/estimate": {"post": {
                 "summary": "Project a workload's cost before deploying it (the workload document of SPEC 8 as JSON)",
-                "parameters": [query_param("at", "YYYY-MM-DD: price with the version in force then (default today)", false), query_param("compare_models", "comma-separated models: the same workloads on each, side by side", false)],
+                "parameters": [query_param("at", "YYYY-MM-DD: price with the version in force then (default today)", false), query_param("compare_models", "comma-separated models: the same workloads on each, side by side", false), query_param("account", "price at this account's plan (an account key: its own, the default)", false)],
                 "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["workload"], "properties": {"days": {"type": "integer", "default": 30}, "workload": {"type": "array", "items": {"type": "object", "required": ["name", "model", "requests_per_day"]}}}}}}},
                 "responses": op("", json!([]), content("application/json", "the estimate (or the comparison)"), &["400", "401", "500", "503"])["responses"].clone()
             }}

@@ -15,9 +15,13 @@
 //! reason. A version is in force from its `effective_from` (a UTC day) until
 //! the next one.
 
+mod in_force;
+
+pub use in_force::{StoredPlanError, as_json, in_force, plan_of};
+
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 use crate::pricing::{effective_from, exact_option, line_of, read_toml};
@@ -46,7 +50,7 @@ pub struct Plan {
     versions: Vec<PlanVersion>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PlanVersion {
     pub effective_from: NaiveDate,
     pub markup_percent: Decimal,
@@ -57,15 +61,17 @@ pub struct PlanVersion {
 }
 
 /// A price for the lines of one model and/or one charge.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Override {
     pub model: Option<String>,
     /// The charge as invoice lines name it (one of [`PRICED_CHARGES`]).
     pub charge: Option<String>,
+    #[serde(flatten)]
     pub price: OverridePrice,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum OverridePrice {
     /// Its own markup, in percent (the version's discount still applies).
     MarkupPercent(Decimal),
@@ -230,11 +236,23 @@ fn check_override(o: OverrideFile) -> Result<Override, String> {
 }
 
 impl PlanVersion {
-    /// The first override for a line of `model` and `charge`, if any.
+    /// The first override for a line of `model` and `charge`, if any. Free
+    /// container hours without an override of their own take the container
+    /// hours' one: the credit is worth what the time it offsets is priced at,
+    /// so an allowance that covers all the time still nets to zero (an
+    /// override of `container_free_hours` with `unit_price = "0"` keeps the
+    /// allowance from the account).
     pub fn override_for(&self, model: Option<&str>, charge: &str) -> Option<&Override> {
-        self.overrides.iter().find(|o| {
-            o.model.as_deref().is_none_or(|m| Some(m) == model)
-                && o.charge.as_deref().is_none_or(|c| c == charge)
+        let find = |charge: &str| {
+            self.overrides.iter().find(|o| {
+                o.model.as_deref().is_none_or(|m| Some(m) == model)
+                    && o.charge.as_deref().is_none_or(|c| c == charge)
+            })
+        };
+        find(charge).or_else(|| {
+            (charge == "container_free_hours")
+                .then(|| find("container_hours"))
+                .flatten()
         })
     }
 
@@ -308,6 +326,9 @@ discount_percent = "5"
         // Container hours of any model: their own 50 %.
         let (_, amount) = may.price(None, "container_hours", d("2"), d("0.05"), d("0.1"));
         assert_eq!(amount, d("0.15"));
+        // Free hours follow the container hours' override.
+        let (unit, _) = may.price(None, "container_free_hours", d("-2"), d("0.05"), d("-0.1"));
+        assert_eq!(unit, d("0.075"));
         // June: 10 % up, then 5 % off: × 1.045, and no overrides.
         let june = plan.version_at(date("2025-06-01")).unwrap();
         let (_, amount) = june.price(opus, "output_tokens", d("1000"), d("0.000075"), d("0.075"));

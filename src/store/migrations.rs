@@ -97,6 +97,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../migrations/sqlite/0015_container_attribution.sql"),
         include_str!("../../migrations/postgres/0015_container_attribution.sql"),
     ),
+    (
+        16,
+        "plans",
+        include_str!("../../migrations/sqlite/0016_plans.sql"),
+        include_str!("../../migrations/postgres/0016_plans.sql"),
+    ),
 ];
 
 /// Version numbers of the embedded migrations.

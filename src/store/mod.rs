@@ -22,6 +22,7 @@
 pub mod containers;
 mod keys;
 pub mod migrations;
+mod plans;
 mod pool;
 mod postgres;
 mod row;
@@ -69,12 +70,20 @@ pub const CHUNK_LINES: usize = 2000;
 /// Everything tally asks of a database, in one name: `Arc<dyn Store>` is
 /// what the rest of the program holds.
 pub trait Store:
-    Writes + UsageReads + RejectedLines + Invoices + Budgets + PriceBooks + ApiKeys + ProxyKeys
+    Writes + UsageReads + RejectedLines + Invoices + Budgets + PriceBooks + ApiKeys + ProxyKeys + Plans
 {
 }
 
 impl<T> Store for T where
-    T: Writes + UsageReads + RejectedLines + Invoices + Budgets + PriceBooks + ApiKeys + ProxyKeys
+    T: Writes
+        + UsageReads
+        + RejectedLines
+        + Invoices
+        + Budgets
+        + PriceBooks
+        + ApiKeys
+        + ProxyKeys
+        + Plans
 {
 }
 
@@ -299,6 +308,22 @@ pub trait ProxyKeys: Send + Sync {
 
     /// The account a key's hash is bound to.
     async fn proxy_key_account(&self, key_sha256: &str) -> Result<Option<String>>;
+}
+
+/// Account plans (SPEC 11), kept as set: the newest per account is in force.
+#[async_trait]
+pub trait Plans: Send + Sync {
+    /// Store a validated plan; it is the account's plan from now on.
+    async fn set_plan(&self, account: &str, toml: &str) -> Result<StoredPlan>;
+
+    /// The account's plan in force, if it has one.
+    async fn plan(&self, account: &str) -> Result<Option<StoredPlan>>;
+
+    /// Every account's plan in force, by account.
+    async fn plans(&self) -> Result<Vec<StoredPlan>>;
+
+    /// The newest plan row's id (0 when none): changes whenever a plan is set.
+    async fn plans_id(&self) -> Result<i64>;
 }
 
 /// Open the store a URL names: `sqlite:PATH` / `sqlite://PATH` (created on

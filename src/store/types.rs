@@ -241,6 +241,15 @@ pub struct ProxyKey {
     pub created_at: String,
 }
 
+/// An account's plan as set: its TOML text, and when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StoredPlan {
+    pub id: i64,
+    pub account: String,
+    pub toml: String,
+    pub set_at: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct FinalizedInvoice {
     pub number: String,

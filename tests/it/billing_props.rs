@@ -6,7 +6,11 @@
 //! - free-hour parts add up exactly to the allowance used;
 //! - no container is billed under the minimum;
 //! - re-pricing never changes a finalized invoice;
-//! - the usage roll-up gives the same invoices as the records themselves.
+//! - the usage roll-up gives the same invoices as the records themselves;
+//! - under random plans, an account's price lines add up to the cost
+//!   report's price view over the period's days (and its cost lines to the
+//!   cost view), cost never depends on the plan, and an empty plan prices
+//!   every line at its cost exactly.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -191,6 +195,97 @@ fn small_allowance_book() -> PriceBook {
     .unwrap()
 }
 
+/// A random plan: a markup and a discount, perhaps an override (a fixed
+/// unit price or a markup of one charge), perhaps a second version from a
+/// day of the month, perhaps a minimum.
+#[derive(Debug, Clone)]
+struct PlanSpec {
+    markup: u8,
+    discount: u8,
+    overrides: Option<(usize, bool, u32)>,
+    second_from: Option<u8>,
+    minimum: Option<u16>,
+}
+
+fn plan_spec() -> impl Strategy<Value = PlanSpec> {
+    (
+        0u8..150,
+        0u8..60,
+        proptest::option::of((
+            0usize..tally::plans::PRICED_CHARGES.len(),
+            any::<bool>(),
+            0u32..1000,
+        )),
+        proptest::option::of(2u8..4),
+        proptest::option::of(0u16..20),
+    )
+        .prop_map(
+            |(markup, discount, overrides, second_from, minimum)| PlanSpec {
+                markup,
+                discount,
+                overrides,
+                second_from,
+                minimum,
+            },
+        )
+}
+
+impl PlanSpec {
+    fn toml(&self) -> String {
+        let mut t = format!(
+            "[[version]]\neffective_from = \"2025-01-01\"\nmarkup_percent = \"{}\"\ndiscount_percent = \"{}\"\n",
+            self.markup, self.discount
+        );
+        if let Some(m) = self.minimum {
+            t.push_str(&format!("minimum_monthly_usd = \"{m}\"\n"));
+        }
+        if let Some((charge, fixed, value)) = self.overrides {
+            let charge = tally::plans::PRICED_CHARGES[charge];
+            let price = if fixed {
+                format!("unit_price = \"0.{value:07}\"")
+            } else {
+                format!("markup_percent = \"{value}\"")
+            };
+            t.push_str(&format!(
+                "[[version.override]]\ncharge = \"{charge}\"\n{price}\n"
+            ));
+        }
+        if let Some(day) = self.second_from {
+            t.push_str(&format!(
+                "[[version]]\neffective_from = \"2025-11-0{day}\"\nmarkup_percent = \"{}\"\n",
+                self.markup / 2
+            ));
+        }
+        t
+    }
+}
+
+/// The cost report's sum for one account over November, in dollars.
+fn report_sum(costs: &billing::daily::PeriodCosts, account: &str, view: &str) -> Decimal {
+    use tally::finance::cost_report::{CostReportQuery, build};
+    let pairs: Vec<(String, String)> = [
+        ("starting_at", "2025-11-01T00:00:00Z"),
+        ("ending_at", "2025-12-01T00:00:00Z"),
+        ("limit", "31"),
+        ("group_by[]", "account"),
+        ("view", view),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    let today = chrono::NaiveDate::from_ymd_opt(2025, 12, 1).unwrap();
+    let query = CostReportQuery::parse(&pairs, today).unwrap();
+    let report = build(&query, costs.days(), costs.unbilled_refusals());
+    let cents: Decimal = report
+        .data
+        .iter()
+        .flat_map(|b| b.results.iter())
+        .filter(|r| r.account.as_deref() == Some(account))
+        .map(|r| r.amount.parse::<Decimal>().unwrap())
+        .sum();
+    cents / Decimal::ONE_HUNDRED
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -321,6 +416,65 @@ proptest! {
                 let inexact: i64 = sqlx::query_scalar("select count(*) from containers where exact = 0")
                     .fetch_one(&pool).await.unwrap();
                 prop_assert_eq!(inexact, web.len() as i64);
+            }
+            Ok(())
+        })?;
+    }
+
+    #[test]
+    fn plans_add_up_to_the_cost_report_and_an_empty_plan_is_cost(
+        specs in proptest::collection::vec(spec(), 1..40),
+        plans in (plan_spec(), plan_spec()),
+    ) {
+        runtime().block_on(async {
+            let book = small_allowance_book();
+            let (_db, store) = TestDb::with_store(Backend::Sqlite).await;
+            let lines: Vec<String> = specs.iter().enumerate().map(|(i, s)| to_line(i, s).to_string()).collect();
+            write_in_chunks(&store, &lines, &[9]).await;
+            let period = Period::parse("2025-11").unwrap();
+            let at_cost = billing::draft_invoices(store.as_ref(), &book, period).await.unwrap();
+
+            store.set_plan("acct-0", &plans.0.toml()).await.unwrap();
+            store.set_plan("acct-1", &plans.1.toml()).await.unwrap();
+            store.set_plan("acct-2", "[[version]]\neffective_from = \"2025-01-01\"\n").await.unwrap();
+            let costs = billing::daily::period_costs(store.as_ref(), &book, period, None, &[]).await.unwrap();
+            for a in &costs.accounts {
+                let name = &a.invoice.account;
+                let (cost, price) = a.usage_cost_and_price();
+                prop_assert_eq!(report_sum(&costs, name, "price"), price, "{} price", name);
+                prop_assert_eq!(report_sum(&costs, name, "cost"), cost, "{} cost", name);
+                prop_assert_eq!(report_sum(&costs, name, "margin"), price - cost, "{} margin", name);
+                let sum: Decimal = a.invoice.lines.iter().map(|l| l.amount).sum();
+                prop_assert_eq!(a.invoice.total, sum);
+                // What the usage cost does not depend on the plan: the same
+                // exact cost, and line by line where no second plan version
+                // splits the month's lines.
+                let before = at_cost.iter().find(|i| &i.account == name).unwrap();
+                let exact = |l: &[&billing::Line]| l.iter().map(|l| l.cost.amount_exact).sum::<Decimal>();
+                let now: Vec<&billing::Line> = a.invoice.usage_lines().collect();
+                let was: Vec<&billing::Line> = before.lines.iter().collect();
+                // (Container hours are seconds ÷ 3600: 28 digits, the last
+                // one rounded; a line split by version rounds it twice.)
+                prop_assert_eq!(exact(&now).round_dp(20), exact(&was).round_dp(20));
+                let split = match name.as_str() {
+                    "acct-0" => plans.0.second_from.is_some(),
+                    "acct-1" => plans.1.second_from.is_some(),
+                    _ => false,
+                };
+                if !split {
+                    let costed: Vec<_> = now.iter().map(|l| (l.charge, l.quantity, l.cost.amount)).collect();
+                    let at: Vec<_> = was.iter().map(|l| (l.charge, l.quantity, l.cost.amount)).collect();
+                    prop_assert_eq!(costed, at);
+                }
+                if name == "acct-2" {
+                    // An empty plan: price = cost, line by line, exactly.
+                    for l in &a.invoice.lines {
+                        prop_assert_eq!(l.amount_exact, l.cost.amount_exact);
+                        prop_assert_eq!(l.amount, l.cost.amount);
+                        prop_assert_eq!(l.unit_price, l.cost.unit_price);
+                    }
+                    prop_assert_eq!(a.invoice.total, before.total);
+                }
             }
             Ok(())
         })?;

@@ -456,12 +456,16 @@ async fn estimate_over_http(backend: Backend) {
         api.post(&format!("/v1/estimate{query}")).body(body).send()
     };
     let expected = estimate(&app.db, CODE_HEAVY, &["--at", "2025-06-15"]);
-    for api in [app.admin(), app.account()] {
+    for (api, account) in [(app.admin(), None), (app.account(), Some("acme"))] {
         let r = post("?at=2025-06-15", document.to_string(), api)
             .await
             .unwrap();
         assert_eq!(r.status(), StatusCode::OK);
-        let got: Value = r.json().await.unwrap();
+        let mut got: Value = r.json().await.unwrap();
+        // An account key's estimate says whose prices it is at (its own plan;
+        // acme has none, so they are the cost).
+        let priced_for = got.as_object_mut().unwrap().remove("account");
+        assert_eq!(priced_for.as_ref().and_then(Value::as_str), account);
         assert_eq!(got, expected);
     }
     let r = post("?at=2025-06-15", document.to_string(), app.anonymous())

@@ -23,6 +23,7 @@ mod invoices_e2e;
 mod large_records;
 mod multiprocess;
 mod parse;
+mod plans;
 mod proxy;
 mod refusals;
 mod retention;

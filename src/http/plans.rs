@@ -1,0 +1,57 @@
+//! `PUT /v1/accounts/{account}/plan` (the plan file as TOML in the body)
+//! and `GET /v1/accounts/{account}/plan`: the admin's only. A plan says
+//! what the account's usage costs relative to its price, so an account key
+//! may not read it.
+
+use axum::Json;
+use axum::extract::{Extension, Path, State};
+use axum::response::{IntoResponse, Response};
+
+use super::{ApiError, AppState, check_account};
+use crate::auth::Principal;
+use crate::plans::Plan;
+
+fn admin_only(principal: &Principal) -> Result<(), ApiError> {
+    if *principal != Principal::Admin {
+        return Err(ApiError::Forbidden(
+            "only the admin token may read or set plans".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// `GET /v1/accounts/{account}/plan`: the plan in force (404 without one).
+pub async fn get_plan(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(account): Path<String>,
+) -> Result<Response, ApiError> {
+    check_account(&account)?;
+    admin_only(&principal)?;
+    let Some(stored) = state.ledger.store().plan(&account).await? else {
+        return Err(ApiError::NotFound(format!(
+            "account {account:?} has no plan: it is billed at cost"
+        )));
+    };
+    // Validated when set: a stored plan that no longer parses is tally's fault.
+    let plan = Plan::parse(&stored.toml).map_err(ApiError::internal)?;
+    Ok(Json(crate::plans::as_json(&stored, &plan)).into_response())
+}
+
+/// `PUT /v1/accounts/{account}/plan` with the plan file (TOML) as the body:
+/// validated whole (a 400 with the line and the reason changes nothing),
+/// then in force; answers as `GET` does.
+pub async fn put_plan(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(account): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    check_account(&account)?;
+    admin_only(&principal)?;
+    let text = std::str::from_utf8(&body)
+        .map_err(|e| ApiError::BadRequest(format!("body: the plan must be UTF-8 TOML: {e}")))?;
+    let plan = Plan::parse(text).map_err(|e| ApiError::BadRequest(format!("plan: {e}")))?;
+    let stored = state.ledger.store().set_plan(&account, text).await?;
+    Ok(Json(crate::plans::as_json(&stored, &plan)).into_response())
+}
