@@ -1,7 +1,9 @@
 //! Invoice generation time on large ledgers, on SQLite and PostgreSQL:
 //! one account's invoice over 1,000,000 records, and every account's invoice
 //! for a month of 5,000,000 records; then that month's daily costs (what the
-//! dashboard and the cost report read) unsplit and split by a tag.
+//! dashboard and the cost report read) unsplit and split by a tag; then
+//! `GET /v1/accounts/{account}/balance` over HTTP on that ledger (an
+//! account with a plan and a prepaid grant from the month), p50 and p99.
 //!
 //! Run with `cargo bench --bench invoice`. Settings (environment):
 //! `TALLY_BENCH_ONE` (default 1000000), `TALLY_BENCH_MONTH` (default 5000000),
@@ -83,6 +85,74 @@ async fn drop_pg(url: &str, pg: &str) {
         .execute(&mut conn)
         .await;
     }
+}
+
+/// Give `team-00` a plan and a grant dated 2026-03-01 (the bench month),
+/// serve the HTTP API on loopback, and time its balance answers: the first
+/// (it computes the months since the grant), then 2,000 in a row.
+async fn balance_latency(backend: &str, store: &Arc<dyn Store>, url: &str) -> String {
+    store
+        .set_plan(
+            "team-00",
+            "[[version]]\neffective_from = \"2026-01-01\"\nmarkup_percent = \"20\"\n",
+        )
+        .await
+        .unwrap();
+    let grant = store
+        .grant_credit("team-00", "100000".parse().unwrap(), None, Some("bench"))
+        .await
+        .unwrap();
+    let backdate = format!(
+        "update credit_grants set granted_at = 1772323200000000 where id = {}",
+        grant.id
+    );
+    if backend == "sqlite" {
+        let pool = sqlx::SqlitePool::connect(url).await.unwrap();
+        sqlx::raw_sql(sqlx::AssertSqlSafe(backdate))
+            .execute(&pool)
+            .await
+            .unwrap();
+    } else {
+        let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+        sqlx::raw_sql(sqlx::AssertSqlSafe(backdate))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    let state = tally::http::AppState::new(
+        tally::ledger::Ledger::start(store.clone()),
+        tally::http::ServeConfig::default(),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, tally::http::router(state))
+            .await
+            .unwrap()
+    });
+    let client = reqwest::Client::new();
+    let path = format!("http://{addr}/v1/accounts/team-00/balance");
+    let get = || async {
+        let t = Instant::now();
+        let r = client.get(&path).send().await.unwrap();
+        assert!(r.status().is_success());
+        let body: serde_json::Value = r.json().await.unwrap();
+        (t.elapsed().as_secs_f64() * 1000.0, body)
+    };
+    let (first, body) = get().await;
+    let mut times = Vec::with_capacity(2000);
+    for _ in 0..2000 {
+        times.push(get().await.0);
+    }
+    server.abort();
+    times.sort_by(|a, b| a.total_cmp(b));
+    let at = |q: f64| times[((times.len() as f64 * q) as usize).min(times.len() - 1)];
+    eprintln!("{backend}: balance {body}");
+    format!(
+        "| {backend} | GET …/balance (plan, a grant since 2026-03), p50 / p99 of 2,000 | {:.2} / {:.2} ms | first {first:.0} ms |",
+        at(0.5),
+        at(0.99)
+    )
 }
 
 fn main() {
@@ -183,6 +253,7 @@ fn main() {
                     times[0]
                 ));
             }
+            rows.push(balance_latency(backend, &store, &url).await);
             drop(store);
             drop_pg(&url, &pg).await;
         }

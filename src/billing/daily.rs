@@ -226,12 +226,23 @@ pub async fn period_costs(
     dims: &[Dimension],
 ) -> Result<PeriodCosts, BillingError> {
     let max_seq = store.max_seq().await?;
-    let now = PeriodData::load(store, book, period, Cutoff::Now(max_seq), only, dims).await?;
-    let finalized: BTreeMap<String, (String, i64)> = store
+    let mut now = PeriodData::load(store, book, period, Cutoff::Now(max_seq), only, dims).await?;
+    let finalized_refs: Vec<_> = store
         .finalized_in_period(&period.to_string())
         .await?
         .into_iter()
         .filter(|f| only.is_none_or(|o| o == f.account))
+        .collect();
+    // A finalized invoice was priced by the plan as it was then: its
+    // figures here are too, whatever plan was set since.
+    let mut plans_then = BTreeMap::new();
+    for f in &finalized_refs {
+        let plan = crate::plans::plan_as_of(store, &f.account, f.finalized_at).await?;
+        plans_then.insert(f.account.clone(), plan);
+    }
+    now.use_plans(&plans_then);
+    let finalized: BTreeMap<String, (String, i64)> = finalized_refs
+        .into_iter()
         .map(|f| (f.account, (f.number, f.cutoff_seq)))
         .collect();
     let mut accounts = now.accounts(store, period).await?;
@@ -244,6 +255,7 @@ pub async fn period_costs(
     }
     accounts.sort();
     accounts.dedup();
+    let credits = super::credits::CreditBook::load(store, only).await?;
 
     // Nothing recorded for the period (or containers reaching into the next
     // month) since a cutoff: the ledger now bills it as it was then.
@@ -270,8 +282,10 @@ pub async fn period_costs(
             // (reading the records up to it, as finalizing did).
             Some((number, cutoff)) if newest > *cutoff => {
                 let cutoff = Cutoff::AsOf(*cutoff);
-                then_data =
+                let mut data =
                     PeriodData::load(store, book, period, cutoff, Some(&account), dims).await?;
+                data.use_plans(&plans_then);
+                then_data = data;
                 (&then_data, cutoff, Some(number.clone()))
             }
             Some((number, cutoff)) => (&now, Cutoff::AsOf(*cutoff), Some(number.clone())),
@@ -285,11 +299,15 @@ pub async fn period_costs(
             (invoice, late, split_by_day(data, book, &account))
         };
         let adjustments = adjustments_for(store, book, &account, period, basis.seq()).await?;
-        if adjustments.is_empty() && number.is_none() && !now.has_usage(&account) && only.is_none()
+        if adjustments.is_empty()
+            && number.is_none()
+            && !now.has_charges(&account, period)
+            && only.is_none()
         {
             continue;
         }
         invoice.add_adjustments(adjustments);
+        credits.apply(&mut invoice, period, number.is_some());
         if let Some(n) = &number {
             invoice.number = Some(n.clone());
             invoice.status = "finalized";
@@ -459,8 +477,8 @@ fn split_by_day(
             });
         }
     }
-    net_free_hours(&mut out, Amount::Price);
-    net_free_hours(&mut out, Amount::Cost);
+    net_free_hours(&mut out, Amount::Price, plan);
+    net_free_hours(&mut out, Amount::Cost, plan);
     // Each (day, values, key) once: an unstable sort gives the same order.
     out.sort_unstable_by(|a, b| (a.day, &a.values, &a.key).cmp(&(b.day, &b.values, &b.key)));
     (out, refusals)
@@ -482,19 +500,34 @@ fn signed_cents(part: i64, line_cents: i64) -> Decimal {
 /// split across days by each day's net seconds, and a day's free-hours cents
 /// are its net share minus its container-hours cents. Done for the price
 /// and for the cost alike.
-fn net_free_hours(out: &mut [DayCost], of: Amount) {
+fn net_free_hours(out: &mut [DayCost], of: Amount, plan: Option<&Plan>) {
     // By hour price: the allowance of a month is credited at the version of
-    // its first day, which may differ from the version of a later container.
-    let mut groups: BTreeMap<Decimal, Vec<usize>> = BTreeMap::new();
+    // its first day, which may differ from the version of a later container;
+    // and by plan version. A price nets only where the plan prices free
+    // hours as the container hours they offset (else the two lines are
+    // priced apart, and so are their days).
+    let mut groups: BTreeMap<(Decimal, Option<NaiveDate>), Vec<usize>> = BTreeMap::new();
+    let mut prices: BTreeMap<(Decimal, Option<NaiveDate>), Vec<Decimal>> = BTreeMap::new();
     for (i, c) in out.iter().enumerate() {
         if matches!(
             c.key.charge,
             Charge::ContainerHours | Charge::ContainerFreeHours
         ) {
-            groups.entry(c.key.unit_price).or_default().push(i);
+            let group = (c.key.unit_price, c.key.plan_version);
+            groups.entry(group).or_default().push(i);
+            prices
+                .entry(group)
+                .or_default()
+                .push(priced(&c.key, Decimal::ZERO, plan).unit_price);
         }
     }
-    for indices in groups.into_values() {
+    for (group, indices) in groups {
+        let one_price = prices
+            .get(&group)
+            .is_some_and(|p| p.iter().all(|x| Some(x) == p.first()));
+        if of == Amount::Price && !one_price {
+            continue;
+        }
         // Per part: net hours, container-hours cents, the free-hours cost.
         type Net = (Decimal, Decimal, Option<usize>);
         let mut days: BTreeMap<(NaiveDate, &[Option<String>]), Net> = BTreeMap::new();

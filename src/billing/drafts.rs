@@ -9,6 +9,7 @@ use super::adjustments::adjustments_for;
 use super::containers::{
     self, CONTAINER_LIFETIME_MICROS, ContainerBill, ContainerValues, bill_containers,
 };
+use super::credits::CreditBook;
 use super::invoice::{Invoice, assemble};
 use super::period::Period;
 use super::rating::LineBook;
@@ -79,6 +80,9 @@ pub async fn draft_as_of(
     let data = PeriodData::load(store, book, period, cutoff, Some(account), &[]).await?;
     let mut invoice = data.charges(book, account, period);
     invoice.add_adjustments(adjustments_for(store, book, account, period, cutoff.seq()).await?);
+    CreditBook::load(store, Some(account))
+        .await?
+        .apply(&mut invoice, period, false);
     Ok(invoice)
 }
 
@@ -92,14 +96,16 @@ pub async fn draft_invoices(
     let max_seq = store.max_seq().await?;
     let data = PeriodData::load(store, book, period, Cutoff::Now(max_seq), None, &[]).await?;
     let accounts = data.accounts(store, period).await?;
+    let credits = CreditBook::load(store, None).await?;
     let mut invoices = Vec::with_capacity(accounts.len());
     for account in accounts {
         let mut invoice = data.charges(book, &account, period);
         let adjustments = adjustments_for(store, book, &account, period, max_seq).await?;
-        if adjustments.is_empty() && !data.has_usage(&account) {
+        if adjustments.is_empty() && !data.has_charges(&account, period) {
             continue;
         }
         invoice.add_adjustments(adjustments);
+        credits.apply(&mut invoice, period, false);
         invoices.push(invoice);
     }
     Ok(invoices)
@@ -247,14 +253,26 @@ impl PeriodData {
         })
     }
 
+    /// Price these accounts by these plans (or at cost, for `None`)
+    /// instead of the plans in force.
+    pub(super) fn use_plans(&mut self, plans: &BTreeMap<String, Option<Arc<Plan>>>) {
+        for (account, plan) in plans {
+            match plan {
+                Some(p) => self.plans.insert(account.clone(), p.clone()),
+                None => self.plans.remove(account),
+            };
+        }
+    }
+
     /// The account's plan in force, if any.
     pub(super) fn plan(&self, account: &str) -> Option<Arc<Plan>> {
         self.plans.get(account).cloned()
     }
 
     /// Accounts that may have an invoice in the period: those with usage or
-    /// containers in it, and those with an earlier finalized invoice (late
-    /// usage of it is billed here as an adjustment, even without usage now).
+    /// containers in it, those whose plan has a minimum commitment for it,
+    /// and those with an earlier finalized invoice (late usage of it is
+    /// billed here as an adjustment, even without usage now).
     pub(super) async fn accounts(
         &self,
         store: &dyn Store,
@@ -262,15 +280,36 @@ impl PeriodData {
     ) -> Result<Vec<String>, BillingError> {
         let mut accounts: Vec<String> = self.counts.keys().cloned().collect();
         accounts.extend(self.bills.keys().cloned());
+        accounts.extend(
+            self.plans
+                .keys()
+                .filter(|a| self.committed(a, period))
+                .cloned(),
+        );
         accounts.extend(store.finalized_accounts_before(&period.to_string()).await?);
         accounts.sort();
         accounts.dedup();
         Ok(accounts)
     }
 
-    /// Whether the account has records or containers in the period.
-    pub(super) fn has_usage(&self, account: &str) -> bool {
-        self.counts.contains_key(account) || self.bills.contains_key(account)
+    /// Whether the account has records or containers in the period, or
+    /// owes its plan's minimum commitment for it.
+    pub(super) fn has_charges(&self, account: &str, period: Period) -> bool {
+        self.counts.contains_key(account)
+            || self.bills.contains_key(account)
+            || self.committed(account, period)
+    }
+
+    /// Whether the account's plan commits it to a minimum for the period
+    /// (a month that has begun: a future month owes nothing yet).
+    fn committed(&self, account: &str, period: Period) -> bool {
+        period.first_day() <= chrono::Utc::now().date_naive()
+            && self
+                .plans
+                .get(account)
+                .and_then(|p| p.version_at(period.first_day()))
+                .and_then(|v| v.minimum_monthly_usd)
+                .is_some_and(|m| m > rust_decimal::Decimal::ZERO)
     }
 
     pub(super) fn charges(&self, book: &PriceBook, account: &str, period: Period) -> Invoice {

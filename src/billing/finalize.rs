@@ -5,7 +5,7 @@ use super::drafts::{Cutoff, draft_as_of};
 use super::period::Period;
 use super::{BillingError, render};
 use crate::pricing::PriceBook;
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 
 /// Why an invoice could not be finalized.
 #[derive(Debug, thiserror::Error)]
@@ -35,20 +35,33 @@ pub async fn finalize(
     {
         return Ok(f);
     }
-    let cutoff = store.cutoff_seq().await.map_err(BillingError::from)?;
-    let draft = draft_as_of(store, book, account, period, Cutoff::AsOf(cutoff)).await?;
-    if !draft.unpriced.is_empty() && !allow_unpriced {
-        let models: Vec<&str> = draft.unpriced.iter().map(|u| u.model.as_str()).collect();
-        return Err(FinalizeError::Unpriced(models.join(", ")));
+    // Another finalization may draw on the same credit at once: the store
+    // refuses a draw that no longer fits, and the invoice is computed again.
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let cutoff = store.cutoff_seq().await.map_err(BillingError::from)?;
+        let draft = draft_as_of(store, book, account, period, Cutoff::AsOf(cutoff)).await?;
+        if !draft.unpriced.is_empty() && !allow_unpriced {
+            let models: Vec<&str> = draft.unpriced.iter().map(|u| u.model.as_str()).collect();
+            return Err(FinalizeError::Unpriced(models.join(", ")));
+        }
+        let draws = draft.draws.clone();
+        let render = move |number: &str| {
+            let mut frozen = draft.clone();
+            frozen.number = Some(number.to_owned());
+            frozen.status = "finalized";
+            (render::json(&frozen), render::csv(&frozen))
+        };
+        match store
+            .finalize(account, &label, cutoff, &draws, &render)
+            .await
+        {
+            Err(StoreError::Changed(_)) if attempts < MAX_ATTEMPTS => continue,
+            done => return Ok(done.map_err(BillingError::from)?),
+        }
     }
-    let render = move |number: &str| {
-        let mut frozen = draft.clone();
-        frozen.number = Some(number.to_owned());
-        frozen.status = "finalized";
-        (render::json(&frozen), render::csv(&frozen))
-    };
-    Ok(store
-        .finalize(account, &label, cutoff, &render)
-        .await
-        .map_err(BillingError::from)?)
 }
+
+/// How often a finalization is computed again when its credit changed under it.
+const MAX_ATTEMPTS: u32 = 5;

@@ -30,6 +30,10 @@ pub struct Invoice {
     pub unpriced: Vec<Unpriced>,
     /// Records that were refusals before any output and not charged (SPEC 4.1).
     pub unbilled_refusals: i64,
+    /// The credit its `credit` lines draw, by grant (what finalizing makes
+    /// permanent).
+    #[serde(skip)]
+    pub draws: Vec<crate::store::CreditDraw>,
 }
 
 pub fn assemble(
@@ -67,6 +71,7 @@ pub fn assemble(
         containers,
         unpriced,
         unbilled_refusals,
+        draws: Vec::new(),
     }
 }
 

@@ -19,6 +19,7 @@
 pub mod adjustments;
 pub mod breakdown;
 pub mod containers;
+pub mod credits;
 pub mod daily;
 pub mod drafts;
 pub mod finalize;

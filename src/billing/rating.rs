@@ -10,7 +10,7 @@ use rust_decimal::{Decimal, RoundingStrategy};
 use serde::Serialize;
 
 use super::containers::ContainerBill;
-use crate::plans::Plan;
+use crate::plans::{OverridePrice, Plan};
 use crate::pricing::{ModelPrice, PriceBook, Rates};
 use crate::record::{RateKey, Usage};
 use crate::store::UsageGroup;
@@ -32,6 +32,8 @@ pub enum Charge {
     Adjustment,
     /// Tops a period's usage up to its plan's monthly minimum (SPEC 11).
     MinimumCommitment,
+    /// Prepaid credit drawn (negative).
+    Credit,
 }
 
 impl Charge {
@@ -47,6 +49,7 @@ impl Charge {
             Charge::ContainerFreeHours => "container_free_hours",
             Charge::Adjustment => "adjustment",
             Charge::MinimumCommitment => "minimum_commitment",
+            Charge::Credit => "credit",
         }
     }
 
@@ -62,6 +65,7 @@ impl Charge {
             Charge::ContainerFreeHours => "code execution free container hours",
             Charge::Adjustment => "adjustment",
             Charge::MinimumCommitment => "minimum monthly commitment",
+            Charge::Credit => "prepaid credit",
         }
     }
 
@@ -71,6 +75,7 @@ impl Charge {
             Charge::ContainerHours | Charge::ContainerFreeHours => Category::CodeExecution,
             Charge::Adjustment => Category::Adjustment,
             Charge::MinimumCommitment => Category::Commitment,
+            Charge::Credit => Category::Credit,
             _ => Category::Tokens,
         }
     }
@@ -79,7 +84,7 @@ impl Charge {
         match self {
             Charge::WebSearchRequests => "request",
             Charge::ContainerHours | Charge::ContainerFreeHours => "hour",
-            Charge::Adjustment | Charge::MinimumCommitment => "usd",
+            Charge::Adjustment | Charge::MinimumCommitment | Charge::Credit => "usd",
             _ => "token",
         }
     }
@@ -93,6 +98,7 @@ pub enum Category {
     CodeExecution,
     Adjustment,
     Commitment,
+    Credit,
 }
 
 /// Everything that makes two charges separate lines. The derived order is
@@ -523,18 +529,32 @@ pub struct Priced {
 
 /// Price `quantity` (as a [`LineBook`] keeps it) of a line key.
 pub(crate) fn priced(key: &LineKey, quantity: Decimal, plan: Option<&Plan>) -> Priced {
+    let kept = quantity;
     let (quantity, cost_exact) = quantity_and_amount(key, quantity);
     let version = key
         .plan_version
         .and_then(|d| plan.and_then(|p| p.version_at(d)));
+    let model = key.model.as_deref();
     let (unit_price, price_exact) = match version {
-        Some(v) => v.price(
-            key.model.as_deref(),
-            key.charge.as_str(),
-            quantity,
-            key.unit_price,
-            cost_exact,
-        ),
+        Some(v) => match v.override_for(model, key.charge.as_str()).map(|o| o.price) {
+            // Container time at a fixed hour price: from the whole seconds,
+            // as its cost is (s × price ÷ 3600, SPEC 4.2).
+            Some(OverridePrice::UnitPrice(p))
+                if matches!(
+                    key.charge,
+                    Charge::ContainerHours | Charge::ContainerFreeHours
+                ) =>
+            {
+                (p, kept * p / HOUR_SECONDS)
+            }
+            _ => v.price(
+                model,
+                key.charge.as_str(),
+                quantity,
+                key.unit_price,
+                cost_exact,
+            ),
+        },
         None => (key.unit_price, cost_exact),
     };
     Priced {

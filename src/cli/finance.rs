@@ -39,8 +39,9 @@ pub enum BudgetCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Check this month's spend against budgets now: record crossed
-    /// thresholds and POST undelivered alerts to the webhook (for cron).
+    /// Check this month's spend against budgets, and credit balances against
+    /// their low-balance thresholds, now: record crossed thresholds and POST
+    /// undelivered alerts to the webhook (for cron).
     Check {
         #[arg(long, env = "TALLY_ALERT_WEBHOOK")]
         webhook: Option<String>,
@@ -133,9 +134,36 @@ pub async fn budget_cmd(database: &str, cmd: BudgetCommand) -> Result<ExitCode> 
                 .iter()
                 .map(budget::AlertView::from)
                 .collect();
+            let low: Vec<crate::finance::credits::CreditAlertView> = store
+                .credit_alerts(false)
+                .await?
+                .iter()
+                .filter(|a| {
+                    period.is_none_or(|p| Period::of_day(crate::time::date_of(a.crossed_at)) == p)
+                })
+                .map(crate::finance::credits::CreditAlertView::from)
+                .collect();
             if json {
-                println!("{}", serde_json::to_string_pretty(&alerts)?);
+                let mut all: Vec<serde_json::Value> = Vec::new();
+                for a in &alerts {
+                    all.push(serde_json::to_value(a)?);
+                }
+                for a in &low {
+                    all.push(serde_json::to_value(a)?);
+                }
+                println!("{}", serde_json::to_string_pretty(&all)?);
             } else {
+                for a in low.iter() {
+                    println!(
+                        "{} credit balance {} under {} (crossed at {}, {} granted in all){}",
+                        a.account,
+                        usd(a.balance_usd),
+                        usd(a.threshold_usd),
+                        a.crossed_at,
+                        usd(a.funded_usd),
+                        if a.delivered { ", delivered" } else { "" }
+                    );
+                }
                 for a in alerts {
                     println!(
                         "{} {} {}% of {} crossed at {} (spend {}){}",
@@ -156,12 +184,19 @@ pub async fn budget_cmd(database: &str, cmd: BudgetCommand) -> Result<ExitCode> 
             let costs =
                 period_costs(store, &book, Period::of_day(now.date_naive()), None, &[]).await?;
             let new = budget::check(store, &costs, now).await?;
-            println!("{} new alert(s)", new.len());
+            let low = crate::finance::credits::check(
+                store,
+                &crate::finance::credits::Figures::Fresh(&book),
+                now,
+            )
+            .await?;
+            println!("{} new alert(s)", new.len() + low.len());
             if let Some(url) = webhook.filter(|u| !u.is_empty()) {
                 let client = reqwest::Client::builder()
                     .timeout(std::time::Duration::from_secs(10))
                     .build()?;
-                let sent = budget::deliver(store, &client, &url).await?;
+                let sent = budget::deliver(store, &client, &url).await?
+                    + crate::finance::credits::deliver(store, &client, &url).await?;
                 println!("{sent} alert(s) delivered to the webhook");
             }
         }

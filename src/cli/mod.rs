@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 
 use crate::store::{self, Store};
 
+mod credits;
 mod estimate;
 mod finance;
 mod gen_usage;
@@ -81,6 +82,10 @@ pub enum Command {
     /// overrides, minimum), by version.
     #[command(subcommand)]
     Plan(plans::PlanCommand),
+    /// Prepaid credit: grant (with expiry, note, low-balance alert), list
+    /// with balances, void.
+    #[command(subcommand)]
+    Credits(credits::CreditsCommand),
     /// Each account's cost, price and margin in a period.
     Margins(plans::MarginsArgs),
     /// Export a period's charges (FinOps FOCUS CSV).
@@ -115,6 +120,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Proxy(cmd) => proxy::proxy(database, cmd).await,
         Command::Budget(cmd) => finance::budget_cmd(database, cmd).await,
         Command::Plan(cmd) => plans::plan_cmd(database, cmd).await,
+        Command::Credits(cmd) => credits::credits_cmd(database, cmd).await,
         Command::Margins(args) => plans::margins_cmd(database, args).await,
         Command::Export(args) => finance::export(database, args).await,
         Command::Reconcile(args) => finance::reconcile_cmd(database, args).await,

@@ -75,13 +75,21 @@ fn category_label(c: Category) -> &'static str {
         Category::WebSearch => "web search",
         Category::Adjustment => "adjustments",
         Category::Commitment => "minimum commitment",
+        Category::Credit => "prepaid credit",
     }
 }
 
 /// Render the page.
 pub fn render(v: &View) -> String {
     let period = v.costs.period;
-    let total: Decimal = crate::billing::cents(v.accounts.iter().map(|a| a.invoice.total).sum());
+    // Billed, before prepaid credit (which is how it is paid, not what it cost
+    // the account): the credit drawn is its own card.
+    let total: Decimal = crate::billing::cents(
+        v.accounts
+            .iter()
+            .map(|a| a.invoice.total_before_credit())
+            .sum(),
+    );
     let mut h = String::with_capacity(64 * 1024);
     let _ = write!(
         h,
@@ -124,7 +132,7 @@ pub fn render(v: &View) -> String {
             usd(sum(cat))
         );
     }
-    for cat in [Category::Adjustment, Category::Commitment] {
+    for cat in [Category::Adjustment, Category::Commitment, Category::Credit] {
         let amount = sum(cat);
         if !amount.is_zero() {
             let _ = write!(
@@ -359,8 +367,8 @@ fn accounts_table(h: &mut String, v: &View) {
     let mut ranked: Vec<&&AccountCosts> = v.accounts.iter().collect();
     ranked.sort_by(|a, b| {
         b.invoice
-            .total
-            .cmp(&a.invoice.total)
+            .total_before_credit()
+            .cmp(&a.invoice.total_before_credit())
             .then_with(|| a.invoice.account.cmp(&b.invoice.account))
     });
     h.push_str(r#"<section><h2>Accounts by cost</h2><table id="accounts"><thead><tr><th>#</th><th>account</th><th class="n">tokens</th><th class="n">code execution</th><th class="n">web search</th><th class="n">total</th><th class="n">budget</th><th class="n">used</th><th class="n">month-end forecast</th><th>invoice</th></tr></thead><tbody>"#);
@@ -399,7 +407,7 @@ fn accounts_table(h: &mut String, v: &View) {
             usd(inv.subtotals.tokens),
             usd(inv.subtotals.code_execution),
             usd(inv.subtotals.web_search),
-            usd(inv.total),
+            usd(inv.total_before_credit()),
         );
     }
     if ranked.is_empty() {

@@ -153,7 +153,7 @@ pub async fn check(
         }
         let spend = costs
             .account(&account)
-            .map_or(Decimal::ZERO, |a| a.invoice.total);
+            .map_or(Decimal::ZERO, |a| a.invoice.spend());
         for threshold in THRESHOLDS {
             if spend * Decimal::ONE_HUNDRED < budget * Decimal::from(threshold) {
                 continue;
@@ -190,21 +190,31 @@ pub async fn deliver(
 ) -> Result<usize, StoreError> {
     let mut delivered = 0;
     for alert in store.alerts(None, true).await? {
-        let view = AlertView::from(&alert);
-        match client.post(webhook).json(&view).send().await {
-            Ok(r) if r.status().is_success() => {
-                store
-                    .mark_alert_delivered(&alert.account, &alert.period, alert.threshold)
-                    .await?;
-                delivered += 1;
-            }
-            Ok(r) => {
-                tracing::warn!(status = %r.status(), "alert webhook refused an alert; will retry")
-            }
-            Err(e) => tracing::warn!("alert webhook unreachable ({e}); will retry"),
+        if post_alert(client, webhook, &AlertView::from(&alert)).await {
+            store
+                .mark_alert_delivered(&alert.account, &alert.period, alert.threshold)
+                .await?;
+            delivered += 1;
         }
     }
     Ok(delivered)
+}
+
+/// POST one alert to the webhook: whether it was taken (2xx). A refusal or
+/// an unreachable webhook is logged; the alert stays undelivered for the
+/// next check.
+pub async fn post_alert(client: &reqwest::Client, webhook: &str, alert: &impl Serialize) -> bool {
+    match client.post(webhook).json(alert).send().await {
+        Ok(r) if r.status().is_success() => true,
+        Ok(r) => {
+            tracing::warn!(status = %r.status(), "alert webhook refused an alert; will retry");
+            false
+        }
+        Err(e) => {
+            tracing::warn!("alert webhook unreachable ({e}); will retry");
+            false
+        }
+    }
 }
 
 /// Parse a budget amount: a non-negative USD decimal.

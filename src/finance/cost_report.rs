@@ -279,6 +279,7 @@ pub fn cost_type(charge: Charge) -> &'static str {
         Category::CodeExecution => "code_execution",
         Category::Adjustment => "adjustment",
         Category::Commitment => "minimum_commitment",
+        Category::Credit => "credit",
     }
 }
 

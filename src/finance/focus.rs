@@ -13,7 +13,8 @@
 //! account key's) never shows cost: there every cost column is its price.
 //! Free container hours are `Credit` rows; late usage billed on this period
 //! is an `Adjustment` row whose charge period is the month it corrects; a
-//! plan's minimum commitment is a `Purchase` row for the month (no cost).
+//! plan's minimum commitment is a `Purchase` row for the month (no cost),
+//! and prepaid credit drawn a `Credit` row for the month (no cost).
 //! Columns tally adds beyond FOCUS start with `x_`.
 
 use std::io::Write;
@@ -143,7 +144,7 @@ fn unit(charge: Charge) -> &'static str {
         Category::Tokens => "Tokens",
         Category::WebSearch => "Requests",
         Category::CodeExecution => "Hours",
-        Category::Adjustment | Category::Commitment => "",
+        Category::Adjustment | Category::Commitment | Category::Credit => "",
     }
 }
 
@@ -216,19 +217,28 @@ pub fn write(costs: &PeriodCosts, only: Option<&str>, out: impl Write) -> csv::R
             })?;
             wrote = true;
         }
-        // Lines that are no day's usage: adjustments and the minimum commitment.
-        for line in account
-            .invoice
-            .lines
-            .iter()
-            .filter(|l| matches!(l.charge, Charge::Adjustment | Charge::MinimumCommitment))
-        {
+        // Lines that are no day's usage: adjustments, the minimum commitment, credit.
+        for line in account.invoice.lines.iter().filter(|l| {
+            matches!(
+                l.charge,
+                Charge::Adjustment | Charge::MinimumCommitment | Charge::Credit
+            )
+        }) {
             let cost = if show_cost {
                 line.cost.amount
             } else {
                 line.amount
             };
-            let row = if line.charge == Charge::Adjustment {
+            let row = if line.charge == Charge::Credit {
+                Row {
+                    charge_category: "Credit",
+                    charge_frequency: "One-Time",
+                    charge_period_end: stamp(period.end_day()),
+                    charge_period_start: stamp(period.first_day()),
+                    sku_id: "claude-api/prepaid-credit".into(),
+                    ..Row::base(&name, &invoice_id, &billing_period, line.amount)
+                }
+            } else if line.charge == Charge::Adjustment {
                 // The adjustment corrects the period named in its price_version.
                 let corrected = Period::parse(&line.price_version).unwrap_or(period);
                 Row {

@@ -11,6 +11,7 @@
 
 pub mod budget;
 pub mod cost_report;
+pub mod credits;
 pub mod focus;
 pub mod margins;
 pub mod reconcile;
@@ -24,16 +25,15 @@ use chrono::{DateTime, Utc};
 use crate::billing::daily::{PeriodCosts, period_costs};
 use crate::billing::{BillingError, Period};
 use crate::pricing::PriceBook;
-use crate::store::Store;
+use crate::store::{FiguresVersion, Store};
 
 /// A period's costs as computed at one moment.
 #[derive(Debug)]
 pub struct Snapshot {
     pub costs: PeriodCosts,
     pub computed_at: DateTime<Utc>,
-    /// What the figures depend on besides time: (newest record, finalized
-    /// invoices in the ledger, price book id, newest plan id).
-    version: (i64, i64, i64, i64),
+    /// What the figures were computed from.
+    version: FiguresVersion,
     taken: Instant,
 }
 
@@ -78,31 +78,45 @@ impl FinanceCache {
         store: &dyn Store,
         period: Period,
     ) -> Result<Arc<Snapshot>, BillingError> {
-        let (book_id, book) = self.book(store).await?;
+        let version = store.figures_version().await?;
+        self.costs_at(store, period, version).await
+    }
+
+    /// [`FinanceCache::costs`] with the ledger's version already read (one
+    /// read serves a request that needs several periods).
+    pub async fn costs_at(
+        &self,
+        store: &dyn Store,
+        period: Period,
+        version: FiguresVersion,
+    ) -> Result<Arc<Snapshot>, BillingError> {
         // Finalizing an invoice (of this period, or of an earlier one whose
         // late usage becomes adjustments here) changes the figures without
-        // a new record: any finalization anywhere refreshes them.
-        let version = (
-            store.max_seq().await?,
-            store.finalized_count().await?,
-            book_id,
-            store.plans_id().await?,
-        );
+        // a new record: any finalization anywhere refreshes them. So do a
+        // new price book, a new plan and a credit granted or voided; new
+        // records only after `max_age`.
+        let same_but_records = |v: &FiguresVersion| {
+            v.finalized == version.finalized
+                && v.price_book == version.price_book
+                && v.plans == version.plans
+                && v.credit == version.credit
+        };
         // One computation at a time: concurrent requests wait for it and reuse it.
         let mut periods = self.periods.lock().await;
         if let Some(s) = periods.get(&period)
             && (s.version == version
-                || (s.version.1 == version.1
-                    && s.version.2 == version.2
-                    && s.version.3 == version.3
-                    && s.taken.elapsed() < self.max_age))
+                || (same_but_records(&s.version) && s.taken.elapsed() < self.max_age))
         {
             return Ok(s.clone());
         }
+        let (_, book) = self.book(store).await?;
         let costs = period_costs(store, &book, period, None, &[]).await?;
         let snapshot = Arc::new(Snapshot {
             computed_at: Utc::now(),
-            version: (costs.max_seq, version.1, version.2, version.3),
+            version: FiguresVersion {
+                max_seq: costs.max_seq,
+                ..version
+            },
             taken: Instant::now(),
             costs,
         });

@@ -204,6 +204,11 @@ impl From<&StoreError> for ApiError {
     fn from(e: &StoreError) -> Self {
         match e {
             StoreError::Database(db) if unavailable(db) => ApiError::Unavailable(e.to_string()),
+            // Concurrent writers kept changing what this write depends on.
+            StoreError::Changed(m) => ApiError::Conflict {
+                kind: "changed",
+                message: format!("{m}: retry"),
+            },
             // A migration, a stored value that does not decode, a SQL error.
             _ => ApiError::Internal(e.to_string()),
         }

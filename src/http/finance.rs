@@ -308,11 +308,7 @@ pub async fn put_budget(
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     check_account(&account)?;
-    if principal != Principal::Admin {
-        return Err(ApiError::Forbidden(
-            "only the admin token may set budgets".into(),
-        ));
-    }
+    super::admin_only(&principal, "set budgets")?;
     // The client's body: a 400 showing the expected shape.
     let body: BudgetBody = serde_json::from_slice(&body).map_err(|e| {
         ApiError::BadRequest(format!(
@@ -332,7 +328,9 @@ pub async fn put_budget(
     .await
 }
 
-/// `GET /v1/alerts[?period=YYYY-MM]`: budget alerts (an account key sees its own).
+/// `GET /v1/alerts[?period=YYYY-MM]`: budget alerts, then low-balance
+/// alerts (those raised in the period, when one is given); an account key
+/// sees its own.
 pub async fn alerts(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -343,15 +341,27 @@ pub async fn alerts(
         None => None,
     };
     let only = only(&principal);
-    let alerts: Vec<budget::AlertView> = state
-        .ledger
-        .store()
+    let store = state.ledger.store();
+    let mut alerts: Vec<serde_json::Value> = Vec::new();
+    for a in store
         .alerts(period.as_deref(), false)
         .await?
         .iter()
         .filter(|a| only.is_none_or(|o| o == a.account))
-        .map(budget::AlertView::from)
-        .collect();
+    {
+        alerts.push(serde_json::to_value(budget::AlertView::from(a)).map_err(ApiError::internal)?);
+    }
+    for a in store.credit_alerts(false).await?.iter().filter(|a| {
+        only.is_none_or(|o| o == a.account)
+            && period
+                .as_deref()
+                .is_none_or(|p| Period::of_day(crate::time::date_of(a.crossed_at)).to_string() == p)
+    }) {
+        alerts.push(
+            serde_json::to_value(crate::finance::credits::CreditAlertView::from(a))
+                .map_err(ApiError::internal)?,
+        );
+    }
     Ok(Json(serde_json::json!({ "data": alerts })).into_response())
 }
 

@@ -77,8 +77,12 @@ async fn spend(state: &AppState, principal: &Principal) -> Result<String, ApiErr
          # TYPE tally_spend_usd gauge\n",
     );
     let mut totals = String::from(
-        "# HELP tally_spend_total_usd Month-to-date invoice total by account, USD (adjustments included).\n\
+        "# HELP tally_spend_total_usd Month-to-date spend by account at its prices, USD: usage and adjustments (what budgets count).\n\
          # TYPE tally_spend_total_usd gauge\n",
+    );
+    let mut due = String::from(
+        "# HELP tally_amount_due_usd Month-to-date invoice total by account, USD: spend, minimum commitment and prepaid credit drawn.\n\
+         # TYPE tally_amount_due_usd gauge\n",
     );
     let mut refusals = String::from(
         "# HELP tally_unbilled_refusals Refusals before any output not charged this month, by account.\n\
@@ -100,6 +104,12 @@ async fn spend(state: &AppState, principal: &Principal) -> Result<String, ApiErr
         let _ = writeln!(
             totals,
             "tally_spend_total_usd{{account=\"{}\",period=\"{period}\"}} {}",
+            i.account,
+            i.spend()
+        );
+        let _ = writeln!(
+            due,
+            "tally_amount_due_usd{{account=\"{}\",period=\"{period}\"}} {}",
             i.account, i.total
         );
         let _ = writeln!(
@@ -108,5 +118,5 @@ async fn spend(state: &AppState, principal: &Principal) -> Result<String, ApiErr
             i.account, i.unbilled_refusals
         );
     }
-    Ok(spend + &totals + &refusals)
+    Ok(spend + &totals + &due + &refusals)
 }

@@ -160,11 +160,7 @@ pub async fn finalize(
     ApiQuery(query): ApiQuery<FinalizeQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    if principal != Principal::Admin {
-        return Err(ApiError::Forbidden(
-            "only the admin token may finalize invoices".into(),
-        ));
-    }
+    super::admin_only(&principal, "finalize invoices")?;
     let DocumentFormat { csv } = DocumentFormat::from_accept(&headers);
     let store = state.ledger.store().as_ref();
     let book = crate::pricing::current_book(store).await?;

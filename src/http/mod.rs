@@ -2,6 +2,7 @@
 //! serve it on a loopback port; `serve` adds the listener, the loopback rule
 //! for unauthenticated use, and graceful shutdown.
 
+mod credits;
 mod error;
 mod estimate;
 mod finance;
@@ -131,6 +132,11 @@ pub fn router(state: AppState) -> Router {
             "/v1/accounts/{account}/plan",
             get(plans::get_plan).put(plans::put_plan),
         )
+        .route(
+            "/v1/accounts/{account}/credits",
+            get(credits::get_credits).post(credits::post_credit),
+        )
+        .route("/v1/accounts/{account}/balance", get(credits::get_balance))
         .route("/v1/alerts", get(finance::alerts))
         .route("/v1/cost_report", get(finance::cost_report))
         .route("/v1/exports/focus", get(finance::focus_export))
@@ -244,6 +250,16 @@ pub(crate) async fn principal_of(
     }
 }
 
+/// Only the admin token may `what` (403 otherwise).
+fn admin_only(principal: &Principal, what: &str) -> Result<(), ApiError> {
+    if *principal != Principal::Admin {
+        return Err(ApiError::Forbidden(format!(
+            "only the admin token may {what}"
+        )));
+    }
+    Ok(())
+}
+
 /// The `{account}` of a path (a 400 names it).
 fn check_account(account: &str) -> Result<(), ApiError> {
     note_target(Some(account), None);
@@ -266,8 +282,8 @@ fn bearer_or_basic(header: &str) -> Option<String> {
         .map(|(_, password)| password.to_owned())
 }
 
-/// Check budgets every `alert_interval`: record crossed thresholds and POST
-/// undelivered alerts to the webhook.
+/// Check budgets and credit balances every `alert_interval`: record crossed
+/// thresholds and POST undelivered alerts to the webhook.
 fn spawn_alerts(state: AppState) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let client = reqwest::Client::builder()
@@ -332,15 +348,17 @@ async fn check_alerts(
     client: &reqwest::Client,
 ) -> Result<(), crate::billing::BillingError> {
     let store = state.ledger.store().as_ref();
-    if store.budgets().await?.is_empty() {
-        return Ok(());
-    }
     let now = chrono::Utc::now();
-    let period = crate::billing::Period::of_day(now.date_naive());
-    let snap = state.finance.costs(store, period).await?;
-    crate::finance::budget::check(store, &snap.costs, now).await?;
+    if !store.budgets().await?.is_empty() {
+        let period = crate::billing::Period::of_day(now.date_naive());
+        let snap = state.finance.costs(store, period).await?;
+        crate::finance::budget::check(store, &snap.costs, now).await?;
+    }
+    let figures = crate::finance::credits::Figures::cached(&state.finance, store).await?;
+    crate::finance::credits::check(store, &figures, now).await?;
     if let Some(url) = &state.config.alert_webhook {
         crate::finance::budget::deliver(store, client, url).await?;
+        crate::finance::credits::deliver(store, client, url).await?;
     }
     Ok(())
 }

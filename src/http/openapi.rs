@@ -106,7 +106,17 @@ pub fn document() -> Value {
                     "responses": op("", json!([]), content("application/json", "the plan as set"), &std_err)["responses"].clone()
                 }
             },
-            "/v1/alerts": {"get": op("Budget alerts (50/80/100 %)", json!([query_param("period", "YYYY-MM", false)]), content("application/json", "alerts"), &std_err)},
+            "/v1/accounts/{account}/credits": {
+                "get": op("Prepaid credit: balance, grants, what each invoice drew (finalized) or would draw (open)", json!([account]), content("application/json", "credit status"), &["400", "401", "404", "500", "503"]),
+                "post": {
+                    "summary": "Grant prepaid credit (admin)",
+                    "parameters": [account],
+                    "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["usd"], "properties": {"usd": {"type": "string", "example": "100.00"}, "expires": {"type": "string", "format": "date"}, "note": {"type": "string"}, "low_balance_usd": {"type": "string"}}, "additionalProperties": false}}}},
+                    "responses": op("", json!([]), content("application/json", "credit status"), &std_err)["responses"].clone()
+                }
+            },
+            "/v1/accounts/{account}/balance": {"get": op("May the account keep spending: balance_usd, month_to_date_usd, budget_usd, allowed", json!([account]), content("application/json", "balance"), &["400", "401", "404", "500", "503"])},
+            "/v1/alerts": {"get": op("Budget alerts (50/80/100 %), then low-balance credit alerts", json!([query_param("period", "YYYY-MM", false)]), content("application/json", "alerts"), &std_err)},
             "/v1/cost_report": {"get": op("Cost report in the shape of Anthropic's Admin API, plus account grouping",
                 json!([query_param("starting_at", "RFC 3339", true), query_param("ending_at", "RFC 3339", false), query_param("bucket_width", "1d", false),
                        query_param("group_by[]", "account | description | model | workspace_id (repeatable)", false), query_param("limit", "buckets per page, 1-31 (default 7)", false), query_param("page", "next_page of the previous answer", false),

@@ -11,15 +11,6 @@ use super::{ApiError, AppState, check_account};
 use crate::auth::Principal;
 use crate::plans::Plan;
 
-fn admin_only(principal: &Principal) -> Result<(), ApiError> {
-    if *principal != Principal::Admin {
-        return Err(ApiError::Forbidden(
-            "only the admin token may read or set plans".into(),
-        ));
-    }
-    Ok(())
-}
-
 /// `GET /v1/accounts/{account}/plan`: the plan in force (404 without one).
 pub async fn get_plan(
     State(state): State<AppState>,
@@ -27,7 +18,7 @@ pub async fn get_plan(
     Path(account): Path<String>,
 ) -> Result<Response, ApiError> {
     check_account(&account)?;
-    admin_only(&principal)?;
+    super::admin_only(&principal, "read or set plans")?;
     let Some(stored) = state.ledger.store().plan(&account).await? else {
         return Err(ApiError::NotFound(format!(
             "account {account:?} has no plan: it is billed at cost"
@@ -48,7 +39,7 @@ pub async fn put_plan(
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     check_account(&account)?;
-    admin_only(&principal)?;
+    super::admin_only(&principal, "read or set plans")?;
     let text = std::str::from_utf8(&body)
         .map_err(|e| ApiError::BadRequest(format!("body: the plan must be UTF-8 TOML: {e}")))?;
     let plan = Plan::parse(text).map_err(|e| ApiError::BadRequest(format!("plan: {e}")))?;

@@ -44,6 +44,18 @@ pub async fn in_force(
     stored.into_iter().map(parsed).collect()
 }
 
+/// The account's plan as it was at `at` (UTC microseconds).
+pub async fn plan_as_of(
+    store: &dyn Plans,
+    account: &str,
+    at: i64,
+) -> Result<Option<Arc<Plan>>, StoredPlanError> {
+    match store.plan_as_of(account, at).await? {
+        Some(stored) => Ok(Some(parsed(stored)?.1)),
+        None => Ok(None),
+    }
+}
+
 /// One account's plan in force.
 pub async fn plan_of(
     store: &dyn Plans,

@@ -17,7 +17,7 @@
 
 mod in_force;
 
-pub use in_force::{StoredPlanError, as_json, in_force, plan_of};
+pub use in_force::{StoredPlanError, as_json, in_force, plan_as_of, plan_of};
 
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
@@ -157,9 +157,11 @@ impl Plan {
                 )));
             }
             if let Some(m) = v.minimum_monthly_usd
-                && m < Decimal::ZERO
+                && !(Decimal::ZERO..=MAX_MINIMUM_USD).contains(&m)
             {
-                return Err(err(format!("minimum_monthly_usd {m} must not be negative")));
+                return Err(err(format!(
+                    "minimum_monthly_usd {m} must be from 0 to {MAX_MINIMUM_USD}"
+                )));
             }
             let mut overrides = Vec::with_capacity(v.overrides.len());
             for spanned in v.overrides {
@@ -192,10 +194,22 @@ impl Plan {
     }
 }
 
+/// The largest markup (1,000 times the cost), fixed unit price and monthly
+/// minimum a plan may state: far above any real price, and far from where
+/// exact arithmetic on a month's amounts could overflow.
+const MAX_MARKUP_PERCENT: Decimal = Decimal::from_parts(100_000, 0, 0, false, 0);
+const MAX_UNIT_PRICE: Decimal = Decimal::from_parts(1_000_000, 0, 0, false, 0);
+const MAX_MINIMUM_USD: Decimal = Decimal::from_parts(3_567_587_328, 232, 0, false, 0); // 10^12
+
 fn check_markup(field: &str, markup: Decimal) -> Result<(), String> {
     if markup < Decimal::ZERO {
         return Err(format!(
             "{field} {markup} must not be negative (a discount is discount_percent)"
+        ));
+    }
+    if markup > MAX_MARKUP_PERCENT {
+        return Err(format!(
+            "{field} {markup} is over the largest allowed, {MAX_MARKUP_PERCENT}"
         ));
     }
     Ok(())
@@ -221,6 +235,11 @@ fn check_override(o: OverrideFile) -> Result<Override, String> {
         (Some(m), None) => {
             check_markup("override markup_percent", m)?;
             OverridePrice::MarkupPercent(m)
+        }
+        (None, Some(p)) if p > MAX_UNIT_PRICE => {
+            return Err(format!(
+                "override unit_price {p} is over the largest allowed, {MAX_UNIT_PRICE}"
+            ));
         }
         (None, Some(p)) if p >= Decimal::ZERO => OverridePrice::UnitPrice(p),
         (None, Some(p)) => return Err(format!("override unit_price {p} must not be negative")),
@@ -370,7 +389,17 @@ discount_percent = "5"
             ),
             (
                 &format!("{v}minimum_monthly_usd = \"-1\"\n"),
-                "must not be negative",
+                "must be from 0 to 1000000000000",
+            ),
+            (
+                &format!("{v}markup_percent = \"100001\"\n"),
+                "line 1: markup_percent 100001 is over the largest allowed, 100000",
+            ),
+            (
+                &format!(
+                    "{v}[[version.override]]\ncharge = \"output_tokens\"\nunit_price = \"1000001\"\n"
+                ),
+                "unit_price 1000001 is over the largest allowed",
             ),
             (&format!("{v}tier = \"gold\"\n"), "unknown field `tier`"),
             (

@@ -103,6 +103,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../migrations/sqlite/0016_plans.sql"),
         include_str!("../../migrations/postgres/0016_plans.sql"),
     ),
+    (
+        17,
+        "credits",
+        include_str!("../../migrations/sqlite/0017_credits.sql"),
+        include_str!("../../migrations/postgres/0017_credits.sql"),
+    ),
 ];
 
 /// Version numbers of the embedded migrations.

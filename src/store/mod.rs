@@ -20,6 +20,7 @@
 //! [`containers`] container-time bookkeeping; [`migrations`] the schema.
 
 pub mod containers;
+mod credits;
 mod keys;
 pub mod migrations;
 mod plans;
@@ -51,6 +52,10 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("{0}")]
     Invalid(String),
+    /// What a write was computed from changed under it (another process
+    /// drew on the same credit, or voided it): compute again and retry.
+    #[error("{0}")]
+    Changed(String),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -70,7 +75,16 @@ pub const CHUNK_LINES: usize = 2000;
 /// Everything tally asks of a database, in one name: `Arc<dyn Store>` is
 /// what the rest of the program holds.
 pub trait Store:
-    Writes + UsageReads + RejectedLines + Invoices + Budgets + PriceBooks + ApiKeys + ProxyKeys + Plans
+    Writes
+    + UsageReads
+    + RejectedLines
+    + Invoices
+    + Budgets
+    + PriceBooks
+    + ApiKeys
+    + ProxyKeys
+    + Plans
+    + Credits
 {
 }
 
@@ -84,6 +98,7 @@ impl<T> Store for T where
         + ApiKeys
         + ProxyKeys
         + Plans
+        + Credits
 {
 }
 
@@ -184,6 +199,10 @@ pub trait UsageReads: Send + Sync {
     /// The newest ledger sequence number (0 when empty).
     async fn max_seq(&self) -> Result<i64>;
 
+    /// What every figure depends on besides time, in one round trip (see
+    /// [`FiguresVersion`]).
+    async fn figures_version(&self) -> Result<FiguresVersion>;
+
     /// Whether any record carries tags (a FOCUS export splits by them then).
     async fn any_tags(&self) -> Result<bool>;
 
@@ -227,13 +246,17 @@ pub trait Invoices: Send + Sync {
     ) -> Result<Option<FinalizedInvoice>>;
 
     /// Freeze an invoice: a number is assigned (from the row id) and `render`
-    /// turns it into the JSON and CSV kept forever. If the invoice was
+    /// turns it into the JSON and CSV kept forever, and its credit `draws`
+    /// become permanent, in one transaction. A draw that no longer fits its
+    /// grant (drawn or voided meanwhile) fails it with
+    /// [`StoreError::Changed`], and nothing is written. If the invoice was
     /// finalized meanwhile, the existing one is returned.
     async fn finalize(
         &self,
         account: &str,
         period: &str,
         cutoff_seq: i64,
+        draws: &[CreditDraw],
         render: &(dyn for<'a> Fn(&'a str) -> (String, String) + Send + Sync),
     ) -> Result<FinalizedInvoice>;
 }
@@ -319,11 +342,51 @@ pub trait Plans: Send + Sync {
     /// The account's plan in force, if it has one.
     async fn plan(&self, account: &str) -> Result<Option<StoredPlan>>;
 
+    /// The account's plan as it was at `at` (UTC microseconds): what priced
+    /// an invoice finalized then.
+    async fn plan_as_of(&self, account: &str, at: i64) -> Result<Option<StoredPlan>>;
+
     /// Every account's plan in force, by account.
     async fn plans(&self) -> Result<Vec<StoredPlan>>;
 
     /// The newest plan row's id (0 when none): changes whenever a plan is set.
     async fn plans_id(&self) -> Result<i64>;
+}
+
+/// Prepaid credit (SPEC 11): grants, the draws finalized invoices made on
+/// them, low-balance thresholds and their alerts.
+#[async_trait]
+pub trait Credits: Send + Sync {
+    async fn grant_credit(
+        &self,
+        account: &str,
+        usd: Decimal,
+        expires_on: Option<chrono::NaiveDate>,
+        note: Option<&str>,
+    ) -> Result<CreditGrant>;
+
+    /// Every grant (voided ones too) of one account or all, by account and id.
+    async fn credit_grants(&self, account: Option<&str>) -> Result<Vec<CreditGrant>>;
+
+    /// Void a grant: what is left of it can no longer be drawn (draws made
+    /// stand). None when no unvoided grant has that id.
+    async fn void_credit(&self, id: i64) -> Result<Option<CreditGrant>>;
+
+    /// The draws of finalized invoices, by account, period and grant.
+    async fn credit_draws(&self, account: Option<&str>) -> Result<Vec<CreditDraw>>;
+
+    /// Set the balance under which an account's low-balance alert fires.
+    async fn set_low_balance(&self, account: &str, usd: Decimal) -> Result<()>;
+
+    async fn low_balance_thresholds(&self) -> Result<Vec<(String, Decimal)>>;
+
+    /// Record an alert unless that (account, funding level) has one; true
+    /// when this call recorded it.
+    async fn record_credit_alert(&self, alert: &CreditAlert) -> Result<bool>;
+
+    async fn credit_alerts(&self, undelivered_only: bool) -> Result<Vec<CreditAlert>>;
+
+    async fn mark_credit_alert_delivered(&self, account: &str, funded_usd: &str) -> Result<()>;
 }
 
 /// Open the store a URL names: `sqlite:PATH` / `sqlite://PATH` (created on

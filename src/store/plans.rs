@@ -57,6 +57,20 @@ impl<S: Pooled> Plans for S {
         Ok(row.map(StoredPlan::from))
     }
 
+    async fn plan_as_of(&self, account: &str, at: i64) -> Result<Option<StoredPlan>> {
+        let row: Option<PlanRow> = on_pool!(self.pool(), |p| {
+            sqlx::query_as(
+                "select id, account, toml, set_at from account_plans \
+                 where account = $1 and set_at <= $2 order by id desc limit 1",
+            )
+            .bind(account)
+            .bind(at)
+            .fetch_optional(p)
+            .await?
+        });
+        Ok(row.map(StoredPlan::from))
+    }
+
     async fn plans(&self) -> Result<Vec<StoredPlan>> {
         let rows: Vec<PlanRow> = on_pool!(self.pool(), |p| {
             // The newest row of each account.

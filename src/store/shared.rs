@@ -13,16 +13,17 @@ use sqlx::AssertSqlSafe;
 use super::pool::{PoolRef, Pooled, on_pool};
 use super::sql;
 use super::{
-    Budget, BudgetAlert, Budgets, ContainerDayRow, ContainerDimDayRow, ContainerRecord,
-    FinalizedInvoice, FinalizedRef, Invoices, LedgerCounts, PriceBooks, Rejected, RejectedLines,
-    Result, StoreError, StoredPriceBook, StoredRecord, UsageGroup, UsageQuery, UsageReads,
+    Budget, BudgetAlert, Budgets, ContainerDayRow, ContainerDimDayRow, ContainerRecord, CreditDraw,
+    FiguresVersion, FinalizedInvoice, FinalizedRef, Invoices, LedgerCounts, PriceBooks, Rejected,
+    RejectedLines, Result, StoreError, StoredPriceBook, StoredRecord, UsageGroup, UsageQuery,
+    UsageReads,
 };
 use crate::record::Dimension;
 use crate::record::{LineError, RateKey, RejectReason};
 use crate::time::{Micros, now_micros, rfc3339};
 
 /// An amount kept as exact decimal text.
-fn money(text: &str, what: &str) -> Result<Decimal> {
+pub(super) fn money(text: &str, what: &str) -> Result<Decimal> {
     text.parse()
         .map_err(|e| StoreError::Invalid(format!("{what} {text:?} in the database: {e}")))
 }
@@ -393,6 +394,29 @@ impl<S: Pooled> UsageReads for S {
         }))
     }
 
+    async fn figures_version(&self) -> Result<FiguresVersion> {
+        let (max_seq, finalized, price_book, plans, grants, voids): (i64, i64, i64, i64, i64, i64) =
+            on_pool!(self.pool(), |p| {
+                sqlx::query_as(
+                    "select cast(coalesce((select max(seq) from records), 0) as bigint), \
+                     cast((select count(*) from invoices) as bigint), \
+                     cast(coalesce((select max(id) from price_books), 0) as bigint), \
+                     cast(coalesce((select max(id) from account_plans), 0) as bigint), \
+                     cast(coalesce((select max(id) from credit_grants), 0) as bigint), \
+                     cast((select count(voided_at) from credit_grants) as bigint)",
+                )
+                .fetch_one(p)
+                .await?
+            });
+        Ok(FiguresVersion {
+            max_seq,
+            finalized,
+            price_book,
+            plans,
+            credit: (grants, voids),
+        })
+    }
+
     async fn any_tags(&self) -> Result<bool> {
         let n: i64 = on_pool!(self.pool(), |p| {
             sqlx::query_scalar(
@@ -514,8 +538,8 @@ impl<S: Pooled> Invoices for S {
     }
 
     async fn finalized_in_period(&self, period: &str) -> Result<Vec<FinalizedRef>> {
-        let sql =
-            "select account, number, cutoff_seq from invoices where period = $1 order by account";
+        let sql = "select account, number, cutoff_seq, finalized_at from invoices where period = $1 \
+             order by account";
         rows_where(self.pool(), sql, period).await
     }
 
@@ -546,10 +570,19 @@ impl<S: Pooled> Invoices for S {
         account: &str,
         period: &str,
         cutoff_seq: i64,
+        draws: &[CreditDraw],
         render: &(dyn for<'a> Fn(&'a str) -> (String, String) + Send + Sync),
     ) -> Result<FinalizedInvoice> {
         let _one_writer = one_writer(self).await;
         let begin = self.pool().begin_write();
+        // PostgreSQL: lock each grant drawn on, so two finalizations drawing
+        // on one grant take turns (SQLite's write lock is already whole).
+        let grant_sql = match self.pool() {
+            PoolRef::Sqlite(_) => "select usd, voided_at from credit_grants where id = $1",
+            PoolRef::Postgres(_) => {
+                "select usd, voided_at from credit_grants where id = $1 for update"
+            }
+        };
         on_pool!(self.pool(), |p| {
             let mut tx = p.begin_with(begin).await?;
             let inserted: Option<i64> = sqlx::query_scalar(
@@ -563,6 +596,42 @@ impl<S: Pooled> Invoices for S {
             .fetch_optional(&mut *tx)
             .await?;
             if let Some(id) = inserted {
+                for d in draws {
+                    let grant: Option<(String, Option<i64>)> = sqlx::query_as(grant_sql)
+                        .bind(d.grant_id)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                    let drawn: Vec<String> =
+                        sqlx::query_scalar("select usd from credit_draws where grant_id = $1")
+                            .bind(d.grant_id)
+                            .fetch_all(&mut *tx)
+                            .await?;
+                    let mut total = d.usd;
+                    for x in &drawn {
+                        total += money(x, "credit draw")?;
+                    }
+                    let fits = match &grant {
+                        Some((usd, None)) => total <= money(usd, "credit grant")?,
+                        _ => false,
+                    };
+                    if !fits {
+                        // Dropping the transaction rolls it back: nothing is written.
+                        return Err(StoreError::Changed(format!(
+                            "credit grant #{} was drawn on or voided meanwhile",
+                            d.grant_id
+                        )));
+                    }
+                    sqlx::query(
+                        "insert into credit_draws (account, period, grant_id, usd) \
+                         values ($1, $2, $3, $4)",
+                    )
+                    .bind(account)
+                    .bind(period)
+                    .bind(d.grant_id)
+                    .bind(d.usd.to_string())
+                    .execute(&mut *tx)
+                    .await?;
+                }
                 let number = sql::invoice_number(period, id);
                 let (json, csv) = render(&number);
                 sqlx::query("update invoices set number = $1, json = $2, csv = $3 where id = $4")

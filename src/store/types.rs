@@ -241,6 +241,54 @@ pub struct ProxyKey {
     pub created_at: String,
 }
 
+/// What a period's figures depend on besides time: the newest record, how
+/// many invoices were finalized (anywhere: late usage of one becomes an
+/// adjustment in another), the price book in force, the newest plan, and
+/// the newest credit grant with how many were voided (0 where there is none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FiguresVersion {
+    pub max_seq: i64,
+    pub finalized: i64,
+    pub price_book: i64,
+    pub plans: i64,
+    pub credit: (i64, i64),
+}
+
+/// A grant of prepaid credit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreditGrant {
+    pub id: i64,
+    pub account: String,
+    pub usd: rust_decimal::Decimal,
+    /// UTC microseconds.
+    pub granted_at: i64,
+    /// The last day it may be drawn by (a period that starts by then).
+    pub expires_on: Option<chrono::NaiveDate>,
+    pub note: Option<String>,
+    pub voided_at: Option<i64>,
+}
+
+/// What one invoice drew on one grant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreditDraw {
+    pub account: String,
+    pub period: String,
+    pub grant_id: i64,
+    pub usd: rust_decimal::Decimal,
+}
+
+/// A low-balance alert: the account's balance fell below its threshold
+/// while `funded_usd` had been granted in all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreditAlert {
+    pub account: String,
+    pub funded_usd: rust_decimal::Decimal,
+    pub threshold_usd: rust_decimal::Decimal,
+    pub balance_usd: rust_decimal::Decimal,
+    pub crossed_at: i64,
+    pub delivered_at: Option<i64>,
+}
+
 /// An account's plan as set: its TOML text, and when.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct StoredPlan {
@@ -288,6 +336,8 @@ pub struct FinalizedRef {
     pub account: String,
     pub number: String,
     pub cutoff_seq: i64,
+    /// UTC microseconds.
+    pub finalized_at: i64,
 }
 
 /// An account's monthly budget.

@@ -301,7 +301,7 @@ async fn focus_export_sums_equal_invoices(backend: Backend) {
 }
 
 /// A webhook receiver on a loopback port, keeping what it is sent.
-async fn receiver() -> (String, Arc<Mutex<Vec<Value>>>) {
+pub(crate) async fn receiver() -> (String, Arc<Mutex<Vec<Value>>>) {
     let got: Arc<Mutex<Vec<Value>>> = Arc::default();
     let seen = got.clone();
     let app = axum::Router::new().route(

@@ -15,6 +15,7 @@ mod attribution;
 mod billing;
 mod billing_props;
 mod cli;
+mod credits;
 mod dashboard_browser;
 mod estimate;
 mod finance;

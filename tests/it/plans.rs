@@ -230,6 +230,32 @@ async fn plans_price_what_accounts_pay(backend: Backend) {
     assert_eq!(june["lines"][0]["plan_version"], "2025-06-01");
     assert_eq!(june["total"], "2.28");
 
+    // A minimum commitment is owed without any usage: gamma's plan (from
+    // June) bills it $5 in June, and every view of June lists it.
+    let gamma = "[[version]]\neffective_from = \"2025-06-01\"\nminimum_monthly_usd = \"5\"\n";
+    let r = admin
+        .put("/v1/accounts/gamma/plan")
+        .body(gamma)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let all_june = admin.get_json("/v1/invoices?period=2025-06").await;
+    let gamma_june: Vec<&Value> = all_june["invoices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["account"] == "gamma")
+        .collect();
+    assert_eq!(gamma_june.len(), 1, "{all_june:#}");
+    assert_eq!(gamma_june[0]["total"], "5.00");
+    assert_eq!(
+        lines(gamma_june[0]),
+        [row("minimum_commitment", "", "5.00", "5.00")]
+    );
+    let june_focus = admin.get_text("/v1/exports/focus?period=2025-06").await;
+    assert_eq!(focus_sums(&june_focus, "gamma"), (d("5.00"), d("0")));
+
     // Without a plan, price is cost, and no plan_version is written.
     let beta = admin.get_json("/v1/accounts/beta/invoices/2025-05").await;
     assert_eq!(
@@ -316,6 +342,12 @@ async fn plans_price_what_accounts_pay(backend: Backend) {
         .get_json("/v1/accounts/acme/budget?period=2025-05")
         .await;
     assert_eq!(budget["month_to_date_usd"], "2.62");
+    let listed = account.get_json("/v1/invoices?period=2025-05").await;
+    assert_eq!(listed["invoices"], json!([may.clone()]));
+    let own_csv = account
+        .get_text("/v1/invoices?period=2025-05&format=csv")
+        .await;
+    assert_eq!(own_csv, may_csv);
     let own_dashboard = account.get_text("/?period=2025-05").await;
     assert!(!own_dashboard.contains(r#"id="margins""#));
     assert!(
@@ -424,6 +456,10 @@ async fn a_late_record_after_finalization_is_an_adjustment_at_the_plan(backend: 
         admin.get_json("/v1/accounts/acme/invoices/2025-05").await,
         frozen
     );
+    // The finance views of the finalized month still add up to it: they
+    // price it by the plan as it was when it was finalized.
+    let focus = admin.get_text("/v1/exports/focus?period=2025-05").await;
+    assert_eq!(focus_sums(&focus, "acme").0, d("12.00"));
     let (code, out, _) = app.tally(&["invoice", "--account", "acme", "--period", "2025-05"]);
     assert_eq!(code, 0);
     assert_eq!(serde_json::from_str::<Value>(&out).unwrap(), frozen);

@@ -1,0 +1,100 @@
+//! Prepaid credit over HTTP: `GET /v1/accounts/{account}/credits` (grants,
+//! what each invoice drew, the balance), `POST …/credits` (a grant, admin
+//! only) and `GET /v1/accounts/{account}/balance` (may the account keep
+//! spending: for gateways that stop a prepaid customer at zero). An account
+//! key reads its own account only (another's answers 404).
+
+use axum::Json;
+use axum::extract::{Extension, Path, State};
+use axum::response::{IntoResponse, Response};
+use chrono::Utc;
+use serde::Deserialize;
+
+use super::{ApiError, AppState, check_account};
+use crate::auth::Principal;
+use crate::finance::credits::{self, Figures};
+
+fn readable(principal: &Principal, account: &str) -> Result<(), ApiError> {
+    check_account(account)?;
+    if !principal.may_access(account) {
+        return Err(ApiError::NotFound(format!("no account {account:?}")));
+    }
+    Ok(())
+}
+
+/// `GET /v1/accounts/{account}/credits`.
+pub async fn get_credits(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(account): Path<String>,
+) -> Result<Response, ApiError> {
+    readable(&principal, &account)?;
+    let store = state.ledger.store().as_ref();
+    let figures = Figures::cached(&state.finance, store).await?;
+    let status = credits::status(store, &figures, &account, Utc::now()).await?;
+    Ok(Json(status).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrantBody {
+    usd: String,
+    expires: Option<String>,
+    note: Option<String>,
+    low_balance_usd: Option<String>,
+}
+
+/// `POST /v1/accounts/{account}/credits` with `{"usd": "100.00",
+/// "expires": "2026-12-31", "note": "…", "low_balance_usd": "10"}` (all but
+/// `usd` optional; admin): answers as `GET`.
+pub async fn post_credit(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(account): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    check_account(&account)?;
+    super::admin_only(&principal, "grant credit")?;
+    let body: GrantBody = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::BadRequest(format!(
+            "body: expected {{\"usd\": \"100.00\", \"expires\": \"YYYY-MM-DD\", \"note\": \"…\", \"low_balance_usd\": \"10\"}}: {e}"
+        ))
+    })?;
+    let usd =
+        credits::parse_grant(&body.usd).map_err(|m| ApiError::BadRequest(format!("usd: {m}")))?;
+    let expires = body
+        .expires
+        .as_deref()
+        .map(|e| {
+            crate::estimate::parse_day(e).map_err(|m| ApiError::BadRequest(format!("expires: {m}")))
+        })
+        .transpose()?;
+    let threshold = body
+        .low_balance_usd
+        .as_deref()
+        .map(|t| {
+            crate::finance::budget::parse_amount(t)
+                .map_err(|m| ApiError::BadRequest(format!("low_balance_usd: {m}")))
+        })
+        .transpose()?;
+    let store = state.ledger.store().as_ref();
+    store
+        .grant_credit(&account, usd, expires, body.note.as_deref())
+        .await?;
+    if let Some(t) = threshold {
+        store.set_low_balance(&account, t).await?;
+    }
+    get_credits(State(state), Extension(principal), Path(account)).await
+}
+
+/// `GET /v1/accounts/{account}/balance`.
+pub async fn get_balance(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(account): Path<String>,
+) -> Result<Response, ApiError> {
+    readable(&principal, &account)?;
+    let store = state.ledger.store().as_ref();
+    let figures = Figures::cached(&state.finance, store).await?;
+    Ok(Json(credits::balance(store, &figures, &account, Utc::now()).await?).into_response())
+}
