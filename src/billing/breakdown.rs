@@ -54,7 +54,9 @@ pub async fn breakdown(
             Category::Tokens => 0,
             Category::WebSearch => 1,
             Category::CodeExecution => 2,
-            Category::Adjustment | Category::Commitment | Category::Credit => continue,
+            Category::Adjustment | Category::Commitment | Category::Credit | Category::Tax => {
+                continue;
+            }
         };
         let value = day.values.first().cloned().flatten();
         if let Some(sum) = by_value.entry(value).or_default().get_mut(slot) {

@@ -236,6 +236,10 @@ pub async fn period_costs(
     // A finalized invoice was priced by the plan as it was then: its
     // figures here are too, whatever plan was set since.
     let mut plans_then = BTreeMap::new();
+    let finalized_at: BTreeMap<String, i64> = finalized_refs
+        .iter()
+        .map(|f| (f.account.clone(), f.finalized_at))
+        .collect();
     for f in &finalized_refs {
         let plan = crate::plans::plan_as_of(store, &f.account, f.finalized_at).await?;
         plans_then.insert(f.account.clone(), plan);
@@ -308,6 +312,18 @@ pub async fn period_costs(
         }
         invoice.add_adjustments(adjustments);
         credits.apply(&mut invoice, period, number.is_some());
+        // A finalized invoice with the details it was finalized with.
+        let at = finalized_at.get(&account).copied();
+        let (seller, bill_to) =
+            super::details::details_at(store, &account, at.unwrap_or(i64::MAX)).await?;
+        let issued = at.map(crate::time::date_of);
+        super::details::apply(
+            &mut invoice,
+            period,
+            seller.as_ref(),
+            bill_to.as_ref(),
+            issued,
+        );
         if let Some(n) = &number {
             invoice.number = Some(n.clone());
             invoice.status = "finalized";

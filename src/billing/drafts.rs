@@ -10,6 +10,7 @@ use super::containers::{
     self, CONTAINER_LIFETIME_MICROS, ContainerBill, ContainerValues, bill_containers,
 };
 use super::credits::CreditBook;
+use super::details;
 use super::invoice::{Invoice, assemble};
 use super::period::Period;
 use super::rating::LineBook;
@@ -77,12 +78,32 @@ pub async fn draft_as_of(
     period: Period,
     cutoff: Cutoff,
 ) -> Result<Invoice, BillingError> {
+    draft_issued(store, book, account, period, cutoff, None).await
+}
+
+/// [`draft_as_of`], issued on `issued` when finalizing: its dates set.
+pub(super) async fn draft_issued(
+    store: &dyn Store,
+    book: &PriceBook,
+    account: &str,
+    period: Period,
+    cutoff: Cutoff,
+    issued: Option<chrono::NaiveDate>,
+) -> Result<Invoice, BillingError> {
     let data = PeriodData::load(store, book, period, cutoff, Some(account), &[]).await?;
     let mut invoice = data.charges(book, account, period);
     invoice.add_adjustments(adjustments_for(store, book, account, period, cutoff.seq()).await?);
     CreditBook::load(store, Some(account))
         .await?
         .apply(&mut invoice, period, false);
+    let (seller, bill_to) = details::details_at(store, account, i64::MAX).await?;
+    details::apply(
+        &mut invoice,
+        period,
+        seller.as_ref(),
+        bill_to.as_ref(),
+        issued,
+    );
     Ok(invoice)
 }
 
@@ -106,6 +127,14 @@ pub async fn draft_invoices(
         }
         invoice.add_adjustments(adjustments);
         credits.apply(&mut invoice, period, false);
+        let (seller, bill_to) = details::details_at(store, &account, i64::MAX).await?;
+        details::apply(
+            &mut invoice,
+            period,
+            seller.as_ref(),
+            bill_to.as_ref(),
+            None,
+        );
         invoices.push(invoice);
     }
     Ok(invoices)

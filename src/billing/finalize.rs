@@ -1,7 +1,7 @@
 //! Finalizing: an invoice frozen at a cutoff of the ledger, numbered, its
 //! JSON and CSV kept as bytes forever.
 
-use super::drafts::{Cutoff, draft_as_of};
+use super::drafts::{Cutoff, draft_issued};
 use super::period::Period;
 use super::{BillingError, render};
 use crate::pricing::PriceBook;
@@ -41,7 +41,16 @@ pub async fn finalize(
     loop {
         attempts += 1;
         let cutoff = store.cutoff_seq().await.map_err(BillingError::from)?;
-        let draft = draft_as_of(store, book, account, period, Cutoff::AsOf(cutoff)).await?;
+        let today = chrono::Utc::now().date_naive();
+        let draft = draft_issued(
+            store,
+            book,
+            account,
+            period,
+            Cutoff::AsOf(cutoff),
+            Some(today),
+        )
+        .await?;
         if !draft.unpriced.is_empty() && !allow_unpriced {
             let models: Vec<&str> = draft.unpriced.iter().map(|u| u.model.as_str()).collect();
             return Err(FinalizeError::Unpriced(models.join(", ")));

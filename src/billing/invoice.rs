@@ -4,6 +4,7 @@
 use rust_decimal::Decimal;
 use serde::Serialize;
 
+use super::details::Party;
 use super::period::Period;
 use super::rating::{Category, Charge, Line, LineBook, LineCost, Unpriced, cents};
 use crate::plans::Plan;
@@ -22,6 +23,16 @@ pub struct Invoice {
     pub period: String,
     pub status: &'static str,
     pub currency: &'static str,
+    /// Who bills (the seller's details) and who is billed (SPEC 12).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seller: Option<Party>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bill_to: Option<Party>,
+    /// The day it was finalized, and the day payment is due.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issued_at: Option<chrono::NaiveDate>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub due_at: Option<chrono::NaiveDate>,
     pub lines: Vec<Line>,
     pub subtotals: Subtotals,
     pub total: Decimal,
@@ -30,6 +41,12 @@ pub struct Invoice {
     pub unpriced: Vec<Unpriced>,
     /// Records that were refusals before any output and not charged (SPEC 4.1).
     pub unbilled_refusals: i64,
+    /// No tax is charged: the customer accounts for it (SPEC 12).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub reverse_charge: bool,
+    /// Notes the document prints (the reverse-charge note).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
     /// The credit its `credit` lines draw, by grant (what finalizing makes
     /// permanent).
     #[serde(skip)]
@@ -64,6 +81,10 @@ pub fn assemble(
         period: period.to_string(),
         status: "draft",
         currency: "USD",
+        seller: None,
+        bill_to: None,
+        issued_at: None,
+        due_at: None,
         lines,
         subtotals,
         total,
@@ -71,6 +92,8 @@ pub fn assemble(
         containers,
         unpriced,
         unbilled_refusals,
+        reverse_charge: false,
+        notes: Vec::new(),
         draws: Vec::new(),
     }
 }

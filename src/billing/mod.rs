@@ -21,6 +21,7 @@ pub mod breakdown;
 pub mod containers;
 pub mod credits;
 pub mod daily;
+pub mod details;
 pub mod drafts;
 pub mod finalize;
 pub mod invoice;

@@ -34,6 +34,8 @@ pub enum Charge {
     MinimumCommitment,
     /// Prepaid credit drawn (negative).
     Credit,
+    /// Tax on the total after credit (SPEC 12).
+    Tax,
 }
 
 impl Charge {
@@ -50,6 +52,7 @@ impl Charge {
             Charge::Adjustment => "adjustment",
             Charge::MinimumCommitment => "minimum_commitment",
             Charge::Credit => "credit",
+            Charge::Tax => "tax",
         }
     }
 
@@ -66,6 +69,7 @@ impl Charge {
             Charge::Adjustment => "adjustment",
             Charge::MinimumCommitment => "minimum monthly commitment",
             Charge::Credit => "prepaid credit",
+            Charge::Tax => "tax",
         }
     }
 
@@ -76,6 +80,7 @@ impl Charge {
             Charge::Adjustment => Category::Adjustment,
             Charge::MinimumCommitment => Category::Commitment,
             Charge::Credit => Category::Credit,
+            Charge::Tax => Category::Tax,
             _ => Category::Tokens,
         }
     }
@@ -84,7 +89,7 @@ impl Charge {
         match self {
             Charge::WebSearchRequests => "request",
             Charge::ContainerHours | Charge::ContainerFreeHours => "hour",
-            Charge::Adjustment | Charge::MinimumCommitment | Charge::Credit => "usd",
+            Charge::Adjustment | Charge::MinimumCommitment | Charge::Credit | Charge::Tax => "usd",
             _ => "token",
         }
     }
@@ -99,6 +104,7 @@ pub enum Category {
     Adjustment,
     Commitment,
     Credit,
+    Tax,
 }
 
 /// Everything that makes two charges separate lines. The derived order is

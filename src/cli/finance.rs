@@ -41,7 +41,7 @@ pub enum BudgetCommand {
     },
     /// Check this month's spend against budgets, and credit balances against
     /// their low-balance thresholds, now: record crossed thresholds and POST
-    /// undelivered alerts to the webhook (for cron).
+    /// undelivered alerts and invoice.finalized events to the webhook (for cron).
     Check {
         #[arg(long, env = "TALLY_ALERT_WEBHOOK")]
         webhook: Option<String>,
@@ -196,7 +196,8 @@ pub async fn budget_cmd(database: &str, cmd: BudgetCommand) -> Result<ExitCode> 
                     .timeout(std::time::Duration::from_secs(10))
                     .build()?;
                 let sent = budget::deliver(store, &client, &url).await?
-                    + crate::finance::credits::deliver(store, &client, &url).await?;
+                    + crate::finance::credits::deliver(store, &client, &url).await?
+                    + crate::finance::events::deliver(store, &client, &url).await?;
                 println!("{sent} alert(s) delivered to the webhook");
             }
         }

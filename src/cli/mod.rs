@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand};
 use crate::store::{self, Store};
 
 mod credits;
+mod details;
 mod estimate;
 mod finance;
 mod gen_usage;
@@ -82,6 +83,12 @@ pub enum Command {
     /// overrides, minimum), by version.
     #[command(subcommand)]
     Plan(plans::PlanCommand),
+    /// The seller's billing details (name, email, address, tax id).
+    #[command(subcommand)]
+    Org(details::OrgCommand),
+    /// Accounts' billing details: who is billed, tax, payment terms.
+    #[command(subcommand)]
+    Accounts(details::AccountsCommand),
     /// Prepaid credit: grant (with expiry, note, low-balance alert), list
     /// with balances, void.
     #[command(subcommand)]
@@ -120,6 +127,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Proxy(cmd) => proxy::proxy(database, cmd).await,
         Command::Budget(cmd) => finance::budget_cmd(database, cmd).await,
         Command::Plan(cmd) => plans::plan_cmd(database, cmd).await,
+        Command::Org(cmd) => details::org_cmd(database, cmd).await,
+        Command::Accounts(cmd) => details::accounts_cmd(database, cmd).await,
         Command::Credits(cmd) => credits::credits_cmd(database, cmd).await,
         Command::Margins(args) => plans::margins_cmd(database, args).await,
         Command::Export(args) => finance::export(database, args).await,

@@ -76,6 +76,7 @@ fn category_label(c: Category) -> &'static str {
         Category::Adjustment => "adjustments",
         Category::Commitment => "minimum commitment",
         Category::Credit => "prepaid credit",
+        Category::Tax => "tax",
     }
 }
 
@@ -132,7 +133,12 @@ pub fn render(v: &View) -> String {
             usd(sum(cat))
         );
     }
-    for cat in [Category::Adjustment, Category::Commitment, Category::Credit] {
+    for cat in [
+        Category::Adjustment,
+        Category::Commitment,
+        Category::Credit,
+        Category::Tax,
+    ] {
         let amount = sum(cat);
         if !amount.is_zero() {
             let _ = write!(

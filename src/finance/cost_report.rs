@@ -280,6 +280,7 @@ pub fn cost_type(charge: Charge) -> &'static str {
         Category::Adjustment => "adjustment",
         Category::Commitment => "minimum_commitment",
         Category::Credit => "credit",
+        Category::Tax => "tax",
     }
 }
 

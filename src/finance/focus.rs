@@ -14,7 +14,8 @@
 //! Free container hours are `Credit` rows; late usage billed on this period
 //! is an `Adjustment` row whose charge period is the month it corrects; a
 //! plan's minimum commitment is a `Purchase` row for the month (no cost),
-//! and prepaid credit drawn a `Credit` row for the month (no cost).
+//! prepaid credit drawn a `Credit` row and tax a `Tax` row for the month
+//! (no cost).
 //! Columns tally adds beyond FOCUS start with `x_`.
 
 use std::io::Write;
@@ -144,7 +145,7 @@ fn unit(charge: Charge) -> &'static str {
         Category::Tokens => "Tokens",
         Category::WebSearch => "Requests",
         Category::CodeExecution => "Hours",
-        Category::Adjustment | Category::Commitment | Category::Credit => "",
+        Category::Adjustment | Category::Commitment | Category::Credit | Category::Tax => "",
     }
 }
 
@@ -221,7 +222,7 @@ pub fn write(costs: &PeriodCosts, only: Option<&str>, out: impl Write) -> csv::R
         for line in account.invoice.lines.iter().filter(|l| {
             matches!(
                 l.charge,
-                Charge::Adjustment | Charge::MinimumCommitment | Charge::Credit
+                Charge::Adjustment | Charge::MinimumCommitment | Charge::Credit | Charge::Tax
             )
         }) {
             let cost = if show_cost {
@@ -229,7 +230,16 @@ pub fn write(costs: &PeriodCosts, only: Option<&str>, out: impl Write) -> csv::R
             } else {
                 line.amount
             };
-            let row = if line.charge == Charge::Credit {
+            let row = if line.charge == Charge::Tax {
+                Row {
+                    charge_category: "Tax",
+                    charge_frequency: "One-Time",
+                    charge_period_end: stamp(period.end_day()),
+                    charge_period_start: stamp(period.first_day()),
+                    sku_id: "claude-api/tax".into(),
+                    ..Row::base(&name, &invoice_id, &billing_period, line.amount)
+                }
+            } else if line.charge == Charge::Credit {
                 Row {
                     charge_category: "Credit",
                     charge_frequency: "One-Time",

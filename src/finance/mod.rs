@@ -12,6 +12,7 @@
 pub mod budget;
 pub mod cost_report;
 pub mod credits;
+pub mod events;
 pub mod focus;
 pub mod margins;
 pub mod reconcile;

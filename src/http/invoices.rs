@@ -166,5 +166,18 @@ pub async fn finalize(
     let book = crate::pricing::current_book(store).await?;
     // Unpriced usage is a 409 `unpriced_usage` (see `From<FinalizeError>`).
     let f = billing::finalize(store, &book, &account, period, query.allow_unpriced).await?;
+    // Announce it now rather than at the next check (which retries a failure).
+    if let Some(url) = state.config.alert_webhook.clone() {
+        let store = state.ledger.store().clone();
+        tokio::spawn(async move {
+            let client = reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(10))
+                .build()
+                .unwrap_or_default();
+            if let Err(e) = crate::finance::events::deliver(store.as_ref(), &client, &url).await {
+                tracing::warn!("delivering invoice.finalized failed: {e}; will retry");
+            }
+        });
+    }
     Ok(document(if csv { f.csv } else { f.json }, csv))
 }

@@ -3,6 +3,7 @@
 //! for unauthenticated use, and graceful shutdown.
 
 mod credits;
+mod details;
 mod error;
 mod estimate;
 mod finance;
@@ -137,6 +138,11 @@ pub fn router(state: AppState) -> Router {
             get(credits::get_credits).post(credits::post_credit),
         )
         .route("/v1/accounts/{account}/balance", get(credits::get_balance))
+        .route(
+            "/v1/accounts/{account}/details",
+            get(details::get_details).put(details::put_details),
+        )
+        .route("/v1/org", get(details::get_org).put(details::put_org))
         .route("/v1/alerts", get(finance::alerts))
         .route("/v1/cost_report", get(finance::cost_report))
         .route("/v1/exports/focus", get(finance::focus_export))
@@ -359,6 +365,7 @@ async fn check_alerts(
     if let Some(url) = &state.config.alert_webhook {
         crate::finance::budget::deliver(store, client, url).await?;
         crate::finance::credits::deliver(store, client, url).await?;
+        crate::finance::events::deliver(store, client, url).await?;
     }
     Ok(())
 }

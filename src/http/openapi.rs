@@ -65,7 +65,11 @@ pub fn document() -> Value {
                  "description": "Usage-metering and billing ledger for the Anthropic Messages API. Authenticate with `Authorization: Bearer KEY` (the admin token or an account key); HTTP Basic with the key as password is accepted too."},
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}, "basic": {"type": "http", "scheme": "basic"}},
-            "schemas": {"Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "object", "properties": {"type": {"type": "string"}, "message": {"type": "string"}}}}}}
+            "schemas": {"Details": {"type": "object", "additionalProperties": false, "properties": {
+                "name": {"type": "string"}, "email": {"type": "string"}, "address": {"type": "string"}, "tax_id": {"type": "string"},
+                "tax_rate_percent": {"type": "string", "example": "20"}, "tax_label": {"type": "string"}, "reverse_charge": {"type": "boolean"},
+                "terms_days": {"type": "integer", "minimum": 0, "maximum": 365}}},
+                "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "object", "properties": {"type": {"type": "string"}, "message": {"type": "string"}}}}}}
         },
         "security": [{"bearer": []}, {"basic": []}],
         "paths": {
@@ -116,6 +120,24 @@ pub fn document() -> Value {
                 }
             },
             "/v1/accounts/{account}/balance": {"get": op("May the account keep spending: balance_usd, month_to_date_usd, budget_usd, allowed", json!([account]), content("application/json", "balance"), &["400", "401", "404", "500", "503"])},
+            "/v1/accounts/{account}/details": {
+                "get": op("An account's billing details (its own for an account key)", json!([account]), content("application/json", "billing details"), &["400", "401", "404", "500", "503"]),
+                "put": {
+                    "summary": "Set an account's billing details, whole (admin)",
+                    "parameters": [account],
+                    "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Details"}}}},
+                    "responses": op("", json!([]), content("application/json", "billing details"), &std_err)["responses"].clone()
+                }
+            },
+            "/v1/org": {
+                "get": op("The seller's billing details (admin)", json!([]), content("application/json", "billing details"), &std_err),
+                "put": {
+                    "summary": "Set the seller's billing details, whole (admin)",
+                    "parameters": [],
+                    "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Details"}}}},
+                    "responses": op("", json!([]), content("application/json", "billing details"), &std_err)["responses"].clone()
+                }
+            },
             "/v1/alerts": {"get": op("Budget alerts (50/80/100 %), then low-balance credit alerts", json!([query_param("period", "YYYY-MM", false)]), content("application/json", "alerts"), &std_err)},
             "/v1/cost_report": {"get": op("Cost report in the shape of Anthropic's Admin API, plus account grouping",
                 json!([query_param("starting_at", "RFC 3339", true), query_param("ending_at", "RFC 3339", false), query_param("bucket_width", "1d", false),

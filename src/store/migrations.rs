@@ -109,6 +109,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../migrations/sqlite/0017_credits.sql"),
         include_str!("../../migrations/postgres/0017_credits.sql"),
     ),
+    (
+        18,
+        "billing details",
+        include_str!("../../migrations/sqlite/0018_billing_details.sql"),
+        include_str!("../../migrations/postgres/0018_billing_details.sql"),
+    ),
 ];
 
 /// Version numbers of the embedded migrations.

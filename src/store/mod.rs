@@ -21,6 +21,7 @@
 
 pub mod containers;
 mod credits;
+mod details;
 mod keys;
 pub mod migrations;
 mod plans;
@@ -85,6 +86,7 @@ pub trait Store:
     + ProxyKeys
     + Plans
     + Credits
+    + BillingDetailsStore
 {
 }
 
@@ -99,6 +101,7 @@ impl<T> Store for T where
         + ProxyKeys
         + Plans
         + Credits
+        + BillingDetailsStore
 {
 }
 
@@ -234,6 +237,26 @@ pub trait Invoices: Send + Sync {
 
     /// Every finalized invoice of a period, by account.
     async fn finalized_in_period(&self, period: &str) -> Result<Vec<FinalizedRef>>;
+
+    /// `invoice.finalized` events not delivered yet: (account, period), oldest first.
+    async fn undelivered_invoice_events(&self) -> Result<Vec<(String, String)>>;
+
+    /// Claim an undelivered event for `for_micros` (no one else's claim
+    /// running): true when this caller may send it now.
+    async fn claim_invoice_event(
+        &self,
+        account: &str,
+        period: &str,
+        for_micros: i64,
+    ) -> Result<bool>;
+
+    /// Release a claimed event: delivered (for good), or to be tried again.
+    async fn settle_invoice_event(
+        &self,
+        account: &str,
+        period: &str,
+        delivered: bool,
+    ) -> Result<()>;
 
     /// How many invoices have been finalized, in every period.
     async fn finalized_count(&self) -> Result<i64>;
@@ -387,6 +410,18 @@ pub trait Credits: Send + Sync {
     async fn credit_alerts(&self, undelivered_only: bool) -> Result<Vec<CreditAlert>>;
 
     async fn mark_credit_alert_delivered(&self, account: &str, funded_usd: &str) -> Result<()>;
+}
+
+/// Billing details of the seller (party `""`) and of each account, kept as
+/// set: the newest per party is in force.
+#[async_trait]
+pub trait BillingDetailsStore: Send + Sync {
+    /// Store a party's details (JSON, validated); in force from now on.
+    async fn set_details(&self, party: &str, json: &str) -> Result<()>;
+
+    /// The party's details as they were at `at` (UTC microseconds; the
+    /// current ones with `i64::MAX`).
+    async fn details_as_of(&self, party: &str, at: i64) -> Result<Option<StoredDetails>>;
 }
 
 /// Open the store a URL names: `sqlite:PATH` / `sqlite://PATH` (created on

@@ -543,6 +543,62 @@ impl<S: Pooled> Invoices for S {
         rows_where(self.pool(), sql, period).await
     }
 
+    async fn undelivered_invoice_events(&self) -> Result<Vec<(String, String)>> {
+        Ok(on_pool!(self.pool(), |p| {
+            sqlx::query_as(
+                "select account, period from invoice_events where delivered_at is null \
+                 order by created_at, account, period",
+            )
+            .fetch_all(p)
+            .await?
+        }))
+    }
+
+    async fn claim_invoice_event(
+        &self,
+        account: &str,
+        period: &str,
+        for_micros: i64,
+    ) -> Result<bool> {
+        let now = now_micros();
+        let done = on_pool!(self.pool(), |p| {
+            sqlx::query(
+                "update invoice_events set claimed_until = $1 where account = $2 and period = $3 \
+                 and delivered_at is null and (claimed_until is null or claimed_until < $4)",
+            )
+            .bind(now + for_micros)
+            .bind(account)
+            .bind(period)
+            .bind(now)
+            .execute(p)
+            .await?
+            .rows_affected()
+        });
+        Ok(done == 1)
+    }
+
+    async fn settle_invoice_event(
+        &self,
+        account: &str,
+        period: &str,
+        delivered: bool,
+    ) -> Result<()> {
+        on_pool!(self.pool(), |p| {
+            sqlx::query(
+                "update invoice_events set claimed_until = null, \
+                 delivered_at = case when $1 then $2 else delivered_at end \
+                 where account = $3 and period = $4",
+            )
+            .bind(delivered)
+            .bind(now_micros())
+            .bind(account)
+            .bind(period)
+            .execute(p)
+            .await?;
+        });
+        Ok(())
+    }
+
     async fn finalized_count(&self) -> Result<i64> {
         Ok(on_pool!(self.pool(), |p| {
             sqlx::query_scalar("select cast(count(*) as bigint) from invoices")
@@ -632,6 +688,15 @@ impl<S: Pooled> Invoices for S {
                     .execute(&mut *tx)
                     .await?;
                 }
+                // The invoice.finalized event, once per finalization.
+                sqlx::query(
+                    "insert into invoice_events (account, period, created_at) values ($1, $2, $3)",
+                )
+                .bind(account)
+                .bind(period)
+                .bind(now_micros())
+                .execute(&mut *tx)
+                .await?;
                 let number = sql::invoice_number(period, id);
                 let (json, csv) = render(&number);
                 sqlx::query("update invoices set number = $1, json = $2, csv = $3 where id = $4")

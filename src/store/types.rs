@@ -254,6 +254,14 @@ pub struct FiguresVersion {
     pub credit: (i64, i64),
 }
 
+/// A party's billing details as set (JSON).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct StoredDetails {
+    pub party: String,
+    pub details: String,
+    pub set_at: i64,
+}
+
 /// A grant of prepaid credit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CreditGrant {

@@ -13,6 +13,7 @@ mod support;
 mod access;
 mod attribution;
 mod billing;
+mod billing_details;
 mod billing_props;
 mod cli;
 mod credits;
