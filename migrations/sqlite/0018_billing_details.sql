@@ -14,12 +14,13 @@ create index billing_details_party on billing_details (party, id);
 
 -- One invoice.finalized event per finalized invoice, written in the
 -- finalizing transaction; delivered to the webhook at least once. A sender
--- claims an event (claimed_until) before it POSTs it, so several servers
--- never send one at the same time.
+-- claims an event (claimed_by, a token of its own, until claimed_until)
+-- before it POSTs it, so several servers never send one at the same time.
 create table invoice_events (
     account        text    not null,
     period         text    not null,
     created_at     integer not null,
+    claimed_by     text,
     claimed_until  integer,
     delivered_at   integer,
     primary key (account, period)

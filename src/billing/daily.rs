@@ -236,10 +236,6 @@ pub async fn period_costs(
     // A finalized invoice was priced by the plan as it was then: its
     // figures here are too, whatever plan was set since.
     let mut plans_then = BTreeMap::new();
-    let finalized_at: BTreeMap<String, i64> = finalized_refs
-        .iter()
-        .map(|f| (f.account.clone(), f.finalized_at))
-        .collect();
     for f in &finalized_refs {
         let plan = crate::plans::plan_as_of(store, &f.account, f.finalized_at).await?;
         plans_then.insert(f.account.clone(), plan);
@@ -312,18 +308,26 @@ pub async fn period_costs(
         }
         invoice.add_adjustments(adjustments);
         credits.apply(&mut invoice, period, number.is_some());
-        // A finalized invoice with the details it was finalized with.
-        let at = finalized_at.get(&account).copied();
-        let (seller, bill_to) =
-            super::details::details_at(store, &account, at.unwrap_or(i64::MAX)).await?;
-        let issued = at.map(crate::time::date_of);
-        super::details::apply(
-            &mut invoice,
-            period,
-            seller.as_ref(),
-            bill_to.as_ref(),
-            issued,
-        );
+        // A finalized invoice with the parties and tax it was frozen with
+        // (read back from its document: whatever changed since, or raced
+        // the finalization, is not what it says).
+        if number.is_some() {
+            if let Some(frozen) = store
+                .finalized_invoice(&account, &period.to_string())
+                .await?
+            {
+                super::details::apply_frozen(&mut invoice, &frozen.json)?;
+            }
+        } else {
+            let (seller, bill_to) = super::details::details_at(store, &account, i64::MAX).await?;
+            super::details::apply(
+                &mut invoice,
+                period,
+                seller.as_ref(),
+                bill_to.as_ref(),
+                None,
+            );
+        }
         if let Some(n) = &number {
             invoice.number = Some(n.clone());
             invoice.status = "finalized";

@@ -72,6 +72,7 @@ pub const REVERSE_CHARGE_NOTE: &str =
 impl Details {
     /// Check every field: the first one at fault, named.
     pub fn validate(&self) -> Result<(), String> {
+        // Only an address has lines; other fields land in one line or cell.
         let text = |field: &str, v: &Option<String>, max: usize| match v {
             Some(s) if s.trim().is_empty() => {
                 Err(format!("{field} is empty (leave it out instead)"))
@@ -79,8 +80,13 @@ impl Details {
             Some(s) if s.chars().count() > max => {
                 Err(format!("{field} is longer than {max} characters"))
             }
-            Some(s) if s.chars().any(|c| c.is_control() && c != '\n') => {
-                Err(format!("{field} holds a control character"))
+            Some(s)
+                if s.chars()
+                    .any(|c| c.is_control() && !(c == '\n' && field == "address")) =>
+            {
+                Err(format!(
+                    "{field} holds a control character (a line break is for address only)"
+                ))
             }
             _ => Ok(()),
         };
@@ -107,6 +113,15 @@ impl Details {
             return Err(format!("terms_days {t} must be from 0 to 365"));
         }
         Ok(())
+    }
+
+    /// Whether it sets what only an account's details may (the seller's
+    /// tax and terms would never be read).
+    pub fn has_account_terms(&self) -> bool {
+        self.tax_rate_percent.is_some()
+            || self.tax_label.is_some()
+            || self.reverse_charge
+            || self.terms_days.is_some()
     }
 
     /// What a document prints of this party.
@@ -174,6 +189,9 @@ pub fn apply(
         return;
     };
     let base = invoice.total;
+    if base.is_zero() {
+        return; // nothing to tax: no line
+    }
     let unit_price = (rate / Decimal::ONE_HUNDRED).normalize();
     let exact = base * unit_price;
     let label = details.tax_label.as_deref().unwrap_or("Tax");
@@ -194,6 +212,74 @@ pub fn apply(
         cost: LineCost::default(),
     });
     invoice.total = cents(invoice.lines.iter().map(|l| l.amount).sum());
+}
+
+/// Put a frozen invoice's parties, dates, reverse charge and tax lines (from
+/// its JSON document) on the invoice recomputed for the finance views.
+pub fn apply_frozen(invoice: &mut Invoice, json: &str) -> Result<(), StoreError> {
+    let bad = |e: String| StoreError::Invalid(format!("a finalized invoice's document: {e}"));
+    let doc: serde_json::Value = serde_json::from_str(json).map_err(|e| bad(e.to_string()))?;
+    let party = |k: &str| -> Result<Option<Party>, StoreError> {
+        match doc.get(k) {
+            Some(v) => serde_json::from_value(v.clone()).map_err(|e| bad(e.to_string())),
+            None => Ok(None),
+        }
+    };
+    let date = |k: &str| {
+        doc.get(k)
+            .and_then(|v| v.as_str())
+            .and_then(|s| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok())
+    };
+    invoice.seller = party("seller")?;
+    invoice.bill_to = party("bill_to")?;
+    invoice.issued_at = date("issued_at");
+    invoice.due_at = date("due_at");
+    invoice.reverse_charge = doc.get("reverse_charge").and_then(|v| v.as_bool()) == Some(true);
+    invoice.notes = doc
+        .get("notes")
+        .and_then(|v| v.as_array())
+        .map(|a| {
+            a.iter()
+                .filter_map(|n| n.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    let lines = doc
+        .get("lines")
+        .and_then(|v| v.as_array())
+        .cloned()
+        .unwrap_or_default();
+    for l in lines.iter().filter(|l| l["charge"] == "tax") {
+        let text = |k: &str| {
+            l.get(k)
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let number = |k: &str| -> Result<Decimal, StoreError> {
+            text(k)
+                .parse()
+                .map_err(|_| bad(format!("tax line {k} {:?}", text(k))))
+        };
+        let charge = Charge::Tax;
+        invoice.lines.push(Line {
+            description: text("description"),
+            model: None,
+            charge,
+            batch: false,
+            long_context: false,
+            quantity: number("quantity")?,
+            unit: charge.unit(),
+            unit_price: number("unit_price")?,
+            price_version: text("price_version"),
+            plan_version: None,
+            amount_exact: number("amount_exact")?,
+            amount: number("amount")?,
+            cost: LineCost::default(),
+        });
+    }
+    invoice.total = cents(invoice.lines.iter().map(|l| l.amount).sum());
+    Ok(())
 }
 
 #[cfg(test)]

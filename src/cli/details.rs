@@ -40,9 +40,9 @@ pub enum AccountsCommand {
         /// No tax: the customer accounts for it (the invoice says so).
         #[arg(long, num_args = 0..=1, default_missing_value = "true")]
         reverse_charge: Option<bool>,
-        /// Days from issue to due date (default 30).
+        /// Days from issue to due date (default 30; empty: back to the default).
         #[arg(long)]
-        terms_days: Option<u32>,
+        terms_days: Option<String>,
     },
     /// An account's billing details.
     Show {
@@ -68,7 +68,7 @@ pub struct PartyArgs {
 /// `Some("")` clears a field, `Some(v)` sets it, `None` keeps it.
 fn merge(field: &mut Option<String>, given: Option<String>) {
     if let Some(v) = given {
-        *field = Some(v.replace("\\n", "\n")).filter(|v| !v.is_empty());
+        *field = Some(v).filter(|v| !v.is_empty());
     }
 }
 
@@ -76,7 +76,8 @@ impl PartyArgs {
     fn merge_into(self, d: &mut Details) {
         merge(&mut d.name, self.name);
         merge(&mut d.email, self.email);
-        merge(&mut d.address, self.address);
+        // `\n` in an address is a line break (a shell argument has none).
+        merge(&mut d.address, self.address.map(|a| a.replace("\\n", "\n")));
         merge(&mut d.tax_id, self.tax_id);
     }
 }
@@ -159,8 +160,14 @@ pub async fn accounts_cmd(database: &str, cmd: AccountsCommand) -> Result<ExitCo
             if let Some(rc) = reverse_charge {
                 d.reverse_charge = rc;
             }
-            if terms_days.is_some() {
-                d.terms_days = terms_days;
+            if let Some(t) = terms_days {
+                d.terms_days = if t.is_empty() {
+                    None
+                } else {
+                    Some(t.trim().parse().map_err(|_| {
+                        anyhow!("--terms-days {t:?} is not a number of days (0 to 365)")
+                    })?)
+                };
             }
             save(store.as_ref(), &account, &d, "--account").await?;
             println!("billing details of {account} set");

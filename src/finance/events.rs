@@ -2,8 +2,9 @@
 //! "account", "period", "number", "total", "due_at"}`, at least once per
 //! finalized invoice. The event is written in the finalizing transaction
 //! (so there is exactly one per finalization, however many servers
-//! finalize); a sender claims it for a minute before it POSTs it (so two
-//! servers never send it at once), and it stays undelivered until the
+//! finalize); a sender claims it for a minute under a token of its own
+//! before it POSTs it (so two servers never send it at once, given clocks
+//! within half a minute of each other), and it stays undelivered until the
 //! webhook answers 2xx, then is sent again at the next check, like budget
 //! alerts.
 
@@ -56,18 +57,36 @@ pub async fn deliver(
 ) -> Result<usize, StoreError> {
     let mut delivered = 0;
     for (account, period) in store.undelivered_invoice_events().await? {
-        if !store
-            .claim_invoice_event(&account, &period, CLAIM_MICROS)
-            .await?
-        {
-            continue; // another sender has it
-        }
-        let sent = match event(store, &account, &period).await? {
-            Some(e) => super::budget::post_alert(client, webhook, &e).await,
-            None => false,
-        };
-        store.settle_invoice_event(&account, &period, sent).await?;
-        delivered += usize::from(sent);
+        delivered += usize::from(deliver_one(store, client, webhook, &account, &period).await?);
     }
     Ok(delivered)
+}
+
+/// POST one invoice's event if this caller can claim it: whether it was delivered.
+pub async fn deliver_one(
+    store: &dyn Store,
+    client: &reqwest::Client,
+    webhook: &str,
+    account: &str,
+    period: &str,
+) -> Result<bool, StoreError> {
+    // A token of this sender's own: only it may settle its claim.
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes)
+        .map_err(|e| StoreError::Invalid(format!("no randomness available: {e}")))?;
+    let token = hex::encode(bytes);
+    if !store
+        .claim_invoice_event(account, period, &token, CLAIM_MICROS)
+        .await?
+    {
+        return Ok(false); // delivered already, or another sender has it
+    }
+    let sent = match event(store, account, period).await? {
+        Some(e) => super::budget::post_alert(client, webhook, &e).await,
+        None => false,
+    };
+    store
+        .settle_invoice_event(account, period, &token, sent)
+        .await?;
+    Ok(sent)
 }

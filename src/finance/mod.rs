@@ -101,6 +101,7 @@ impl FinanceCache {
                 && v.price_book == version.price_book
                 && v.plans == version.plans
                 && v.credit == version.credit
+                && v.details == version.details
         };
         // One computation at a time: concurrent requests wait for it and reuse it.
         let mut periods = self.periods.lock().await;

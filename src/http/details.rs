@@ -27,6 +27,11 @@ async fn write(state: &AppState, party: &str, body: &[u8]) -> Result<Details, Ap
         ))
     })?;
     details.validate().map_err(ApiError::BadRequest)?;
+    if party == SELLER && details.has_account_terms() {
+        return Err(ApiError::BadRequest(
+            "the seller's details take name, email, address and tax_id: tax rate, label, reverse charge and terms are set per account".into(),
+        ));
+    }
     let json = serde_json::to_string(&details).map_err(ApiError::internal)?;
     state.ledger.store().set_details(party, &json).await?;
     Ok(details)

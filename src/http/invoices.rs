@@ -169,12 +169,21 @@ pub async fn finalize(
     // Announce it now rather than at the next check (which retries a failure).
     if let Some(url) = state.config.alert_webhook.clone() {
         let store = state.ledger.store().clone();
+        let account = account.clone();
         tokio::spawn(async move {
             let client = reqwest::Client::builder()
                 .timeout(std::time::Duration::from_secs(10))
                 .build()
                 .unwrap_or_default();
-            if let Err(e) = crate::finance::events::deliver(store.as_ref(), &client, &url).await {
+            let sent = crate::finance::events::deliver_one(
+                store.as_ref(),
+                &client,
+                &url,
+                &account,
+                &period.to_string(),
+            )
+            .await;
+            if let Err(e) = sent {
                 tracing::warn!("delivering invoice.finalized failed: {e}; will retry");
             }
         });

@@ -299,9 +299,7 @@ fn spawn_alerts(state: AppState) -> tokio::task::JoinHandle<()> {
         let mut tick = tokio::time::interval(state.config.alert_interval);
         loop {
             tick.tick().await;
-            if let Err(e) = check_alerts(&state, &client).await {
-                tracing::warn!("budget check failed: {e}");
-            }
+            check_alerts(&state, &client).await;
         }
     })
 }
@@ -349,25 +347,42 @@ fn spawn_compact_rollups(state: AppState) -> tokio::task::JoinHandle<()> {
     })
 }
 
-async fn check_alerts(
-    state: &AppState,
-    client: &reqwest::Client,
-) -> Result<(), crate::billing::BillingError> {
+async fn check_alerts(state: &AppState, client: &reqwest::Client) {
+    // Each step on its own: one that fails (and is logged) holds back none
+    // of the others, above all not the delivery of what is already recorded.
     let store = state.ledger.store().as_ref();
     let now = chrono::Utc::now();
-    if !store.budgets().await?.is_empty() {
-        let period = crate::billing::Period::of_day(now.date_naive());
-        let snap = state.finance.costs(store, period).await?;
-        crate::finance::budget::check(store, &snap.costs, now).await?;
+    let budgets = async {
+        if !store.budgets().await?.is_empty() {
+            let period = crate::billing::Period::of_day(now.date_naive());
+            let snap = state.finance.costs(store, period).await?;
+            crate::finance::budget::check(store, &snap.costs, now).await?;
+        }
+        Ok::<_, crate::billing::BillingError>(())
+    };
+    if let Err(e) = budgets.await {
+        tracing::warn!("budget check failed: {e}");
     }
-    let figures = crate::finance::credits::Figures::cached(&state.finance, store).await?;
-    crate::finance::credits::check(store, &figures, now).await?;
-    if let Some(url) = &state.config.alert_webhook {
-        crate::finance::budget::deliver(store, client, url).await?;
-        crate::finance::credits::deliver(store, client, url).await?;
-        crate::finance::events::deliver(store, client, url).await?;
+    let credits = async {
+        let figures = crate::finance::credits::Figures::cached(&state.finance, store).await?;
+        crate::finance::credits::check(store, &figures, now).await?;
+        Ok::<_, crate::billing::BillingError>(())
+    };
+    if let Err(e) = credits.await {
+        tracing::warn!("credit balance check failed: {e}");
     }
-    Ok(())
+    let Some(url) = &state.config.alert_webhook else {
+        return;
+    };
+    if let Err(e) = crate::finance::budget::deliver(store, client, url).await {
+        tracing::warn!("delivering budget alerts failed: {e}");
+    }
+    if let Err(e) = crate::finance::credits::deliver(store, client, url).await {
+        tracing::warn!("delivering low-balance alerts failed: {e}");
+    }
+    if let Err(e) = crate::finance::events::deliver(store, client, url).await {
+        tracing::warn!("delivering invoice.finalized events failed: {e}");
+    }
 }
 
 /// Refuse to expose an unauthenticated ledger beyond this machine.

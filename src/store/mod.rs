@@ -241,20 +241,22 @@ pub trait Invoices: Send + Sync {
     /// `invoice.finalized` events not delivered yet: (account, period), oldest first.
     async fn undelivered_invoice_events(&self) -> Result<Vec<(String, String)>>;
 
-    /// Claim an undelivered event for `for_micros` (no one else's claim
-    /// running): true when this caller may send it now.
+    /// Claim an undelivered event for `for_micros` under `token` (when no
+    /// one else's claim runs): true when this caller may send it now.
     async fn claim_invoice_event(
         &self,
         account: &str,
         period: &str,
+        token: &str,
         for_micros: i64,
     ) -> Result<bool>;
 
-    /// Release a claimed event: delivered (for good), or to be tried again.
+    /// Release the claim `token` holds: delivered (for good), or to be tried again.
     async fn settle_invoice_event(
         &self,
         account: &str,
         period: &str,
+        token: &str,
         delivered: bool,
     ) -> Result<()>;
 

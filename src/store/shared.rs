@@ -395,7 +395,8 @@ impl<S: Pooled> UsageReads for S {
     }
 
     async fn figures_version(&self) -> Result<FiguresVersion> {
-        let (max_seq, finalized, price_book, plans, grants, voids): (i64, i64, i64, i64, i64, i64) =
+        type Row = (i64, i64, i64, i64, i64, i64, i64);
+        let (max_seq, finalized, price_book, plans, grants, voids, details): Row =
             on_pool!(self.pool(), |p| {
                 sqlx::query_as(
                     "select cast(coalesce((select max(seq) from records), 0) as bigint), \
@@ -403,7 +404,8 @@ impl<S: Pooled> UsageReads for S {
                      cast(coalesce((select max(id) from price_books), 0) as bigint), \
                      cast(coalesce((select max(id) from account_plans), 0) as bigint), \
                      cast(coalesce((select max(id) from credit_grants), 0) as bigint), \
-                     cast((select count(voided_at) from credit_grants) as bigint)",
+                     cast((select count(voided_at) from credit_grants) as bigint), \
+                     cast(coalesce((select max(id) from billing_details), 0) as bigint)",
                 )
                 .fetch_one(p)
                 .await?
@@ -414,6 +416,7 @@ impl<S: Pooled> UsageReads for S {
             price_book,
             plans,
             credit: (grants, voids),
+            details,
         })
     }
 
@@ -558,14 +561,17 @@ impl<S: Pooled> Invoices for S {
         &self,
         account: &str,
         period: &str,
+        token: &str,
         for_micros: i64,
     ) -> Result<bool> {
         let now = now_micros();
         let done = on_pool!(self.pool(), |p| {
             sqlx::query(
-                "update invoice_events set claimed_until = $1 where account = $2 and period = $3 \
-                 and delivered_at is null and (claimed_until is null or claimed_until < $4)",
+                "update invoice_events set claimed_by = $1, claimed_until = $2 \
+                 where account = $3 and period = $4 and delivered_at is null \
+                 and (claimed_until is null or claimed_until < $5)",
             )
+            .bind(token)
             .bind(now + for_micros)
             .bind(account)
             .bind(period)
@@ -581,18 +587,21 @@ impl<S: Pooled> Invoices for S {
         &self,
         account: &str,
         period: &str,
+        token: &str,
         delivered: bool,
     ) -> Result<()> {
         on_pool!(self.pool(), |p| {
+            // Only the claim this sender holds (an expired one may be another's now).
             sqlx::query(
-                "update invoice_events set claimed_until = null, \
+                "update invoice_events set claimed_by = null, claimed_until = null, \
                  delivered_at = case when $1 then $2 else delivered_at end \
-                 where account = $3 and period = $4",
+                 where account = $3 and period = $4 and claimed_by = $5",
             )
             .bind(delivered)
             .bind(now_micros())
             .bind(account)
             .bind(period)
+            .bind(token)
             .execute(p)
             .await?;
         });

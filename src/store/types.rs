@@ -244,7 +244,8 @@ pub struct ProxyKey {
 /// What a period's figures depend on besides time: the newest record, how
 /// many invoices were finalized (anywhere: late usage of one becomes an
 /// adjustment in another), the price book in force, the newest plan, and
-/// the newest credit grant with how many were voided (0 where there is none).
+/// the newest credit grant with how many were voided, and the newest
+/// billing details (0 where there is none).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FiguresVersion {
     pub max_seq: i64,
@@ -252,6 +253,8 @@ pub struct FiguresVersion {
     pub price_book: i64,
     pub plans: i64,
     pub credit: (i64, i64),
+    /// The newest billing details row.
+    pub details: i64,
 }
 
 /// A party's billing details as set (JSON).

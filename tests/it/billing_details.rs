@@ -171,6 +171,29 @@ async fn invoices_carry_parties_and_tax(backend: Backend) {
         .sum();
     assert_eq!(billed, crate::billing::d("2.52"));
 
+    // The views follow a change of details at once (they are cached): 19 %
+    // of $2.10 = $0.399, $0.40.
+    let beta_billed = |focus: &str| -> rust_decimal::Decimal {
+        csv::Reader::from_reader(focus.as_bytes())
+            .records()
+            .map(|r| r.unwrap())
+            .filter(|r| &r[1] == "beta")
+            .map(|r| crate::billing::d(&r[0]))
+            .sum()
+    };
+    let before = admin.get_text("/v1/exports/focus?period=2025-05").await;
+    assert_eq!(beta_billed(&before), crate::billing::d("2.10"));
+    let body = json!({"name": "Beta SARL", "tax_rate_percent": "19"});
+    let r = admin
+        .put("/v1/accounts/beta/details")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let after = admin.get_text("/v1/exports/focus?period=2025-05").await;
+    assert_eq!(beta_billed(&after), crate::billing::d("2.50"));
+
     // Reverse charge: no tax line, and the note.
     let body = json!({"name": "Beta SARL", "tax_id": "FR111", "tax_rate_percent": "19",
         "reverse_charge": true});
@@ -195,6 +218,12 @@ async fn invoices_carry_parties_and_tax(backend: Backend) {
         "{beta:#}"
     );
     assert_eq!(beta["total"], "2.10");
+    let focus = admin.get_text("/v1/exports/focus?period=2025-05").await;
+    assert_eq!(beta_billed(&focus), crate::billing::d("2.10"));
+    // Nothing to tax, no tax line: a month without usage.
+    let idle = admin.get_json("/v1/accounts/acme/invoices/2025-08").await;
+    assert_eq!(charges(&idle), []);
+    assert_eq!(idle["total"], "0.00");
 
     // Minimum, then credit, then tax on what is left: $2.10 topped up to
     // $10, $3 of credit drawn, 20 % of $7 = $1.40: $8.40 due.
@@ -245,6 +274,10 @@ async fn invoices_carry_parties_and_tax(backend: Backend) {
             "tax_rate_percent 150 must be from 0 to 100",
         ),
         (json!({"terms_days": -1}), "terms_days"),
+        (
+            json!({"name": "Acme\nAG"}),
+            "name holds a control character",
+        ),
     ] {
         let r = admin
             .put("/v1/accounts/acme/details")
@@ -260,6 +293,19 @@ async fn invoices_carry_parties_and_tax(backend: Backend) {
         admin.get_json("/v1/accounts/acme/details").await["name"],
         "Acme AG"
     );
+    // The seller's details hold no tax or terms (they are per account).
+    let r = admin
+        .put("/v1/org")
+        .body(r#"{"tax_rate_percent": "20"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(admin.get_json("/v1/org").await["name"], "Reseller Two Ltd");
+    // Terms back to the default: an empty value clears them.
+    ok(&["accounts", "set", "acme", "--terms-days", ""]);
+    let shown: Value = serde_json::from_str(&ok(&["accounts", "show", "acme", "--json"])).unwrap();
+    assert!(shown.get("terms_days").is_none(), "{shown}");
 
     // An account key reads its own details, no one else's, and sets none.
     let account = app.account();
