@@ -23,6 +23,7 @@ pub mod auth;
 pub mod billing;
 pub mod cli;
 pub mod dashboard;
+pub mod documents;
 pub mod estimate;
 pub mod finance;
 pub mod http;

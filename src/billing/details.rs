@@ -63,6 +63,9 @@ pub struct Details {
     pub reverse_charge: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub terms_days: Option<u32>,
+    /// The seller's paper for PDF documents (`a4`, the default, or `letter`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paper: Option<crate::documents::Paper>,
 }
 
 /// The note a reverse-charge invoice carries.
@@ -122,6 +125,11 @@ impl Details {
             || self.tax_label.is_some()
             || self.reverse_charge
             || self.terms_days.is_some()
+    }
+
+    /// Whether it sets what only the seller's details may.
+    pub fn has_seller_settings(&self) -> bool {
+        self.paper.is_some()
     }
 
     /// What a document prints of this party.

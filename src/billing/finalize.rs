@@ -1,11 +1,12 @@
 //! Finalizing: an invoice frozen at a cutoff of the ledger, numbered, its
 //! JSON and CSV kept as bytes forever.
 
+use super::documents::{self, seller_paper};
 use super::drafts::{Cutoff, draft_issued};
 use super::period::Period;
 use super::{BillingError, render};
 use crate::pricing::PriceBook;
-use crate::store::{Store, StoreError};
+use crate::store::{FrozenDocuments, Store, StoreError};
 
 /// Why an invoice could not be finalized.
 #[derive(Debug, thiserror::Error)]
@@ -56,11 +57,27 @@ pub async fn finalize(
             return Err(FinalizeError::Unpriced(models.join(", ")));
         }
         let draws = draft.draws.clone();
+        let paper = seller_paper(store).await?;
         let render = move |number: &str| {
             let mut frozen = draft.clone();
             frozen.number = Some(number.to_owned());
             frozen.status = "finalized";
-            (render::json(&frozen), render::csv(&frozen))
+            let (json, csv) = (render::json(&frozen), render::csv(&frozen));
+            // A document that cannot be rendered from the JSON just made
+            // is a bug; the JSON and CSV are frozen all the same, and the
+            // documents are rendered from them on first request.
+            match documents::frozen(json.clone(), csv.clone(), book, period, paper) {
+                Ok(docs) => docs,
+                Err(e) => {
+                    tracing::error!("rendering the documents of {number}: {e}");
+                    FrozenDocuments {
+                        json,
+                        csv,
+                        html: String::new(),
+                        pdf: Vec::new(),
+                    }
+                }
+            }
         };
         match store
             .finalize(account, &label, cutoff, &draws, &render)

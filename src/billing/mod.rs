@@ -22,6 +22,7 @@ pub mod containers;
 pub mod credits;
 pub mod daily;
 pub mod details;
+pub mod documents;
 pub mod drafts;
 pub mod finalize;
 pub mod invoice;
@@ -31,6 +32,7 @@ pub mod render;
 
 pub use crate::record::RateKey;
 pub use breakdown::{BreakdownPart, breakdown, with_breakdown};
+pub use documents::{DocumentKind, invoice_document};
 pub use drafts::{
     Cutoff, Rendered, container_bill, container_values, draft_as_of, draft_invoice, draft_invoices,
     invoice, joined_csv, period_csv, period_invoices,

@@ -31,6 +31,11 @@ impl Period {
         self.first
     }
 
+    /// The period's last day.
+    pub fn last_day(&self) -> NaiveDate {
+        self.end_day().pred_opt().unwrap_or(self.first)
+    }
+
     /// The first day of the next period.
     pub fn end_day(&self) -> NaiveDate {
         self.first

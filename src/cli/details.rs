@@ -16,7 +16,13 @@ use crate::store::Store;
 #[derive(Debug, Subcommand)]
 pub enum OrgCommand {
     /// Set the seller's details (printed on every invoice).
-    Set(PartyArgs),
+    Set {
+        #[command(flatten)]
+        party: PartyArgs,
+        /// The paper PDF invoices are laid out on.
+        #[arg(long, value_enum)]
+        paper: Option<crate::documents::Paper>,
+    },
     /// The seller's details.
     Show {
         #[arg(long)]
@@ -109,6 +115,7 @@ fn print(d: &Details, json: bool) -> Result<()> {
         ("tax label", d.tax_label.clone()),
         ("reverse charge", d.reverse_charge.then(|| "yes".to_owned())),
         ("terms", d.terms_days.map(|t| format!("{t} days"))),
+        ("paper", d.paper.map(|p| format!("{p:?}").to_lowercase())),
     ];
     for (k, v) in rows {
         if let Some(v) = v {
@@ -121,9 +128,12 @@ fn print(d: &Details, json: bool) -> Result<()> {
 pub async fn org_cmd(database: &str, cmd: OrgCommand) -> Result<ExitCode> {
     let store = open_store(database).await?;
     match cmd {
-        OrgCommand::Set(party) => {
+        OrgCommand::Set { party, paper } => {
             let mut d = current(store.as_ref(), SELLER).await?;
             party.merge_into(&mut d);
+            if paper.is_some() {
+                d.paper = paper;
+            }
             save(store.as_ref(), SELLER, &d, "org").await?;
             println!("seller details set");
         }

@@ -12,7 +12,7 @@ use rust_decimal::Decimal;
 use super::open_store;
 use crate::billing::Period;
 use crate::billing::daily::period_costs;
-use crate::finance::{budget, focus, reconcile, usd};
+use crate::finance::{accounting, budget, focus, reconcile, usd};
 
 #[derive(Debug, Subcommand)]
 pub enum BudgetCommand {
@@ -50,7 +50,12 @@ pub enum BudgetCommand {
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum ExportFormat {
+    /// FinOps FOCUS cost-and-usage rows (every charge, by day).
     Focus,
+    /// The period's finalized invoices in QuickBooks Online's invoice import layout.
+    Quickbooks,
+    /// The period's finalized invoices in Xero's sales invoice import layout.
+    Xero,
 }
 
 #[derive(Debug, Args)]
@@ -62,6 +67,17 @@ pub struct ExportArgs {
     /// Output file (default: stdout).
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// quickbooks, xero: how dates are written (default: mdy for
+    /// QuickBooks, dmy for Xero).
+    #[arg(long, value_enum)]
+    pub date_format: Option<accounting::DateFormat>,
+    /// xero: the revenue account code of every line.
+    #[arg(long, default_value = "200")]
+    pub account_code: String,
+    /// xero: the tax rate (its name in Xero) of every line: a zero rate,
+    /// since the invoice's own tax line is exported as a line.
+    #[arg(long, default_value = "Tax Exempt")]
+    pub tax_type: String,
 }
 
 #[derive(Debug, Args)]
@@ -208,9 +224,37 @@ pub async fn budget_cmd(database: &str, cmd: BudgetCommand) -> Result<ExitCode> 
 pub async fn export(database: &str, args: ExportArgs) -> Result<ExitCode> {
     let period = period_arg(&args.period)?;
     let store = open_store(database).await?;
+    let product = match args.format {
+        ExportFormat::Focus => None,
+        ExportFormat::Quickbooks => Some(accounting::Product::QuickBooks),
+        ExportFormat::Xero => Some(accounting::Product::Xero),
+    };
+    if let Some(product) = product {
+        let mut options = accounting::ExportOptions::defaults(product);
+        options.dates = args.date_format.unwrap_or(options.dates);
+        options.account_code = args.account_code;
+        options.tax_type = args.tax_type;
+        let (csv, invoices) =
+            accounting::export(store.as_ref(), product, period, None, &options).await?;
+        if invoices == 0 {
+            eprintln!(
+                "warning: no finalized invoice in {period}: only finalized invoices are exported (tally invoice --finalize)"
+            );
+        }
+        match &args.out {
+            Some(path) => {
+                std::fs::write(path, csv).with_context(|| format!("writing {}", path.display()))?
+            }
+            None => {
+                let mut out = std::io::stdout().lock();
+                out.write_all(csv.as_bytes())?;
+                out.flush()?;
+            }
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let book = crate::pricing::current_book(store.as_ref()).await?;
     let costs = focus::costs_for_export(store.as_ref(), &book, period, None).await?;
-    let ExportFormat::Focus = args.format;
     match &args.out {
         Some(path) => {
             let file = std::fs::File::create(path)

@@ -13,6 +13,10 @@ use crate::billing::{self, Period};
 pub enum Format {
     Json,
     Csv,
+    /// A self-contained printable page.
+    Html,
+    /// A PDF (on the seller's paper: A4 unless `tally org set --paper letter`).
+    Pdf,
 }
 
 #[derive(Debug, Args)]
@@ -49,7 +53,7 @@ pub async fn invoice(database: &str, args: InvoiceArgs) -> Result<ExitCode> {
     crate::record::validate_account(&args.account)
         .map_err(|m| anyhow::anyhow!("--account {:?} {m}", args.account))?;
     let breakdown = match &args.breakdown {
-        Some(d) if matches!(args.format, Format::Csv) => {
+        Some(d) if !matches!(args.format, Format::Json) => {
             bail!(
                 "--breakdown {d:?}: the breakdown is part of the JSON invoice (use --format json)"
             )
@@ -92,11 +96,31 @@ pub async fn invoice(database: &str, args: InvoiceArgs) -> Result<ExitCode> {
         }
         None => json,
     };
-    match args.format {
-        Format::Json => print!("{json}"),
-        Format::Csv => print!("{csv}"),
-    }
+    let kind = match args.format {
+        Format::Json => {
+            print!("{json}");
+            return Ok(ExitCode::SUCCESS);
+        }
+        Format::Csv => {
+            print!("{csv}");
+            return Ok(ExitCode::SUCCESS);
+        }
+        Format::Html => billing::DocumentKind::Html,
+        Format::Pdf => billing::DocumentKind::Pdf,
+    };
+    let bytes =
+        billing::invoice_document(store.as_ref(), &book, &args.account, period, kind).await?;
+    write_stdout(&bytes)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Bytes to standard output as they are (a PDF is not text).
+fn write_stdout(bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    out.write_all(bytes)?;
+    out.flush()?;
+    Ok(())
 }
 
 pub async fn invoices(database: &str, args: InvoicesArgs) -> Result<ExitCode> {
@@ -104,6 +128,12 @@ pub async fn invoices(database: &str, args: InvoicesArgs) -> Result<ExitCode> {
     let store = open_store(database).await?;
     let book = crate::pricing::current_book(store.as_ref()).await?;
     match args.format {
+        Format::Html | Format::Pdf => {
+            bail!(
+                "--format {:?}: documents are per invoice (tally invoice --account A --format html|pdf)",
+                args.format
+            )
+        }
         Format::Csv => print!(
             "{}",
             billing::period_csv(store.as_ref(), &book, period).await?

@@ -95,7 +95,7 @@ pub enum Command {
     Credits(credits::CreditsCommand),
     /// Each account's cost, price and margin in a period.
     Margins(plans::MarginsArgs),
-    /// Export a period's charges (FinOps FOCUS CSV).
+    /// Export a period: its charges (FinOps FOCUS CSV) or its finalized invoices (QuickBooks, Xero).
     Export(finance::ExportArgs),
     /// Compare tally with a cost report exported from Anthropic's Admin API.
     Reconcile(finance::ReconcileArgs),

@@ -9,6 +9,7 @@
 //! records keep arriving (a 5,000,000-record month takes seconds to compute;
 //! the dashboard must answer in milliseconds).
 
+pub mod accounting;
 pub mod budget;
 pub mod cost_report;
 pub mod credits;

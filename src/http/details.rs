@@ -23,13 +23,18 @@ async fn read(state: &AppState, party: &str) -> Result<Details, ApiError> {
 async fn write(state: &AppState, party: &str, body: &[u8]) -> Result<Details, ApiError> {
     let details: Details = serde_json::from_slice(body).map_err(|e| {
         ApiError::BadRequest(format!(
-            "body: expected the billing details as JSON (name, email, address, tax_id, tax_rate_percent, tax_label, reverse_charge, terms_days): {e}"
+            "body: expected the billing details as JSON (name, email, address, tax_id, tax_rate_percent, tax_label, reverse_charge, terms_days; the seller's also paper): {e}"
         ))
     })?;
     details.validate().map_err(ApiError::BadRequest)?;
     if party == SELLER && details.has_account_terms() {
         return Err(ApiError::BadRequest(
             "the seller's details take name, email, address and tax_id: tax rate, label, reverse charge and terms are set per account".into(),
+        ));
+    }
+    if party != SELLER && details.has_seller_settings() {
+        return Err(ApiError::BadRequest(
+            "paper is the seller's setting (PUT /v1/org), not an account's".into(),
         ));
     }
     let json = serde_json::to_string(&details).map_err(ApiError::internal)?;

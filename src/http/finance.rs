@@ -16,7 +16,7 @@ use super::invoices::QueryFormat;
 use super::{ApiError, ApiQuery, AppState, check_account};
 use crate::auth::Principal;
 use crate::billing::{self, Period};
-use crate::finance::{Snapshot, budget, cost_report, focus};
+use crate::finance::{Snapshot, accounting, budget, cost_report, focus};
 use crate::record::Dimension;
 
 #[derive(Debug, Deserialize)]
@@ -398,6 +398,85 @@ pub async fn focus_export(
     // Writing CSV into memory fails only on a bug: 500.
     focus::write(costs.costs(), only, &mut out).map_err(ApiError::internal)?;
     Ok(csv_download(out, &format!("tally-focus-{period}.csv")))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct AccountingQuery {
+    period: Option<String>,
+    date_format: Option<String>,
+    account_code: Option<String>,
+    tax_type: Option<String>,
+}
+
+/// `GET /v1/exports/quickbooks|xero?period=YYYY-MM[&date_format=mdy|dmy|iso]
+/// [&account_code=…&tax_type=…]`: the period's finalized invoices (an
+/// account key's own only) in that product's invoice import layout.
+async fn accounting_export(
+    state: &AppState,
+    principal: &Principal,
+    q: AccountingQuery,
+    product: accounting::Product,
+) -> Result<Response, ApiError> {
+    let period = required_period(q.period.as_deref())?;
+    let mut options = accounting::ExportOptions::defaults(product);
+    if let Some(f) = q.date_format.as_deref() {
+        options.dates = match f {
+            "mdy" => accounting::DateFormat::Mdy,
+            "dmy" => accounting::DateFormat::Dmy,
+            "iso" => accounting::DateFormat::Iso,
+            other => {
+                return Err(ApiError::BadRequest(format!(
+                    "date_format={other:?}: expected mdy, dmy or iso"
+                )));
+            }
+        };
+    }
+    for (name, given, target) in [
+        ("account_code", q.account_code, &mut options.account_code),
+        ("tax_type", q.tax_type, &mut options.tax_type),
+    ] {
+        if let Some(v) = given {
+            if v.trim().is_empty() || v.chars().count() > 64 || v.chars().any(char::is_control) {
+                return Err(ApiError::BadRequest(format!(
+                    "{name}: 1 to 64 characters, no control characters"
+                )));
+            }
+            *target = v;
+        }
+    }
+    let store = state.ledger.store().as_ref();
+    let (csv, _) = accounting::export(store, product, period, only(principal), &options)
+        .await
+        .map_err(|e| match e {
+            accounting::ExportError::Store(e) => ApiError::from(e),
+            e => ApiError::internal(e),
+        })?;
+    let name = match product {
+        accounting::Product::QuickBooks => "quickbooks",
+        accounting::Product::Xero => "xero",
+    };
+    Ok(csv_download(
+        csv.into_bytes(),
+        &format!("tally-{name}-invoices-{period}.csv"),
+    ))
+}
+
+/// `GET /v1/exports/quickbooks?period=YYYY-MM`.
+pub async fn quickbooks_export(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    ApiQuery(q): ApiQuery<AccountingQuery>,
+) -> Result<Response, ApiError> {
+    accounting_export(&state, &principal, q, accounting::Product::QuickBooks).await
+}
+
+/// `GET /v1/exports/xero?period=YYYY-MM`.
+pub async fn xero_export(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    ApiQuery(q): ApiQuery<AccountingQuery>,
+) -> Result<Response, ApiError> {
+    accounting_export(&state, &principal, q, accounting::Product::Xero).await
 }
 
 /// `GET /v1/invoices?period=YYYY-MM[&format=csv|json]`: every invoice of a

@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use super::{ApiError, ApiQuery, AppState, check_account};
 use crate::auth::Principal;
-use crate::billing::{self, Period};
+use crate::billing::{self, DocumentKind, Period};
 
 #[derive(Debug, Deserialize)]
 pub struct FinalizeQuery {
@@ -18,10 +18,12 @@ pub struct FinalizeQuery {
     allow_unpriced: bool,
 }
 
-/// The `{account}` and `{period}` of an invoice's path, both checked.
+/// The `{account}` and `{period}` of an invoice's path, both checked; a
+/// period written `2025-05.html` or `2025-05.pdf` asks for that document.
 pub struct InvoiceTarget {
     account: String,
     period: Period,
+    document: Option<DocumentKind>,
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for InvoiceTarget {
@@ -33,9 +35,23 @@ impl<S: Send + Sync> FromRequestParts<S> for InvoiceTarget {
             .map_err(|e| ApiError::BadRequest(e.body_text()))?;
         check_account(&account)?;
         super::note_target(None, Some(&period));
+        let (period, document) = match period.rsplit_once('.') {
+            Some((p, "html")) => (p, Some(DocumentKind::Html)),
+            Some((p, "pdf")) => (p, Some(DocumentKind::Pdf)),
+            Some((_, other)) => {
+                return Err(ApiError::NotFound(format!(
+                    "no invoice document .{other}: the documents are .html and .pdf"
+                )));
+            }
+            None => (period.as_str(), None),
+        };
         // The period's parser says what is wrong with it: the client's to fix.
-        let period = Period::parse(&period).map_err(ApiError::BadRequest)?;
-        Ok(InvoiceTarget { account, period })
+        let period = Period::parse(period).map_err(ApiError::BadRequest)?;
+        Ok(InvoiceTarget {
+            account,
+            period,
+            document,
+        })
     }
 }
 
@@ -117,13 +133,25 @@ pub struct BreakdownQuery {
 pub async fn get_invoice(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
-    InvoiceTarget { account, period }: InvoiceTarget,
+    InvoiceTarget {
+        account,
+        period,
+        document: printable,
+    }: InvoiceTarget,
     DocumentFormat { csv }: DocumentFormat,
     ApiQuery(query): ApiQuery<BreakdownQuery>,
 ) -> Result<Response, ApiError> {
     if !principal.may_access(&account) {
         // Another account's invoice: not even its existence is shown.
         return Err(ApiError::NotFound("no such invoice".into()));
+    }
+    if let Some(kind) = printable {
+        if query.breakdown.is_some() {
+            return Err(ApiError::BadRequest(
+                "breakdown: the breakdown is part of the JSON invoice, not of its documents".into(),
+            ));
+        }
+        return invoice_document(&state, &account, period, kind).await;
     }
     let breakdown = match query.breakdown.as_deref() {
         Some(d) if csv => {
@@ -153,13 +181,51 @@ pub async fn get_invoice(
     Ok(document(json, false))
 }
 
+/// `GET …/invoices/{period}.html|.pdf`: the printable document, named for
+/// download by its number (a draft's by account and period).
+async fn invoice_document(
+    state: &AppState,
+    account: &str,
+    period: Period,
+    kind: DocumentKind,
+) -> Result<Response, ApiError> {
+    let store = state.ledger.store().as_ref();
+    let book = crate::pricing::current_book(store).await?;
+    let body = billing::invoice_document(store, &book, account, period, kind).await?;
+    let name = match store
+        .finalized_invoice(account, &period.to_string())
+        .await?
+    {
+        Some(f) => f.number,
+        None => format!("{account}-{period}-draft"),
+    };
+    let disposition = format!("inline; filename=\"{name}.{}\"", kind.extension());
+    Ok((
+        [
+            (header::CONTENT_TYPE, kind.content_type().to_owned()),
+            (header::CONTENT_DISPOSITION, disposition),
+        ],
+        body,
+    )
+        .into_response())
+}
+
 pub async fn finalize(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
-    InvoiceTarget { account, period }: InvoiceTarget,
+    InvoiceTarget {
+        account,
+        period,
+        document: printable,
+    }: InvoiceTarget,
     ApiQuery(query): ApiQuery<FinalizeQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    if printable.is_some() {
+        return Err(ApiError::NotFound(
+            "finalize the invoice itself: POST …/invoices/{period}/finalize".into(),
+        ));
+    }
     super::admin_only(&principal, "finalize invoices")?;
     let DocumentFormat { csv } = DocumentFormat::from_accept(&headers);
     let store = state.ledger.store().as_ref();

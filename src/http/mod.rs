@@ -146,6 +146,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/alerts", get(finance::alerts))
         .route("/v1/cost_report", get(finance::cost_report))
         .route("/v1/exports/focus", get(finance::focus_export))
+        .route("/v1/exports/quickbooks", get(finance::quickbooks_export))
+        .route("/v1/exports/xero", get(finance::xero_export))
         .route("/v1/estimate", post(estimate::post_estimate))
         .route("/", get(finance::dashboard))
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));

@@ -68,7 +68,8 @@ pub fn document() -> Value {
             "schemas": {"Details": {"type": "object", "additionalProperties": false, "properties": {
                 "name": {"type": "string"}, "email": {"type": "string"}, "address": {"type": "string"}, "tax_id": {"type": "string"},
                 "tax_rate_percent": {"type": "string", "example": "20"}, "tax_label": {"type": "string"}, "reverse_charge": {"type": "boolean"},
-                "terms_days": {"type": "integer", "minimum": 0, "maximum": 365}}},
+                "terms_days": {"type": "integer", "minimum": 0, "maximum": 365},
+                "paper": {"type": "string", "enum": ["a4", "letter"], "description": "the seller's only: the paper PDF invoices are laid out on (default a4)"}}},
                 "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "object", "properties": {"type": {"type": "string"}, "message": {"type": "string"}}}}}}
         },
         "security": [{"bearer": []}, {"basic": []}],
@@ -90,6 +91,8 @@ pub fn document() -> Value {
                 "responses": op("", json!([]), content("application/x-ndjson", "a summary and per-line results"), &["400", "401", "413", "500", "503"])["responses"].clone()
             }},
             "/v1/accounts/{account}/invoices/{period}": {"get": op("An account's invoice (JSON; CSV with Accept: text/csv or ?format=csv)", json!([account, period, query_param("format", "json | csv", false)]), json!({"200": {"description": "the invoice", "content": {"application/json": {}, "text/csv": {}}}}), &["400", "401", "404", "500", "503"])},
+            "/v1/accounts/{account}/invoices/{period}.html": {"get": op("An account's invoice as a self-contained printable HTML document (a finalized invoice's as frozen)", json!([account, period]), content("text/html", "the invoice document"), &["400", "401", "404", "500", "503"])},
+            "/v1/accounts/{account}/invoices/{period}.pdf": {"get": op("An account's invoice as a PDF on the seller's paper (a finalized invoice's as frozen)", json!([account, period]), content("application/pdf", "the invoice document"), &["400", "401", "404", "500", "503"])},
             "/v1/accounts/{account}/invoices/{period}/finalize": {"post": op("Finalize (freeze) an invoice (admin)", json!([account, period, query_param("allow_unpriced", "true to finalize despite unpriced usage", false)]), content("application/json", "the finalized invoice"), &["400", "401", "403", "409", "500", "503"])},
             "/v1/invoices": {"get": op("Every invoice of a period the caller may see", json!([q_period, query_param("format", "json | csv", false)]), json!({"200": {"description": "invoices", "content": {"application/json": {}, "text/csv": {}}}}), &std_err)},
             "/v1/accounts/{account}/budget": {
@@ -145,6 +148,8 @@ pub fn document() -> Value {
                        query_param("view", "price (default: what accounts pay) | cost | margin (admin only)", false)]),
                 content("application/json", "daily buckets"), &std_err)},
             "/v1/exports/focus": {"get": op("FinOps FOCUS cost-and-usage CSV of a period", json!([q_period]), content("text/csv", "FOCUS rows"), &std_err)},
+            "/v1/exports/quickbooks": {"get": op("A period's finalized invoices in QuickBooks Online's invoice import CSV (drafts are never exported)", json!([q_period, query_param("date_format", "mdy (default) | dmy | iso", false)]), content("text/csv", "one row per invoice line"), &std_err)},
+            "/v1/exports/xero": {"get": op("A period's finalized invoices in Xero's sales invoice import CSV (drafts are never exported)", json!([q_period, query_param("date_format", "dmy (default) | mdy | iso", false), query_param("account_code", "revenue account code of every line (default 200)", false), query_param("tax_type", "Xero tax rate name of every line (default Tax Exempt)", false)]), content("text/csv", "one row per invoice line"), &std_err)},
             "/v1/estimate": {"post": {
                 "summary": "Project a workload's cost before deploying it (the workload document of SPEC 8 as JSON)",
                 "parameters": [query_param("at", "YYYY-MM-DD: price with the version in force then (default today)", false), query_param("compare_models", "comma-separated models: the same workloads on each, side by side", false), query_param("account", "price at this account's plan (an account key: its own, the default)", false)],

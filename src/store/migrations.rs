@@ -115,6 +115,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../migrations/sqlite/0018_billing_details.sql"),
         include_str!("../../migrations/postgres/0018_billing_details.sql"),
     ),
+    (
+        19,
+        "invoice documents",
+        include_str!("../../migrations/sqlite/0019_invoice_documents.sql"),
+        include_str!("../../migrations/postgres/0019_invoice_documents.sql"),
+    ),
 ];
 
 /// Version numbers of the embedded migrations.

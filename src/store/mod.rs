@@ -270,8 +270,19 @@ pub trait Invoices: Send + Sync {
         period: &str,
     ) -> Result<Option<FinalizedInvoice>>;
 
-    /// Freeze an invoice: a number is assigned (from the row id) and `render`
-    /// turns it into the JSON and CSV kept forever, and its credit `draws`
+    /// Keep the documents of an invoice finalized before tally froze them
+    /// (only where none are kept yet: the first rendering stands).
+    async fn keep_documents(
+        &self,
+        account: &str,
+        period: &str,
+        html: &str,
+        pdf: &[u8],
+    ) -> Result<()>;
+
+    /// Freeze an invoice: the period's next number is assigned (gapless:
+    /// taken in this transaction, under a lock every finalization takes)
+    /// and `render` turns it into the documents kept forever, and its credit `draws`
     /// become permanent, in one transaction. A draw that no longer fits its
     /// grant (drawn or voided meanwhile) fails it with
     /// [`StoreError::Changed`], and nothing is written. If the invoice was
@@ -282,7 +293,7 @@ pub trait Invoices: Send + Sync {
         period: &str,
         cutoff_seq: i64,
         draws: &[CreditDraw],
-        render: &(dyn for<'a> Fn(&'a str) -> (String, String) + Send + Sync),
+        render: &(dyn for<'a> Fn(&'a str) -> FrozenDocuments + Send + Sync),
     ) -> Result<FinalizedInvoice>;
 }
 

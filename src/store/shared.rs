@@ -14,9 +14,9 @@ use super::pool::{PoolRef, Pooled, on_pool};
 use super::sql;
 use super::{
     Budget, BudgetAlert, Budgets, ContainerDayRow, ContainerDimDayRow, ContainerRecord, CreditDraw,
-    FiguresVersion, FinalizedInvoice, FinalizedRef, Invoices, LedgerCounts, PriceBooks, Rejected,
-    RejectedLines, Result, StoreError, StoredPriceBook, StoredRecord, UsageGroup, UsageQuery,
-    UsageReads,
+    FiguresVersion, FinalizedInvoice, FinalizedRef, FrozenDocuments, Invoices, LedgerCounts,
+    PriceBooks, Rejected, RejectedLines, Result, StoreError, StoredPriceBook, StoredRecord,
+    UsageGroup, UsageQuery, UsageReads,
 };
 use crate::record::Dimension;
 use crate::record::{LineError, RateKey, RejectReason};
@@ -616,6 +616,28 @@ impl<S: Pooled> Invoices for S {
         }))
     }
 
+    async fn keep_documents(
+        &self,
+        account: &str,
+        period: &str,
+        html: &str,
+        pdf: &[u8],
+    ) -> Result<()> {
+        on_pool!(self.pool(), |p| {
+            sqlx::query(
+                "update invoices set html = $1, pdf = $2 \
+                 where account = $3 and period = $4 and (html is null or html = '')",
+            )
+            .bind(html)
+            .bind(pdf)
+            .bind(account)
+            .bind(period)
+            .execute(p)
+            .await?;
+        });
+        Ok(())
+    }
+
     async fn finalized_invoice(
         &self,
         account: &str,
@@ -636,12 +658,13 @@ impl<S: Pooled> Invoices for S {
         period: &str,
         cutoff_seq: i64,
         draws: &[CreditDraw],
-        render: &(dyn for<'a> Fn(&'a str) -> (String, String) + Send + Sync),
+        render: &(dyn for<'a> Fn(&'a str) -> FrozenDocuments + Send + Sync),
     ) -> Result<FinalizedInvoice> {
         let _one_writer = one_writer(self).await;
         let begin = self.pool().begin_write();
         // PostgreSQL: lock each grant drawn on, so two finalizations drawing
         // on one grant take turns (SQLite's write lock is already whole).
+        let postgres = matches!(self.pool(), PoolRef::Postgres(_));
         let grant_sql = match self.pool() {
             PoolRef::Sqlite(_) => "select usd, voided_at from credit_grants where id = $1",
             PoolRef::Postgres(_) => {
@@ -650,9 +673,19 @@ impl<S: Pooled> Invoices for S {
         };
         on_pool!(self.pool(), |p| {
             let mut tx = p.begin_with(begin).await?;
-            let inserted: Option<i64> = sqlx::query_scalar(
-                "insert into invoices (account, period, number, cutoff_seq, finalized_at, json, csv) \
-                 values ($1, $2, '', $3, $4, '', '') on conflict (account, period) do nothing returning id",
+            if postgres {
+                // Finalizations take turns, so each takes the period's next
+                // number (SQLite's write lock is already whole).
+                sqlx::query("select pg_advisory_xact_lock($1)")
+                    .bind(FINALIZE_LOCK)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            let inserted: Option<(i64, i64)> = sqlx::query_as(
+                "insert into invoices (account, period, number, cutoff_seq, finalized_at, json, csv, seq) \
+                 values ($1, $2, '', $3, $4, '', '', \
+                   (select coalesce(max(seq), 0) + 1 from invoices where period = $2)) \
+                 on conflict (account, period) do nothing returning id, seq",
             )
             .bind(account)
             .bind(period)
@@ -660,7 +693,7 @@ impl<S: Pooled> Invoices for S {
             .bind(now_micros())
             .fetch_optional(&mut *tx)
             .await?;
-            if let Some(id) = inserted {
+            if let Some((id, seq)) = inserted {
                 for d in draws {
                     let grant: Option<(String, Option<i64>)> = sqlx::query_as(grant_sql)
                         .bind(d.grant_id)
@@ -706,15 +739,20 @@ impl<S: Pooled> Invoices for S {
                 .bind(now_micros())
                 .execute(&mut *tx)
                 .await?;
-                let number = sql::invoice_number(period, id);
-                let (json, csv) = render(&number);
-                sqlx::query("update invoices set number = $1, json = $2, csv = $3 where id = $4")
-                    .bind(number)
-                    .bind(json)
-                    .bind(csv)
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
+                let number = sql::invoice_number(period, seq);
+                let docs = render(&number);
+                sqlx::query(
+                    "update invoices set number = $1, json = $2, csv = $3, html = $4, pdf = $5 \
+                     where id = $6",
+                )
+                .bind(number)
+                .bind(docs.json)
+                .bind(docs.csv)
+                .bind(docs.html)
+                .bind(docs.pdf)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
             }
             tx.commit().await?
         });
@@ -723,6 +761,9 @@ impl<S: Pooled> Invoices for S {
             .ok_or_else(|| StoreError::Invalid("the finalized invoice vanished".into()))
     }
 }
+
+/// The advisory lock finalizations take on PostgreSQL ("tally" + 1).
+const FINALIZE_LOCK: i64 = 0x7461_6c6c_7901;
 
 // ---- budgets and their alerts --------------------------------------------
 

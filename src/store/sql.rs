@@ -216,11 +216,14 @@ pub(super) const RECORD_COUNTS_ALL: &str = "select account, cast(count(*) as big
     where cast($1 as text) is null and recorded_at >= $2 and recorded_at < $3 and seq <= $4 \
     group by account order by account";
 
-pub(super) const FINALIZED_GET: &str = "select number, account, period, cutoff_seq, json, csv from invoices where account = $1 and period = $2";
+pub(super) const FINALIZED_GET: &str = "select number, account, period, cutoff_seq, json, csv, html, pdf from invoices where account = $1 and period = $2";
 
-/// Invoice numbers: the period and a ledger-wide sequence, e.g. `INV-2025-05-000042`.
-pub(super) fn invoice_number(period: &str, id: i64) -> String {
-    format!("INV-{period}-{id:06}")
+/// Invoice numbers: the period and its gapless sequence, e.g.
+/// `INV-2025-05-0042`. (Invoices finalized before version 19 of the schema
+/// kept their ledger-wide six-digit numbers, such as `INV-2025-05-000042`;
+/// four digits here keep the two apart.)
+pub(super) fn invoice_number(period: &str, seq: i64) -> String {
+    format!("INV-{period}-{seq:04}")
 }
 
 /// Usage from the roll-up (summing its shards): `$1` kind, `$2`/`$3` the UTC

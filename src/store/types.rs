@@ -317,6 +317,19 @@ pub struct FinalizedInvoice {
     pub cutoff_seq: i64,
     pub json: String,
     pub csv: String,
+    /// The documents (absent for invoices finalized before tally kept
+    /// them: [`crate::billing::finalize`] renders those once from `json`).
+    pub html: Option<String>,
+    pub pdf: Option<Vec<u8>>,
+}
+
+/// What finalizing freezes of an invoice, rendered with its number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FrozenDocuments {
+    pub json: String,
+    pub csv: String,
+    pub html: String,
+    pub pdf: Vec<u8>,
 }
 
 /// A budget threshold crossed by an account's month-to-date spend.
