@@ -22,7 +22,7 @@ h2 { margin: 0 0 1.5mm; font-size: 8pt; text-transform: uppercase; letter-spacin
 .draft { display: inline-block; margin-top: 2mm; padding: .5mm 2mm; border: 1px solid #b91c1c;
   color: #b91c1c; font-size: 8pt; font-weight: bold; letter-spacing: .1em; }
 .parties { display: flex; justify-content: space-between; gap: 12mm; margin: 9mm 0 6mm; }
-dl.facts { display: grid; grid-template-columns: auto auto; gap: 1mm 5mm; margin: 0; }
+dl.facts { display: grid; grid-template-columns: auto auto; gap: .5mm 5mm; margin: 0; align-content: start; }
 dl.facts dt { color: #6b7280; }
 dl.facts dd { margin: 0; text-align: right; font-weight: bold; }
 .due { display: flex; justify-content: space-between; align-items: baseline; margin: 0 0 7mm;
@@ -43,10 +43,15 @@ table.totals tr.amount-due th, table.totals tr.amount-due td { font-size: 12pt; 
 .notes { margin-top: 8mm; font-size: 8.5pt; color: #374151; }
 .notes p { margin: 0 0 2mm; }
 footer { margin-top: 8mm; font-size: 7.5pt; color: #9ca3af; }
-@page { margin: 14mm; }
+@page { margin: 12mm 14mm; }
 @media print {
   body { background: none; }
   main { max-width: none; margin: 0; padding: 0; box-shadow: none; }
+  .parties { margin: 6mm 0 4mm; }
+  .due { margin-bottom: 5mm; }
+  tr.category th { padding-top: 3mm; }
+  .notes { margin-top: 5mm; }
+  footer { margin-top: 4mm; }
   thead { display: table-header-group; }
   tr, .due, table.totals, .notes p { break-inside: avoid; }
 }

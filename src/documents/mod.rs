@@ -89,7 +89,7 @@ impl CodeExecutionTerms {
             s.push_str(&format!(
                 " The first {} container-hours of each {per} are free, shared among accounts in \
                  proportion to their use; they appear as a negative line.",
-                self.free_hours.normalize()
+                quantity(self.free_hours, "hour")
             ));
         }
         s
@@ -206,7 +206,7 @@ impl Document {
             let Some(title) = section_of(&l.charge) else {
                 let label = match l.charge.as_str() {
                     "minimum_commitment" => "Minimum monthly commitment".to_owned(),
-                    "credit" => format!("Prepaid credit: {}", l.description),
+                    "credit" => capitalized(&l.description),
                     _ => l.description.clone(),
                 };
                 after_usage.push(SummaryLine {
@@ -332,6 +332,14 @@ impl Document {
         }
         facts.push(("Period", self.period_words()));
         facts
+    }
+}
+
+fn capitalized(s: &str) -> String {
+    let mut chars = s.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
     }
 }
 

@@ -953,8 +953,15 @@ fn openapi_describes_every_route() {
         assert!(paths.contains_key(route), "{route} is not in openapi.json");
     }
     for path in paths.keys() {
+        // An invoice's documents (`{period}.html`, `.pdf`) are served by
+        // the invoice's own route, which reads the suffix.
+        let served = path
+            .strip_suffix(".html")
+            .or_else(|| path.strip_suffix(".pdf"))
+            .filter(|p| p.ends_with("/invoices/{period}"))
+            .unwrap_or(path);
         assert!(
-            routes.contains(path),
+            routes.iter().any(|r| r == served),
             "openapi.json describes {path}, which no route serves"
         );
     }

@@ -18,6 +18,7 @@ mod billing_props;
 mod cli;
 mod credits;
 mod dashboard_browser;
+mod documents;
 mod estimate;
 mod finance;
 mod http_ingest;
