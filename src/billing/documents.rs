@@ -48,6 +48,11 @@ fn document(json: &str, book: &PriceBook, period: Period) -> Result<Document, Bi
         .map_err(|e| StoreError::Invalid(format!("an invoice document: {e}")).into())
 }
 
+/// The invoice as a plain-text table (not frozen: a view of its JSON).
+pub fn text(json: &str, book: &PriceBook, period: Period) -> Result<String, BillingError> {
+    Ok(documents::text::render(&document(json, book, period)?))
+}
+
 /// Both documents of an invoice's JSON.
 pub fn render_both(
     json: &str,

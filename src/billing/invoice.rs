@@ -61,7 +61,8 @@ pub fn assemble(
     containers: i64,
 ) -> Invoice {
     let unbilled_refusals = book.unbilled_refusals();
-    let (lines, unpriced) = book.finish();
+    let (mut lines, unpriced) = book.finish();
+    tell_versions_apart(&mut lines);
     let sum = |cat: Category| -> Decimal {
         lines
             .iter()
@@ -95,6 +96,27 @@ pub fn assemble(
         reverse_charge: false,
         notes: Vec::new(),
         draws: Vec::new(),
+    }
+}
+
+/// Lines that differ only by the price-book (or plan) version they were
+/// rated with (a new version took effect within the month) would read the
+/// same on every document and export: say the version on each of them.
+fn tell_versions_apart(lines: &mut [Line]) {
+    let mut seen: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for l in lines.iter() {
+        *seen.entry(l.description.clone()).or_default() += 1;
+    }
+    for l in lines.iter_mut() {
+        if seen.get(&l.description).is_some_and(|n| *n > 1) {
+            let version = match &l.plan_version {
+                Some(plan) if *plan != l.price_version => {
+                    format!("price version {}, plan version {plan}", l.price_version)
+                }
+                _ => format!("price version {}", l.price_version),
+            };
+            l.description = format!("{} ({version})", l.description);
+        }
     }
 }
 

@@ -4,7 +4,8 @@
 //! with the contract's header, one row per line, unpriced usage as rows with
 //! an empty amount, and a last `total` row. Text cells that a spreadsheet
 //! would run as a formula are prefixed with `'`; numbers are plain decimals
-//! (never an exponent, never a thousands separator).
+//! (never an exponent, never a thousands separator); hours are given to at
+//! most 6 decimals.
 
 use rust_decimal::Decimal;
 
@@ -47,6 +48,21 @@ pub fn number_cell(d: Decimal) -> String {
     d.to_string()
 }
 
+/// A line's quantity as a spreadsheet reads it. Hours are whole seconds ÷
+/// 3600, which terminates within 4 decimals or not at all: those that do
+/// not are rounded to 6 decimals (to the 0.0036 s; the JSON keeps the exact
+/// value, and the amount is computed from the seconds either way).
+pub fn quantity_cell(q: Decimal, unit: &str) -> String {
+    if unit == "hour" {
+        number_cell(
+            q.round_dp_with_strategy(6, rust_decimal::RoundingStrategy::MidpointAwayFromZero)
+                .normalize(),
+        )
+    } else {
+        number_cell(q)
+    }
+}
+
 /// The rows of one invoice (without the header), for `csv` and for the
 /// all-accounts export.
 pub fn csv_rows(invoice: &Invoice) -> Vec<[String; 13]> {
@@ -72,7 +88,7 @@ pub fn csv_rows(invoice: &Invoice) -> Vec<[String; 13]> {
             l.charge.as_str().to_owned(),
             l.batch.to_string(),
             l.long_context.to_string(),
-            number_cell(l.quantity),
+            quantity_cell(l.quantity, l.unit),
             l.unit.to_owned(),
             number_cell(l.unit_price),
             number_cell(l.amount),

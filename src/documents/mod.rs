@@ -16,6 +16,7 @@
 
 pub mod html;
 pub mod pdf;
+pub mod text;
 
 use chrono::NaiveDate;
 use rust_decimal::{Decimal, RoundingStrategy};

@@ -39,7 +39,8 @@ async fn golden_invoices(backend: Backend) {
     let sample = fixture_arg("sample.ndjson");
     assert_eq!(tally(&db, &["ingest", &sample]).0, 0);
     for (account, period) in GOLDEN {
-        for format in ["json", "csv"] {
+        for format in ["json", "csv", "txt"] {
+            let flag = if format == "txt" { "text" } else { format };
             let (code, out, err) = tally(
                 &db,
                 &[
@@ -49,7 +50,7 @@ async fn golden_invoices(backend: Backend) {
                     "--period",
                     period,
                     "--format",
-                    format,
+                    flag,
                 ],
             );
             assert_eq!(code, 0, "{err}");
@@ -123,6 +124,11 @@ async fn http_invoice_endpoints(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(csv.headers()["content-type"], "text/csv; charset=utf-8");
+    assert_eq!(
+        csv.headers()["content-disposition"],
+        "attachment; filename=\"acme-2025-05-draft.csv\"",
+        "a download has a file name"
+    );
     let csv_text = csv.text().await.unwrap();
     assert_eq!(csv_text, fixture("expected/acme_2025-05.csv"));
     let by_query = admin
