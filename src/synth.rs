@@ -61,6 +61,9 @@ pub enum Profile {
     /// Code-execution-heavy traffic: about a third of records in containers,
     /// most containers reused, files preloaded in some.
     CodeExecution,
+    /// `tally demo`'s mix: the default one with a few more containers and
+    /// file preloads, and the odd refusal before any output.
+    Demo,
 }
 
 /// How to generate a file.
@@ -106,8 +109,8 @@ pub fn write_ndjson_with(
     out.flush()
 }
 
-/// `n` records spread evenly over the 28 days from 2026-03-01, across
-/// `accounts` accounts, as JSON values.
+/// `n` records spread evenly over the 28 days from 2026-03-01 (or the span
+/// given to [`Generator::over`]), across `accounts` accounts, as JSON values.
 pub struct Generator {
     rng: Rng,
     i: u64,
@@ -115,6 +118,11 @@ pub struct Generator {
     seed: u64,
     accounts: u64,
     base: i64,
+    /// Seconds the records are spread over.
+    span: i64,
+    /// Named accounts and their weights (the share of records each gets);
+    /// empty: `team-00`, `team-01`, … equally.
+    named: Vec<(String, u64)>,
     profile: Profile,
     /// Recently used containers per account, newest last.
     containers: BTreeMap<String, Vec<String>>,
@@ -134,6 +142,8 @@ impl Generator {
             seed,
             accounts: accounts.max(1),
             base,
+            span: 2_419_000,
+            named: Vec::new(),
             profile: Profile::Default,
             containers: BTreeMap::new(),
             priced: BTreeMap::new(),
@@ -143,6 +153,41 @@ impl Generator {
     pub fn profile(mut self, profile: Profile) -> Self {
         self.profile = profile;
         self
+    }
+
+    /// Spread the records over `[from, to)` (seconds since the epoch).
+    pub fn over(mut self, from: i64, to: i64) -> Self {
+        self.base = from;
+        self.span = (to - from - 60).max(1);
+        self
+    }
+
+    /// Accounts by name, each getting records in proportion to its weight.
+    pub fn accounts_named(mut self, named: &[(&str, u64)]) -> Self {
+        self.named = named
+            .iter()
+            .map(|(n, w)| ((*n).to_owned(), (*w).max(1)))
+            .collect();
+        self.accounts = self.named.len().max(1) as u64;
+        self
+    }
+
+    /// The account of the next record, and its number (which attribution
+    /// derives workspaces and keys from).
+    fn pick_account(&mut self) -> (String, u64) {
+        if self.named.is_empty() {
+            let number = self.rng.below(self.accounts);
+            return (format!("team-{number:02}"), number);
+        }
+        let total: u64 = self.named.iter().map(|(_, w)| w).sum();
+        let mut r = self.rng.below(total);
+        for (number, (name, weight)) in self.named.iter().enumerate() {
+            if r < *weight {
+                return (name.clone(), number as u64);
+            }
+            r -= weight;
+        }
+        (self.named[0].0.clone(), 0)
     }
 
     /// The models priced on the day of `t` (seconds), by the shipped book.
@@ -170,11 +215,13 @@ impl Iterator for Generator {
         if self.i >= self.n {
             return None;
         }
-        let offset =
-            i64::try_from(u128::from(self.i) * 2_419_000 / u128::from(self.n)).unwrap_or(0);
-        // Spread over 28 days, in order, with jitter.
+        let offset = i64::try_from(
+            u128::from(self.i) * u128::from(self.span.unsigned_abs()) / u128::from(self.n),
+        )
+        .unwrap_or(0);
+        // Spread over the span, in order, with jitter.
         let recorded = self.base + offset + self.rng.below(60) as i64;
-        let account = format!("team-{:02}", self.rng.below(self.accounts));
+        let (account, number) = self.pick_account();
         let pick = self.rng.below(1 << 16);
         let models = self.models_on(recorded);
         let model = models
@@ -188,6 +235,7 @@ impl Iterator for Generator {
                 seed: self.seed,
                 recorded,
                 account,
+                number,
                 model,
                 profile: self.profile,
             },
@@ -204,6 +252,8 @@ struct Slot {
     seed: u64,
     recorded: i64,
     account: String,
+    /// The account's number (workspaces and keys are derived from it).
+    number: u64,
     model: &'static str,
     profile: Profile,
 }
@@ -217,7 +267,7 @@ fn pick_container(
 ) -> String {
     let (reuse_percent, keep) = match slot.profile {
         Profile::Default => (33, 1),
-        Profile::CodeExecution => (70, 4),
+        Profile::CodeExecution | Profile::Demo => (70, 4),
     };
     let recent = containers.entry(slot.account.clone()).or_default();
     if !recent.is_empty() && rng.chance(reuse_percent) {
@@ -252,12 +302,8 @@ const TEAMS: [&str; 4] = ["core", "growth", "platform", "research"];
 /// workspace (two for every third account), an API key id per account and
 /// workspace, a user on half the records, and tags `project` and `team` on
 /// nine records in ten.
-fn attribution(seed: u64, i: u64, account: &str) -> serde_json::Map<String, Value> {
+fn attribution(seed: u64, i: u64, account: &str, number: u64) -> serde_json::Map<String, Value> {
     let mut rng = Rng(seed.rotate_left(17) ^ i.wrapping_mul(0xD6E8_FEB8_6659_FD93));
-    let number: u64 = account
-        .trim_start_matches("team-")
-        .parse()
-        .unwrap_or_default();
     let workspace = if number.is_multiple_of(3) && rng.chance(40) {
         2
     } else {
@@ -286,7 +332,7 @@ fn attribution(seed: u64, i: u64, account: &str) -> serde_json::Map<String, Valu
 fn record(rng: &mut Rng, slot: Slot, containers: &mut BTreeMap<String, Vec<String>>) -> Value {
     let mut line = record_without_attribution(rng, &slot, containers);
     if let Value::Object(fields) = &mut line {
-        fields.extend(attribution(slot.seed, slot.i, &slot.account));
+        fields.extend(attribution(slot.seed, slot.i, &slot.account, slot.number));
     }
     line
 }
@@ -303,6 +349,7 @@ fn record_without_attribution(
         ref account,
         model,
         profile,
+        ..
     } = *slot;
     let account = account.clone();
     let started = recorded - 1 - rng.below(40) as i64;
@@ -344,6 +391,7 @@ fn record_without_attribution(
     let (code_percent, preload_percent) = match profile {
         Profile::Default => (12, 2),
         Profile::CodeExecution => (30, 6),
+        Profile::Demo => (15, 4),
     };
     if rng.chance(code_percent) {
         // Code execution, often in a recent container of the same account.
@@ -363,11 +411,20 @@ fn record_without_attribution(
             "tools": [{"type": "code_execution_20250825", "name": "code_execution"}]});
     }
 
-    let message = json!({
+    let mut message = json!({
         "id": id, "type": "message", "role": "assistant", "model": model,
         "content": content, "stop_reason": "end_turn", "stop_sequence": null,
         "usage": usage, "container": response_container,
     });
+    if profile == Profile::Demo && response_container.is_null() && rng.chance(2) {
+        // A refusal before any output: whether it is charged depends on
+        // the day's refusal policy and the category.
+        let category = ["cyber", "bio", "other"][rng.below(3) as usize];
+        message["content"] = json!([]);
+        message["stop_reason"] = json!("refusal");
+        message["stop_details"] = json!({"type": "refusal", "category": category});
+        message["usage"]["output_tokens"] = json!(0);
+    }
 
     let roll = rng.below(100);
     if roll < 8 {

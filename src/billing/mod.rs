@@ -16,6 +16,7 @@
 //! [`adjustments`] late usage of finalized periods; [`finalize`] freezing;
 //! [`daily`] the dashboard's per-day split.
 
+pub mod activity;
 pub mod adjustments;
 pub mod breakdown;
 pub mod containers;

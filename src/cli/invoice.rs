@@ -17,6 +17,8 @@ pub enum Format {
     Html,
     /// A PDF (on the seller's paper: A4 unless `tally org set --paper letter`).
     Pdf,
+    /// A readable table for a terminal.
+    Text,
 }
 
 #[derive(Debug, Args)]
@@ -37,6 +39,10 @@ pub struct InvoiceArgs {
     /// Add the usage split by workspace, api_key_id, user or tag:KEY (JSON).
     #[arg(long, value_name = "DIM")]
     pub breakdown: Option<String>,
+    /// Exit 1 (after printing the empty invoice) when the account has no
+    /// records at all, as a typo would.
+    #[arg(long)]
+    pub strict: bool,
 }
 
 #[derive(Debug, Args)]
@@ -96,22 +102,44 @@ pub async fn invoice(database: &str, args: InvoiceArgs) -> Result<ExitCode> {
         }
         None => json,
     };
-    let kind = match args.format {
-        Format::Json => {
-            print!("{json}");
-            return Ok(ExitCode::SUCCESS);
+    match args.format {
+        Format::Json => print!("{json}"),
+        Format::Csv => print!("{csv}"),
+        Format::Text => print!("{}", billing::documents::text(&json, &book, period)?),
+        Format::Html | Format::Pdf => {
+            let kind = match args.format {
+                Format::Pdf => billing::DocumentKind::Pdf,
+                _ => billing::DocumentKind::Html,
+            };
+            let bytes =
+                billing::invoice_document(store.as_ref(), &book, &args.account, period, kind)
+                    .await?;
+            write_stdout(&bytes)?;
         }
-        Format::Csv => {
-            print!("{csv}");
-            return Ok(ExitCode::SUCCESS);
-        }
-        Format::Html => billing::DocumentKind::Html,
-        Format::Pdf => billing::DocumentKind::Pdf,
+    }
+    warn_if_unknown(store.as_ref(), &args.account, args.strict).await
+}
+
+/// An account with no records at all is most likely a typo: say so on
+/// stderr, naming the closest known account; `--strict` makes it an error.
+async fn warn_if_unknown(
+    store: &dyn crate::store::Store,
+    account: &str,
+    strict: bool,
+) -> Result<ExitCode> {
+    let Some(closest) = billing::activity::unknown_account(store, account).await? else {
+        return Ok(ExitCode::SUCCESS);
     };
-    let bytes =
-        billing::invoice_document(store.as_ref(), &book, &args.account, period, kind).await?;
-    write_stdout(&bytes)?;
-    Ok(ExitCode::SUCCESS)
+    let hint = match closest {
+        Some(name) => format!("did you mean {name:?}?"),
+        None => "`tally accounts` lists the accounts that have records".to_owned(),
+    };
+    eprintln!("warning: the ledger has no records for account {account:?}; {hint}");
+    Ok(if strict {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// Bytes to standard output as they are (a PDF is not text).
@@ -138,6 +166,16 @@ pub async fn invoices(database: &str, args: InvoicesArgs) -> Result<ExitCode> {
             "{}",
             billing::period_csv(store.as_ref(), &book, period).await?
         ),
+        Format::Text => {
+            let mut first = true;
+            for r in billing::period_invoices(store.as_ref(), &book, period).await? {
+                if !first {
+                    println!();
+                }
+                first = false;
+                print!("{}", billing::documents::text(&r.json, &book, period)?);
+            }
+        }
         Format::Json => {
             let mut docs = Vec::new();
             for r in billing::period_invoices(store.as_ref(), &book, period).await? {

@@ -11,7 +11,9 @@ use clap::{Parser, Subcommand};
 
 use crate::store::{self, Store};
 
+mod activity;
 mod credits;
+mod demo;
 mod details;
 mod estimate;
 mod finance;
@@ -86,9 +88,11 @@ pub enum Command {
     /// The seller's billing details (name, email, address, tax id).
     #[command(subcommand)]
     Org(details::OrgCommand),
-    /// Accounts' billing details: who is billed, tax, payment terms.
-    #[command(subcommand)]
-    Accounts(details::AccountsCommand),
+    /// The accounts that have records, their periods and totals; `set` and
+    /// `show` their billing details (who is billed, tax, payment terms).
+    Accounts(activity::AccountsArgs),
+    /// The months that hold records.
+    Periods(activity::PeriodsArgs),
     /// Prepaid credit: grant (with expiry, note, low-balance alert), list
     /// with balances, void.
     #[command(subcommand)]
@@ -102,6 +106,9 @@ pub enum Command {
     /// Project the cost of a workload before deploying it, compare models,
     /// or reprice recorded usage on another model.
     Estimate(estimate::EstimateArgs),
+    /// Fill an empty ledger with a realistic generated quarter (a dozen
+    /// accounts), so `tally serve` has a dashboard worth seeing.
+    Demo(demo::DemoArgs),
     /// Write synthetic usage records (NDJSON) for benchmarks and trials.
     #[command(hide = true)]
     GenUsage(gen_usage::GenArgs),
@@ -128,12 +135,14 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Budget(cmd) => finance::budget_cmd(database, cmd).await,
         Command::Plan(cmd) => plans::plan_cmd(database, cmd).await,
         Command::Org(cmd) => details::org_cmd(database, cmd).await,
-        Command::Accounts(cmd) => details::accounts_cmd(database, cmd).await,
+        Command::Accounts(args) => activity::accounts(database, args).await,
+        Command::Periods(args) => activity::periods(database, args).await,
         Command::Credits(cmd) => credits::credits_cmd(database, cmd).await,
         Command::Margins(args) => plans::margins_cmd(database, args).await,
         Command::Export(args) => finance::export(database, args).await,
         Command::Reconcile(args) => finance::reconcile_cmd(database, args).await,
         Command::Estimate(args) => estimate::estimate_cmd(database, args).await,
+        Command::Demo(args) => demo::demo(database, args).await,
         Command::GenUsage(args) => gen_usage::gen_usage(args),
     }
 }

@@ -195,6 +195,11 @@ pub trait UsageReads: Send + Sync {
     /// from the roll-up (ignoring `max_seq`).
     async fn record_counts(&self, q: &UsageQuery) -> Result<Vec<(String, i64)>>;
 
+    /// Records per account and UTC day number, from the roll-up (what
+    /// `tally accounts`, `tally periods` and the dashboard's period picker
+    /// list), sorted by account then day.
+    async fn account_days(&self) -> Result<Vec<(String, i64, i64)>>;
+
     /// The newest record seq summed into the roll-up for days `[first_day, end_day)`
     /// (all accounts), or 0: tells whether anything arrived after a cutoff.
     async fn newest_seq_in_days(&self, first_day: i64, end_day: i64) -> Result<i64>;

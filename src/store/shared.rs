@@ -375,6 +375,12 @@ impl<S: Pooled> UsageReads for S {
         })
     }
 
+    async fn account_days(&self) -> Result<Vec<(String, i64, i64)>> {
+        Ok(on_pool!(self.pool(), |p| {
+            sqlx::query_as(sql::ACCOUNT_DAYS).fetch_all(p).await?
+        }))
+    }
+
     async fn newest_seq_in_days(&self, first_day: i64, end_day: i64) -> Result<i64> {
         Ok(on_pool!(self.pool(), |p| {
             sqlx::query_scalar(

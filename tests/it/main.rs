@@ -21,6 +21,7 @@ mod dashboard_browser;
 mod documents;
 mod estimate;
 mod finance;
+mod first_hour;
 mod http_ingest;
 mod invoices_e2e;
 mod large_records;
