@@ -52,6 +52,9 @@ pub struct View<'a> {
     /// The margins panel (cost, price, margin per account): for the admin,
     /// when an account has a plan.
     pub margins: bool,
+    /// The months that hold the caller's records, oldest first (the picker
+    /// lists them).
+    pub periods: Vec<Period>,
 }
 
 /// A tag key, and each of its values' cost (`None`: records without it).
@@ -96,7 +99,7 @@ pub fn render(v: &View) -> String {
         h,
         r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>tally — {period}</title><style>{STYLE}</style></head><body><header><h1>tally</h1>"#
     );
-    picker(&mut h, period);
+    picker(&mut h, period, &v.periods);
     filter_form(&mut h, period, &v.filters);
     h.push_str("</header><main>");
     if !v.filters.described.is_empty() {
@@ -234,12 +237,32 @@ fn by_tag(h: &mut String, key: &str, totals: &[(Option<String>, Decimal)]) {
     h.push_str("</tbody></table></section>");
 }
 
-fn picker(h: &mut String, period: Period) {
+/// Previous and next month, and a list of the months that hold records
+/// (newest first; the month shown is listed even when it holds none).
+fn picker(h: &mut String, period: Period, periods: &[Period]) {
     let prev = Period::of_day(period.first_day() - Days::new(1));
     let next = period.next();
     let _ = write!(
         h,
-        r#"<form class="picker" method="get" action="/"><a href="/?period={prev}" title="previous month">‹ {prev}</a><input type="month" name="period" value="{period}" aria-label="period"><button type="submit">Show</button><a href="/?period={next}" title="next month">{next} ›</a></form>"#
+        r#"<form class="picker" method="get" action="/"><a href="/?period={prev}" title="previous month">‹ {prev}</a><select name="period" id="period" aria-label="period">"#
+    );
+    let mut listed: Vec<Period> = periods.to_vec();
+    if !listed.contains(&period) {
+        listed.push(period);
+    }
+    listed.sort();
+    for p in listed.iter().rev() {
+        let words = p.first_day().format("%B %Y");
+        let (selected, note) = match (*p == period, periods.contains(p)) {
+            (true, true) => (" selected", ""),
+            (true, false) => (" selected", " (no records)"),
+            _ => ("", ""),
+        };
+        let _ = write!(h, r#"<option value="{p}"{selected}>{words}{note}</option>"#);
+    }
+    let _ = write!(
+        h,
+        r#"</select><button type="submit">Show</button><a href="/?period={next}" title="next month">{next} ›</a></form>"#
     );
 }
 
@@ -401,6 +424,16 @@ fn accounts_table(h: &mut String, v: &View) {
             ),
             None => Default::default(),
         };
+        // An empty cell reads as missing data; a dash says "no budget".
+        let dash = |cell: String| {
+            if cell.is_empty() {
+                "—".to_owned()
+            } else {
+                cell
+            }
+        };
+        let (budget_cell, used_cell, forecast_cell) =
+            (dash(budget_cell), dash(used_cell), dash(forecast_cell));
         let status = match &a.number {
             Some(n) => esc(n),
             None => "draft".to_owned(),
@@ -458,42 +491,90 @@ fn margins(h: &mut String, v: &View) {
     );
 }
 
+/// Hours as people say them: at most 2 decimals, no trailing zeros ("0.17
+/// h", "50 h").
+fn hours(seconds: i64) -> String {
+    let h = (Decimal::from(seconds) / Decimal::from(3600))
+        .round_dp(2)
+        .normalize();
+    format!("{} h", crate::documents::quantity(h, "hour"))
+}
+
 fn allowance(h: &mut String, costs: &PeriodCosts) {
-    let hours = |s: i64| Decimal::from(s) / Decimal::from(3600);
     let buckets: Vec<_> = costs
         .allowance
         .iter()
         .filter(|u| costs.period.contains(u.start) || u.period == AllowancePeriod::Month)
         .collect();
-    h.push_str("<section><h2>Code-execution container hours against the free allowance</h2>");
+    h.push_str(r#"<section id="allowance"><h2>Code-execution container hours against the free allowance</h2>"#);
     if buckets.is_empty() {
         h.push_str(r#"<p class="empty">No container time in this period.</p></section>"#);
         return;
     }
-    let used: i64 = buckets.iter().map(|u| u.billed_seconds).sum();
-    let free: i64 = buckets
-        .iter()
-        .map(|u| u.allowance_seconds.min(u.billed_seconds))
-        .sum();
-    let allowance: i64 = buckets.iter().map(|u| u.allowance_seconds).sum();
-    let per = if buckets.iter().all(|u| u.period == AllowancePeriod::Day) {
-        "per day"
-    } else {
-        "per month"
+    let day = |d: NaiveDate| d.format("%-d %B").to_string();
+    let charged = |u: &crate::billing::containers::AllowanceUse| {
+        (u.billed_seconds - u.allowance_seconds).max(0)
     };
+    // A month's allowance (one bucket), then the days' (one bucket a day).
+    let mut sentences = Vec::new();
+    let mut meter = None;
+    for u in buckets
+        .iter()
+        .filter(|u| u.period == AllowancePeriod::Month)
+    {
+        sentences.push(format!(
+            "{} used of {} free in {} (organization-wide); {} charged.",
+            hours(u.billed_seconds),
+            hours(u.allowance_seconds),
+            u.start.format("%B %Y"),
+            hours(charged(u)),
+        ));
+        meter = Some((u.billed_seconds, u.allowance_seconds));
+    }
+    let days: Vec<_> = buckets
+        .iter()
+        .filter(|u| u.period == AllowancePeriod::Day)
+        .collect();
+    if let Some(busiest) = days.iter().max_by(|a, b| {
+        a.billed_seconds
+            .cmp(&b.billed_seconds)
+            .then(b.start.cmp(&a.start))
+    }) {
+        let free_each_day = hours(busiest.allowance_seconds);
+        if days.len() == 1 {
+            sentences.push(format!(
+                "{} used of {free_each_day} free on {} (the allowance is per UTC day, organization-wide); {} charged.",
+                hours(busiest.billed_seconds),
+                day(busiest.start),
+                hours(charged(busiest)),
+            ));
+        } else {
+            let used: i64 = days.iter().map(|u| u.billed_seconds).sum();
+            let over: i64 = days.iter().map(|u| charged(u)).sum();
+            sentences.push(format!(
+                "{free_each_day} free each UTC day (organization-wide). Busiest day: {} used of {free_each_day} free on {}. In all: {} used on {} days, {} charged beyond the free hours.",
+                hours(busiest.billed_seconds),
+                day(busiest.start),
+                hours(used),
+                days.len(),
+                hours(over),
+            ));
+        }
+        meter = meter.or(Some((busiest.billed_seconds, busiest.allowance_seconds)));
+    }
     let _ = write!(
         h,
-        r#"<p>{} hours billed, {} of them free ({per} allowance of {} hours in all, organization-wide); {} hours charged.</p>"#,
-        hours(used).round_dp(2),
-        hours(free).round_dp(2),
-        hours(allowance).round_dp(2),
-        hours(used - free).round_dp(2)
+        r#"<p id="allowance-use">{}</p>"#,
+        esc(&sentences.join(" "))
     );
-    h.push_str(&svg::meter(
-        hours(used),
-        hours(allowance),
-        "container hours against the allowance",
-    ));
+    if let Some((used, allowance)) = meter {
+        let hours = |s: i64| Decimal::from(s) / Decimal::from(3600);
+        h.push_str(&svg::meter(
+            hours(used),
+            hours(allowance),
+            "container hours against the allowance",
+        ));
+    }
     h.push_str("</section>");
 }
 

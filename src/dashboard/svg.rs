@@ -23,24 +23,39 @@ fn px(d: Decimal) -> f64 {
     d.to_f64().unwrap_or(0.0)
 }
 
-/// A "nice" axis maximum at or above `max`: 1, 2 or 5 × a power of ten.
-fn nice_max(max: Decimal) -> Decimal {
-    if max <= Decimal::ZERO {
-        return Decimal::ONE;
-    }
+/// At most this many intervals on a dollar axis.
+const MAX_TICKS: i64 = 5;
+
+/// A round axis for values up to `max`: a step of 1, 2 or 5 × a power of ten
+/// (at least a cent) and the number of steps to reach `max` (1 to
+/// [`MAX_TICKS`]), so every tick is a round amount ($0, $20, $40, …).
+fn axis(max: Decimal) -> (Decimal, i64) {
+    let max = max.max(Decimal::ZERO);
     let mut step = Decimal::new(1, 2);
     loop {
         for m in [1, 2, 5] {
-            match step.checked_mul(Decimal::from(m)) {
-                Some(candidate) if candidate >= max => return candidate,
-                Some(_) => {}
-                None => return max,
+            let Some(candidate) = step.checked_mul(Decimal::from(m)) else {
+                return (max.max(Decimal::ONE), 1);
+            };
+            if candidate * Decimal::from(MAX_TICKS) >= max {
+                let steps = (max / candidate).ceil().to_i64().unwrap_or(1).max(1);
+                return (candidate, steps);
             }
         }
         match step.checked_mul(Decimal::TEN) {
             Some(next) => step = next,
-            None => return max,
+            None => return (max.max(Decimal::ONE), 1),
         }
+    }
+}
+
+/// A tick's label: whole dollars without cents when the step is whole.
+fn tick_label(v: Decimal, step: Decimal) -> String {
+    let text = usd(v);
+    if step.fract().is_zero() {
+        text.trim_end_matches(".00").to_owned()
+    } else {
+        text
     }
 }
 
@@ -51,7 +66,8 @@ pub fn stacked_columns(columns: &[Column], series: &[&str], title: &str) -> Stri
         .iter()
         .map(|c| c.values.iter().map(|v| (*v).max(Decimal::ZERO)).sum())
         .collect();
-    let max = nice_max(totals.iter().copied().max().unwrap_or_default());
+    let (step, steps) = axis(totals.iter().copied().max().unwrap_or_default());
+    let max = step * Decimal::from(steps);
     let plot_h = h - bottom - top;
     let slot = (w - left) / columns.len().max(1) as f64;
     let mut s = String::new();
@@ -60,15 +76,15 @@ pub fn stacked_columns(columns: &[Column], series: &[&str], title: &str) -> Stri
         r#"<svg class="chart" viewBox="0 0 {w} {h}" role="img" aria-label="{}">"#,
         esc(title)
     );
-    for i in 0..=4 {
-        let v = max * Decimal::from(i) / Decimal::from(4);
+    for i in 0..=steps {
+        let v = step * Decimal::from(i);
         let y = top + plot_h - plot_h * px(v) / px(max);
         let _ = write!(
             s,
             r##"<line x1="{left}" x2="{w}" y1="{y:.1}" y2="{y:.1}" stroke="#e3e3e3"/><text x="{:.1}" y="{:.1}" class="axis" text-anchor="end">{}</text>"##,
             left - 6.0,
             y + 4.0,
-            usd(v)
+            tick_label(v, step)
         );
     }
     for (i, c) in columns.iter().enumerate() {
@@ -159,14 +175,23 @@ pub fn meter(used: Decimal, allowance: Decimal, label: &str) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
     #[test]
-    fn axis_maxima_are_round_and_never_overflow() {
-        assert_eq!(nice_max(Decimal::new(37, 0)), Decimal::new(50, 0));
-        assert_eq!(nice_max(Decimal::new(3, 3)), Decimal::new(1, 2));
-        assert_eq!(nice_max(Decimal::ZERO), Decimal::ONE);
-        assert_eq!(nice_max(Decimal::MAX), Decimal::MAX);
+    fn axis_ticks_are_round_and_never_overflow() {
+        let d = |s: &str| s.parse::<Decimal>().unwrap();
+        // $37 → $0, $10, … $40; $5 → $0, $1, … $5; $0.003 → one cent.
+        assert_eq!(axis(d("37")), (d("10"), 4));
+        assert_eq!(axis(d("5")), (d("1"), 5));
+        assert_eq!(axis(d("5.01")), (d("2"), 3));
+        assert_eq!(axis(d("0.003")), (d("0.01"), 1));
+        assert_eq!(axis(Decimal::ZERO), (d("0.01"), 1));
+        assert_eq!(axis(d("1234")), (d("500"), 3));
+        let (step, steps) = axis(Decimal::MAX);
+        assert!(step > Decimal::ZERO && steps >= 1);
+        assert_eq!(tick_label(d("20"), d("10")), "$20");
+        assert_eq!(tick_label(d("0.5"), d("0.1")), "$0.50");
     }
 }

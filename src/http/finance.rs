@@ -143,11 +143,31 @@ pub async fn dashboard(
     Extension(principal): Extension<Principal>,
     ApiQuery(q): ApiQuery<DashboardQuery>,
 ) -> Result<Response, ApiError> {
-    let period = period_or_current(q.period.as_deref())?;
-    let choice = DashboardChoice::of(&q)?;
-    let snap = snapshot(&state, period).await?;
     let store = state.ledger.store().as_ref();
     let only = only(&principal);
+    // The months the caller's records are in (the picker lists them); with
+    // no period asked for, the current month, or the latest with records
+    // when the current one has none.
+    let mut periods: Vec<Period> = billing::activity::account_periods(store)
+        .await?
+        .into_iter()
+        .filter(|ap| only.is_none_or(|o| o == ap.account))
+        .map(|ap| ap.period)
+        .collect();
+    periods.sort();
+    periods.dedup();
+    let period = match q.period.as_deref() {
+        Some(p) if !p.is_empty() => period_param(p)?,
+        _ => {
+            let current = Period::of_day(Utc::now().date_naive());
+            match periods.last() {
+                Some(latest) if !periods.contains(&current) => *latest,
+                _ => current,
+            }
+        }
+    };
+    let choice = DashboardChoice::of(&q)?;
+    let snap = snapshot(&state, period).await?;
     let dims = choice.dimensions();
     let split = if dims.is_empty() {
         None
@@ -198,6 +218,7 @@ pub async fn dashboard(
         },
         by_tag,
         margins: only.is_none() && costs.accounts.iter().any(|a| a.plan.is_some()),
+        periods,
     };
     Ok(Html(crate::dashboard::render(&view)).into_response())
 }
@@ -262,7 +283,15 @@ pub async fn cost_report(
             .flat_map(|c| c.costs().unbilled_refusals())
             .filter(|(account, _, _)| only.is_none_or(|o| o == *account)),
     );
-    Ok(Json(report).into_response())
+    // Named for the dashboard's download link (a JSON body, shown inline).
+    Ok((
+        [(
+            header::CONTENT_DISPOSITION,
+            "inline; filename=\"tally-cost-report.json\"",
+        )],
+        Json(report),
+    )
+        .into_response())
 }
 
 /// `GET /v1/accounts/{account}/budget[?period=YYYY-MM]`.

@@ -116,13 +116,38 @@ impl<S: Send + Sync> FromRequestParts<S> for QueryFormat {
     }
 }
 
-fn document(body: String, csv: bool) -> Response {
-    let content_type = if csv {
-        "text/csv; charset=utf-8"
+/// An invoice's JSON or CSV, named for download (`name` without its
+/// extension): a CSV is an attachment, the JSON shown inline.
+fn document(body: String, csv: bool, name: &str) -> Response {
+    let (content_type, disposition) = if csv {
+        (
+            "text/csv; charset=utf-8",
+            format!("attachment; filename=\"{name}.csv\""),
+        )
     } else {
-        "application/json"
+        (
+            "application/json",
+            format!("inline; filename=\"{name}.json\""),
+        )
     };
-    ([(header::CONTENT_TYPE, content_type)], body).into_response()
+    (
+        [
+            (header::CONTENT_TYPE, content_type.to_owned()),
+            (header::CONTENT_DISPOSITION, disposition),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// An invoice's file name: its number once finalized, else
+/// `ACCOUNT-PERIOD-draft` (account names are `[A-Za-z0-9._:-]`, safe in a
+/// header's quoted string).
+fn file_name(number: Option<&str>, account: &str, period: Period) -> String {
+    match number {
+        Some(n) => n.to_owned(),
+        None => format!("{account}-{period}-draft"),
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -168,8 +193,9 @@ pub async fn get_invoice(
     let store = state.ledger.store().as_ref();
     let book = crate::pricing::current_book(store).await?;
     let r = billing::invoice(store, &book, &account, period).await?;
+    let name = file_name(r.number.as_deref(), &account, period);
     if csv {
-        return Ok(document(r.csv, true));
+        return Ok(document(r.csv, true, &name));
     }
     let json = match &breakdown {
         Some(dim) => {
@@ -178,7 +204,7 @@ pub async fn get_invoice(
         }
         None => r.json,
     };
-    Ok(document(json, false))
+    Ok(document(json, false, &name))
 }
 
 /// `GET …/invoices/{period}.html|.pdf`: the printable document, named for
@@ -197,7 +223,7 @@ async fn invoice_document(
         .await?
     {
         Some(f) => f.number,
-        None => format!("{account}-{period}-draft"),
+        None => file_name(None, account, period),
     };
     let disposition = format!("inline; filename=\"{name}.{}\"", kind.extension());
     Ok((
@@ -254,5 +280,6 @@ pub async fn finalize(
             }
         });
     }
-    Ok(document(if csv { f.csv } else { f.json }, csv))
+    let name = file_name(Some(&f.number), &account, period);
+    Ok(document(if csv { f.csv } else { f.json }, csv, &name))
 }
