@@ -48,16 +48,21 @@ pub fn number_cell(d: Decimal) -> String {
     d.to_string()
 }
 
-/// A line's quantity as a spreadsheet reads it. Hours are whole seconds ÷
-/// 3600, which terminates within 4 decimals or not at all: those that do
-/// not are rounded to 6 decimals (to the 0.0036 s; the JSON keeps the exact
-/// value, and the amount is computed from the seconds either way).
+/// Hours as a spreadsheet reads them. Hours are whole seconds ÷ 3600, which
+/// terminates within 4 decimals or not at all: those that do not are rounded
+/// to 6 decimals (to the 0.0036 s). The JSON keeps the exact value, and every
+/// amount is computed from the seconds either way.
+pub fn readable_hours(hours: Decimal) -> Decimal {
+    hours
+        .round_dp_with_strategy(6, rust_decimal::RoundingStrategy::MidpointAwayFromZero)
+        .normalize()
+}
+
+/// A line's quantity as a CSV cell: hours as [`readable_hours`], any other
+/// unit exact.
 pub fn quantity_cell(q: Decimal, unit: &str) -> String {
     if unit == "hour" {
-        number_cell(
-            q.round_dp_with_strategy(6, rust_decimal::RoundingStrategy::MidpointAwayFromZero)
-                .normalize(),
-        )
+        number_cell(readable_hours(q))
     } else {
         number_cell(q)
     }

@@ -31,20 +31,29 @@ const MAX_TICKS: i64 = 5;
 /// [`MAX_TICKS`]), so every tick is a round amount ($0, $20, $40, …).
 fn axis(max: Decimal) -> (Decimal, i64) {
     let max = max.max(Decimal::ZERO);
+    // Past what a round step can reach: one interval up to the maximum.
+    let whole = (max.max(Decimal::ONE), 1);
     let mut step = Decimal::new(1, 2);
     loop {
         for m in [1, 2, 5] {
             let Some(candidate) = step.checked_mul(Decimal::from(m)) else {
-                return (max.max(Decimal::ONE), 1);
+                return whole;
             };
-            if candidate * Decimal::from(MAX_TICKS) >= max {
+            let reaches = candidate
+                .checked_mul(Decimal::from(MAX_TICKS))
+                .is_none_or(|top| top >= max);
+            if reaches {
                 let steps = (max / candidate).ceil().to_i64().unwrap_or(1).max(1);
-                return (candidate, steps);
+                // The top tick itself must be representable.
+                return match candidate.checked_mul(Decimal::from(steps)) {
+                    Some(_) => (candidate, steps),
+                    None => whole,
+                };
             }
         }
         match step.checked_mul(Decimal::TEN) {
             Some(next) => step = next,
-            None => return (max.max(Decimal::ONE), 1),
+            None => return whole,
         }
     }
 }

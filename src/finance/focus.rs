@@ -192,16 +192,23 @@ pub fn write(costs: &PeriodCosts, only: Option<&str>, out: impl Write) -> csv::R
                 let unit = priced(k, Decimal::ZERO, account.plan.as_deref()).unit_price;
                 (cost.amount, unit.normalize())
             };
+            // Container hours to at most 6 decimals, as on the invoice CSV.
+            let quantity = match k.charge {
+                Charge::ContainerHours | Charge::ContainerFreeHours => {
+                    crate::billing::render::readable_hours(cost.quantity)
+                }
+                _ => cost.quantity,
+            };
             w.serialize(Row {
                 charge_category: if credit { "Credit" } else { "Usage" },
                 charge_description: text_cell(&super::cost_report::description(cost)),
                 charge_period_end: stamp(cost.day + Days::new(1)),
                 charge_period_start: stamp(cost.day),
-                consumed_quantity: (!credit).then_some(cost.quantity),
+                consumed_quantity: (!credit).then_some(quantity),
                 consumed_unit: if credit { "" } else { unit(k.charge) },
                 contracted_unit_price: Some(list_unit_price),
                 list_unit_price: Some(list_unit_price),
-                pricing_quantity: Some(cost.quantity),
+                pricing_quantity: Some(quantity),
                 pricing_unit: unit(k.charge),
                 region_id: if k.us_inference { "us" } else { "" },
                 region_name: if k.us_inference { "United States" } else { "" },
