@@ -420,7 +420,14 @@ fn accounts_table(h: &mut String, v: &View) {
                         format!(r#"<span class="{class}">{pct}%</span>"#)
                     })
                     .unwrap_or_default(),
-                usd(b.forecast_usd),
+                // A forecast past the budget is flagged before the budget is.
+                match b.monthly_budget_usd {
+                    Some(budget) if b.forecast_usd > budget => format!(
+                        r#"<span class="over" title="on course to pass the budget">{}</span>"#,
+                        usd(b.forecast_usd)
+                    ),
+                    _ => usd(b.forecast_usd),
+                },
             ),
             None => Default::default(),
         };

@@ -86,7 +86,7 @@ async fn dashboard_total_matches_invoices(backend: Backend) {
             tally_ok(db, &["ingest", &fixture_arg("sample.ndjson")]);
             tally_ok(
                 db,
-                &["budget", "set", "--account", "team-03", "--monthly", "5"],
+                &["budget", "set", "--account", "team-03", "--monthly", "4"],
             );
         })
         .serve()
@@ -223,7 +223,12 @@ async fn dashboard_details(app: &TestApp, dom: &str) {
         let cells: Vec<&str> = row.split("<td").collect();
         let budget = cells[7];
         if row.contains(">team-03<") {
-            assert!(budget.contains("$5.00"), "{row}");
+            assert!(budget.contains("$4.00"), "{row}");
+            // Its month came to more than the budget: the forecast says so.
+            assert!(
+                cells[9].contains("class=\"over\""),
+                "a forecast past the budget is flagged: {row}"
+            );
         } else {
             assert!(budget.contains(">—<"), "no budget reads as a dash: {row}");
         }
