@@ -297,7 +297,7 @@ const PROJECTS: [&str; 8] = [
 ];
 const TEAMS: [&str; 4] = ["core", "growth", "platform", "research"];
 
-/// Attribution (SPEC 3.1) for record `i`, from a generator of its own so the
+/// Attribution (docs/input.md) for record `i`, from a generator of its own so the
 /// rest of the record is what it would be without it: each account's
 /// workspace (two for every third account), an API key id per account and
 /// workspace, a user on half the records, and tags `project` and `team` on

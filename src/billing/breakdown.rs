@@ -1,4 +1,4 @@
-//! An invoice's usage split by one dimension (SPEC 6, `--breakdown DIM`):
+//! An invoice's usage split by one dimension (docs/invoices.md, `--breakdown DIM`):
 //! by workspace, API key id, end user or one tag's value.
 //!
 //! The split is the daily computation's ([`super::daily`]) with the

@@ -1,4 +1,4 @@
-//! Code-execution container time (SPEC 4.2), org-wide for one period.
+//! Code-execution container time (docs/billing.md), org-wide for one period.
 //!
 //! - A record counts toward its container when it used code execution or had
 //!   files preloaded, unless its request declared web search/fetch tools of

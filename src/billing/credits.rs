@@ -1,4 +1,4 @@
-//! Prepaid credit on invoices (SPEC 11).
+//! Prepaid credit on invoices (docs/plans.md).
 //!
 //! - A grant is **available to a period** when it was granted before the
 //!   period ends, is not voided, and expires (if it does) on or after the

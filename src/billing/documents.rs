@@ -1,4 +1,4 @@
-//! An invoice's printable documents (SPEC 12): HTML and PDF, rendered from
+//! An invoice's printable documents (docs/invoices.md): HTML and PDF, rendered from
 //! its JSON by [`crate::documents`]. A finalized invoice's are frozen when
 //! it is finalized, like its JSON and CSV; one finalized before tally kept
 //! documents has them rendered once from its frozen JSON, then kept.

@@ -23,7 +23,7 @@ pub struct Invoice {
     pub period: String,
     pub status: &'static str,
     pub currency: &'static str,
-    /// Who bills (the seller's details) and who is billed (SPEC 12).
+    /// Who bills (the seller's details) and who is billed (docs/invoices.md).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub seller: Option<Party>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -39,9 +39,9 @@ pub struct Invoice {
     pub records: i64,
     pub containers: i64,
     pub unpriced: Vec<Unpriced>,
-    /// Records that were refusals before any output and not charged (SPEC 4.1).
+    /// Records that were refusals before any output and not charged (docs/billing.md).
     pub unbilled_refusals: i64,
-    /// No tax is charged: the customer accounts for it (SPEC 12).
+    /// No tax is charged: the customer accounts for it (docs/invoices.md).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub reverse_charge: bool,
     /// Notes the document prints (the reverse-charge note).

@@ -1,6 +1,6 @@
 //! Rating: usage quantities → priced line items. Pure (no I/O): what a
 //! charge is, which rates apply to a group of usage, and how quantities add
-//! up to lines rounded to the cent (SPEC 4).
+//! up to lines rounded to the cent (docs/billing.md).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -30,11 +30,11 @@ pub enum Charge {
     ContainerHours,
     ContainerFreeHours,
     Adjustment,
-    /// Tops a period's usage up to its plan's monthly minimum (SPEC 11).
+    /// Tops a period's usage up to its plan's monthly minimum (docs/plans.md).
     MinimumCommitment,
     /// Prepaid credit drawn (negative).
     Credit,
-    /// Tax on the total after credit (SPEC 12).
+    /// Tax on the total after credit (docs/invoices.md).
     Tax,
 }
 
@@ -227,7 +227,7 @@ pub struct Unpriced {
     pub web_search_requests: i64,
 }
 
-/// Round to cents, half away from zero (SPEC 4.3).
+/// Round to cents, half away from zero (docs/billing.md).
 pub fn cents(amount: Decimal) -> Decimal {
     let mut r = amount.round_dp_with_strategy(2, RoundingStrategy::MidpointAwayFromZero);
     r.rescale(2);
@@ -316,7 +316,7 @@ impl LineBook {
         e.web_search_requests += u.web_search_requests;
     }
 
-    /// Price one group of summed token usage (SPEC 4.1).
+    /// Price one group of summed token usage (docs/billing.md).
     pub fn add_tokens(
         &mut self,
         book: &PriceBook,
@@ -365,7 +365,7 @@ impl LineBook {
         if let Some(refusal) = &key.refusal
             && !version.refusal_policy.charges(refusal)
         {
-            // Nothing at all: no tokens, no web searches (SPEC 4.1).
+            // Nothing at all: no tokens, no web searches (docs/billing.md).
             self.unbilled_refusals += records;
             return;
         }
@@ -544,7 +544,7 @@ pub(crate) fn priced(key: &LineKey, quantity: Decimal, plan: Option<&Plan>) -> P
     let (unit_price, price_exact) = match version {
         Some(v) => match v.override_for(model, key.charge.as_str()).map(|o| o.price) {
             // Container time at a fixed hour price: from the whole seconds,
-            // as its cost is (s × price ÷ 3600, SPEC 4.2).
+            // as its cost is (s × price ÷ 3600, docs/billing.md).
             Some(OverridePrice::UnitPrice(p))
                 if matches!(
                     key.charge,
@@ -573,7 +573,7 @@ pub(crate) fn priced(key: &LineKey, quantity: Decimal, plan: Option<&Plan>) -> P
 
 /// The rendered line of a key and its summed quantity. Container lines hold
 /// whole seconds until here: quantity = s / 3600 hours and amount =
-/// s × price / 3600 (SPEC 4.2). The plan (the one the key's plan version
+/// s × price / 3600 (docs/billing.md). The plan (the one the key's plan version
 /// belongs to) prices it.
 pub(super) fn line_of(key: LineKey, quantity: Decimal, plan: Option<&Plan>) -> Line {
     let p = priced(&key, quantity, plan);

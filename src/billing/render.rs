@@ -1,4 +1,4 @@
-//! Invoices as JSON and CSV (SPEC 6).
+//! Invoices as JSON and CSV (docs/invoices.md).
 //!
 //! JSON carries money and quantities as decimal strings. CSV is RFC 4180
 //! with the contract's header, one row per line, unpriced usage as rows with

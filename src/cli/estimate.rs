@@ -1,5 +1,5 @@
 //! `tally estimate`: project a workload's cost, compare models, or reprice
-//! recorded usage (SPEC 8).
+//! recorded usage (docs/estimates.md).
 
 use std::io::Read;
 use std::path::PathBuf;

@@ -1,4 +1,4 @@
-//! Invoice documents (SPEC 12): the invoice a finance team sends, as one
+//! Invoice documents (docs/invoices.md): the invoice a finance team sends, as one
 //! self-contained HTML page ([`html`]) and as a PDF ([`pdf`]).
 //!
 //! Policy:

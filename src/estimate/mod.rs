@@ -1,4 +1,4 @@
-//! Pre-deploy cost estimates and what-if repricing (SPEC 8), computed by the
+//! Pre-deploy cost estimates and what-if repricing (docs/estimates.md), computed by the
 //! billing core of the invoices: token lines through
 //! [`LineBook::add_token_quantities`], container time as per-day
 //! [`ChargedContainers`] whose free allowance is shared by the same code as
@@ -43,7 +43,7 @@ pub const MAX_COMPARED: usize = 10;
 /// every day and workload stay far inside an i64.
 const MAX_SECONDS_PER_DAY: i64 = 1_000_000_000_000;
 
-/// The estimate document of SPEC 8.
+/// The estimate document of docs/estimates.md.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Estimate {
     /// The account whose plan priced the workloads (absent: at cost).

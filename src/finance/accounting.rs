@@ -1,4 +1,4 @@
-//! Accounting exports (SPEC 12): a period's finalized invoices in the
+//! Accounting exports (docs/invoices.md): a period's finalized invoices in the
 //! invoice-import CSV layouts of QuickBooks Online and Xero, one row per
 //! invoice line, so a finance team imports tally's invoices instead of
 //! typing them in. Drafts are never exported: an export holds only what

@@ -1,4 +1,4 @@
-//! Monthly budgets, run-rate forecasts and threshold alerts (SPEC 7).
+//! Monthly budgets, run-rate forecasts and threshold alerts (docs/finance.md).
 //!
 //! - Month-to-date spend is the account's usage and adjustments on its invoice
 //!   for the period, at its prices (not a minimum commitment; the

@@ -7,7 +7,7 @@
 //!   `token_type`, `description`, `model`, `service_tier`, `context_window`
 //!   and `inference_geo`; `group_by[]=model` adds `model` alone;
 //!   `group_by[]=account` adds `account`; `workspace_id`, `api_key_id`,
-//!   `user` and `tag:KEY` split by the records' attribution (SPEC 3.1), each
+//!   `user` and `tag:KEY` split by the records' attribution (docs/input.md), each
 //!   result then carrying `workspace_id`, `api_key_id`, `user` and
 //!   `tags: {KEY: value}` (records without it under `null`); without
 //!   `workspace_id`, `workspace_id` is `null` as Anthropic's unsplit report has it;

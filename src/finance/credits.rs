@@ -1,5 +1,5 @@
 //! Credit balances, the spend gate for gateways, and low-balance alerts
-//! (SPEC 11), over [`crate::billing::credits`].
+//! (docs/plans.md), over [`crate::billing::credits`].
 //!
 //! - An account's **balance** is what its grants have left after the draws
 //!   of its finalized invoices and what its open invoices would draw now (in

@@ -1,4 +1,4 @@
-//! The `invoice.finalized` webhook (SPEC 12): `{"type": "invoice.finalized",
+//! The `invoice.finalized` webhook (docs/invoices.md): `{"type": "invoice.finalized",
 //! "account", "period", "number", "total", "due_at"}`, at least once per
 //! finalized invoice. The event is written in the finalizing transaction
 //! (so there is exactly one per finalization, however many servers

@@ -1,4 +1,4 @@
-//! FinOps FOCUS cost-and-usage export (SPEC 7): one row per account, UTC
+//! FinOps FOCUS cost-and-usage export (docs/finance.md): one row per account, UTC
 //! day and invoice line key (model × charge, and batch / long context / US
 //! inference / fast mode / price version where those change the price, so
 //! every row has one list unit price), plus the period's adjustment lines.

@@ -1,4 +1,4 @@
-//! Margins (SPEC 11): per account, what the period's usage cost (the price
+//! Margins (docs/plans.md): per account, what the period's usage cost (the price
 //! book's prices), what it is priced at (the account's plan; the cost
 //! without one), and the difference. Usage lines only, each rounded as on
 //! the invoice: no minimum commitment, adjustment (another period's usage),

@@ -1,4 +1,4 @@
-//! What a response and its request say about container billing (SPEC 4.2):
+//! What a response and its request say about container billing (docs/billing.md):
 //! whether code execution ran, whether files were preloaded into the
 //! container, and whether the request's web tools make code execution free.
 
@@ -10,7 +10,7 @@ const CODE_EXECUTION_TOOLS: [&str; 3] = [
     "text_editor_code_execution",
 ];
 
-/// SPEC 4.2: a `server_tool_use` of a code-execution tool, or a result block
+/// docs/billing.md: a `server_tool_use` of a code-execution tool, or a result block
 /// whose type ends in `code_execution_tool_result`.
 pub(super) fn block_uses_code_execution(block: &Value) -> bool {
     let Some(kind) = block.get("type").and_then(Value::as_str) else {

@@ -1,4 +1,4 @@
-//! Account plans (SPEC 11): what an account pays for its usage, from what
+//! Account plans (docs/plans.md): what an account pays for its usage, from what
 //! that usage costs.
 //!
 //! Every amount of the billing core is a *cost* (Anthropic's prices). A plan

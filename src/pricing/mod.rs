@@ -1,4 +1,4 @@
-//! The price book: versioned prices and billing policies (SPEC 5).
+//! The price book: versioned prices and billing policies (docs/billing.md).
 //!
 //! Policy:
 //! - every amount is a `Decimal` read from a TOML *string* (a TOML float would
@@ -111,7 +111,7 @@ pub enum AllowanceScope {
     Account,
 }
 
-/// Whether a refusal before any output is charged (SPEC 4.1). A refusal
+/// Whether a refusal before any output is charged (docs/billing.md). A refusal
 /// with partial content is always charged like any response.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "policy", rename_all = "snake_case")]

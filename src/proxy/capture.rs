@@ -1,7 +1,7 @@
 //! The copy of a call that becomes its record: the request body as it is
 //! uploaded, the answer as it is passed back, never holding the caller's
 //! bytes back. When the answer has ended, the copy becomes an envelope
-//! (SPEC 3.1) for the recorder.
+//! (docs/input.md) for the recorder.
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};

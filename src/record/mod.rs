@@ -55,7 +55,7 @@ impl std::ops::AddAssign<&Usage> for Usage {
     }
 }
 
-/// A refusal before any output (SPEC 4.1): `stop_reason: "refusal"` with no
+/// A refusal before any output (docs/billing.md): `stop_reason: "refusal"` with no
 /// content. Whether it is charged is the price book's call (its refusal
 /// policy, by date and category), so the ledger keeps what it was, not the
 /// verdict: a re-imported book decides again.
@@ -142,7 +142,7 @@ pub struct Usage {
     /// `usage.cache_creation_input_tokens` as reported (the total of writes).
     pub cache_creation_input_tokens: i64,
     /// 5-minute writes: the breakdown's figure, or all cache writes when the
-    /// response has no `cache_creation` breakdown (SPEC 4.1).
+    /// response has no `cache_creation` breakdown (docs/billing.md).
     pub cache_write_5m_tokens: i64,
     pub cache_write_1h_tokens: i64,
     pub cache_read_tokens: i64,
@@ -258,7 +258,7 @@ pub fn validate_account(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Whom a record's cost is attributed to within its account (SPEC 3.1):
+/// Whom a record's cost is attributed to within its account (docs/input.md):
 /// finance splits one account's bill by these.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Attribution {
@@ -298,7 +298,7 @@ impl Attribution {
     }
 }
 
-/// A way to split an account's costs (SPEC 6 and 7): by the workspace, the
+/// A way to split an account's costs (docs/invoices.md and 7): by the workspace, the
 /// API key id, the end user, one tag's value, or the whole set of tags.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Dimension {

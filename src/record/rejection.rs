@@ -18,7 +18,7 @@ pub enum RejectReason {
     /// A streamed response cut off before its `message_delta`.
     Incomplete,
     /// Same id with another body or under another account; or a container
-    /// already owned by another account (SPEC 3.2).
+    /// already owned by another account (docs/input.md).
     Conflict,
     /// A record for an account the caller's API key may not write to.
     Forbidden,

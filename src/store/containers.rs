@@ -13,7 +13,7 @@
 //! and a container whose set would pass [`MAX_SPANS`] (kept small so a
 //! container's row stays cheap to rewrite).
 //!
-//! A container's time is attributed (SPEC 6 and 7) to the workspace, API key
+//! A container's time is attributed (docs/invoices.md and 7) to the workspace, API key
 //! id, user and tags of its first record (earliest `recorded_at`, then lowest
 //! seq; in an exact container every record is billable), so each container
 //! keeps that record's attribution too, and the same sums are kept per
@@ -135,7 +135,7 @@ impl ContainerDeltas {
     }
 }
 
-/// Whether a record counts toward its container's time (SPEC 4.2): a
+/// Whether a record counts toward its container's time (docs/billing.md): a
 /// message that ran code execution or had files preloaded.
 pub fn counts_toward_container(r: &NewRecord) -> bool {
     r.container_id.is_some()

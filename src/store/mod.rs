@@ -374,7 +374,7 @@ pub trait ProxyKeys: Send + Sync {
     async fn proxy_key_account(&self, key_sha256: &str) -> Result<Option<String>>;
 }
 
-/// Account plans (SPEC 11), kept as set: the newest per account is in force.
+/// Account plans (docs/plans.md), kept as set: the newest per account is in force.
 #[async_trait]
 pub trait Plans: Send + Sync {
     /// Store a validated plan; it is the account's plan from now on.
@@ -394,7 +394,7 @@ pub trait Plans: Send + Sync {
     async fn plans_id(&self) -> Result<i64>;
 }
 
-/// Prepaid credit (SPEC 11): grants, the draws finalized invoices made on
+/// Prepaid credit (docs/plans.md): grants, the draws finalized invoices made on
 /// them, low-balance thresholds and their alerts.
 #[async_trait]
 pub trait Credits: Send + Sync {

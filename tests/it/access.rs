@@ -1,4 +1,4 @@
-//! Access control (SPEC 9): the admin token, account keys, and no key, on
+//! Access control (docs/running.md): the admin token, account keys, and no key, on
 //! every endpoint; `tally keys create|list|revoke`. Both backends.
 
 use crate::support::{Backend, TestApp, TestDb, create_key, fixture, tally};

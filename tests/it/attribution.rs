@@ -1,4 +1,4 @@
-//! Attribution within an account (SPEC 3.1, 6 and 7): an invoice's usage
+//! Attribution within an account (docs/input.md, 6 and 7): an invoice's usage
 //! split by tag, workspace and user, worked by hand to the cent; the same
 //! through `GET …/invoices/{period}?breakdown=` and `tally invoice
 //! --breakdown`. On both backends.
@@ -35,7 +35,7 @@ fn call(id: &str, input: i64, output: i64, extra: Value) -> Value {
     v
 }
 
-/// Four calls and a ten-minute container (SPEC 3.1 fields in each):
+/// Four calls and a ten-minute container (docs/input.md fields in each):
 ///
 /// | id | input | output | project | workspace | user |
 /// |---|---:|---:|---|---|---|

@@ -1,4 +1,4 @@
-//! Billing details, tax and the `invoice.finalized` webhook (SPEC 12), on
+//! Billing details, tax and the `invoice.finalized` webhook (docs/invoices.md), on
 //! both backends: the seller and bill-to blocks, a tax line on the total
 //! after the minimum commitment and credit, reverse charge, snapshots that
 //! later edits never change, and one webhook delivery per finalization

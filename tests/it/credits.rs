@@ -1,4 +1,4 @@
-//! Prepaid credit (SPEC 11), worked by hand on both backends: grants drawn
+//! Prepaid credit (docs/plans.md), worked by hand on both backends: grants drawn
 //! in order (the one expiring first, then the oldest), a grant drawn across
 //! two months and expiring in a third, drafts that show what they would
 //! draw, finalizing that makes draws permanent, voiding, the balance a

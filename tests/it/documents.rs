@@ -1,4 +1,4 @@
-//! Invoice documents and accounting exports (SPEC 12), on both backends:
+//! Invoice documents and accounting exports (docs/invoices.md), on both backends:
 //! one golden HTML document per case (domestic tax with code execution,
 //! reverse charge, minimum commitment with credit), the PDF's text read by
 //! `pdftotext` and its first page rendered by `pdftoppm` and looked at,

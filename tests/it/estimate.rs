@@ -1,4 +1,4 @@
-//! Estimates (SPEC 8), worked by hand, each through both `tally estimate`
+//! Estimates (docs/estimates.md), worked by hand, each through both `tally estimate`
 //! and `POST /v1/estimate`: a code-heavy workload past the free allowance, a
 //! files-only workload billed at the minimum, a batch share, long context on
 //! a tiered model; a workload that mirrors a recorded month equals that

@@ -1,4 +1,4 @@
-//! Finance views (SPEC 7) against invoices: the cost report and the FOCUS
+//! Finance views (docs/finance.md) against invoices: the cost report and the FOCUS
 //! export sum to the invoices to the cent; budgets raise each alert once and
 //! deliver it to a real webhook receiver; reconciliation finds differences;
 //! the new endpoints' access rules; `/openapi.json` lists every route.

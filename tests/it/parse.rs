@@ -1,4 +1,4 @@
-//! Parsing every accepted shape (SPEC 3.1), forward compatibility (3.3) and
+//! Parsing every accepted shape (docs/input.md), forward compatibility (3.3) and
 //! every kind of bad input (3.4), without a database.
 
 use crate::support::fixture;

@@ -1,4 +1,4 @@
-//! Plans (SPEC 11), worked by hand on both backends: a markup, a discount,
+//! Plans (docs/plans.md), worked by hand on both backends: a markup, a discount,
 //! a fixed-price override, a markup override on container time (the free
 //! hours follow it), a minimum commitment, plan versions by `recorded_at`,
 //! a late record after finalization, and an account key that sees prices

@@ -1,4 +1,4 @@
-//! Refusals (SPEC 4.1), worked by hand for each of Anthropic's three eras:
+//! Refusals (docs/billing.md), worked by hand for each of Anthropic's three eras:
 //! charged like any response until 2026-06-01; not charged before any output
 //! from 2026-06-02; charged again from 2026-09-24 when the category is `bio`,
 //! `frontier_llm` or `reasoning_extraction`. Plain, streamed and batch
