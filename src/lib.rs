@@ -2,6 +2,7 @@
 //!
 //! Module map, from the bottom up (a module uses only those above it in
 //! this list, never the other way round):
+//! - [`whole`]: integers in JSON (`39` or `39.0`);
 //! - [`time`]: instants as UTC microseconds, day numbers, RFC 3339;
 //! - [`record`]: the ledger record, its invariants, and rejected lines;
 //! - [`store`]: the storage role traits and their SQLite and PostgreSQL
@@ -36,3 +37,4 @@ pub mod record;
 pub mod store;
 pub mod synth;
 pub mod time;
+pub mod whole;

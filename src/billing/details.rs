@@ -61,7 +61,11 @@ pub struct Details {
     pub tax_label: Option<String>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub reverse_charge: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::whole::optional"
+    )]
     pub terms_days: Option<u32>,
     /// The seller's paper for PDF documents (`a4`, the default, or `letter`).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -11,7 +11,7 @@ use serde::{Deserialize, Deserializer};
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WorkloadFile {
-    #[serde(default = "thirty")]
+    #[serde(default = "thirty", deserialize_with = "crate::whole::integer")]
     pub days: i64,
     #[serde(default)]
     pub workload: Vec<Workload>,

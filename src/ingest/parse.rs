@@ -624,9 +624,13 @@ impl<'de> Deserialize<'de> for Count {
                     .and_then(|u| self.visit_u64(u))
             }
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<Count, E> {
-                Err(E::custom(format!(
-                    "must be a non-negative integer, got {v}"
-                )))
+                // `39.0` is 39 (as JSON Schema's `integer` has it).
+                match crate::whole::of_f64(v) {
+                    Some(i) => self.visit_i64(i),
+                    None => Err(E::custom(format!(
+                        "must be a non-negative integer, got {v:?}"
+                    ))),
+                }
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Count, E> {
                 Err(E::custom(format!(

@@ -142,7 +142,14 @@ pub fn assemble_stream(events: &Value) -> Result<Value, StreamError> {
 
 fn block_index(ev: &Map<String, Value>, i: usize) -> Result<usize, StreamError> {
     ev.get("index")
-        .and_then(Value::as_u64)
+        .and_then(|x| {
+            // `2.0` is 2 (as JSON Schema's `integer` has it).
+            x.as_u64().or_else(|| {
+                x.as_f64()
+                    .and_then(crate::whole::of_f64)
+                    .and_then(|i| u64::try_from(i).ok())
+            })
+        })
         .and_then(|x| usize::try_from(x).ok())
         .filter(|&x| x < 100_000)
         .ok_or_else(|| {
