@@ -77,6 +77,12 @@ pub async fn post_credit(
                 .map_err(|m| ApiError::BadRequest(format!("low_balance_usd: {m}")))
         })
         .transpose()?;
+    if body.note.as_deref().is_some_and(|n| n.contains('\0')) {
+        // PostgreSQL's text cannot hold it: refused on either backend alike.
+        return Err(ApiError::BadRequest(
+            "note holds a NUL character (U+0000), which the ledger cannot store".into(),
+        ));
+    }
     let store = state.ledger.store().as_ref();
     store
         .grant_credit(&account, usd, expires, body.note.as_deref())

@@ -89,7 +89,7 @@ pub fn parse_retaining(
     };
     let shape = Shape::detect(&top, base)?;
     let env = ctx.envelope(&top)?;
-    match shape {
+    let record = match shape {
         Shape::Envelope => {
             let response = top
                 .get("response")
@@ -121,6 +121,50 @@ pub fn parse_retaining(
             ctx.message_record(&top, env, &message, "events", raw, origin, false)
         }
         Shape::BatchResult => ctx.batch_record(&top, env, raw, origin),
+    }?;
+    refuse_nul(&record, base)?;
+    Ok(record)
+}
+
+/// PostgreSQL's text cannot hold NUL (U+0000): a record with one in a
+/// field the ledger stores on its own is refused, on either backend alike,
+/// naming the field. (The raw line has it escaped, `\u0000`, and keeps it.)
+fn refuse_nul(r: &NewRecord, line: u64) -> Result<(), LineError> {
+    let a = &r.attribution;
+    let mut fields: Vec<(String, Option<&str>)> = vec![
+        ("id".into(), r.message_id.as_deref()),
+        ("custom_id".into(), r.custom_id.as_deref()),
+        ("model".into(), r.model.as_deref()),
+        ("container.id".into(), r.container_id.as_deref()),
+        ("usage.service_tier".into(), r.service_tier.as_deref()),
+        ("usage.inference_geo".into(), r.inference_geo.as_deref()),
+        ("usage.speed".into(), r.speed.as_deref()),
+        (
+            "stop_details.category".into(),
+            r.refusal.as_ref().and_then(Refusal::category),
+        ),
+        ("workspace".into(), a.workspace.as_deref()),
+        ("api_key_id".into(), a.api_key_id.as_deref()),
+        ("user".into(), a.user.as_deref()),
+    ];
+    for (i, it) in r.iterations.iter().enumerate() {
+        fields.push((format!("usage.iterations[{i}].type"), Some(&it.kind)));
+        fields.push((format!("usage.iterations[{i}].model"), it.model.as_deref()));
+    }
+    for (key, value) in &a.tags {
+        fields.push((format!("tags.{key}"), Some(value)));
+    }
+    match fields
+        .into_iter()
+        .find(|(_, v)| v.is_some_and(|v| v.contains('\0')))
+    {
+        Some((field, _)) => Err(LineError::field(
+            RejectReason::Invalid,
+            line,
+            field,
+            "holds a NUL character (U+0000), which the ledger cannot store",
+        )),
+        None => Ok(()),
     }
 }
 
