@@ -5,12 +5,12 @@
 //! key reads its own account only (another's answers 404).
 
 use axum::Json;
-use axum::extract::{Extension, Path, State};
+use axum::extract::{Extension, State};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use serde::Deserialize;
 
-use super::{ApiError, AppState, check_account};
+use super::{ApiBody, ApiError, ApiPath, AppState, check_account};
 use crate::auth::Principal;
 use crate::finance::credits::{self, Figures};
 
@@ -26,7 +26,7 @@ fn readable(principal: &Principal, account: &str) -> Result<(), ApiError> {
 pub async fn get_credits(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
-    Path(account): Path<String>,
+    ApiPath(account): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     readable(&principal, &account)?;
     let store = state.ledger.store().as_ref();
@@ -50,8 +50,8 @@ pub struct GrantBody {
 pub async fn post_credit(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
-    Path(account): Path<String>,
-    body: axum::body::Bytes,
+    ApiPath(account): ApiPath<String>,
+    ApiBody(body): ApiBody,
 ) -> Result<Response, ApiError> {
     check_account(&account)?;
     super::admin_only(&principal, "grant credit")?;
@@ -90,14 +90,14 @@ pub async fn post_credit(
     if let Some(t) = threshold {
         store.set_low_balance(&account, t).await?;
     }
-    get_credits(State(state), Extension(principal), Path(account)).await
+    get_credits(State(state), Extension(principal), ApiPath(account)).await
 }
 
 /// `GET /v1/accounts/{account}/balance`.
 pub async fn get_balance(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
-    Path(account): Path<String>,
+    ApiPath(account): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     readable(&principal, &account)?;
     let store = state.ledger.store().as_ref();

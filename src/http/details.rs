@@ -4,10 +4,10 @@
 //! an account key may read its own account's details.
 
 use axum::Json;
-use axum::extract::{Extension, Path, State};
+use axum::extract::{Extension, State};
 use axum::response::{IntoResponse, Response};
 
-use super::{ApiError, AppState, check_account};
+use super::{ApiBody, ApiError, ApiPath, AppState, check_account};
 use crate::auth::Principal;
 use crate::billing::details::{Details, SELLER};
 
@@ -55,7 +55,7 @@ pub async fn get_org(
 pub async fn put_org(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
-    body: axum::body::Bytes,
+    ApiBody(body): ApiBody,
 ) -> Result<Response, ApiError> {
     super::admin_only(&principal, "set the seller's details")?;
     Ok(Json(write(&state, SELLER, &body).await?).into_response())
@@ -65,7 +65,7 @@ pub async fn put_org(
 pub async fn get_details(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
-    Path(account): Path<String>,
+    ApiPath(account): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     check_account(&account)?;
     if !principal.may_access(&account) {
@@ -78,8 +78,8 @@ pub async fn get_details(
 pub async fn put_details(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
-    Path(account): Path<String>,
-    body: axum::body::Bytes,
+    ApiPath(account): ApiPath<String>,
+    ApiBody(body): ApiBody,
 ) -> Result<Response, ApiError> {
     check_account(&account)?;
     super::admin_only(&principal, "set billing details")?;

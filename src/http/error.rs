@@ -322,6 +322,44 @@ where
     }
 }
 
+/// `Path<T>` whose rejection is an [`ApiError`]: a 400 in the API's JSON
+/// shape (e.g. for a segment that is not UTF-8 once decoded).
+#[derive(Debug)]
+pub struct ApiPath<T>(pub T);
+
+impl<T, S> axum::extract::FromRequestParts<S> for ApiPath<T>
+where
+    T: serde::de::DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, ApiError> {
+        let axum::extract::Path(v) = axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::BadRequest(e.body_text()))?;
+        Ok(ApiPath(v))
+    }
+}
+
+/// A request body read whole, under axum's default limit (2 MiB): over it
+/// a 413, and a body that cannot be read a 400, both in the API's JSON shape.
+#[derive(Debug)]
+pub struct ApiBody(pub axum::body::Bytes);
+
+impl<S: Send + Sync> axum::extract::FromRequest<S> for ApiBody {
+    type Rejection = ApiError;
+
+    async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        Ok(ApiBody(
+            axum::body::Bytes::from_request(request, state).await?,
+        ))
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

@@ -5,14 +5,12 @@
 //! the plan of `?account=A`.
 
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::{Extension, State};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use serde::Deserialize;
 
-use super::{ApiError, ApiQuery, AppState, check_account};
+use super::{ApiBody, ApiError, ApiQuery, AppState, check_account};
 use crate::auth::Principal;
 use crate::estimate::{self, WorkloadFile};
 
@@ -28,10 +26,9 @@ pub async fn post_estimate(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     ApiQuery(q): ApiQuery<EstimateQuery>,
-    body: Result<Bytes, BytesRejection>,
+    ApiBody(body): ApiBody,
 ) -> Result<Response, ApiError> {
     // axum's default body limit (2 MiB) is far above any workload document.
-    let body = body?;
     let at = match q.at.as_deref() {
         // Names the parameter: the parser's message alone would not.
         Some(s) => estimate::parse_day(s).map_err(|m| ApiError::BadRequest(format!("at: {m}")))?,

@@ -6,14 +6,14 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Extension, Path, RawQuery, State};
+use axum::extract::{Extension, RawQuery, State};
 use axum::http::header;
 use axum::response::{Html, IntoResponse, Response};
 use chrono::Utc;
 use serde::Deserialize;
 
 use super::invoices::QueryFormat;
-use super::{ApiError, ApiQuery, AppState, check_account};
+use super::{ApiBody, ApiError, ApiPath, ApiQuery, AppState, check_account};
 use crate::auth::Principal;
 use crate::billing::{self, Period};
 use crate::finance::{Snapshot, accounting, budget, cost_report, focus};
@@ -298,7 +298,7 @@ pub async fn cost_report(
 pub async fn get_budget(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
-    Path(account): Path<String>,
+    ApiPath(account): ApiPath<String>,
     ApiQuery(q): ApiQuery<PeriodQuery>,
 ) -> Result<Response, ApiError> {
     check_account(&account)?;
@@ -333,8 +333,8 @@ pub struct BudgetBody {
 pub async fn put_budget(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
-    Path(account): Path<String>,
-    body: axum::body::Bytes,
+    ApiPath(account): ApiPath<String>,
+    ApiBody(body): ApiBody,
 ) -> Result<Response, ApiError> {
     check_account(&account)?;
     super::admin_only(&principal, "set budgets")?;
@@ -351,7 +351,7 @@ pub async fn put_budget(
     get_budget(
         State(state),
         Extension(principal),
-        Path(account),
+        ApiPath(account),
         ApiQuery(PeriodQuery { period: None }),
     )
     .await

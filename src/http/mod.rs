@@ -26,7 +26,7 @@ use axum::routing::{get, post};
 use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
 
-pub use error::{ApiError, ApiQuery};
+pub use error::{ApiBody, ApiError, ApiPath, ApiQuery};
 
 use crate::auth::Principal;
 use crate::ledger::Ledger;

@@ -4,10 +4,10 @@
 //! may not read it.
 
 use axum::Json;
-use axum::extract::{Extension, Path, State};
+use axum::extract::{Extension, State};
 use axum::response::{IntoResponse, Response};
 
-use super::{ApiError, AppState, check_account};
+use super::{ApiBody, ApiError, ApiPath, AppState, check_account};
 use crate::auth::Principal;
 use crate::plans::Plan;
 
@@ -15,7 +15,7 @@ use crate::plans::Plan;
 pub async fn get_plan(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
-    Path(account): Path<String>,
+    ApiPath(account): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     check_account(&account)?;
     super::admin_only(&principal, "read or set plans")?;
@@ -35,8 +35,8 @@ pub async fn get_plan(
 pub async fn put_plan(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
-    Path(account): Path<String>,
-    body: axum::body::Bytes,
+    ApiPath(account): ApiPath<String>,
+    ApiBody(body): ApiBody,
 ) -> Result<Response, ApiError> {
     check_account(&account)?;
     super::admin_only(&principal, "read or set plans")?;
