@@ -1,165 +1,869 @@
 //! `GET /openapi.json`: an OpenAPI 3.1 description of every endpoint.
+//!
 //! Written out by hand (the handlers take raw bodies and streams that
-//! derive macros describe poorly); `tests/openapi.rs` checks that every
-//! route the router registers is described here.
+//! derive macros describe poorly), and meant to be trusted by clients:
+//!
+//! - every constraint the server enforces on a parameter or a body is
+//!   stated (patterns, formats, enums, required fields, lengths, ranges),
+//!   so a request the document allows is not refused with a 400 or 422;
+//!   the few rules that relate two values (which JSON Schema cannot
+//!   express) are stated in the descriptions, under "Rule:";
+//! - every status an operation can answer is listed with its content type,
+//!   and JSON answers have a schema.
+//!
+//! `tests/it/finance.rs` checks that every route the router registers is
+//! described here; `tests/it/schemathesis.rs` runs schemathesis against a
+//! live server with it (no 5xx, documented statuses and content types,
+//! response schemas, and schema-valid requests accepted).
+//!
+//! The estimate's `model` values and earliest `at` come from the price
+//! book in force, so the document served is built per request.
 
 use axum::Json;
-use serde_json::{Value, json};
+use axum::extract::State;
+use chrono::{Datelike, NaiveDate, Utc};
+use serde_json::{Map, Value, json};
 
-fn error_responses(codes: &[&str]) -> Value {
-    let mut map = serde_json::Map::new();
-    for code in codes {
-        let text = match *code {
-            "400" => "invalid request: the message names the field",
-            "401" => "missing or unknown key",
-            "403" => "the key may not do this",
-            "404" => "not found (or another account's)",
-            "409" => "conflict",
-            "413" => "body too large",
-            "422" => "the record was rejected (see `problems`)",
-            "500" => {
-                "internal error (e.g. stored data tally cannot read): the cause is in the server's log"
-            }
-            _ => "storage unavailable: nothing was recorded; retry",
-        };
+use super::{ApiError, AppState};
+use crate::pricing::PriceBook;
+
+/// What an account name may be (see [`crate::record::validate_account`]).
+const ACCOUNT_PATTERN: &str = r"^[A-Za-z0-9._:-]{1,128}$";
+/// `YYYY-MM` (see [`crate::billing::Period::parse`]).
+const PERIOD_PATTERN: &str = r"^[0-9]{4}-(0[1-9]|1[0-2])$";
+/// A tag key (see [`crate::record::validate_tag_key`]).
+const TAG_KEY_PATTERN: &str = r"^[a-z0-9_.:-]{1,64}$";
+/// A budget or threshold in USD: 0 to under 10^15, as a decimal string.
+const AMOUNT_PATTERN: &str = r"^[0-9]{1,15}(\.[0-9]{1,10})?$";
+/// A credit grant in USD: more than 0, whole cents, under 10^12.
+const GRANT_PATTERN: &str = r"^([1-9][0-9]{0,11}(\.[0-9]{1,2})?|0\.(0[1-9]|[1-9][0-9]?))$";
+/// A plan file, for the example.
+const PLAN_EXAMPLE: &str =
+    "[[version]]\neffective_from = \"2025-01-01\"\nmarkup_percent = \"25\"\n";
+/// Text the ledger stores: PostgreSQL's text holds no NUL (U+0000), so
+/// none is accepted (on either backend). Without a `type`, it applies to
+/// strings only.
+const NO_NUL: &str = r"^[^\x00]*$";
+/// A decimal amount as the server writes it.
+const DECIMAL_PATTERN: &str = r"^-?[0-9]+(\.[0-9]+)?$";
+/// One line of text: no control character, not only white space.
+const LINE_PATTERN: &str = r"^[^\x00-\x1f\x7f-\x9f]*[^\x00-\x1f\x7f-\x9f\s][^\x00-\x1f\x7f-\x9f]*$";
+/// Lines of text (line breaks allowed, no other control character), not
+/// only white space.
+const LINES_PATTERN: &str =
+    r"^[^\x00-\x09\x0b-\x1f\x7f-\x9f]*[^\x00-\x1f\x7f-\x9f\s][^\x00-\x09\x0b-\x1f\x7f-\x9f]*$";
+/// An email address as the details accept it: an `@`, no white space.
+const EMAIL_PATTERN: &str = r"^[^\x00-\x1f\x7f-\x9f\s]*@[^\x00-\x1f\x7f-\x9f\s]*$";
+/// A tax rate: 0 to 100 percent, at most 4 decimals.
+const PERCENT_PATTERN: &str = r"^(100(\.0{1,4})?|[0-9]{1,2}(\.[0-9]{1,4})?)$";
+
+/// The JSON schema of one-line text of at most `max` characters.
+fn line(max: usize) -> Value {
+    json!({"type": "string", "minLength": 1, "maxLength": max, "pattern": LINE_PATTERN})
+}
+
+fn schema_ref(name: &str) -> Value {
+    json!({"$ref": format!("#/components/schemas/{name}")})
+}
+
+fn error_text(code: u16) -> &'static str {
+    match code {
+        400 => "invalid request: the message names the parameter or field at fault",
+        401 => "missing or unknown key",
+        403 => "the key may not do this",
+        404 => "not found (or another account's), or no such endpoint",
+        409 => "conflicts with the ledger's state (e.g. `unpriced_usage`; `changed`: retry)",
+        413 => "body too large",
+        422 => "the record was rejected (see `error`)",
+        500 => {
+            "internal error (e.g. stored data tally cannot read): the cause is in the server's log"
+        }
+        _ => "storage unavailable: nothing was recorded; retry",
+    }
+}
+
+/// An operation's responses: `ok` (status → response) and the JSON errors
+/// of `errors`.
+fn responses(ok: Value, errors: &[u16]) -> Value {
+    let mut map = Map::new();
+    for code in errors {
         map.insert(
-            (*code).to_owned(),
-            json!({"description": text, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}),
+            code.to_string(),
+            json_response(error_text(*code), schema_ref("Error")),
         );
+    }
+    if let Value::Object(ok) = ok {
+        map.extend(ok);
     }
     Value::Object(map)
 }
 
-fn op(summary: &str, params: Value, ok: Value, errors: &[&str]) -> Value {
-    let mut responses = error_responses(errors);
-    if let (Some(r), Some(ok)) = (responses.as_object_mut(), ok.as_object()) {
-        for (k, v) in ok {
-            r.insert(k.clone(), v.clone());
+fn json_response(description: &str, schema: Value) -> Value {
+    json!({"description": description, "content": {"application/json": {"schema": schema}}})
+}
+
+/// A 200 of one content type (a schema for JSON).
+fn ok(kind: &str, description: &str, schema: Option<Value>) -> Value {
+    let media = match schema {
+        Some(s) => json!({"schema": s}),
+        None => json!({}),
+    };
+    json!({"200": {"description": description, "content": {kind: media}}})
+}
+
+fn ok_json(description: &str, schema: Value) -> Value {
+    ok("application/json", description, Some(schema))
+}
+
+/// 200 with a JSON document or its CSV.
+fn ok_json_or_csv(description: &str, schema: Value) -> Value {
+    json!({"200": {"description": description, "content": {
+        "application/json": {"schema": schema},
+        "text/csv": {"schema": {"type": "string"}}
+    }}})
+}
+
+fn path_param(name: &str, description: &str, schema: Value) -> Value {
+    json!({"name": name, "in": "path", "required": true, "description": description, "schema": schema})
+}
+
+fn query(name: &str, description: &str, required: bool, schema: Value) -> Value {
+    json!({"name": name, "in": "query", "required": required, "description": description, "schema": schema})
+}
+
+fn op(summary: &str, parameters: Value, responses: Value) -> Value {
+    json!({"summary": summary, "parameters": parameters, "responses": responses})
+}
+
+fn op_with_body(summary: &str, parameters: Value, body: Value, responses: Value) -> Value {
+    json!({"summary": summary, "parameters": parameters, "requestBody": {"required": true, "content": body}, "responses": responses})
+}
+
+/// What the estimate may name: models every price-book version from the
+/// one in force today on prices (the same workloads must price on any
+/// `at` allowed), and the first day `at` may be.
+struct EstimateScope {
+    models: Vec<String>,
+    from: Option<NaiveDate>,
+}
+
+impl EstimateScope {
+    fn of(book: &PriceBook, today: NaiveDate) -> EstimateScope {
+        let versions = book.versions();
+        let from = book
+            .version_at(today)
+            .or(versions.first())
+            .map(|v| v.effective_from);
+        let mut later = versions
+            .iter()
+            .filter(|v| from.is_some_and(|f| v.effective_from >= f));
+        let mut models: Vec<String> = later
+            .next()
+            .map(|v| v.models.iter().map(|m| m.id.clone()).collect())
+            .unwrap_or_default();
+        for v in later {
+            models.retain(|m| v.model(m).is_some());
+        }
+        models.sort();
+        models.dedup();
+        EstimateScope { models, from }
+    }
+}
+
+/// The digit strings of `digits`'s length greater than it, as regex
+/// alternatives (none for all nines).
+fn greater_digits(digits: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for (i, c) in digits.char_indices() {
+        let d = c.to_digit(10).unwrap_or(9);
+        if d < 9 {
+            let rest = digits.len() - i - 1;
+            let tail = if rest > 0 {
+                format!("[0-9]{{{rest}}}")
+            } else {
+                String::new()
+            };
+            out.push(format!("{}[{}-9]{tail}", &digits[..i], d + 1));
         }
     }
-    json!({"summary": summary, "parameters": params, "responses": responses})
+    out
 }
 
-fn path_param(name: &str, desc: &str) -> Value {
-    json!({"name": name, "in": "path", "required": true, "description": desc, "schema": {"type": "string"}})
+/// A pattern of the `YYYY-MM-DD` dates on or after `from` (the calendar's
+/// own rules, such as February's length, are `format: date`'s).
+fn dates_from(from: NaiveDate) -> String {
+    const MONTH: &str = "(0[1-9]|1[0-2])";
+    const DAY: &str = "(0[1-9]|[12][0-9]|3[01])";
+    let year = format!("{:04}", from.year());
+    let mut alternatives = Vec::new();
+    let later_years = greater_digits(&year);
+    if !later_years.is_empty() {
+        alternatives.push(format!("({})-{MONTH}-{DAY}", later_years.join("|")));
+    }
+    let later_months: Vec<String> = (from.month() + 1..=12).map(|m| format!("{m:02}")).collect();
+    if !later_months.is_empty() {
+        alternatives.push(format!("{year}-({})-{DAY}", later_months.join("|")));
+    }
+    let days: Vec<String> = (from.day()..=31).map(|d| format!("{d:02}")).collect();
+    alternatives.push(format!("{year}-{:02}-({})", from.month(), days.join("|")));
+    format!("^({})$", alternatives.join("|"))
 }
 
-fn query_param(name: &str, desc: &str, required: bool) -> Value {
-    json!({"name": name, "in": "query", "required": required, "description": desc, "schema": {"type": "string"}})
-}
-
-fn content(kind: &str, desc: &str) -> Value {
-    json!({"200": {"description": desc, "content": {kind: {}}}})
-}
-
-/// The document.
-pub fn document() -> Value {
-    let account = path_param("account", "account name");
-    let period = path_param("period", "YYYY-MM");
-    let q_period = query_param("period", "YYYY-MM", true);
-    let q_period_opt = query_param("period", "YYYY-MM (default: the current month)", false);
-    let std_err = ["400", "401", "403", "500", "503"];
+/// The counters of a Messages API `usage` (each a non-negative integer or
+/// null), as a response, a stream event or an iteration carries them.
+fn usage_schema() -> Value {
+    // At most 2^53 - 1, so that a count is exact in any JSON reader (and
+    // written as `39.0` too).
+    let count =
+        json!({"type": ["integer", "null"], "minimum": 0, "maximum": 9_007_199_254_740_991_i64});
     json!({
-        "openapi": "3.1.0",
-        "info": {"title": "tally", "version": env!("CARGO_PKG_VERSION"),
-                 "description": "Usage-metering and billing ledger for the Anthropic Messages API. Authenticate with `Authorization: Bearer KEY` (the admin token or an account key); HTTP Basic with the key as password is accepted too."},
-        "components": {
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}, "basic": {"type": "http", "scheme": "basic"}},
-            "schemas": {"Details": {"type": "object", "additionalProperties": false, "properties": {
-                "name": {"type": "string"}, "email": {"type": "string"}, "address": {"type": "string"}, "tax_id": {"type": "string"},
-                "tax_rate_percent": {"type": "string", "example": "20"}, "tax_label": {"type": "string"}, "reverse_charge": {"type": "boolean"},
-                "terms_days": {"type": "integer", "minimum": 0, "maximum": 365},
-                "paper": {"type": "string", "enum": ["a4", "letter"], "description": "the seller's only: the paper PDF invoices are laid out on (default a4)"}}},
-                "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "object", "properties": {"type": {"type": "string"}, "message": {"type": "string"}}}}}}
-        },
-        "security": [{"bearer": []}, {"basic": []}],
-        "paths": {
-            "/": {"get": op("Finance dashboard (HTML)", json!([q_period_opt]), content("text/html", "the dashboard"), &["400", "401", "500", "503"])},
-            "/healthz": {"get": op("Liveness and database reachability", json!([]), content("application/json", "healthy"), &["503"])},
-            "/metrics": {"get": op("Prometheus metrics", json!([]), content("text/plain", "metrics"), &[])},
-            "/openapi.json": {"get": op("This document", json!([]), content("application/json", "OpenAPI 3.1"), &[])},
-            "/v1/usage": {"post": {
-                "summary": "Record one Messages API response (envelope, bare response, streamed events or batch result line)",
-                "parameters": [query_param("account", "account for a bare response", false), query_param("recorded_at", "RFC 3339 time for a record without one", false)],
-                "requestBody": {"required": true, "content": {"application/json": {}}},
-                "responses": op("", json!([]), json!({"201": {"description": "recorded"}, "200": {"description": "duplicate of a recorded response"}}), &["400", "401", "403", "409", "413", "422", "500", "503"])["responses"].clone()
-            }},
-            "/v1/usage/batch": {"post": {
-                "summary": "Record many responses (NDJSON, streamed); per-line results",
-                "parameters": [query_param("account", "account for bare responses", false), query_param("recorded_at", "RFC 3339 time for records without one", false), query_param("results", "all | problems | none", false)],
-                "requestBody": {"required": true, "content": {"application/x-ndjson": {}}},
-                "responses": op("", json!([]), content("application/x-ndjson", "a summary and per-line results"), &["400", "401", "413", "500", "503"])["responses"].clone()
-            }},
-            "/v1/accounts/{account}/invoices/{period}": {"get": op("An account's invoice (JSON; CSV with Accept: text/csv or ?format=csv)", json!([account, period, query_param("format", "json | csv", false)]), json!({"200": {"description": "the invoice", "content": {"application/json": {}, "text/csv": {}}}}), &["400", "401", "404", "500", "503"])},
-            "/v1/accounts/{account}/invoices/{period}.html": {"get": op("An account's invoice as a self-contained printable HTML document (a finalized invoice's as frozen)", json!([account, period]), content("text/html", "the invoice document"), &["400", "401", "404", "500", "503"])},
-            "/v1/accounts/{account}/invoices/{period}.pdf": {"get": op("An account's invoice as a PDF on the seller's paper (a finalized invoice's as frozen)", json!([account, period]), content("application/pdf", "the invoice document"), &["400", "401", "404", "500", "503"])},
-            "/v1/accounts/{account}/invoices/{period}/finalize": {"post": op("Finalize (freeze) an invoice (admin)", json!([account, period, query_param("allow_unpriced", "true to finalize despite unpriced usage", false)]), content("application/json", "the finalized invoice"), &["400", "401", "403", "409", "500", "503"])},
-            "/v1/invoices": {"get": op("Every invoice of a period the caller may see", json!([q_period, query_param("format", "json | csv", false)]), json!({"200": {"description": "invoices", "content": {"application/json": {}, "text/csv": {}}}}), &std_err)},
-            "/v1/accounts/{account}/budget": {
-                "get": op("Budget, month-to-date spend, forecast and alerts", json!([account, q_period_opt]), content("application/json", "budget status"), &["400", "401", "404", "500", "503"]),
-                "put": {
-                    "summary": "Set an account's monthly budget (admin)",
-                    "parameters": [account],
-                    "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["monthly_usd"], "properties": {"monthly_usd": {"type": "string", "example": "500.00"}}, "additionalProperties": false}}}},
-                    "responses": op("", json!([]), content("application/json", "budget status"), &std_err)["responses"].clone()
-                }
-            },
-            "/v1/accounts/{account}/plan": {
-                "get": op("An account's plan in force: versions (amounts as strings) and its TOML (admin)", json!([account]), content("application/json", "the plan"), &["400", "401", "403", "404", "500", "503"]),
-                "put": {
-                    "summary": "Set an account's plan from its TOML file (admin); a bad file is refused with its line and changes nothing",
-                    "parameters": [account],
-                    "requestBody": {"required": true, "content": {"application/toml": {"schema": {"type": "string"}}, "text/plain": {"schema": {"type": "string"}}}},
-                    "responses": op("", json!([]), content("application/json", "the plan as set"), &std_err)["responses"].clone()
-                }
-            },
-            "/v1/accounts/{account}/credits": {
-                "get": op("Prepaid credit: balance, grants, what each invoice drew (finalized) or would draw (open)", json!([account]), content("application/json", "credit status"), &["400", "401", "404", "500", "503"]),
-                "post": {
-                    "summary": "Grant prepaid credit (admin)",
-                    "parameters": [account],
-                    "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["usd"], "properties": {"usd": {"type": "string", "example": "100.00"}, "expires": {"type": "string", "format": "date"}, "note": {"type": "string"}, "low_balance_usd": {"type": "string"}}, "additionalProperties": false}}}},
-                    "responses": op("", json!([]), content("application/json", "credit status"), &std_err)["responses"].clone()
-                }
-            },
-            "/v1/accounts/{account}/balance": {"get": op("May the account keep spending: balance_usd, month_to_date_usd, budget_usd, allowed", json!([account]), content("application/json", "balance"), &["400", "401", "404", "500", "503"])},
-            "/v1/accounts/{account}/details": {
-                "get": op("An account's billing details (its own for an account key)", json!([account]), content("application/json", "billing details"), &["400", "401", "404", "500", "503"]),
-                "put": {
-                    "summary": "Set an account's billing details, whole (admin)",
-                    "parameters": [account],
-                    "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Details"}}}},
-                    "responses": op("", json!([]), content("application/json", "billing details"), &std_err)["responses"].clone()
-                }
-            },
-            "/v1/org": {
-                "get": op("The seller's billing details (admin)", json!([]), content("application/json", "billing details"), &std_err),
-                "put": {
-                    "summary": "Set the seller's billing details, whole (admin)",
-                    "parameters": [],
-                    "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Details"}}}},
-                    "responses": op("", json!([]), content("application/json", "billing details"), &std_err)["responses"].clone()
-                }
-            },
-            "/v1/alerts": {"get": op("Budget alerts (50/80/100 %), then low-balance credit alerts", json!([query_param("period", "YYYY-MM", false)]), content("application/json", "alerts"), &std_err)},
-            "/v1/cost_report": {"get": op("Cost report in the shape of Anthropic's Admin API, plus account grouping",
-                json!([query_param("starting_at", "RFC 3339", true), query_param("ending_at", "RFC 3339", false), query_param("bucket_width", "1d", false),
-                       query_param("group_by[]", "account | description | model | workspace_id (repeatable)", false), query_param("limit", "buckets per page, 1-31 (default 7)", false), query_param("page", "next_page of the previous answer", false),
-                       query_param("view", "price (default: what accounts pay) | cost | margin (admin only)", false)]),
-                content("application/json", "daily buckets"), &std_err)},
-            "/v1/exports/focus": {"get": op("FinOps FOCUS cost-and-usage CSV of a period", json!([q_period]), content("text/csv", "FOCUS rows"), &std_err)},
-            "/v1/exports/quickbooks": {"get": op("A period's finalized invoices in QuickBooks Online's invoice import CSV (drafts are never exported)", json!([q_period, query_param("date_format", "mdy (default) | dmy | iso", false)]), content("text/csv", "one row per invoice line"), &std_err)},
-            "/v1/exports/xero": {"get": op("A period's finalized invoices in Xero's sales invoice import CSV (drafts are never exported)", json!([q_period, query_param("date_format", "dmy (default) | mdy | iso", false), query_param("account_code", "revenue account code of every line (default 200)", false), query_param("tax_type", "Xero tax rate name of every line (default Tax Exempt)", false)]), content("text/csv", "one row per invoice line"), &std_err)},
-            "/v1/estimate": {"post": {
-                "summary": "Project a workload's cost before deploying it (the workload document of SPEC 8 as JSON)",
-                "parameters": [query_param("at", "YYYY-MM-DD: price with the version in force then (default today)", false), query_param("compare_models", "comma-separated models: the same workloads on each, side by side", false), query_param("account", "price at this account's plan (an account key: its own, the default)", false)],
-                "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["workload"], "properties": {"days": {"type": "integer", "default": 30}, "workload": {"type": "array", "items": {"type": "object", "required": ["name", "model", "requests_per_day"]}}}}}}},
-                "responses": op("", json!([]), content("application/json", "the estimate (or the comparison)"), &["400", "401", "500", "503"])["responses"].clone()
-            }}
+        "type": ["object", "null"],
+        "description": "token and server-tool counters; fields tally does not bill are kept, not read",
+        "properties": {
+            "input_tokens": count, "output_tokens": count,
+            "cache_creation_input_tokens": count, "cache_read_input_tokens": count,
+            "cache_creation": {"type": ["object", "null"], "properties": {
+                "ephemeral_5m_input_tokens": count, "ephemeral_1h_input_tokens": count}},
+            "server_tool_use": {"type": ["object", "null"], "properties": {
+                "web_search_requests": count, "web_fetch_requests": count, "code_execution_requests": count}},
+            "iterations": {"type": ["array", "null"], "items": {"$ref": "#/components/schemas/UsageIteration"}},
+            "service_tier": {"pattern": NO_NUL}, "inference_geo": {"pattern": NO_NUL}, "speed": {"pattern": NO_NUL},
+            "type": {"pattern": NO_NUL}, "model": {"pattern": NO_NUL}
         }
     })
 }
 
-pub async fn serve() -> Json<Value> {
-    Json(document())
+/// The schemas of the request bodies `POST /v1/usage` takes (SPEC 3.1).
+fn record_schemas(schemas: &mut Map<String, Value>) {
+    let label = json!({"type": ["string", "null"], "maxLength": crate::record::MAX_LABEL_CHARS, "pattern": NO_NUL});
+    schemas.insert("Usage".into(), usage_schema());
+    let mut iteration = usage_schema();
+    iteration["type"] = json!("object");
+    iteration["description"] =
+        json!("one iteration's counters; `type` is e.g. `message`, `advisor`, `compaction`");
+    schemas.insert("UsageIteration".into(), iteration);
+    // The message fields billing reads; anything else is kept verbatim.
+    let message_properties = json!({
+        "type": {"const": "message"},
+        "id": {"type": "string", "minLength": 1, "pattern": NO_NUL, "description": "the message id: a record's identity"},
+        "model": {"type": "string", "pattern": NO_NUL},
+        "usage": {"$ref": "#/components/schemas/Usage"},
+        "container": {"type": ["object", "null"], "properties": {"id": {"type": ["string", "null"], "pattern": NO_NUL}}},
+        "content": {"type": ["array", "null"]},
+        "stop_details": {"properties": {"category": {"pattern": NO_NUL}}}
+    });
+    schemas.insert(
+        "Message".into(),
+        json!({"type": "object", "description": "a Messages API response", "required": ["id", "model"], "properties": message_properties}),
+    );
+    // Fields that may stand beside any shape.
+    let envelope = json!({
+        "account": {"type": "string", "pattern": ACCOUNT_PATTERN, "description": "required here unless given by `?account=` or an account-bound key; with an account key it must be its own (403)"},
+        "recorded_at": {"type": "string", "format": "date-time", "description": "RFC 3339 (default: `?recorded_at=`, else the time received)"},
+        "started_at": {"type": "string", "format": "date-time", "description": "RFC 3339. Rule: not after `recorded_at` (else 422)"},
+        "batch": {"type": ["boolean", "null"]},
+        "files_preloaded": {"type": ["boolean", "null"]},
+        "workspace": label, "api_key_id": label, "user": label,
+        "tags": {"type": ["object", "null"], "maxProperties": crate::record::MAX_TAGS,
+                 "propertyNames": {"pattern": TAG_KEY_PATTERN},
+                 "additionalProperties": {"type": "string", "maxLength": crate::record::MAX_LABEL_CHARS, "pattern": NO_NUL}},
+        "request": {"description": "the Messages API request; `metadata.user_id`, when a string, is at most 256 characters",
+                    "properties": {"metadata": {"properties": {"user_id": {"maxLength": crate::record::MAX_LABEL_CHARS, "pattern": NO_NUL}}}}}
+    });
+    let with = |extra: Value| -> Value {
+        let mut props = envelope.as_object().cloned().unwrap_or_default();
+        if let Value::Object(extra) = extra {
+            props.extend(extra);
+        }
+        Value::Object(props)
+    };
+    let absent = json!({"type": "null"});
+    schemas.insert(
+        "EnvelopeRecord".into(),
+        json!({"type": "object", "title": "envelope with the response", "required": ["account", "response"],
+               "properties": with(json!({"response": {"$ref": "#/components/schemas/Message"}}))}),
+    );
+    let mut bare = message_properties.as_object().cloned().unwrap_or_default();
+    bare.extend(
+        with(json!({"response": absent, "events": absent, "result": absent}))
+            .as_object()
+            .cloned()
+            .unwrap_or_default(),
+    );
+    schemas.insert(
+        "BareRecord".into(),
+        json!({"type": "object", "title": "a bare Messages API response", "required": ["type", "id", "model", "account"], "properties": bare}),
+    );
+    // A streamed response's events: a message_start with the message, a
+    // message_delta with the final usage; content blocks by index.
+    let delta = json!({"type": "object", "description": "fields here replace the message's",
+        "properties": {"type": {"const": "message"}, "id": {"type": "string", "minLength": 1, "pattern": NO_NUL}, "model": {"type": "string", "pattern": NO_NUL},
+                       "content": {"type": ["array", "null"]},
+                       "container": {"type": ["object", "null"], "properties": {"id": {"type": ["string", "null"], "pattern": NO_NUL}}},
+                       "stop_details": {"properties": {"category": {"pattern": NO_NUL}}},
+                       "usage": {"$ref": "#/components/schemas/Usage"}}});
+    let event = json!({"type": "object", "required": ["type"], "anyOf": [
+        {"properties": {"type": {"const": "message_start"}, "message": {"$ref": "#/components/schemas/Message"}}, "required": ["message"]},
+        {"properties": {"type": {"enum": ["content_block_start", "content_block_delta", "content_block_stop"]},
+                        "index": {"type": "integer", "minimum": 0, "maximum": 99_999}}, "required": ["index"]},
+        {"properties": {"type": {"const": "message_delta"}, "delta": delta, "usage": {"$ref": "#/components/schemas/Usage"}}},
+        {"properties": {"type": {"enum": ["message_stop", "ping", "error"]}}}
+    ]});
+    schemas.insert(
+        "StreamRecord".into(),
+        json!({"type": "object", "title": "envelope with a streamed response's events", "required": ["account", "events"],
+               "properties": with(json!({"response": absent, "events": {"type": "array", "items": event,
+                   "allOf": [{"contains": {"properties": {"type": {"const": "message_start"}}}},
+                             {"contains": {"properties": {"type": {"const": "message_delta"}}}}]}}))}),
+    );
+    schemas.insert(
+        "BatchResultRecord".into(),
+        json!({"type": "object", "title": "a Message Batches result line", "required": ["account", "custom_id", "result"],
+               "properties": with(json!({"response": absent, "events": absent, "custom_id": {"type": "string", "pattern": NO_NUL},
+                   "result": {"type": "object", "required": ["type"], "anyOf": [
+                       {"properties": {"type": {"const": "succeeded"}, "message": {"$ref": "#/components/schemas/Message"}}, "required": ["message"]},
+                       {"properties": {"type": {"enum": ["errored", "canceled", "expired"]}}}]}}))}),
+    );
+    schemas.insert(
+        "Record".into(),
+        json!({"description": "one Messages API response to record, in one of the shapes of SPEC 3.1; fields not listed are kept verbatim",
+               "anyOf": [schema_ref("EnvelopeRecord"), schema_ref("BareRecord"), schema_ref("StreamRecord"), schema_ref("BatchResultRecord")]}),
+    );
+    schemas.insert(
+        "LineResult".into(),
+        json!({"type": "object", "required": ["line", "status"], "properties": {
+            "line": {"type": "integer"}, "status": {"enum": ["recorded", "duplicate", "conflict", "rejected"]},
+            "id": {"type": "string"}, "account": {"type": "string"}, "rejected_id": {"type": "integer"},
+            "error": {"type": "object", "required": ["type", "message"], "properties": {"type": {"type": "string"}, "message": {"type": "string"}}}}}),
+    );
+    schemas.insert(
+        "BatchSummary".into(),
+        json!({"type": "object", "required": ["accepted", "duplicates", "conflicts", "rejected", "results"], "properties": {
+            "accepted": {"type": "integer"}, "duplicates": {"type": "integer"}, "conflicts": {"type": "integer"}, "rejected": {"type": "integer"},
+            "rejected_lines": {"type": "array", "items": {"type": "integer"}}, "conflict_lines": {"type": "array", "items": {"type": "integer"}},
+            "problems": {"type": "array"}, "problems_omitted": {"type": "integer"},
+            "results": {"type": "array", "items": schema_ref("LineResult")},
+            "error": {"type": "object", "description": "only with 413: the lines before the limit were processed"}}}),
+    );
+}
+
+/// The schemas of the JSON answers and of the other request bodies.
+fn schemas(scope: &EstimateScope) -> Value {
+    let mut s = Map::new();
+    let amount = json!({"type": "string", "pattern": DECIMAL_PATTERN});
+    let opt_amount = json!({"type": ["string", "null"], "pattern": DECIMAL_PATTERN});
+    s.insert(
+        "Error".into(),
+        json!({"type": "object", "required": ["error"], "properties": {"error": {"type": "object", "required": ["type", "message"],
+            "properties": {"type": {"type": "string"}, "message": {"type": "string"}}}}}),
+    );
+    record_schemas(&mut s);
+    let party = json!({
+        "name": line(200), "email": {"type": "string", "maxLength": 254, "pattern": EMAIL_PATTERN},
+        "address": {"type": "string", "minLength": 1, "maxLength": 1000, "pattern": LINES_PATTERN, "description": "may have line breaks"},
+        "tax_id": line(64)
+    });
+    let mut seller = party.as_object().cloned().unwrap_or_default();
+    seller.insert("paper".into(), json!({"type": "string", "enum": ["a4", "letter"], "description": "the paper PDF invoices are laid out on (default a4)"}));
+    s.insert(
+        "SellerDetails".into(),
+        json!({"type": "object", "additionalProperties": false, "description": "the seller's details; fields left out are cleared", "properties": seller}),
+    );
+    let mut account = party.as_object().cloned().unwrap_or_default();
+    account.extend(
+        json!({
+            "tax_rate_percent": {"type": "string", "pattern": PERCENT_PATTERN, "example": "20"},
+            "tax_label": line(32),
+            "reverse_charge": {"type": "boolean"},
+            "terms_days": {"type": "integer", "minimum": 0, "maximum": 365}
+        })
+        .as_object()
+        .cloned()
+        .unwrap_or_default(),
+    );
+    s.insert(
+        "AccountDetails".into(),
+        json!({"type": "object", "additionalProperties": false, "description": "an account's details; fields left out are cleared", "properties": account}),
+    );
+    s.insert(
+        "BudgetStatus".into(),
+        json!({"type": "object", "required": ["account", "period", "monthly_budget_usd", "month_to_date_usd", "forecast_usd", "share_used", "alerts"],
+               "properties": {"account": {"type": "string"}, "period": {"type": "string", "pattern": PERIOD_PATTERN},
+                              "monthly_budget_usd": opt_amount, "month_to_date_usd": amount, "forecast_usd": amount,
+                              "share_used": opt_amount, "alerts": {"type": "array"}}}),
+    );
+    s.insert(
+        "CreditStatus".into(),
+        json!({"type": "object", "required": ["account", "balance_usd", "granted_usd", "drawn_usd", "pending_usd", "expired_usd", "voided_usd", "grants", "draws"],
+               "properties": {"account": {"type": "string"}, "balance_usd": amount, "granted_usd": amount, "drawn_usd": amount,
+                              "pending_usd": amount, "expired_usd": amount, "voided_usd": amount,
+                              "grants": {"type": "array"}, "draws": {"type": "array"}}}),
+    );
+    s.insert(
+        "Balance".into(),
+        json!({"type": "object", "required": ["account", "balance_usd", "month_to_date_usd", "budget_usd", "allowed"],
+               "properties": {"account": {"type": "string"}, "balance_usd": opt_amount, "month_to_date_usd": amount,
+                              "budget_usd": opt_amount, "allowed": {"type": "boolean"}}}),
+    );
+    s.insert(
+        "Plan".into(),
+        json!({"type": "object", "required": ["account", "id", "set_at", "in_force", "versions", "toml"],
+               "properties": {"account": {"type": "string"}, "id": {"type": "integer"}, "versions": {"type": "array"}, "toml": {"type": "string"},
+                              "in_force": {"type": ["string", "null"], "format": "date"}}}),
+    );
+    s.insert(
+        "Invoice".into(),
+        json!({"type": "object", "required": ["account", "period"], "description": "an invoice (a draft until finalized); amounts are decimal strings",
+               "properties": {"account": {"type": "string"}, "period": {"type": "string", "pattern": PERIOD_PATTERN}}}),
+    );
+    s.insert(
+        "Invoices".into(),
+        json!({"type": "object", "required": ["period", "invoices"], "properties": {
+            "period": {"type": "string", "pattern": PERIOD_PATTERN}, "invoices": {"type": "array", "items": schema_ref("Invoice")}}}),
+    );
+    s.insert(
+        "Alerts".into(),
+        json!({"type": "object", "required": ["data"], "properties": {"data": {"type": "array", "items": {"type": "object", "required": ["type", "account"]}}}}),
+    );
+    s.insert(
+        "CostReport".into(),
+        json!({"type": "object", "required": ["data", "has_more", "next_page"], "properties": {
+            "data": {"type": "array", "items": {"type": "object", "required": ["starting_at", "ending_at", "results"]}},
+            "has_more": {"type": "boolean"}, "next_page": {"type": ["string", "null"]}}}),
+    );
+    let model = if scope.models.is_empty() {
+        json!({"type": "string", "pattern": r"\S"})
+    } else {
+        json!({"type": "string", "enum": scope.models, "description": "a model the price book prices from the first day `at` may be on"})
+    };
+    let count = |what: &str| json!({"type": "number", "minimum": 0, "maximum": 1_000_000_000, "description": what});
+    let share =
+        |what: &str| json!({"type": "number", "minimum": 0, "maximum": 1, "description": what});
+    s.insert(
+        "Workload".into(),
+        json!({"type": "object", "additionalProperties": false, "required": ["name", "model", "requests_per_day"],
+               "description": "one kind of traffic; counts are averages per request. Rule: code_execution_share + files_preloaded_share is at most 1; requests_per_day × container seconds a day (code_execution_share × container_minutes × 60, each container at least the book's minimum, plus files_preloaded_share × that minimum) is at most 10^12",
+               "properties": {
+                   "name": {"type": "string", "pattern": r"\S"}, "model": model,
+                   "requests_per_day": count("requests a day"),
+                   "input_tokens": count("per request"), "output_tokens": count("per request"),
+                   "cache_write_5m_tokens": count("per request"), "cache_write_1h_tokens": count("per request"),
+                   "cache_read_tokens": count("per request"), "web_searches": count("per request"),
+                   "batch_share": share("share of requests sent through the Batches API"),
+                   "code_execution_share": share("share of requests that run code, each in a container of its own"),
+                   "container_minutes": count("average execution minutes of such a container"),
+                   "files_preloaded_share": share("share of requests that preload files and run no code")}}),
+    );
+    s.insert(
+        "WorkloadFile".into(),
+        json!({"type": "object", "additionalProperties": false, "required": ["workload"], "properties": {
+            "days": {"type": "integer", "minimum": 1, "maximum": crate::estimate::workload::MAX_DAYS, "default": 30},
+            "workload": {"type": "array", "minItems": 1, "maxItems": crate::estimate::MAX_WORKLOADS, "items": schema_ref("Workload")}}}),
+    );
+    s.insert(
+        "Estimate".into(),
+        json!({"anyOf": [
+            {"type": "object", "title": "an estimate", "required": ["days", "at", "workloads", "subtotals", "total"], "properties": {
+                "days": {"type": "integer"}, "at": {"type": "string", "format": "date"}, "total": amount,
+                "workloads": {"type": "array"}, "subtotals": {"type": "object"}}},
+            {"type": "object", "title": "a comparison (compare_models)", "required": ["days", "at", "models", "cheapest"], "properties": {
+                "days": {"type": "integer"}, "at": {"type": "string", "format": "date"},
+                "models": {"type": "array", "items": {"type": "object", "required": ["model", "subtotals", "total"], "properties": {"total": amount}}},
+                "cheapest": {"type": "string"}}}]}),
+    );
+    Value::Object(s)
+}
+
+/// The document, with the shipped price book's models for the estimate.
+pub fn document() -> Value {
+    document_for(&PriceBook::shipped(), Utc::now().date_naive())
+}
+
+/// The document as served while `book` is in force on `today`.
+pub fn document_for(book: &PriceBook, today: NaiveDate) -> Value {
+    let scope = EstimateScope::of(book, today);
+    let account_schema = json!({"type": "string", "pattern": ACCOUNT_PATTERN});
+    let period_schema = json!({"type": "string", "pattern": PERIOD_PATTERN});
+    let account = path_param(
+        "account",
+        "account name: 1 to 128 letters, digits and . _ : -",
+        account_schema.clone(),
+    );
+    let period = path_param("period", "YYYY-MM", period_schema.clone());
+    let q_period = query("period", "YYYY-MM", true, period_schema.clone());
+    let q_period_opt = query(
+        "period",
+        "YYYY-MM (default: the current month)",
+        false,
+        period_schema.clone(),
+    );
+    let format = query(
+        "format",
+        "json (default) or csv",
+        false,
+        json!({"type": "string", "enum": ["json", "csv"]}),
+    );
+    let dimension = json!({"type": "string", "pattern": r"^(workspace|workspace_id|api_key_id|user|tag:[a-z0-9_.:-]{1,64})$"});
+    let export_code =
+        json!({"type": "string", "minLength": 1, "maxLength": 64, "pattern": LINE_PATTERN});
+    let body_json = |schema: Value| json!({"application/json": {"schema": schema}});
+    // Every /v1 route and the dashboard authenticate first (401, and the
+    // key lookup's 500/503); those with a path answer 404 for a path that
+    // matches no route (e.g. an empty account).
+    let estimate_at = match scope.from {
+        Some(from) => json!({"type": "string", "format": "date", "pattern": dates_from(from),
+                             "description": format!("YYYY-MM-DD, from {from} (the price-book version in force today)")}),
+        None => json!({"type": "string", "format": "date"}),
+    };
+    let compared = {
+        let mut items = schemas(&scope)["Workload"]["properties"]["model"].clone();
+        if let Value::Object(m) = &mut items {
+            m.remove("description");
+        }
+        json!({"type": "array", "minItems": 1, "maxItems": crate::estimate::MAX_COMPARED, "items": items})
+    };
+    json!({
+        "openapi": "3.1.0",
+        "info": {"title": "tally", "version": env!("CARGO_PKG_VERSION"),
+                 "description": "Usage-metering and billing ledger for the Anthropic Messages API. Authenticate with `Authorization: Bearer KEY` (the admin token or an account key); HTTP Basic with the key as password is accepted too. A request this document allows is not refused as invalid (400, 413 aside for bodies over the limits, 422) except where a described Rule relating two values is broken; every answer's status and content type is listed here; errors are `{\"error\": {\"type\", \"message\"}}`."},
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}, "basic": {"type": "http", "scheme": "basic"}},
+            "schemas": schemas(&scope)
+        },
+        "security": [{"bearer": []}, {"basic": []}],
+        "paths": {
+            "/": {"get": op("Finance dashboard (HTML)",
+                json!([q_period_opt.clone(),
+                       query("workspace", "only the records of this workspace", false, json!({"type": "string"})),
+                       query("tag", "only the records with this tag, KEY:VALUE", false, json!({"type": "string", "pattern": r"^[a-z0-9_.-]{1,64}:"})),
+                       query("tag_key", "add the cost-by-tag panel for this key", false, json!({"type": "string", "pattern": TAG_KEY_PATTERN}))]),
+                responses(ok("text/html", "the dashboard", None), &[400, 401, 500, 503]))},
+            "/healthz": {"get": {"summary": "Liveness and database reachability", "security": [], "parameters": [], "responses": {
+                "200": json_response("healthy", json!({"type": "object", "required": ["status"], "properties": {"status": {"const": "ok"}}})),
+                "503": json_response("the database does not answer", json!({"type": "object", "required": ["status"], "properties": {"status": {"const": "unavailable"}}}))}}},
+            "/metrics": {"get": {"summary": "Prometheus metrics (spend too with a key)", "security": [{}, {"bearer": []}, {"basic": []}], "parameters": [],
+                "responses": responses(ok("text/plain", "metrics in Prometheus' text format 0.0.4", Some(json!({"type": "string"}))), &[500, 503])}},
+            "/openapi.json": {"get": {"summary": "This document", "security": [], "parameters": [],
+                "responses": responses(ok_json("OpenAPI 3.1", json!({"type": "object", "required": ["openapi", "paths"]})), &[500, 503])}},
+            "/v1/usage": {"post": op_with_body(
+                "Record one Messages API response (envelope, bare response, streamed events or batch result line)",
+                json!([query("account", "account for a record without one (an account key: its own only)", false, account_schema.clone()),
+                       query("recorded_at", "RFC 3339 time for a record without one", false, json!({"type": "string", "format": "date-time"}))]),
+                body_json(schema_ref("Record")),
+                {
+                    let mut r = responses(json!({
+                        "201": json_response("recorded", schema_ref("LineResult")),
+                        "200": json_response("duplicate of a recorded response", schema_ref("LineResult")),
+                        "422": json_response(error_text(422), schema_ref("LineResult"))
+                    }), &[401, 413, 500, 503]);
+                    for (code, what) in [("400", "malformed JSON (see `error`), or a bad query parameter"),
+                                         ("403", "the record or query names another account than the key's"),
+                                         ("409", "the id is recorded with other content (`conflict`), or `changed`: retry")] {
+                        r[code] = json_response(what, json!({"anyOf": [schema_ref("LineResult"), schema_ref("Error")]}));
+                    }
+                    r
+                })},
+            "/v1/usage/batch": {"post": op_with_body(
+                "Record many responses (NDJSON, streamed); per-line results (every line's outcome is in `results`, a bad line included)",
+                json!([query("account", "account for records without one (an account key: its own only)", false, account_schema.clone()),
+                       query("recorded_at", "RFC 3339 time for records without one", false, json!({"type": "string", "format": "date-time"})),
+                       query("results", "which lines `results` lists: all (default), problems or none", false, json!({"type": "string", "enum": ["all", "problems", "none"]}))]),
+                json!({"application/x-ndjson": {"schema": {"type": "string", "description": "one record (see Record) per line"}}}),
+                responses(json!({
+                    "200": json_response("a summary and per-line results", schema_ref("BatchSummary")),
+                    "413": json_response("over the limit: the lines before it were processed (see `results`), the rest was not read; or declared over it", json!({"anyOf": [schema_ref("BatchSummary"), schema_ref("Error")]}))
+                }), &[400, 401, 403, 500, 503]))},
+            "/v1/accounts/{account}/invoices/{period}": {"get": op(
+                "An account's invoice (JSON; CSV with Accept: text/csv or ?format=csv)",
+                json!([account.clone(), period.clone(), format.clone(),
+                       query("breakdown", "split the JSON invoice's lines by an attribution dimension. Rule: JSON only (not with format=csv or Accept: text/csv)", false, dimension.clone())]),
+                responses(ok_json_or_csv("the invoice", schema_ref("Invoice")), &[400, 401, 404, 500, 503]))},
+            "/v1/accounts/{account}/invoices/{period}.html": {"get": op(
+                "An account's invoice as a self-contained printable HTML document (a finalized invoice's as frozen)",
+                json!([account.clone(), period.clone()]),
+                responses(ok("text/html", "the invoice document", None), &[400, 401, 404, 500, 503]))},
+            "/v1/accounts/{account}/invoices/{period}.pdf": {"get": op(
+                "An account's invoice as a PDF on the seller's paper (a finalized invoice's as frozen)",
+                json!([account.clone(), period.clone()]),
+                responses(ok("application/pdf", "the invoice document", None), &[400, 401, 404, 500, 503]))},
+            "/v1/accounts/{account}/invoices/{period}/finalize": {"post": op(
+                "Finalize (freeze) an invoice (admin); answers its JSON, or its CSV with Accept: text/csv; finalizing again answers the frozen invoice",
+                json!([account.clone(), period.clone(),
+                       query("allow_unpriced", "true to finalize despite unpriced usage (else 409 unpriced_usage)", false, json!({"type": "boolean"}))]),
+                responses(ok_json_or_csv("the finalized invoice", schema_ref("Invoice")), &[400, 401, 403, 404, 409, 500, 503]))},
+            "/v1/invoices": {"get": op("Every invoice of a period the caller may see",
+                json!([q_period.clone(), format.clone()]),
+                responses(ok_json_or_csv("invoices", schema_ref("Invoices")), &[400, 401, 500, 503]))},
+            "/v1/accounts/{account}/budget": {
+                "get": op("Budget, month-to-date spend, forecast and alerts", json!([account.clone(), q_period_opt.clone()]),
+                    responses(ok_json("budget status", schema_ref("BudgetStatus")), &[400, 401, 404, 500, 503])),
+                "put": op_with_body("Set an account's monthly budget (admin)", json!([account.clone()]),
+                    body_json(json!({"type": "object", "required": ["monthly_usd"], "additionalProperties": false,
+                        "properties": {"monthly_usd": {"type": "string", "pattern": AMOUNT_PATTERN, "example": "500.00", "description": "USD, 0 to under 10^15"}}})),
+                    responses(ok_json("budget status", schema_ref("BudgetStatus")), &[400, 401, 403, 404, 413, 500, 503]))
+            },
+            "/v1/accounts/{account}/plan": {
+                "get": op("An account's plan in force: versions (amounts as strings) and its TOML (admin)", json!([account.clone()]),
+                    responses(ok_json("the plan", schema_ref("Plan")), &[400, 401, 403, 404, 500, 503])),
+                "put": op_with_body("Set an account's plan from its TOML file (admin); a bad file is refused with its line and changes nothing",
+                    json!([account.clone()]),
+                    json!({"application/toml": {"schema": {"type": "string", "description": "the plan file (TOML): [[version]] tables with effective_from and markup, discount, minimum and overrides. Rule: TOML, which JSON Schema does not describe", "example": PLAN_EXAMPLE}},
+                           "text/plain": {"schema": {"type": "string", "description": "the same, as text", "example": PLAN_EXAMPLE}}}),
+                    responses(ok_json("the plan as set", schema_ref("Plan")), &[400, 401, 403, 404, 413, 500, 503]))
+            },
+            "/v1/accounts/{account}/credits": {
+                "get": op("Prepaid credit: balance, grants, what each invoice drew (finalized) or would draw (open)", json!([account.clone()]),
+                    responses(ok_json("credit status", schema_ref("CreditStatus")), &[400, 401, 404, 500, 503])),
+                "post": op_with_body("Grant prepaid credit (admin)", json!([account.clone()]),
+                    body_json(json!({"type": "object", "required": ["usd"], "additionalProperties": false, "properties": {
+                        "usd": {"type": "string", "pattern": GRANT_PATTERN, "example": "100.00", "description": "USD, more than 0, whole cents, under 10^12"},
+                        "expires": {"type": "string", "format": "date"},
+                        "note": {"type": "string", "pattern": NO_NUL},
+                        "low_balance_usd": {"type": "string", "pattern": AMOUNT_PATTERN, "description": "alert when the balance falls below this"}}})),
+                    responses(ok_json("credit status", schema_ref("CreditStatus")), &[400, 401, 403, 404, 413, 500, 503]))
+            },
+            "/v1/accounts/{account}/balance": {"get": op("May the account keep spending: balance_usd, month_to_date_usd, budget_usd, allowed",
+                json!([account.clone()]), responses(ok_json("balance", schema_ref("Balance")), &[400, 401, 404, 500, 503]))},
+            "/v1/accounts/{account}/details": {
+                "get": op("An account's billing details (its own for an account key)", json!([account.clone()]),
+                    responses(ok_json("billing details", schema_ref("AccountDetails")), &[400, 401, 404, 500, 503])),
+                "put": op_with_body("Set an account's billing details, whole (admin)", json!([account.clone()]),
+                    body_json(schema_ref("AccountDetails")),
+                    responses(ok_json("billing details", schema_ref("AccountDetails")), &[400, 401, 403, 404, 413, 500, 503]))
+            },
+            "/v1/org": {
+                "get": op("The seller's billing details (admin)", json!([]),
+                    responses(ok_json("billing details", schema_ref("SellerDetails")), &[401, 403, 500, 503])),
+                "put": op_with_body("Set the seller's billing details, whole (admin)", json!([]),
+                    body_json(schema_ref("SellerDetails")),
+                    responses(ok_json("billing details", schema_ref("SellerDetails")), &[400, 401, 403, 413, 500, 503]))
+            },
+            "/v1/alerts": {"get": op("Budget alerts (50/80/100 %), then low-balance credit alerts",
+                json!([query("period", "YYYY-MM: only those raised in it", false, period_schema.clone())]),
+                responses(ok_json("alerts", schema_ref("Alerts")), &[400, 401, 500, 503]))},
+            "/v1/cost_report": {"get": op("Cost report in the shape of Anthropic's Admin API, plus account grouping",
+                json!([query("starting_at", "RFC 3339: the first daily bucket is this time's UTC day. Rule: its day is not after today's unless ending_at is given", true, json!({"type": "string", "format": "date-time"})),
+                       query("ending_at", "RFC 3339 (default: the end of today, UTC). Rule: after starting_at", false, json!({"type": "string", "format": "date-time"})),
+                       query("bucket_width", "daily buckets only", false, json!({"type": "string", "enum": ["1d"]})),
+                       {"name": "group_by[]", "in": "query", "required": false, "style": "form", "explode": true,
+                        "description": "group by these (at most 4 of workspace_id, api_key_id, user and tag:KEY)",
+                        "schema": {"type": "array", "maxItems": 4, "items": {"type": "string", "pattern": r"^(account|description|model|workspace_id|api_key_id|user|tag:[a-z0-9_.:-]{1,64})$"}}},
+                       query("limit", "buckets per page (default 7)", false, json!({"type": "integer", "minimum": 1, "maximum": 31})),
+                       query("page", "next_page of the previous answer. Rule: within starting_at..ending_at", false, json!({"type": "string", "format": "date"})),
+                       query("view", "price (default: what accounts pay) | cost | margin (admin only: 403 for an account key)", false, json!({"type": "string", "enum": ["price", "cost", "margin"]}))]),
+                responses(ok_json("daily buckets", schema_ref("CostReport")), &[400, 401, 403, 500, 503]))},
+            "/v1/exports/focus": {"get": op("FinOps FOCUS cost-and-usage CSV of a period", json!([q_period.clone()]),
+                responses(ok("text/csv", "FOCUS rows", Some(json!({"type": "string"}))), &[400, 401, 500, 503]))},
+            "/v1/exports/quickbooks": {"get": op("A period's finalized invoices in QuickBooks Online's invoice import CSV (drafts are never exported)",
+                json!([q_period.clone(), query("date_format", "mdy (default), dmy or iso", false, json!({"type": "string", "enum": ["mdy", "dmy", "iso"]})),
+                       query("account_code", "revenue account code of every line", false, export_code.clone()),
+                       query("tax_type", "tax rate name of every line", false, export_code.clone())]),
+                responses(ok("text/csv", "one row per invoice line", Some(json!({"type": "string"}))), &[400, 401, 500, 503]))},
+            "/v1/exports/xero": {"get": op("A period's finalized invoices in Xero's sales invoice import CSV (drafts are never exported)",
+                json!([q_period.clone(), query("date_format", "dmy (default), mdy or iso", false, json!({"type": "string", "enum": ["mdy", "dmy", "iso"]})),
+                       query("account_code", "revenue account code of every line (default 200)", false, export_code.clone()),
+                       query("tax_type", "Xero tax rate name of every line (default Tax Exempt)", false, export_code)]),
+                responses(ok("text/csv", "one row per invoice line", Some(json!({"type": "string"}))), &[400, 401, 500, 503]))},
+            "/v1/estimate": {"post": op_with_body(
+                "Project a workload's cost before deploying it (the workload document of SPEC 8 as JSON)",
+                json!([query("at", "price with the version in force then (default today)", false, estimate_at),
+                       {"name": "compare_models", "in": "query", "required": false, "style": "form", "explode": false,
+                        "description": "comma-separated models: the same workloads on each, side by side", "schema": compared},
+                       query("account", "price at this account's plan (an account key: its own only, the default)", false, account_schema)]),
+                body_json(schema_ref("WorkloadFile")),
+                responses(ok_json("the estimate (or the comparison)", schema_ref("Estimate")), &[400, 401, 403, 413, 500, 503]))}
+        }
+    })
+}
+
+/// `GET /openapi.json`, built with the price book in force.
+pub async fn serve(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let (_, book) = state.finance.book(state.ledger.store().as_ref()).await?;
+    Ok(Json(document_for(&book, Utc::now().date_naive())))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn day(s: &str) -> NaiveDate {
+        NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
+    }
+
+    #[test]
+    fn greater_digit_strings() {
+        assert_eq!(
+            greater_digits("2024"),
+            [
+                "[3-9][0-9]{3}",
+                "2[1-9][0-9]{2}",
+                "20[3-9][0-9]{1}",
+                "202[5-9]"
+            ]
+        );
+        assert!(greater_digits("9999").is_empty());
+    }
+
+    fn admits(pattern: &str, s: &str) -> bool {
+        regex_automata::meta::Regex::new(pattern)
+            .unwrap()
+            .is_match(s)
+    }
+
+    /// The `at` pattern admits exactly the dates from its first day on.
+    #[test]
+    fn dates_from_matches_exactly_the_later_dates() {
+        for from in ["2024-03-04", "2025-12-31", "2019-01-01", "9999-12-01"] {
+            let from = day(from);
+            let pattern = dates_from(from);
+            let mut d = from - chrono::Days::new(400);
+            while d.year() <= 9999 && d < from + chrono::Days::new(400) {
+                let s = d.format("%Y-%m-%d").to_string();
+                assert_eq!(admits(&pattern, &s), d >= from, "{pattern} on {s}");
+                d = d + chrono::Days::new(1);
+            }
+        }
+    }
+
+    /// What a pattern admits the server accepts (the reverse may not hold:
+    /// a pattern can be stricter, e.g. about leading zeros), and the usual
+    /// values are admitted.
+    #[test]
+    fn patterns_admit_only_what_the_server_accepts() {
+        fn check(pattern: &str, samples: &[&str], accepted: impl Fn(&str) -> bool, usual: &[&str]) {
+            for s in samples.iter().chain(usual) {
+                assert!(!admits(pattern, s) || accepted(s), "{pattern} admits {s:?}");
+            }
+            for s in usual {
+                assert!(admits(pattern, s), "{pattern} refuses {s:?}");
+            }
+        }
+        let long = "a".repeat(129);
+        check(
+            ACCOUNT_PATTERN,
+            &["", "a b", "é", &long, "a/b", "a\n", "acme\n"],
+            |s| crate::record::validate_account(s).is_ok(),
+            &["a", "acme:prod-1.x_y", &long[..128]],
+        );
+        check(
+            PERIOD_PATTERN,
+            &[
+                "2025-13",
+                "2025-5",
+                "25-05",
+                "2025-05-01",
+                "2025-00",
+                "+202-05",
+                "2025-05\n",
+            ],
+            |s| crate::billing::Period::parse(s).is_ok(),
+            &["2025-05", "0000-01", "9999-12"],
+        );
+        check(
+            GRANT_PATTERN,
+            &[
+                "0",
+                "0.00",
+                "0.001",
+                "1000000000000",
+                "-1",
+                "1e3",
+                "1.005",
+                "0.0",
+                ".5",
+            ],
+            |s| crate::finance::credits::parse_grant(s).is_ok(),
+            &["1", "0.01", "0.5", "0.10", "100.00", "999999999999.99"],
+        );
+        check(
+            AMOUNT_PATTERN,
+            &["-1", "-0", "1e3", "1000000000000001", "1.", ".5"],
+            |s| crate::finance::budget::parse_amount(s).is_ok(),
+            &["0", "500", "1234.50", "999999999999999.9999999999"],
+        );
+        check(
+            PERCENT_PATTERN,
+            &["100.5", "101", "-1", "1.23456", "1000"],
+            |s| {
+                s.parse::<rust_decimal::Decimal>().is_ok_and(|r| {
+                    let d = crate::billing::details::Details {
+                        tax_rate_percent: Some(r),
+                        ..Default::default()
+                    };
+                    d.validate().is_ok()
+                })
+            },
+            &["0", "20", "7.5", "100", "100.0000", "99.9999"],
+        );
+        let name = |s: &str| {
+            let d = crate::billing::details::Details {
+                name: Some(s.to_owned()),
+                ..Default::default()
+            };
+            d.validate().is_ok()
+        };
+        check(
+            LINE_PATTERN,
+            &[
+                "",
+                " ",
+                "\t",
+                "a\tb",
+                "a\nb",
+                "\u{85}",
+                "\u{a0}",
+                "\u{2003}\u{3000}",
+                "x\u{7f}",
+                "\u{1c}",
+            ],
+            name,
+            &["Acme Ltd", " x ", "\u{a0}x", "\u{200b}"],
+        );
+        let address = |s: &str| {
+            let d = crate::billing::details::Details {
+                address: Some(s.to_owned()),
+                ..Default::default()
+            };
+            d.validate().is_ok()
+        };
+        check(
+            LINES_PATTERN,
+            &["", "\n", " \n ", "a\tb", "a\rb"],
+            address,
+            &["1 Main St\nSpringfield"],
+        );
+        let email = |s: &str| {
+            let d = crate::billing::details::Details {
+                email: Some(s.to_owned()),
+                ..Default::default()
+            };
+            d.validate().is_ok()
+        };
+        check(
+            EMAIL_PATTERN,
+            &["", "a b@c", "abc", " @", "a@\u{a0}"],
+            email,
+            &["billing@example.com", "@"],
+        );
+        check(NO_NUL, &["a\u{0}b"], |s| !s.contains('\0'), &["", "a"]);
+    }
+
+    #[test]
+    fn the_estimate_names_the_books_models() {
+        let doc = document_for(&PriceBook::shipped(), day("2025-06-01"));
+        let models = &doc["components"]["schemas"]["Workload"]["properties"]["model"]["enum"];
+        let models: Vec<&str> = models
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m.as_str().unwrap())
+            .collect();
+        assert!(models.contains(&"claude-sonnet-4-20250514"), "{models:?}");
+        let book = PriceBook::shipped();
+        let version = book.version_at(day("2025-06-01")).unwrap();
+        for m in &models {
+            assert!(version.model(m).is_some(), "{m}");
+        }
+    }
 }
