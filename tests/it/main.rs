@@ -31,4 +31,5 @@ mod plans;
 mod proxy;
 mod refusals;
 mod retention;
+mod schemathesis;
 mod store_contract;
