@@ -123,6 +123,18 @@ fn ok_json_or_csv(description: &str, schema: Value) -> Value {
     }}})
 }
 
+/// `responses` with a `Content-Disposition` header on its 200: the file
+/// name a download is saved under (`when`: which answers carry it).
+fn named(mut responses: Value, when: &str) -> Value {
+    if let Some(ok) = responses.get_mut("200").and_then(Value::as_object_mut) {
+        ok.insert(
+            "headers".into(),
+            json!({"Content-Disposition": {"description": format!("the file name to save it under ({when})"), "schema": {"type": "string"}}}),
+        );
+    }
+    responses
+}
+
 fn path_param(name: &str, description: &str, schema: Value) -> Value {
     json!({"name": name, "in": "path", "required": true, "description": description, "schema": schema})
 }
@@ -577,23 +589,23 @@ pub fn document_for(book: &PriceBook, today: NaiveDate) -> Value {
                 "An account's invoice (JSON; CSV with Accept: text/csv or ?format=csv)",
                 json!([account.clone(), period.clone(), format.clone(),
                        query("breakdown", "split the JSON invoice's lines by an attribution dimension. Rule: JSON only (not with format=csv or Accept: text/csv)", false, dimension.clone())]),
-                responses(ok_json_or_csv("the invoice", schema_ref("Invoice")), &[400, 401, 404, 500, 503]))},
+                named(responses(ok_json_or_csv("the invoice", schema_ref("Invoice")), &[400, 401, 404, 500, 503]), "its number, or ACCOUNT-PERIOD-draft; the CSV as an attachment"))},
             "/v1/accounts/{account}/invoices/{period}.html": {"get": op(
                 "An account's invoice as a self-contained printable HTML document (a finalized invoice's as frozen)",
                 json!([account.clone(), period.clone()]),
-                responses(ok("text/html", "the invoice document", None), &[400, 401, 404, 500, 503]))},
+                named(responses(ok("text/html", "the invoice document", None), &[400, 401, 404, 500, 503]), "inline"))},
             "/v1/accounts/{account}/invoices/{period}.pdf": {"get": op(
                 "An account's invoice as a PDF on the seller's paper (a finalized invoice's as frozen)",
                 json!([account.clone(), period.clone()]),
-                responses(ok("application/pdf", "the invoice document", None), &[400, 401, 404, 500, 503]))},
+                named(responses(ok("application/pdf", "the invoice document", None), &[400, 401, 404, 500, 503]), "inline"))},
             "/v1/accounts/{account}/invoices/{period}/finalize": {"post": op(
                 "Finalize (freeze) an invoice (admin); answers its JSON, or its CSV with Accept: text/csv; finalizing again answers the frozen invoice",
                 json!([account.clone(), period.clone(),
                        query("allow_unpriced", "true to finalize despite unpriced usage (else 409 unpriced_usage)", false, json!({"type": "boolean"}))]),
-                responses(ok_json_or_csv("the finalized invoice", schema_ref("Invoice")), &[400, 401, 403, 404, 409, 500, 503]))},
+                named(responses(ok_json_or_csv("the finalized invoice", schema_ref("Invoice")), &[400, 401, 403, 404, 409, 500, 503]), "its number"))},
             "/v1/invoices": {"get": op("Every invoice of a period the caller may see",
                 json!([q_period.clone(), format.clone()]),
-                responses(ok_json_or_csv("invoices", schema_ref("Invoices")), &[400, 401, 500, 503]))},
+                named(responses(ok_json_or_csv("invoices", schema_ref("Invoices")), &[400, 401, 500, 503]), "the CSV, as an attachment"))},
             "/v1/accounts/{account}/budget": {
                 "get": op("Budget, month-to-date spend, forecast and alerts", json!([account.clone(), q_period_opt.clone()]),
                     responses(ok_json("budget status", schema_ref("BudgetStatus")), &[400, 401, 404, 500, 503])),
@@ -651,19 +663,19 @@ pub fn document_for(book: &PriceBook, today: NaiveDate) -> Value {
                        query("limit", "buckets per page (default 7)", false, json!({"type": "integer", "minimum": 1, "maximum": 31})),
                        query("page", "next_page of the previous answer. Rule: within starting_at..ending_at", false, json!({"type": "string", "format": "date"})),
                        query("view", "price (default: what accounts pay) | cost | margin (admin only: 403 for an account key)", false, json!({"type": "string", "enum": ["price", "cost", "margin"]}))]),
-                responses(ok_json("daily buckets", schema_ref("CostReport")), &[400, 401, 403, 500, 503]))},
+                named(responses(ok_json("daily buckets", schema_ref("CostReport")), &[400, 401, 403, 500, 503]), "inline"))},
             "/v1/exports/focus": {"get": op("FinOps FOCUS cost-and-usage CSV of a period", json!([q_period.clone()]),
-                responses(ok("text/csv", "FOCUS rows", Some(json!({"type": "string"}))), &[400, 401, 500, 503]))},
+                named(responses(ok("text/csv", "FOCUS rows", Some(json!({"type": "string"}))), &[400, 401, 500, 503]), "an attachment"))},
             "/v1/exports/quickbooks": {"get": op("A period's finalized invoices in QuickBooks Online's invoice import CSV (drafts are never exported)",
                 json!([q_period.clone(), query("date_format", "mdy (default), dmy or iso", false, json!({"type": "string", "enum": ["mdy", "dmy", "iso"]})),
                        query("account_code", "revenue account code of every line", false, export_code.clone()),
                        query("tax_type", "tax rate name of every line", false, export_code.clone())]),
-                responses(ok("text/csv", "one row per invoice line", Some(json!({"type": "string"}))), &[400, 401, 500, 503]))},
+                named(responses(ok("text/csv", "one row per invoice line", Some(json!({"type": "string"}))), &[400, 401, 500, 503]), "an attachment"))},
             "/v1/exports/xero": {"get": op("A period's finalized invoices in Xero's sales invoice import CSV (drafts are never exported)",
                 json!([q_period.clone(), query("date_format", "dmy (default), mdy or iso", false, json!({"type": "string", "enum": ["mdy", "dmy", "iso"]})),
                        query("account_code", "revenue account code of every line (default 200)", false, export_code.clone()),
                        query("tax_type", "Xero tax rate name of every line (default Tax Exempt)", false, export_code)]),
-                responses(ok("text/csv", "one row per invoice line", Some(json!({"type": "string"}))), &[400, 401, 500, 503]))},
+                named(responses(ok("text/csv", "one row per invoice line", Some(json!({"type": "string"}))), &[400, 401, 500, 503]), "an attachment"))},
             "/v1/estimate": {"post": op_with_body(
                 "Project a workload's cost before deploying it (the workload document of SPEC 8 as JSON)",
                 json!([query("at", "price with the version in force then (default today)", false, estimate_at),
