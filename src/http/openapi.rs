@@ -245,7 +245,7 @@ fn usage_schema() -> Value {
     })
 }
 
-/// The schemas of the request bodies `POST /v1/usage` takes (SPEC 3.1).
+/// The schemas of the request bodies `POST /v1/usage` takes (docs/input.md).
 fn record_schemas(schemas: &mut Map<String, Value>) {
     let label = json!({"type": ["string", "null"], "maxLength": crate::record::MAX_LABEL_CHARS, "pattern": NO_NUL});
     schemas.insert("Usage".into(), usage_schema());
@@ -338,7 +338,7 @@ fn record_schemas(schemas: &mut Map<String, Value>) {
     );
     schemas.insert(
         "Record".into(),
-        json!({"description": "one Messages API response to record, in one of the shapes of SPEC 3.1; fields not listed are kept verbatim",
+        json!({"description": "one Messages API response to record, in one of the shapes docs/input.md describes; fields not listed are kept verbatim",
                "anyOf": [schema_ref("EnvelopeRecord"), schema_ref("BareRecord"), schema_ref("StreamRecord"), schema_ref("BatchResultRecord")]}),
     );
     schemas.insert(
@@ -677,7 +677,7 @@ pub fn document_for(book: &PriceBook, today: NaiveDate) -> Value {
                        query("tax_type", "Xero tax rate name of every line (default Tax Exempt)", false, export_code)]),
                 named(responses(ok("text/csv", "one row per invoice line", Some(json!({"type": "string"}))), &[400, 401, 500, 503]), "an attachment"))},
             "/v1/estimate": {"post": op_with_body(
-                "Project a workload's cost before deploying it (the workload document of SPEC 8 as JSON)",
+                "Project a workload's cost before deploying it (the workload document of docs/estimates.md, as JSON)",
                 json!([query("at", "price with the version in force then (default today)", false, estimate_at),
                        {"name": "compare_models", "in": "query", "required": false, "style": "form", "explode": false,
                         "description": "comma-separated models: the same workloads on each, side by side", "schema": compared},
