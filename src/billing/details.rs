@@ -1,4 +1,4 @@
-//! Billing details and tax (SPEC 12).
+//! Billing details and tax (docs/invoices.md).
 //!
 //! - The seller (`tally org set`) and each account (`tally accounts set`)
 //!   have details: name, email, address, tax id; an account also its tax

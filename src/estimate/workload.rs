@@ -1,4 +1,4 @@
-//! The workload document (SPEC 8): TOML or JSON, read strictly (an unknown
+//! The workload document (docs/estimates.md): TOML or JSON, read strictly (an unknown
 //! field is an error: a typo must not silently cost nothing), numbers as
 //! exact decimals, then checked field by field.
 
@@ -215,11 +215,11 @@ mod tests {
     use super::*;
 
     /// The example workload the README shows.
-    const SPEC_EXAMPLE: &str = include_str!("../../fixtures/workload.toml");
+    const DOCUMENTED_EXAMPLE: &str = include_str!("../../fixtures/workload.toml");
 
     #[test]
     fn the_spec_example_parses_exactly() {
-        let f = WorkloadFile::parse(SPEC_EXAMPLE).unwrap();
+        let f = WorkloadFile::parse(DOCUMENTED_EXAMPLE).unwrap();
         let w = &f.workload[0];
         assert_eq!(w.web_searches.to_string(), "0.2");
         assert_eq!(w.files_preloaded_share.to_string(), "0.05");
@@ -242,16 +242,16 @@ mod tests {
 
     #[test]
     fn each_mistake_names_its_field() {
-        let typo = SPEC_EXAMPLE.replace("input_tokens", "input_tokns");
+        let typo = DOCUMENTED_EXAMPLE.replace("input_tokens", "input_tokns");
         let e = error(&typo).to_string();
         assert!(e.contains("input_tokns") && e.contains("line 6"), "{e}");
-        let share = SPEC_EXAMPLE.replace("batch_share = 0.0", "batch_share = 1.5");
+        let share = DOCUMENTED_EXAMPLE.replace("batch_share = 0.0", "batch_share = 1.5");
         assert_eq!(error(&share).field(), Some("workload[0].batch_share"));
-        let negative = SPEC_EXAMPLE.replace("output_tokens = 300", "output_tokens = -3");
+        let negative = DOCUMENTED_EXAMPLE.replace("output_tokens = 300", "output_tokens = -3");
         assert_eq!(error(&negative).field(), Some("workload[0].output_tokens"));
-        let days = SPEC_EXAMPLE.replace("days = 30", "days = 0");
+        let days = DOCUMENTED_EXAMPLE.replace("days = 30", "days = 0");
         assert_eq!(error(&days).field(), Some("days"));
-        let both = SPEC_EXAMPLE.replace(
+        let both = DOCUMENTED_EXAMPLE.replace(
             "files_preloaded_share = 0.05",
             "files_preloaded_share = 0.95",
         );
@@ -259,11 +259,12 @@ mod tests {
             error(&both).field(),
             Some("workload[0].files_preloaded_share")
         );
-        let missing = SPEC_EXAMPLE.replace("requests_per_day = 50000\n", "");
+        let missing = DOCUMENTED_EXAMPLE.replace("requests_per_day = 50000\n", "");
         assert!(error(&missing).to_string().contains("requests_per_day"));
         let json = r#"{"workload": [{"name": "a", "model": "m", "requests_per_day": 1, "batch_shar": 0}]}"#;
         assert!(error(json).to_string().contains("batch_shar"));
-        let word = SPEC_EXAMPLE.replace("requests_per_day = 50000", "requests_per_day = \"many\"");
+        let word =
+            DOCUMENTED_EXAMPLE.replace("requests_per_day = 50000", "requests_per_day = \"many\"");
         assert!(error(&word).to_string().contains("not a number"));
     }
 }

@@ -1,4 +1,4 @@
-//! `POST /v1/estimate`: the workload document as JSON (SPEC 8), priced with
+//! `POST /v1/estimate`: the workload document as JSON (docs/estimates.md), priced with
 //! the book in force on `?at=` (default today); `?compare_models=a,b` puts
 //! the same workloads on each model. An account key's estimate is priced at
 //! its account's plan (it never sees cost); the admin's is at cost, or at

@@ -1,11 +1,11 @@
 //! One line (or one HTTP body) in, one [`NewRecord`] or one [`LineError`] out.
 //!
-//! Accepted shapes (SPEC 3.1): the envelope with `response`; the envelope with
+//! Accepted shapes (docs/input.md): the envelope with `response`; the envelope with
 //! streamed `events`; a bare Messages API response (`"type": "message"`); a
 //! Message Batches result line (`custom_id` + `result`). Policy:
 //! - the input is parsed once into a `serde_json::Value`; everything billing
 //!   needs is read from it, everything else is tolerated and kept verbatim in
-//!   `raw` (SPEC 3.3), and `null` always means the same as absent;
+//!   `raw` (docs/input.md), and `null` always means the same as absent;
 //! - errors name the line and column (syntax) or the field path (values);
 //! - nothing here panics on any input: the parser is fuzzed by the tests.
 
@@ -554,7 +554,7 @@ impl Ctx<'_> {
             None => return Err(self.invalid("result.type", "required field is missing")),
         };
         // A result without a message is identified by account, custom_id and
-        // content (SPEC 3.2), so a results file ingested twice changes nothing.
+        // content (docs/input.md), so a results file ingested twice changes nothing.
         let result_value = Value::Object(result.clone());
         let content_hash = canonical_hash(&result_value);
         let mut key_hasher = Sha256::new();
@@ -759,7 +759,7 @@ impl CountersIn {
                 count(b.ephemeral_5m_input_tokens),
                 count(b.ephemeral_1h_input_tokens),
             ),
-            // No breakdown: every cache write is a 5-minute write (SPEC 4.1).
+            // No breakdown: every cache write is a 5-minute write (docs/billing.md).
             None => (cache_creation_input_tokens, 0),
         };
         let stu = self.server_tool_use.as_ref();
@@ -815,7 +815,7 @@ fn request_user(request: Option<&Value>, ctx: &Ctx<'_>) -> Result<Option<String>
     Ok((!user.is_empty()).then(|| user.to_owned()))
 }
 
-/// A refusal before any output (SPEC 4.1): `stop_reason` is `refusal` and
+/// A refusal before any output (docs/billing.md): `stop_reason` is `refusal` and
 /// `content` is empty or absent; its category from `stop_details`. A stream's
 /// assembled message carries its last `message_delta`'s stop reason and details.
 fn refusal_before_output(resp: &Map<String, Value>) -> Option<Refusal> {

@@ -1,5 +1,5 @@
 //! Rebuild a Messages API response from the data objects of a streamed
-//! response's server-sent events (SPEC 3.1).
+//! response's server-sent events (docs/input.md).
 //!
 //! - id, model (and any container) come from `message_start`;
 //! - content blocks from `content_block_start`, with text and tool-input
