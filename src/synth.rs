@@ -7,7 +7,8 @@
 //! reused, file preloads, batch results (mostly succeeded), streamed
 //! responses, and the odd advisor iteration.
 //!
-//! Two profiles: [`Profile::Default`] (12 % of records in containers) and
+//! Three profiles: [`Profile::Default`] (12 % of records in containers),
+//! [`Profile::Demo`] (`tally demo`'s: a few more containers, and refusals) and
 //! [`Profile::CodeExecution`] (about a third in containers, most containers
 //! reused by several requests, one container in six with files preloaded).
 //! Records come in time order unless shuffled ([`Options::shuffle`]: a
@@ -155,10 +156,18 @@ impl Generator {
         self
     }
 
-    /// Spread the records over `[from, to)` (seconds since the epoch).
+    /// Spread the records over `[from, to)` (seconds since the epoch): the
+    /// first at `from`, the last in the minute before `to`.
     pub fn over(mut self, from: i64, to: i64) -> Self {
+        let room = (to - from - 60).max(1);
+        let n = i64::try_from(self.n).unwrap_or(i64::MAX).max(1);
         self.base = from;
-        self.span = (to - from - 60).max(1);
+        // Record i sits at i × span / n: the last, n − 1, at `room`.
+        self.span = if n > 1 {
+            room.saturating_mul(n) / (n - 1)
+        } else {
+            room
+        };
         self
     }
 

@@ -2,8 +2,8 @@
 //! (`tally accounts`, `tally periods`, the dashboard's period picker), and
 //! the known account closest to a name that has none (a typo's warning).
 //!
-//! Counts come from the usage roll-up (one row per account, day and trait),
-//! so listing a ledger of millions of records reads a few thousand rows.
+//! Counts come from the usage roll-up (sums per account, day, model and
+//! trait), never from the records themselves.
 
 use std::collections::BTreeMap;
 
@@ -92,19 +92,20 @@ pub struct AccountSummary {
 }
 
 /// The accounts with records (in `only` when given), each with its
-/// periods' record counts and invoice totals. One pass over each period's
-/// invoices, which are computed together.
+/// periods' record counts and invoice totals, and the accounts invoiced in
+/// those periods without records of their own (adjustments only). One pass
+/// over each period's invoices, which are computed together.
 pub async fn accounts(
     store: &dyn Store,
     book: &PriceBook,
     only: Option<Period>,
 ) -> Result<Vec<AccountSummary>, BillingError> {
-    let rows: Vec<AccountPeriod> = account_periods(store)
+    let mut rows: Vec<AccountPeriod> = account_periods(store)
         .await?
         .into_iter()
         .filter(|ap| only.is_none_or(|p| p == ap.period))
         .collect();
-    let mut wanted: Vec<Period> = rows.iter().map(|ap| ap.period).collect();
+    let mut wanted: Vec<Period> = rows.iter().map(|ap| ap.period).chain(only).collect();
     wanted.sort();
     wanted.dedup();
     // (account, period) → (total, status), from each period's invoices.
@@ -115,6 +116,21 @@ pub async fn accounts(
             figures.insert((account, period), (total, status));
         }
     }
+    // An invoice without records of its own month (late usage of a
+    // finalized one, billed as an adjustment) is listed too.
+    for (account, period) in figures.keys() {
+        if !rows
+            .iter()
+            .any(|r| r.account == *account && r.period == *period)
+        {
+            rows.push(AccountPeriod {
+                account: account.clone(),
+                period: *period,
+                records: 0,
+            });
+        }
+    }
+    rows.sort_by(|a, b| (&a.account, a.period).cmp(&(&b.account, b.period)));
     let mut out: Vec<AccountSummary> = Vec::new();
     for ap in rows {
         let (total_usd, status) = figures
@@ -151,23 +167,27 @@ fn invoice_figures(json: &str) -> Result<(String, Decimal, String), BillingError
     Ok((f.account, f.total, f.status))
 }
 
-/// Whether `account` has any record, and if not, the known account whose
-/// name is closest to it (a likely typo), if any is close enough to suggest.
+/// Whether tally knows `account`: it has records, or a plan, billing
+/// details, prepaid credit or a budget (an account billed only its minimum
+/// commitment has no usage). `None` when known; otherwise the known account
+/// whose name is closest to it (a likely typo), if any is close enough.
 pub async fn unknown_account(
     store: &dyn Store,
     account: &str,
 ) -> Result<Option<Option<String>>, BillingError> {
-    let known: Vec<String> = {
-        let mut names: Vec<String> = store
-            .account_days()
-            .await?
-            .into_iter()
-            .map(|(a, _, _)| a)
-            .collect();
-        names.dedup();
-        names
-    };
-    if known.iter().any(|a| a == account) {
+    let mut known: Vec<String> = store
+        .account_days()
+        .await?
+        .into_iter()
+        .map(|(a, _, _)| a)
+        .collect();
+    known.dedup();
+    if known.iter().any(|a| a == account)
+        || store.plan(account).await?.is_some()
+        || store.details_as_of(account, i64::MAX).await?.is_some()
+        || !store.credit_grants(Some(account)).await?.is_empty()
+        || store.budgets().await?.iter().any(|b| b.account == account)
+    {
         return Ok(None);
     }
     Ok(Some(

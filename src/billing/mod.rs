@@ -1,4 +1,4 @@
-//! The billing core: ledger usage → priced invoice lines (docs/billing.md and 6).
+//! The billing core: ledger usage → priced invoice lines (docs/billing.md, docs/invoices.md).
 //!
 //! Every figure tally shows (invoices, and later the cost report, the
 //! dashboard and estimates) comes from here. Policy:

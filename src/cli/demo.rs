@@ -45,15 +45,24 @@ pub struct DemoArgs {
     /// How many records to generate.
     #[arg(long, default_value_t = 20_000)]
     pub records: u64,
-    /// Seed of the generator (the same seed on the same day gives the same ledger).
+    /// Seed of the generator (the same seed and --now give the same ledger).
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// When the quarter ends (RFC 3339; default: now).
+    #[arg(long, value_name = "TIME")]
+    pub now: Option<String>,
 }
 
 pub async fn demo(database: &str, args: DemoArgs) -> Result<ExitCode> {
     if args.records == 0 {
         bail!("--records must be at least 1");
     }
+    let now = match &args.now {
+        Some(t) => crate::time::from_micros(
+            crate::time::parse_rfc3339(t).map_err(|m| anyhow::anyhow!("--now: {m}"))?,
+        ),
+        None => Utc::now(),
+    };
     let store = open_store(database).await?;
     if store.max_seq().await? > 0 {
         bail!(
@@ -62,32 +71,102 @@ pub async fn demo(database: &str, args: DemoArgs) -> Result<ExitCode> {
             redact(database)
         );
     }
-    let now = Utc::now();
     let this_month = Period::of_day(now.date_naive());
     let first = this_month
         .first_day()
         .checked_sub_months(Months::new(2))
         .unwrap_or(this_month.first_day());
     let from = first.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc();
+    // The last record lands within the minute before `to`: in this month,
+    // even in its first minutes.
+    let month_start = this_month
+        .first_day()
+        .and_hms_opt(0, 0, 0)
+        .unwrap_or_default()
+        .and_utc();
+    let to = now.max(month_start + chrono::Duration::seconds(120));
 
-    // Generate to a temporary file and ingest it as `tally ingest` would:
-    // streamed, in group commits, memory flat.
-    let path = std::env::temp_dir().join(format!("tally-demo-{}.ndjson", std::process::id()));
+    // Generate to a temporary file (removed when dropped, whatever happens)
+    // and ingest it as `tally ingest` would: streamed, in group commits,
+    // memory flat.
+    let file = tempfile::Builder::new()
+        .prefix("tally-demo-")
+        .suffix(".ndjson")
+        .tempfile()
+        .context("creating a temporary file for the demo's records")?;
     {
-        let file =
-            std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
-        let mut out = std::io::BufWriter::new(file);
+        let mut out = std::io::BufWriter::new(file.as_file());
         let lines = Generator::new(args.records, args.seed, ACCOUNTS.len() as u64)
             .profile(Profile::Demo)
             .accounts_named(&ACCOUNTS)
-            .over(from.timestamp(), now.timestamp());
+            .over(from.timestamp(), to.timestamp());
         for line in lines {
             serde_json::to_writer(&mut out, &line)?;
             std::io::Write::write_all(&mut out, b"\n")?;
         }
         std::io::Write::flush(&mut out)?;
     }
-    let files = [path.to_string_lossy().into_owned()];
+    let filled = fill(store, &file, first, this_month).await;
+    drop(file);
+    let Filled {
+        accepted,
+        accounts,
+        finalized,
+        budgets,
+        last_month,
+    } = filled.with_context(|| {
+        format!(
+            "the ledger at {} may now hold part of a demo: delete it (or give another \
+             --database) before trying again",
+            redact(database)
+        )
+    })?;
+
+    let months = |d: NaiveDate| d.format("%B %Y").to_string();
+    println!(
+        "demo ledger ready in {}: {accepted} records across {accounts} accounts, {} to {}",
+        redact(database),
+        months(first),
+        months(now.date_naive()),
+    );
+    println!(
+        "  {finalized} invoices finalized for the full months; monthly budgets: {}",
+        budgets.join(", ")
+    );
+    println!();
+    // The commands to try next, on this ledger.
+    let on = if database == "sqlite://tally.db" {
+        String::new()
+    } else {
+        format!(" --database {}", redact(database))
+    };
+    println!("next:");
+    println!("  tally serve{on}    (then open http://127.0.0.1:8080/)");
+    println!("  tally accounts{on}");
+    println!(
+        "  tally invoice{on} --account {} --period {last_month} --format text",
+        ACCOUNTS[0].0
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What [`fill`] did.
+struct Filled {
+    accepted: u64,
+    accounts: usize,
+    finalized: usize,
+    budgets: Vec<String>,
+    last_month: Period,
+}
+
+/// Ingest the generated records, finalize the full months, set budgets.
+async fn fill(
+    store: std::sync::Arc<dyn crate::store::Store>,
+    file: &tempfile::NamedTempFile,
+    first: NaiveDate,
+    this_month: Period,
+) -> Result<Filled> {
+    let files = [file.path().to_string_lossy().into_owned()];
     let summary = ingest_files(
         store.clone(),
         &files,
@@ -96,9 +175,7 @@ pub async fn demo(database: &str, args: DemoArgs) -> Result<ExitCode> {
         MAX_LINE_BYTES,
         |_| {},
     )
-    .await;
-    let _ = std::fs::remove_file(&path);
-    let summary = summary?;
+    .await?;
     if !summary.all_good() {
         bail!(
             "the demo's records were not all accepted ({} rejected, {} conflicts): {:?}",
@@ -147,27 +224,17 @@ pub async fn demo(database: &str, args: DemoArgs) -> Result<ExitCode> {
         store.set_budget(account, monthly).await?;
         budgets.push(format!("{account} ${monthly}"));
     }
-
-    let months = |d: NaiveDate| d.format("%B %Y").to_string();
-    println!(
-        "demo ledger ready in {}: {} records across {} accounts, {} to {}",
-        redact(database),
-        summary.accepted,
-        ACCOUNTS.len(),
-        months(first),
-        months(now.date_naive()),
-    );
-    println!(
-        "  {finalized} invoices finalized for the full months; monthly budgets: {}",
-        budgets.join(", ")
-    );
-    println!();
-    println!("next:");
-    println!("  tally serve                 # then open http://127.0.0.1:8080/");
-    println!("  tally accounts");
-    println!(
-        "  tally invoice --account {} --period {last_month} --format text",
-        ACCOUNTS[0].0
-    );
-    Ok(ExitCode::SUCCESS)
+    let mut accounts: Vec<String> = activity::account_periods(store.as_ref())
+        .await?
+        .into_iter()
+        .map(|ap| ap.account)
+        .collect();
+    accounts.dedup();
+    Ok(Filled {
+        accepted: summary.accepted,
+        accounts: accounts.len(),
+        finalized,
+        budgets,
+        last_month,
+    })
 }

@@ -71,6 +71,17 @@ pub async fn invoice(database: &str, args: InvoiceArgs) -> Result<ExitCode> {
     };
     let store = open_store(database).await?;
     let book = crate::pricing::current_book(store.as_ref()).await?;
+    let unknown = billing::activity::unknown_account(store.as_ref(), &args.account).await?;
+    if let (true, Some(closest)) = (args.finalize, &unknown) {
+        // Finalizing takes the period's next invoice number for good: never
+        // for a name that is most likely a typo.
+        eprintln!(
+            "error: not finalized: tally knows nothing of account {:?} (no records, plan, billing details, credit or budget); {}",
+            args.account,
+            hint(closest.as_deref())
+        );
+        return Ok(ExitCode::FAILURE);
+    }
     let (json, csv) = if args.finalize {
         match billing::finalize(
             store.as_ref(),
@@ -117,29 +128,29 @@ pub async fn invoice(database: &str, args: InvoiceArgs) -> Result<ExitCode> {
             write_stdout(&bytes)?;
         }
     }
-    warn_if_unknown(store.as_ref(), &args.account, args.strict).await
-}
-
-/// An account with no records at all is most likely a typo: say so on
-/// stderr, naming the closest known account; `--strict` makes it an error.
-async fn warn_if_unknown(
-    store: &dyn crate::store::Store,
-    account: &str,
-    strict: bool,
-) -> Result<ExitCode> {
-    let Some(closest) = billing::activity::unknown_account(store, account).await? else {
+    // An unknown account is most likely a typo: say so on stderr, naming
+    // the closest known account; `--strict` makes it an error.
+    let Some(closest) = unknown else {
         return Ok(ExitCode::SUCCESS);
     };
-    let hint = match closest {
-        Some(name) => format!("did you mean {name:?}?"),
-        None => "`tally accounts` lists the accounts that have records".to_owned(),
-    };
-    eprintln!("warning: the ledger has no records for account {account:?}; {hint}");
-    Ok(if strict {
+    eprintln!(
+        "warning: the ledger has no records for account {:?}; {}",
+        args.account,
+        hint(closest.as_deref())
+    );
+    Ok(if args.strict {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// What to suggest for an unknown account.
+fn hint(closest: Option<&str>) -> String {
+    match closest {
+        Some(name) => format!("did you mean {name:?}?"),
+        None => "`tally accounts` lists the accounts that have records".to_owned(),
+    }
 }
 
 /// Bytes to standard output as they are (a PDF is not text).
@@ -167,8 +178,12 @@ pub async fn invoices(database: &str, args: InvoicesArgs) -> Result<ExitCode> {
             billing::period_csv(store.as_ref(), &book, period).await?
         ),
         Format::Text => {
+            let all = billing::period_invoices(store.as_ref(), &book, period).await?;
+            if all.is_empty() {
+                println!("No invoices for {period}.");
+            }
             let mut first = true;
-            for r in billing::period_invoices(store.as_ref(), &book, period).await? {
+            for r in all {
                 if !first {
                     println!();
                 }

@@ -502,7 +502,7 @@ fn margins(h: &mut String, v: &View) {
 /// h", "50 h").
 fn hours(seconds: i64) -> String {
     let h = (Decimal::from(seconds) / Decimal::from(3600))
-        .round_dp(2)
+        .round_dp_with_strategy(2, rust_decimal::RoundingStrategy::MidpointAwayFromZero)
         .normalize();
     format!("{} h", crate::documents::quantity(h, "hour"))
 }

@@ -12,6 +12,8 @@ const GAP: &str = "  ";
 const NOTE_WIDTH: usize = 80;
 
 pub fn render(doc: &Document) -> String {
+    let clean = plain(doc);
+    let doc = &clean;
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -125,6 +127,34 @@ pub fn render(doc: &Document) -> String {
     out
 }
 
+/// The document with every control character escaped (`\u{1b}`): names
+/// come from recorded usage, and a terminal must not run them.
+fn plain(doc: &Document) -> Document {
+    let c = |s: &str| -> String {
+        s.chars()
+            .map(|ch| {
+                if ch.is_control() {
+                    ch.escape_default().to_string()
+                } else {
+                    ch.to_string()
+                }
+            })
+            .collect()
+    };
+    let mut d = doc.clone();
+    d.account = c(&d.account);
+    for section in &mut d.sections {
+        for l in &mut section.lines {
+            l.description = c(&l.description);
+        }
+    }
+    for l in &mut d.after_usage {
+        l.label = c(&l.label);
+    }
+    d.notes = d.notes.iter().map(|n| c(n)).collect();
+    d
+}
+
 /// Words into lines of at most `w` characters (a longer word stands alone).
 fn wrap(text: &str, w: usize) -> Vec<String> {
     let mut lines: Vec<String> = Vec::new();
@@ -159,4 +189,28 @@ fn right(s: &str, w: usize) -> String {
 
 fn left(s: &str, w: usize) -> String {
     format!("{s}{}", pad(w.saturating_sub(width(s))))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_never_reach_the_terminal() {
+        let json = r#"{"number": null, "account": "acme", "period": "2026-07", "status": "draft",
+            "currency": "USD", "total": "0.36",
+            "lines": [{"description": "evil\u001b[2J input tokens", "charge": "input_tokens",
+                       "quantity": "120000", "unit": "token", "unit_price": "0.000003",
+                       "amount": "0.36"}],
+            "unpriced": [{"model": "x\u0007y", "records": 1}]}"#;
+        let doc = Document::from_json(json, None).unwrap();
+        let text = render(&doc);
+        assert!(
+            !text.chars().any(|c| c.is_control() && c != '\n'),
+            "{text:?}"
+        );
+        assert!(text.contains("evil\\u{1b}[2J input tokens"), "{text}");
+        assert!(text.contains("x\\u{7}y (1 records)"), "{text}");
+    }
 }

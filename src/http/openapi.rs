@@ -545,7 +545,12 @@ pub fn document_for(book: &PriceBook, today: NaiveDate) -> Value {
         "security": [{"bearer": []}, {"basic": []}],
         "paths": {
             "/": {"get": op("Finance dashboard (HTML)",
-                json!([q_period_opt.clone(),
+                json!([query(
+                           "period",
+                           "YYYY-MM (default: the current month, or the latest month with records when the current one has none)",
+                           false,
+                           period_schema.clone(),
+                       ),
                        query("workspace", "only the records of this workspace", false, json!({"type": "string"})),
                        query("tag", "only the records with this tag, KEY:VALUE", false, json!({"type": "string", "pattern": r"^[a-z0-9_.-]{1,64}:"})),
                        query("tag_key", "add the cost-by-tag panel for this key", false, json!({"type": "string", "pattern": TAG_KEY_PATTERN}))]),

@@ -298,7 +298,7 @@ impl Attribution {
     }
 }
 
-/// A way to split an account's costs (docs/invoices.md and 7): by the workspace, the
+/// A way to split an account's costs (docs/invoices.md, docs/finance.md): by the workspace, the
 /// API key id, the end user, one tag's value, or the whole set of tags.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Dimension {

@@ -13,7 +13,7 @@
 //! and a container whose set would pass [`MAX_SPANS`] (kept small so a
 //! container's row stays cheap to rewrite).
 //!
-//! A container's time is attributed (docs/invoices.md and 7) to the workspace, API key
+//! A container's time is attributed (docs/invoices.md, docs/finance.md) to the workspace, API key
 //! id, user and tags of its first record (earliest `recorded_at`, then lowest
 //! seq; in an exact container every record is billable), so each container
 //! keeps that record's attribution too, and the same sums are kept per

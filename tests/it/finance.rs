@@ -624,6 +624,15 @@ async fn finance_endpoints_for_every_role(backend: Backend) {
                 db,
                 &["budget", "set", "--account", "team-01", "--monthly", "100"],
             );
+            // Another account's later month, which team-01's key must not see.
+            let dir = tempfile::tempdir().unwrap();
+            let file = dir.path().join("may.ndjson");
+            std::fs::write(
+                &file,
+                r#"{"account":"other-co","recorded_at":"2026-05-04T10:00:00Z","response":{"id":"msg_may_1","type":"message","role":"assistant","model":"claude-sonnet-4-6","content":[],"stop_reason":"end_turn","usage":{"input_tokens":10,"output_tokens":5}}}"#,
+            )
+            .unwrap();
+            assert_eq!(tally(db, &["ingest", file.to_str().unwrap()]).0, 0);
         })
         .account_key("team-01")
         .serve()
@@ -680,6 +689,23 @@ async fn finance_endpoints_for_every_role(backend: Backend) {
         .await
         .unwrap();
     assert!(page.contains("team-01") && !page.contains("team-02"));
+    // The period picker lists the key's own months, and the page opens on
+    // its own latest month; the admin's lists every account's.
+    let options = |page: &str| -> Vec<String> {
+        page.split("<option value=\"")
+            .skip(1)
+            .map(|o| o.split('"').next().unwrap().to_owned())
+            .collect()
+    };
+    let own = get("/", Some(&key)).await.unwrap().text().await.unwrap();
+    assert_eq!(options(&own), ["2026-03"], "only team-01's months");
+    assert!(own.contains("Total 2026-03"));
+    let all = app.admin().get_text("/").await;
+    assert_eq!(options(&all), ["2026-05", "2026-03"]);
+    assert!(
+        all.contains("Total 2026-05"),
+        "the latest month with records"
+    );
     // Another account's budget does not exist for this key; setting budgets is admin-only.
     assert_eq!(
         get("/v1/accounts/team-02/budget", Some(&key))

@@ -317,6 +317,47 @@ async fn text_invoice_and_finding_data(backend: Backend) {
         err.contains("no records for account \"zzzz\"") && err.contains("tally accounts"),
         "nothing close: points at the list instead: {err}"
     );
+    // Finalizing a name tally knows nothing of is refused: no number is
+    // used up.
+    let (code, _, err) = tally(
+        &db,
+        &[
+            "invoice",
+            "--account",
+            "initec",
+            "--period",
+            "2026-07",
+            "--finalize",
+        ],
+    );
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("not finalized") && err.contains("did you mean \"initech\"?"),
+        "{err}"
+    );
+    let numbered = db
+        .texts("select cast(count(*) as text) from invoices where account = 'initec'")
+        .await;
+    assert_eq!(numbered, ["0"]);
+    // An account with a budget (or plan, details, credit) but no records is
+    // known: no warning, and --strict passes.
+    tally_ok(
+        &db,
+        &["budget", "set", "--account", "hooli", "--monthly", "10"],
+    );
+    let (code, _, err) = tally(
+        &db,
+        &[
+            "invoice",
+            "--account",
+            "hooli",
+            "--period",
+            "2026-07",
+            "--strict",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(err.is_empty(), "{err}");
     let (code, _, err) = tally(
         &db,
         &[
@@ -333,19 +374,24 @@ async fn text_invoice_and_finding_data(backend: Backend) {
 }
 
 /// `tally demo`: an empty ledger becomes a quarter of a dozen accounts'
-/// usage, up to today, with everything the dashboard shows; a second run
-/// refuses to mix its records into the first's.
+/// usage, up to `--now` (the dashboard's test runs it up to the real now),
+/// with everything the dashboard shows; a second run refuses to mix its
+/// records into the first's.
 async fn demo_fills_a_quarter(backend: Backend) {
     let db = TestDb::new(backend).await;
-    let (code, out, err) = tally(&db, &["demo", "--records", "3000"]);
+    // Half a minute into a month: its records still reach into it.
+    let (code, out, err) = tally(
+        &db,
+        &["demo", "--records", "3000", "--now", "2026-09-01T00:00:30Z"],
+    );
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("tally serve"), "says what to do next: {out}");
     assert!(out.contains("3000 records across 12 accounts"), "{out}");
+    assert!(out.contains("July 2026 to September 2026"), "{out}");
 
-    let today = chrono::Utc::now().date_naive();
-    let this_month = tally::billing::Period::of_day(today);
-    let last = tally::billing::Period::of_day(this_month.first_day().pred_opt().unwrap());
-    let first = tally::billing::Period::of_day(last.first_day().pred_opt().unwrap());
+    let this_month = tally::billing::Period::parse("2026-09").unwrap();
+    let last = tally::billing::Period::parse("2026-08").unwrap();
+    let first = tally::billing::Period::parse("2026-07").unwrap();
     let periods: Value = serde_json::from_str(&tally_ok(&db, &["periods", "--json"])).unwrap();
     let listed: Vec<String> = periods
         .as_array()
@@ -356,7 +402,7 @@ async fn demo_fills_a_quarter(backend: Backend) {
     assert_eq!(
         listed,
         [first.to_string(), last.to_string(), this_month.to_string()],
-        "the last three calendar months, up to today"
+        "the last three calendar months, up to --now"
     );
     let records: i64 = periods
         .as_array()

@@ -65,7 +65,7 @@ def _cost_report_range_is_empty(case):
     if start is None:
         return False
     first_day = start.astimezone(timezone.utc).date()
-    end_day = date.today() + timedelta(days=1)
+    end_day = datetime.now(timezone.utc).date() + timedelta(days=1)
     if query.get("ending_at"):
         end = _time(query["ending_at"])
         if end is None:
