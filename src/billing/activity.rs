@@ -167,32 +167,42 @@ fn invoice_figures(json: &str) -> Result<(String, Decimal, String), BillingError
     Ok((f.account, f.total, f.status))
 }
 
-/// Whether tally knows `account`: it has records, or a plan, billing
-/// details, prepaid credit or a budget (an account billed only its minimum
-/// commitment has no usage). `None` when known; otherwise the known account
-/// whose name is closest to it (a likely typo), if any is close enough.
-pub async fn unknown_account(
+/// An account with no records at all, as `tally invoice` sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NoRecords {
+    /// The account with records whose name is closest (a likely typo), if
+    /// any is close enough to suggest.
+    pub closest: Option<String>,
+    /// It has a plan, billing details, prepaid credit or a budget: a real
+    /// account that may owe its minimum commitment, not a typo.
+    pub known: bool,
+}
+
+/// `None` when `account` has records; otherwise what there is to say about
+/// it. The suggestion (a scan of the roll-up's accounts) is only looked for
+/// when there are no records.
+pub async fn no_records(
     store: &dyn Store,
     account: &str,
-) -> Result<Option<Option<String>>, BillingError> {
-    let mut known: Vec<String> = store
+) -> Result<Option<NoRecords>, BillingError> {
+    if store.has_records(account).await? {
+        return Ok(None);
+    }
+    let known = store.plan(account).await?.is_some()
+        || store.details_as_of(account, i64::MAX).await?.is_some()
+        || !store.credit_grants(Some(account)).await?.is_empty()
+        || store.budgets().await?.iter().any(|b| b.account == account);
+    let mut names: Vec<String> = store
         .account_days()
         .await?
         .into_iter()
         .map(|(a, _, _)| a)
         .collect();
-    known.dedup();
-    if known.iter().any(|a| a == account)
-        || store.plan(account).await?.is_some()
-        || store.details_as_of(account, i64::MAX).await?.is_some()
-        || !store.credit_grants(Some(account)).await?.is_empty()
-        || store.budgets().await?.iter().any(|b| b.account == account)
-    {
-        return Ok(None);
-    }
-    Ok(Some(
-        closest(account, known.iter().map(String::as_str)).map(str::to_owned),
-    ))
+    names.dedup();
+    Ok(Some(NoRecords {
+        closest: closest(account, names.iter().map(String::as_str)).map(str::to_owned),
+        known,
+    }))
 }
 
 /// The name in `known` closest to `name` by edit distance (case-blind),

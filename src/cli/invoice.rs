@@ -71,14 +71,14 @@ pub async fn invoice(database: &str, args: InvoiceArgs) -> Result<ExitCode> {
     };
     let store = open_store(database).await?;
     let book = crate::pricing::current_book(store.as_ref()).await?;
-    let unknown = billing::activity::unknown_account(store.as_ref(), &args.account).await?;
-    if let (true, Some(closest)) = (args.finalize, &unknown) {
+    let no_records = billing::activity::no_records(store.as_ref(), &args.account).await?;
+    if let Some(n) = no_records.as_ref().filter(|n| args.finalize && !n.known) {
         // Finalizing takes the period's next invoice number for good: never
         // for a name that is most likely a typo.
         eprintln!(
             "error: not finalized: tally knows nothing of account {:?} (no records, plan, billing details, credit or budget); {}",
             args.account,
-            hint(closest.as_deref())
+            hint(n.closest.as_deref())
         );
         return Ok(ExitCode::FAILURE);
     }
@@ -128,15 +128,15 @@ pub async fn invoice(database: &str, args: InvoiceArgs) -> Result<ExitCode> {
             write_stdout(&bytes)?;
         }
     }
-    // An unknown account is most likely a typo: say so on stderr, naming
+    // No records at all is most likely a typo: say so on stderr, naming
     // the closest known account; `--strict` makes it an error.
-    let Some(closest) = unknown else {
+    let Some(n) = no_records else {
         return Ok(ExitCode::SUCCESS);
     };
     eprintln!(
         "warning: the ledger has no records for account {:?}; {}",
         args.account,
-        hint(closest.as_deref())
+        hint(n.closest.as_deref())
     );
     Ok(if args.strict {
         ExitCode::FAILURE

@@ -195,6 +195,10 @@ pub trait UsageReads: Send + Sync {
     /// from the roll-up (ignoring `max_seq`).
     async fn record_counts(&self, q: &UsageQuery) -> Result<Vec<(String, i64)>>;
 
+    /// Whether `account` has any record (one indexed look-up in the roll-up,
+    /// whose key starts with the account).
+    async fn has_records(&self, account: &str) -> Result<bool>;
+
     /// Records per account and UTC day number, from the roll-up (what
     /// `tally accounts`, `tally periods` and the dashboard's period picker
     /// list), sorted by account then day.

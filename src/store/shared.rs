@@ -375,6 +375,16 @@ impl<S: Pooled> UsageReads for S {
         })
     }
 
+    async fn has_records(&self, account: &str) -> Result<bool> {
+        let found: Option<i64> = on_pool!(self.pool(), |p| {
+            sqlx::query_scalar(sql::HAS_RECORDS)
+                .bind(account)
+                .fetch_optional(p)
+                .await?
+        });
+        Ok(found.is_some())
+    }
+
     async fn account_days(&self) -> Result<Vec<(String, i64, i64)>> {
         Ok(on_pool!(self.pool(), |p| {
             sqlx::query_as(sql::ACCOUNT_DAYS).fetch_all(p).await?

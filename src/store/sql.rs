@@ -276,6 +276,9 @@ pub(super) const ROLLUP_COUNTS_ONE: &str = "select account, cast(sum(records) as
 pub(super) const ROLLUP_COUNTS_ALL: &str = "select account, cast(sum(records) as bigint) from usage_rollup \
     where cast($1 as text) is null and day >= $2 and day < $3 and kind in (0, 2) group by account order by account";
 
+pub(super) const HAS_RECORDS: &str = "select cast(1 as bigint) from usage_rollup \
+    where account = $1 and kind in (0, 2) and records > 0 limit 1";
+
 pub(super) const ACCOUNT_DAYS: &str = "select account, cast(day as bigint), cast(sum(records) as bigint) \
     from usage_rollup where kind in (0, 2) group by account, day order by account, day";
 

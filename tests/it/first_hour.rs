@@ -339,8 +339,9 @@ async fn text_invoice_and_finding_data(backend: Backend) {
         .texts("select cast(count(*) as text) from invoices where account = 'initec'")
         .await;
     assert_eq!(numbered, ["0"]);
-    // An account with a budget (or plan, details, credit) but no records is
-    // known: no warning, and --strict passes.
+    // An account with a budget (or plan, details, credit) but no records
+    // still gets the warning (it has no records), but it is a real account:
+    // it may be finalized (a minimum commitment needs no usage).
     tally_ok(
         &db,
         &["budget", "set", "--account", "hooli", "--monthly", "10"],
@@ -356,8 +357,21 @@ async fn text_invoice_and_finding_data(backend: Backend) {
             "--strict",
         ],
     );
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("no records for account \"hooli\""), "{err}");
+    let (code, out, err) = tally(
+        &db,
+        &[
+            "invoice",
+            "--account",
+            "hooli",
+            "--period",
+            "2026-07",
+            "--finalize",
+        ],
+    );
     assert_eq!(code, 0, "{err}");
-    assert!(err.is_empty(), "{err}");
+    assert!(out.contains("\"number\": \"INV-2026-07-"), "{out}");
     let (code, _, err) = tally(
         &db,
         &[
