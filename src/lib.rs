@@ -4,6 +4,7 @@
 //! this list, never the other way round):
 //! - [`whole`]: integers in JSON (`39` or `39.0`);
 //! - [`time`]: instants as UTC microseconds, day numbers, RFC 3339;
+//!   [`net`]: listening sockets;
 //! - [`record`]: the ledger record, its invariants, and rejected lines;
 //! - [`store`]: the storage role traits and their SQLite and PostgreSQL
 //!   backends, with the schema migrations;
@@ -15,7 +16,8 @@
 //! - [`billing`]: usage → priced invoices; [`finance`]: the views built on
 //!   it; [`estimate`]: costs of workloads not yet run;
 //! - [`http`]: the axum API; [`dashboard`]: its HTML page; [`cli`]: the
-//!   command line; [`synth`]: synthetic data; [`auth`]: API keys.
+//!   command line; [`synth`]: synthetic data; [`auth`]: API keys;
+//!   [`proxy`]: the capture proxy, recording through [`ingest`].
 
 // The OpenAPI document is one `json!` literal, deeper than the default allows.
 #![recursion_limit = "256"]
@@ -30,6 +32,7 @@ pub mod finance;
 pub mod http;
 pub mod ingest;
 pub mod ledger;
+pub mod net;
 pub mod plans;
 pub mod pricing;
 pub mod proxy;

@@ -10,10 +10,12 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Subcommand};
 
-use super::open_store;
+use super::{open_store, redact};
 use crate::auth::{api_key_id, parse_sha256_hex};
-use crate::proxy::{ProxyConfig, ProxyState};
+use crate::net::without_delay;
+use crate::proxy::{LedgerLink, OPEN_PATIENCE, ProxyConfig, ProxyState};
 use crate::record::Retention;
+use crate::store::StoreError;
 
 #[derive(Debug, Args)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -101,8 +103,8 @@ async fn run(database: &str, args: ProxyRunArgs) -> Result<ExitCode> {
             std::fs::read(file).with_context(|| format!("--upstream-ca {}", file.display()))?;
         config.upstream_ca = Some(pem);
     }
-    let store = open_store(database).await?;
-    let state = ProxyState::new(store, config).context("setting up the proxy")?;
+    let link = open_ledger(database, config.spool.is_some()).await?;
+    let state = ProxyState::with_link(link, config).context("setting up the proxy")?;
     let bind = |addr: SocketAddr| async move {
         tokio::net::TcpListener::bind(addr)
             .await
@@ -111,13 +113,39 @@ async fn run(database: &str, args: ProxyRunArgs) -> Result<ExitCode> {
     let (listener, admin) = (bind(args.listen).await?, bind(args.admin_listen).await?);
     tracing::info!(listen = %args.listen, admin = %args.admin_listen, "tally proxy listening");
     let admin = axum::serve(admin, crate::proxy::admin_router(state.clone()));
-    let proxy = axum::serve(listener, crate::proxy::router(state))
+    let proxy = axum::serve(without_delay(listener), crate::proxy::router(state))
         .with_graceful_shutdown(super::serve::shutdown_signal());
     tokio::select! {
         served = proxy => served?,
         served = admin => served?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The ledger, opened within [`OPEN_PATIENCE`]. A proxy with a spool
+/// starts without it when it cannot be reached (calls wait in the spool
+/// until it can; `/healthz` says `degraded`); without a spool it cannot
+/// record anything, so it does not start.
+async fn open_ledger(database: &str, spooling: bool) -> Result<LedgerLink> {
+    let opened = tokio::time::timeout(OPEN_PATIENCE, crate::store::open(database)).await;
+    let error = match opened {
+        Ok(Ok(store)) => return Ok(LedgerLink::open(store)),
+        // A URL tally cannot use is a mistake to fix, not an outage.
+        Ok(Err(e @ StoreError::Invalid(_))) => return Err(e.into()),
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => format!("no answer within {} s", OPEN_PATIENCE.as_secs()),
+    };
+    let shown = redact(database);
+    if !spooling {
+        bail!(
+            "opening the database {shown}: {error} (with --spool DIR the proxy starts all the same and keeps calls there until the ledger answers)"
+        );
+    }
+    tracing::warn!(
+        %error,
+        "the ledger {shown} cannot be reached: serving, and keeping calls in the spool until it answers"
+    );
+    Ok(LedgerLink::unreachable(database))
 }
 
 async fn keys(database: &str, cmd: ProxyKeysCommand) -> Result<ExitCode> {

@@ -416,7 +416,7 @@ pub async fn serve(
         spawn_warm_current_month(state.clone()),
         spawn_compact_rollups(state.clone()),
     ];
-    let served = axum::serve(listener, router(state))
+    let served = axum::serve(crate::net::without_delay(listener), router(state))
         .with_graceful_shutdown(shutdown)
         .await;
     for task in background {

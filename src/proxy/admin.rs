@@ -29,6 +29,10 @@ pub struct ProxyMetrics {
     /// Time to the upstream's answer headers, summed (microseconds), and calls timed.
     pub upstream_micros: AtomicU64,
     pub upstream_calls: AtomicU64,
+    /// Time from an answer's end to its record being durable (the end
+    /// waits for it), summed (microseconds), and calls timed.
+    pub record_micros: AtomicU64,
+    pub record_waits: AtomicU64,
 }
 
 impl ProxyMetrics {
@@ -44,11 +48,18 @@ pub fn admin_router(state: ProxyState) -> Router {
         .with_state(state)
 }
 
-/// The proxy serves whatever the ledger does; health says how far behind
-/// recording is.
+/// The proxy serves whatever the ledger does: with the ledger down it is
+/// degraded (calls go to the spool), not dead, so the answer is 200 either
+/// way; health says which, and how far behind recording is.
 async fn healthz(State(state): State<ProxyState>) -> Response {
     let depth = state.metrics.spool_depth.load(Ordering::Relaxed);
-    axum::Json(json!({"status": "ok", "spool_depth": depth})).into_response()
+    let up = state.recorder.ledger_up();
+    let (status, ledger) = if up {
+        ("ok", "up")
+    } else {
+        ("degraded", "down")
+    };
+    axum::Json(json!({"status": status, "ledger": ledger, "spool_depth": depth})).into_response()
 }
 
 /// One metric family in the Prometheus text format: its help, its type and
@@ -84,16 +95,34 @@ async fn metrics(State(state): State<ProxyState>) -> Response {
         help,
         &[("", depth)],
     );
-    let micros = m.upstream_micros.load(Ordering::Relaxed);
-    let seconds = format!("{}.{:06}", micros / 1_000_000, micros % 1_000_000);
-    let samples = [("_sum", seconds), ("_count", load(&m.upstream_calls))];
-    let help = "Time to the upstream's answer headers.";
+    let up = u8::from(state.recorder.ledger_up()).to_string();
+    let help = "Whether the ledger takes calls (0: they go to the spool).";
     family(
         &mut out,
-        "tally_proxy_upstream_seconds",
-        "summary",
+        "tally_proxy_ledger_up",
+        "gauge",
         help,
-        &samples,
+        &[("", up)],
     );
+    let summaries = [
+        (
+            "tally_proxy_upstream_seconds",
+            "Time to the upstream's answer headers.",
+            &m.upstream_micros,
+            &m.upstream_calls,
+        ),
+        (
+            "tally_proxy_record_wait_seconds",
+            "Time from an answer's end to its record being durable.",
+            &m.record_micros,
+            &m.record_waits,
+        ),
+    ];
+    for (name, help, micros, count) in summaries {
+        let micros = micros.load(Ordering::Relaxed);
+        let seconds = format!("{}.{:06}", micros / 1_000_000, micros % 1_000_000);
+        let samples = [("_sum", seconds), ("_count", load(count))];
+        family(&mut out, name, "summary", help, &samples);
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }

@@ -1,33 +1,40 @@
 //! The copy of a call that becomes its record: the request body as it is
-//! uploaded, the answer as it is passed back, never holding the caller's
-//! bytes back. When the answer has ended, the copy becomes an envelope
-//! (docs/input.md) for the recorder.
+//! uploaded and the answer as it is passed back ([`super::answer`]). When
+//! the answer has ended, the copy becomes an envelope (docs/input.md) for
+//! the recorder.
 
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 
 use axum::http::HeaderMap;
 use bytes::{Bytes, BytesMut};
-use futures_util::{Stream, StreamExt, TryStreamExt};
+use futures_util::{Stream, TryStreamExt};
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::recorder::{Captured, Recorder};
 use super::{ACCOUNT_HEADER, WORKSPACE_HEADER, is_event_stream};
 use crate::ingest::retention::{billing_request, billing_view};
 use crate::record::Retention;
-use crate::time::{Micros, now_micros, rfc3339};
+use crate::time::{Micros, rfc3339};
+
+/// A call's envelope, and the hash of the API key that made it: what the
+/// recorder writes and the spool keeps.
+#[derive(Debug, Serialize, Deserialize)]
+pub(super) struct Captured {
+    pub(super) envelope: Map<String, Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) key_sha256: Option<String>,
+}
 
 /// Bytes copied up to a limit; past it the copy is given up (the call is
 /// still forwarded whole).
 #[derive(Default)]
-struct Bounded {
+pub(super) struct Bounded {
     bytes: BytesMut,
     overflowed: bool,
 }
 
 impl Bounded {
-    fn push(&mut self, chunk: &[u8], max: usize) {
+    pub(super) fn push(&mut self, chunk: &[u8], max: usize) {
         if self.overflowed {
             return;
         }
@@ -144,7 +151,7 @@ impl Capture {
     }
 
     /// The envelope of the call whose answer was `body`, ended at `recorded_at`.
-    fn envelope(self, body: &Bounded, recorded_at: Micros) -> Captured {
+    pub(super) fn envelope(self, body: &Bounded, recorded_at: Micros) -> Captured {
         let mut env = Map::new();
         if let Some(account) = self.request.account.clone() {
             env.insert("account".into(), account.into());
@@ -213,78 +220,6 @@ fn sse_data(text: &[u8]) -> Vec<Value> {
         out.push(v);
     }
     out
-}
-
-type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, std::io::Error>> + Send>>;
-
-/// The answer's body, passed on chunk by chunk and copied on the side. It
-/// is recorded when it ends (its last byte passed: with a declared length
-/// the server may never ask for the end), also when the upstream breaks off
-/// (a cut-off stream is kept as incomplete); if the caller goes away first,
-/// nothing is.
-pub(super) struct TeeBody {
-    inner: ByteStream,
-    copy: Bounded,
-    max: usize,
-    /// The upstream's `content-length`, when it declared one.
-    declared: Option<u64>,
-    passed: u64,
-    capture: Option<Capture>,
-    recorder: Recorder,
-}
-
-pub(super) fn tee_response(
-    answer: impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static,
-    declared: Option<u64>,
-    capture: Capture,
-    recorder: Recorder,
-    max: usize,
-) -> TeeBody {
-    TeeBody {
-        inner: Box::pin(answer),
-        copy: Bounded::default(),
-        max,
-        declared,
-        passed: 0,
-        capture: Some(capture),
-        recorder,
-    }
-}
-
-impl TeeBody {
-    fn finish(&mut self) {
-        if let Some(capture) = self.capture.take() {
-            let copy = std::mem::take(&mut self.copy);
-            self.recorder.submit(capture.envelope(&copy, now_micros()));
-        }
-    }
-}
-
-impl Stream for TeeBody {
-    type Item = Result<Bytes, std::io::Error>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let this = &mut *self;
-        match this.inner.poll_next_unpin(cx) {
-            Poll::Ready(Some(Ok(chunk))) => {
-                this.copy.push(&chunk, this.max);
-                this.passed += chunk.len() as u64;
-                if this.declared.is_some_and(|n| this.passed >= n) {
-                    this.finish();
-                }
-                Poll::Ready(Some(Ok(chunk)))
-            }
-            Poll::Ready(Some(Err(e))) => {
-                this.finish();
-                Poll::Ready(Some(Err(e)))
-            }
-            Poll::Ready(None) => {
-                this.finish();
-                Poll::Ready(None)
-            }
-            Poll::Pending => Poll::Pending,
-        }
-    }
 }
 
 #[cfg(test)]

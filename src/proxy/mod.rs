@@ -6,16 +6,22 @@
 //!   go back as they came, streamed chunk by chunk (server-sent events are
 //!   passed on as they arrive). Only `/v1/…` paths are forwarded, to the
 //!   one configured upstream: the proxy is no open relay.
-//! - The caller never waits for the ledger: a copy of the request and the
-//!   answer is assembled on the side ([`capture`]) and, once the answer has
-//!   ended, handed to the recorder ([`recorder`]) through a bounded queue.
+//! - A copy of the request and the answer is assembled on the side
+//!   ([`capture`]) as they pass ([`answer`]); once the answer has ended it is
+//!   handed to the recorder ([`recorder`]), which commits the calls that end
+//!   together in one transaction, or fsyncs them in the spool when the
+//!   ledger is slow or down ([`link`], [`spool`], [`replay`]). The end of the
+//!   answer reaches the caller only then: a call answered in full is billed.
 //! - The caller's API key is hashed on arrival; only the hash goes further
 //!   (to find the account it is mapped to, and the first 12 hex digits as
 //!   `api_key_id`). The key is never stored or logged.
 
 mod admin;
+mod answer;
 mod capture;
+mod link;
 mod recorder;
+mod replay;
 mod spool;
 
 use std::sync::Arc;
@@ -30,8 +36,11 @@ use futures_util::TryStreamExt;
 use crate::record::Retention;
 use crate::store::Store;
 pub use admin::{ProxyMetrics, admin_router};
-use capture::{Capture, RequestCopy, tee_response};
+use answer::Answer;
+use capture::{Capture, RequestCopy};
+pub use link::{LedgerLink, OPEN_PATIENCE};
 pub use recorder::Recorder;
+use recorder::Sink;
 
 /// Settings of a running proxy.
 #[derive(Debug, Clone)]
@@ -45,7 +54,7 @@ pub struct ProxyConfig {
     /// Largest request or answer body copied for recording; a larger one is
     /// still forwarded whole, and recorded without what did not fit.
     pub max_record_bytes: usize,
-    /// Captures waiting for the ledger before new ones are dropped (and logged).
+    /// Calls waiting for the writer before new ones go straight to the spool.
     pub queue: usize,
     /// Where calls the ledger cannot take wait (fsynced) until it can.
     pub spool: Option<std::path::PathBuf>,
@@ -80,6 +89,12 @@ impl ProxyState {
     /// The proxy's state, its recorder writing to `store` (and to the spool
     /// when it cannot).
     pub fn new(store: Arc<dyn Store>, config: ProxyConfig) -> std::io::Result<ProxyState> {
+        ProxyState::with_link(LedgerLink::open(store), config)
+    }
+
+    /// The proxy's state, recording through `link` (a ledger that may not
+    /// be open yet).
+    pub fn with_link(link: LedgerLink, config: ProxyConfig) -> std::io::Result<ProxyState> {
         // The caller decides about redirects; the proxy passes them on.
         let mut client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none());
         if let Some(pem) = &config.upstream_ca {
@@ -100,7 +115,18 @@ impl ProxyState {
         }
         let client = client.build().map_err(std::io::Error::other)?;
         let metrics = Arc::new(ProxyMetrics::default());
-        let recorder = Recorder::start(store, &config, metrics.clone())?;
+        let spool = match &config.spool {
+            Some(dir) => Some(Arc::new(spool::Spool::open(dir)?)),
+            None => None,
+        };
+        let sink = Sink {
+            link: Arc::new(link),
+            spool,
+            default_account: config.default_account.clone(),
+            retention: config.retention,
+            metrics: metrics.clone(),
+        };
+        let recorder = Recorder::start(sink, config.queue)?;
         Ok(ProxyState {
             client,
             config: Arc::new(config),
@@ -152,7 +178,24 @@ fn proxy_error(status: StatusCode, kind: &str, message: &str) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
+/// The call is forwarded on a task of its own, so a caller that goes away
+/// while the upstream is still thinking does not cancel it: the upstream
+/// answers (and bills) all the same, and the call is recorded.
 async fn forward(State(state): State<ProxyState>, request: Request) -> Response {
+    match tokio::spawn(exchange(state, request)).await {
+        Ok(response) => response,
+        Err(e) => {
+            tracing::error!(error = %e, "a forwarded call failed");
+            proxy_error(
+                StatusCode::BAD_GATEWAY,
+                "api_error",
+                "tally proxy: the call failed",
+            )
+        }
+    }
+}
+
+async fn exchange(state: ProxyState, request: Request) -> Response {
     let started_at = crate::time::now_micros();
     let (parts, body) = request.into_parts();
     if !parts.uri.path().starts_with("/v1/") {
@@ -208,9 +251,10 @@ async fn forward(State(state): State<ProxyState>, request: Request) -> Response 
     let body = match copy {
         Some(copy) if status == StatusCode::OK => {
             let capture = Capture::begin(copy, &headers, started_at, state.config.retention);
-            Body::from_stream(tee_response(
+            Body::from_stream(Answer::new(
                 stream,
                 declared,
+                is_event_stream(&headers),
                 capture,
                 state.recorder.clone(),
                 state.config.max_record_bytes,

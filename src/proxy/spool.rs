@@ -13,7 +13,7 @@ use std::io::{self, BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::recorder::Captured;
+use super::capture::Captured;
 
 pub(super) struct Spool {
     dir: PathBuf,
@@ -44,8 +44,9 @@ impl Spool {
         Ok(spool)
     }
 
-    /// Keep a batch durably, after every batch kept before it.
-    pub(super) fn append(&self, batch: &[Captured]) -> io::Result<()> {
+    /// Keep a batch durably (its file fsynced and renamed, the directory
+    /// fsynced), numbered after every batch kept before it.
+    pub(super) fn append(&self, batch: &[&Captured]) -> io::Result<()> {
         let n = self.next.fetch_add(1, Ordering::SeqCst);
         let path = self.dir.join(format!("batch-{n:012}{SUFFIX}"));
         let temporary = self.dir.join(format!(".batch-{n:012}.tmp"));

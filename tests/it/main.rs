@@ -29,6 +29,7 @@ mod multiprocess;
 mod parse;
 mod plans;
 mod proxy;
+mod proxy_crash;
 mod refusals;
 mod retention;
 mod schemathesis;

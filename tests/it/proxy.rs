@@ -162,7 +162,7 @@ struct Proxied {
     http: reqwest::Client,
 }
 
-async fn serve(router: axum::Router) -> String {
+pub(crate) async fn serve(router: axum::Router) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
@@ -170,7 +170,7 @@ async fn serve(router: axum::Router) -> String {
 }
 
 /// The local upstream's routes.
-fn upstream_router() -> axum::Router {
+pub(crate) fn upstream_router() -> axum::Router {
     axum::Router::new()
         .route("/v1/messages", axum::routing::post(upstream_messages))
         .route(
@@ -233,6 +233,15 @@ impl Proxied {
     async fn start(db: &TestDb, change: impl FnOnce(&mut tally::proxy::ProxyConfig)) -> Proxied {
         let upstream = serve(upstream_router()).await;
         Proxied::in_front_of(db, upstream, change).await
+    }
+
+    /// A proxy with a spool in `dir`, billing calls to `acme` by default.
+    async fn spooling(db: &TestDb, dir: &std::path::Path) -> Proxied {
+        Proxied::start(db, |c| {
+            c.spool = Some(dir.to_owned());
+            c.default_account = Some("acme".into());
+        })
+        .await
     }
 
     async fn in_front_of(
@@ -310,7 +319,7 @@ impl Proxied {
 const KEY: &str = "sk-ant-api03-proxy-test-key";
 const PROMPT: &str = "What is the secret recipe?";
 
-fn request(stream: bool) -> Value {
+pub(crate) fn request(stream: bool) -> Value {
     json!({
         "model": "claude-opus-4-20250514",
         "max_tokens": 1024,
@@ -396,7 +405,7 @@ async fn calls_pass_through_byte_for_byte_and_are_recorded(backend: Backend) {
     let (status, health) = p.get(format!("{}/healthz", p.admin)).await;
     assert_eq!(
         (status, health.as_str()),
-        (200, r#"{"spool_depth":0,"status":"ok"}"#)
+        (200, r#"{"ledger":"up","spool_depth":0,"status":"ok"}"#)
     );
 
     // Neither the prompt nor the key is kept anywhere in the ledger.
@@ -453,7 +462,8 @@ async fn broken_streams_and_callers_that_leave(backend: Backend) {
     assert_eq!(kept[0].reason, "incomplete", "{kept:?}");
     assert!(!kept[0].raw.contains(PROMPT));
 
-    // A caller that goes away mid-stream: nothing is recorded.
+    // A caller that goes away mid-stream: the upstream answers (and bills)
+    // all the same, so the rest is read and the call recorded.
     let mut answer = p
         .http
         .post(format!("{}/v1/messages", p.proxy))
@@ -464,16 +474,30 @@ async fn broken_streams_and_callers_that_leave(backend: Backend) {
         .unwrap();
     answer.chunk().await.unwrap();
     drop(answer);
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    p.recorded("msg_left").await;
+
+    // One that goes away before the answer has begun: the same.
+    let mut slow = request(false);
+    slow["model"] = "slow".into();
+    let gone = tokio::time::timeout(
+        Duration::from_millis(300),
+        p.http
+            .post(format!("{}/v1/messages", p.proxy))
+            .header("x-test-id", "msg_left_early")
+            .json(&slow)
+            .send(),
+    )
+    .await;
+    assert!(gone.is_err(), "the slow upstream answered within 300 ms");
+    p.recorded("msg_left_early").await;
     p.post(&p.proxy, "msg_stayed", &[], &request(true)).await;
     p.recorded("msg_stayed").await;
-    assert!(p.store.record("msg_left").await.unwrap().is_none());
-    assert_eq!(p.store.counts().await.unwrap().records, 1);
+    assert_eq!(p.store.counts().await.unwrap().records, 3);
 }
 
 /// This test database's PostgreSQL "stopped": no new connections, every
 /// open one ended (the shared server goes on serving the other tests).
-async fn postgres_down(db: &TestDb, down: bool) {
+pub(crate) async fn postgres_down(db: &TestDb, down: bool) {
     use sqlx::Connection;
     let name = db.url.rsplit('/').next().unwrap();
     let admin = format!("{}/postgres", crate::support::postgres_server());
@@ -500,11 +524,7 @@ async fn postgres_down(db: &TestDb, down: bool) {
 async fn postgres_down_calls_still_succeed_and_are_recorded_later() {
     let db = TestDb::migrated(Backend::Postgres).await;
     let dir = tempfile::tempdir().unwrap();
-    let p = Proxied::start(&db, |c| {
-        c.spool = Some(dir.path().to_owned());
-        c.default_account = Some("acme".into());
-    })
-    .await;
+    let p = Proxied::spooling(&db, dir.path()).await;
     p.post(&p.proxy, "msg_before", &[], &request(false)).await;
     p.recorded("msg_before").await;
     postgres_down(&db, true).await;
@@ -540,7 +560,7 @@ fn free_address() -> String {
 }
 
 /// `tally proxy` as a process of its own, once its admin surface answers.
-async fn proxy_process(
+pub(crate) async fn proxy_process(
     db: &TestDb,
     upstream: &str,
     spool: &std::path::Path,
@@ -802,7 +822,7 @@ async fn refuse_records(db: &TestDb, refuse: bool) {
 }
 
 /// Calls in the spool's batch files.
-fn spooled_calls(dir: &std::path::Path) -> usize {
+pub(crate) fn spooled_calls(dir: &std::path::Path) -> usize {
     spooled(dir).iter().map(|(_, t)| t.lines().count()).sum()
 }
 
@@ -835,11 +855,7 @@ fn spooled(dir: &std::path::Path) -> Vec<(std::path::PathBuf, String)> {
 async fn calls_wait_in_the_spool_while_the_ledger_refuses_them(backend: Backend) {
     let db = TestDb::migrated(backend).await;
     let dir = tempfile::tempdir().unwrap();
-    let p = Proxied::start(&db, |c| {
-        c.spool = Some(dir.path().to_owned());
-        c.default_account = Some("acme".into());
-    })
-    .await;
+    let p = Proxied::spooling(&db, dir.path()).await;
     refuse_records(&db, true).await;
     let ids: Vec<String> = (0..5).map(|i| format!("msg_spooled_{i}")).collect();
     for id in &ids {
@@ -879,16 +895,58 @@ async fn calls_wait_in_the_spool_while_the_ledger_refuses_them(backend: Backend)
     assert_eq!(p.store.counts().await.unwrap().records, ids.len() as i64);
 }
 
+/// The end of an answer reaches the caller only once the call's record is
+/// durable: in the ledger, or, while the ledger refuses it, in the spool;
+/// and with neither, the caller gets a cut-off answer, never a whole one.
+async fn an_answer_ends_only_once_its_record_is_durable(backend: Backend) {
+    let db = TestDb::migrated(backend).await;
+    let dir = tempfile::tempdir().unwrap();
+    let p = Proxied::spooling(&db, dir.path()).await;
+    for (id, stream) in [("msg_durable_plain", false), ("msg_durable_stream", true)] {
+        let (status, _) = p.post(&p.proxy, id, &[], &request(stream)).await;
+        assert_eq!(status, StatusCode::OK);
+        // No waiting: it is there when the answer has ended.
+        assert!(p.store.record(id).await.unwrap().is_some(), "{id}");
+    }
+    refuse_records(&db, true).await;
+    for (i, stream) in [false, true].into_iter().enumerate() {
+        let id = format!("msg_durable_spooled_{i}");
+        let (status, _) = p.post(&p.proxy, &id, &[], &request(stream)).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(spooled_calls(dir.path()), i + 1, "{id} is in the spool");
+    }
+    assert_eq!(p.metric("tally_proxy_record_wait_seconds_count").await, 4);
+
+    // No spool, and a ledger that refuses: the answer is cut off.
+    let p = Proxied::in_front_of(&db, p.upstream.clone(), |c| {
+        c.default_account = Some("acme".into())
+    })
+    .await;
+    for (id, stream) in [("msg_lost_plain", false), ("msg_lost_stream", true)] {
+        let answer = p
+            .http
+            .post(format!("{}/v1/messages", p.proxy))
+            .header("x-test-id", id)
+            .json(&request(stream))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 200);
+        assert!(answer.bytes().await.is_err(), "{id} was answered in full");
+    }
+    assert_eq!(p.metric("tally_proxy_dropped_total").await, 2);
+}
+
 /// The ledger's write lock held from another connection (SQLite: a write
 /// transaction; PostgreSQL: an exclusive lock on `records`), as a busy or
 /// stuck database holds it: writes wait until it is released.
-enum LedgerLock {
+pub(crate) enum LedgerLock {
     Sqlite(sqlx::SqliteConnection),
     Postgres(sqlx::PgConnection),
 }
 
 impl LedgerLock {
-    async fn take(db: &TestDb) -> LedgerLock {
+    pub(crate) async fn take(db: &TestDb) -> LedgerLock {
         use sqlx::Connection;
         match db.backend {
             Backend::Sqlite => {
@@ -908,7 +966,7 @@ impl LedgerLock {
         }
     }
 
-    async fn release(self) {
+    pub(crate) async fn release(self) {
         match self {
             LedgerLock::Sqlite(mut c) => {
                 sqlx::raw_sql("commit").execute(&mut c).await.unwrap();
@@ -1003,6 +1061,7 @@ async fn calls_are_timed_for_container_time(backend: Backend) {
 }
 
 on_both_backends!(
+    an_answer_ends_only_once_its_record_is_durable,
     calls_are_timed_for_container_time,
     a_full_queue_spills_to_the_spool,
     the_upstream_is_reached_over_verified_tls,
