@@ -1,7 +1,9 @@
 //! `tally proxy` on loopback, against a local upstream that answers at once:
-//! the latency the proxy adds (p50, p99 of sequential plain calls, through
-//! the proxy and straight to the upstream), and the calls per second it
-//! passes and records with many concurrent streams; then spool recovery:
+//! the latency the proxy adds (p50, p99 of sequential plain and streamed
+//! calls, each read to its end, through the proxy and straight to the
+//! upstream; the end of each answer through the proxy waits until its
+//! record is durable: fsynced in the spool's journal), and the calls per second it passes and records with many
+//! concurrent streams; then spool recovery:
 //! calls made while the ledger refuses every record (a trigger) wait in the
 //! spool, and the time from the ledger taking records again to the last of
 //! them recorded.
@@ -68,6 +70,7 @@ async fn upstream(body: axum::body::Bytes) -> Response {
 async fn serve(router: axum::Router) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    let listener = tally::net::without_delay(listener);
     tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
     format!("http://{addr}")
 }
@@ -89,12 +92,13 @@ async fn call(http: &reqwest::Client, base: &str, stream: bool) {
     answer.bytes().await.unwrap();
 }
 
-/// Milliseconds of `calls` sequential plain calls to `base`, sorted.
-async fn latencies(http: &reqwest::Client, base: &str, calls: u64) -> Vec<f64> {
+/// Milliseconds of `calls` sequential calls to `base`, plain or streamed,
+/// each to its end, sorted.
+async fn latencies(http: &reqwest::Client, base: &str, calls: u64, stream: bool) -> Vec<f64> {
     let mut out = Vec::with_capacity(calls as usize);
     for _ in 0..calls {
         let start = Instant::now();
-        call(http, base, false).await;
+        call(http, base, stream).await;
         out.push(start.elapsed().as_secs_f64() * 1000.0);
     }
     out.sort_by(|a, b| a.total_cmp(b));
@@ -113,16 +117,24 @@ async fn main() {
     let upstream_url =
         serve(axum::Router::new().route("/v1/messages", axum::routing::post(upstream))).await;
     let store = tally::store::open(&database).await.unwrap();
-    let config = tally::proxy::ProxyConfig::new(format!("{upstream_url}/").parse().unwrap());
+    // As it is deployed: with a spool (`TALLY_BENCH_NO_SPOOL=1`: without,
+    // each answer's end then waits for the ledger's commit instead).
+    let mut config = tally::proxy::ProxyConfig::new(format!("{upstream_url}/").parse().unwrap());
+    let main_spool = tempfile::tempdir().unwrap();
+    if std::env::var_os("TALLY_BENCH_NO_SPOOL").is_none() {
+        config.spool = Some(main_spool.path().to_owned());
+    }
     let state = tally::proxy::ProxyState::new(store.clone(), config).unwrap();
     let proxy_url = serve(tally::proxy::router(state)).await;
     let http = reqwest::Client::new();
 
     // Warm both paths (connections, the database).
-    latencies(&http, &upstream_url, 50).await;
-    latencies(&http, &proxy_url, 50).await;
-    let direct = latencies(&http, &upstream_url, calls).await;
-    let through = latencies(&http, &proxy_url, calls).await;
+    latencies(&http, &upstream_url, 50, false).await;
+    latencies(&http, &proxy_url, 50, false).await;
+    let direct = latencies(&http, &upstream_url, calls, false).await;
+    let through = latencies(&http, &proxy_url, calls, false).await;
+    let direct_streamed = latencies(&http, &upstream_url, calls, true).await;
+    let through_streamed = latencies(&http, &proxy_url, calls, true).await;
 
     // Many concurrent streams, each making calls one after another.
     let recorded_before = store.counts().await.unwrap().records;
@@ -153,21 +165,26 @@ async fn main() {
 
     println!("| run | p50 ms | p99 ms |");
     println!("|---|---:|---:|");
-    for (name, v) in [
-        ("straight to the upstream", &direct),
-        ("through tally proxy", &through),
+    for (kind, direct, through) in [
+        ("plain", &direct, &through),
+        ("streamed", &direct_streamed, &through_streamed),
     ] {
+        for (name, v) in [
+            ("straight to the upstream", direct),
+            ("through tally proxy", through),
+        ] {
+            println!(
+                "| {calls} sequential {kind} calls {name} | {:.3} | {:.3} |",
+                percentile(v, 0.5),
+                percentile(v, 0.99)
+            );
+        }
         println!(
-            "| {name}, {calls} sequential calls | {:.3} | {:.3} |",
-            percentile(v, 0.5),
-            percentile(v, 0.99)
+            "| added by the proxy ({kind}) | {:.3} | {:.3} |",
+            percentile(through, 0.5) - percentile(direct, 0.5),
+            percentile(through, 0.99) - percentile(direct, 0.99)
         );
     }
-    println!(
-        "| added by the proxy | {:.3} | {:.3} |",
-        percentile(&through, 0.5) - percentile(&direct, 0.5),
-        percentile(&through, 0.99) - percentile(&direct, 0.99)
-    );
     println!();
     println!(
         "{streams} concurrent streams × {per_stream} streamed calls: {:.0} calls/s served, {:.0} records/s recorded ({} records in {:.2} s)",

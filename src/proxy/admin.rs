@@ -20,7 +20,7 @@ pub struct ProxyMetrics {
     pub requests: AtomicU64,
     /// Calls written to the ledger (straight away or from the spool).
     pub recorded: AtomicU64,
-    /// Calls put in the spool.
+    /// Calls left in the spool for the replayer.
     pub spooled: AtomicU64,
     /// Calls lost: the queue was full, or the ledger refused them with no spool.
     pub dropped: AtomicU64,
@@ -79,7 +79,11 @@ async fn metrics(State(state): State<ProxyState>) -> Response {
     let counters = [
         ("requests", "Requests forwarded.", &m.requests),
         ("recorded", "Calls written to the ledger.", &m.recorded),
-        ("spooled", "Calls put in the spool.", &m.spooled),
+        (
+            "spooled",
+            "Calls left in the spool for the replayer.",
+            &m.spooled,
+        ),
         ("dropped", "Calls that could not be recorded.", &m.dropped),
     ];
     for (name, help, counter) in counters {

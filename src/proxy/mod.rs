@@ -19,6 +19,7 @@
 mod admin;
 mod answer;
 mod capture;
+mod journal;
 mod link;
 mod recorder;
 mod replay;

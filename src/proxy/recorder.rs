@@ -1,14 +1,18 @@
 //! The recorder: captured calls go through a bounded queue to one writer,
-//! which commits whatever has queued meanwhile in one transaction (group
-//! commit: with many callers, one commit serves them all) through the same
-//! ingest path as every other line (identity, duplicates, conflicts, the
-//! rejected store, retention), then tells each call's answer that its
-//! record is durable ([`Kept`]), so the answer's end can go to the caller.
+//! which makes whatever has queued meanwhile durable at once (group commit:
+//! with many callers, one fsync or one transaction serves them all), then
+//! tells each call's answer so ([`Kept`]), and the answer's end goes to the
+//! caller.
 //!
-//! A batch the ledger does not take within [`super::link::PATIENCE`] goes
-//! to the spool ([`super::spool`]) when there is one, and while the ledger
-//! is down every batch goes there directly; the spool is replayed by a task
-//! of its own ([`super::replay`]), so live calls never wait behind it.
+//! - With a spool, durable means appended and fsynced in the journal
+//!   ([`super::journal`]); the ledger takes the calls from there in large
+//!   transactions, apart from the callers, and what it does not take (slow,
+//!   down, refusing) waits in the spool for the replayer ([`super::replay`]).
+//! - Without one, durable means committed to the ledger; a call the ledger
+//!   does not take is lost, and its answer cut off.
+//!
+//! Calls reach the ledger through the same ingest path as every other line
+//! (identity, duplicates, conflicts, the rejected store, retention).
 //!
 //! The account of a call: the `x-tally-account` header it sent, else the
 //! account its API key's hash is mapped to, else `--default-account`; a
@@ -22,13 +26,14 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::admin::ProxyMetrics;
 use super::capture::Captured;
+use super::journal;
 use super::link::LedgerLink;
 use super::replay::Replayer;
 use super::spool::Spool;
 use crate::record::Retention;
 
-/// Captures written per transaction at most.
-const BATCH: usize = 500;
+/// Calls written per transaction (or journal append) at most.
+pub(super) const BATCH: usize = 500;
 
 /// Where a call's record is kept, once it is durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,8 +48,8 @@ pub(super) enum Kept {
 }
 
 /// A call waiting to be recorded, and who to tell when it is.
-struct Call {
-    captured: Captured,
+pub(super) struct Call {
+    pub(super) captured: Captured,
     kept: oneshot::Sender<Kept>,
     since: Instant,
 }
@@ -60,8 +65,32 @@ pub(super) struct Sink {
 
 #[derive(Clone)]
 pub struct Recorder {
-    queue: mpsc::Sender<Call>,
+    queue: Queue,
     sink: Arc<Sink>,
+}
+
+/// Where calls queue: for the journal's writer (a thread), or, without a
+/// spool, for the ledger writer (a task).
+#[derive(Clone)]
+enum Queue {
+    Journal(std::sync::mpsc::SyncSender<Call>),
+    Ledger(mpsc::Sender<Call>),
+}
+
+impl Queue {
+    /// The call back when the queue is full (or its writer gone).
+    fn try_send(&self, call: Call) -> Result<(), Call> {
+        use std::sync::mpsc::TrySendError as Std;
+        use tokio::sync::mpsc::error::TrySendError as Tokio;
+        match self {
+            Queue::Journal(queue) => queue.try_send(call).map_err(|e| match e {
+                Std::Full(c) | Std::Disconnected(c) => c,
+            }),
+            Queue::Ledger(queue) => queue.try_send(call).map_err(|e| match e {
+                Tokio::Full(c) | Tokio::Closed(c) => c,
+            }),
+        }
+    }
 }
 
 impl Recorder {
@@ -74,15 +103,18 @@ impl Recorder {
             depth.store(waiting as i64, Ordering::Relaxed);
         }
         let sink = Arc::new(sink);
-        let (sender, receiver) = mpsc::channel(queue.max(1));
-        tokio::spawn(write_calls(sink.clone(), receiver));
-        if sink.spool.is_some() {
-            tokio::spawn(Replayer::new(sink.clone()).run());
-        }
-        Ok(Recorder {
-            queue: sender,
-            sink,
-        })
+        let queue = match sink.spool.clone() {
+            Some(spool) => {
+                tokio::spawn(Replayer::new(sink.clone()).run());
+                Queue::Journal(journal::start(sink.clone(), spool, queue)?)
+            }
+            None => {
+                let (sender, receiver) = mpsc::channel(queue.max(1));
+                tokio::spawn(write_calls(sink.clone(), receiver));
+                Queue::Ledger(sender)
+            }
+        };
+        Ok(Recorder { queue, sink })
     }
 
     /// Whether the ledger is taking calls (else they go to the spool).
@@ -101,9 +133,8 @@ impl Recorder {
             kept,
             since: Instant::now(),
         };
-        let call = match self.queue.try_send(call) {
-            Ok(()) => return answer,
-            Err(mpsc::error::TrySendError::Full(c) | mpsc::error::TrySendError::Closed(c)) => c,
+        let Err(call) = self.queue.try_send(call) else {
+            return answer;
         };
         let sink = self.sink.clone();
         tokio::task::spawn_blocking(move || {
@@ -147,60 +178,43 @@ impl Sink {
         }
     }
 
-    /// Tell a call's answer where its record is, and time the wait.
-    fn settle(&self, call: Call, kept: Kept) {
+    /// Tell a call's answer where its record is, and time the wait; the
+    /// call's capture back.
+    pub(super) fn settle(&self, call: Call, kept: Kept) -> Captured {
         let waited = call.since.elapsed().as_micros() as usize;
         ProxyMetrics::count(&self.metrics.record_micros, waited);
         ProxyMetrics::count(&self.metrics.record_waits, 1);
         // The caller may have gone: nobody is waiting then.
         let _ = call.kept.send(kept);
+        call.captured
     }
 }
 
-/// The writer: whatever has queued, in one transaction (or one spool file),
-/// then every call of it told.
+/// Without a spool, the writer: whatever has queued, in one transaction,
+/// then every call of it told whether the ledger took it.
 async fn write_calls(sink: Arc<Sink>, mut queue: mpsc::Receiver<Call>) {
     let mut calls = Vec::with_capacity(BATCH);
     while queue.recv_many(&mut calls, BATCH).await > 0 {
-        let (batch, kept) = keep(&sink, std::mem::take(&mut calls)).await;
+        let batch = std::mem::take(&mut calls);
+        let captured: Vec<&Captured> = batch.iter().map(|c| &c.captured).collect();
+        let written = sink
+            .link
+            .write(&captured, sink.default_account.as_deref(), sink.retention)
+            .await;
+        drop(captured);
+        let kept = match written {
+            Ok(()) => {
+                ProxyMetrics::count(&sink.metrics.recorded, batch.len());
+                Kept::Ledger
+            }
+            Err(e) => {
+                tracing::error!(error = %e, calls = batch.len(), "no --spool: calls the ledger did not take are lost");
+                ProxyMetrics::count(&sink.metrics.dropped, batch.len());
+                Kept::Lost
+            }
+        };
         for call in batch {
             sink.settle(call, kept);
         }
     }
-}
-
-fn captured(calls: &[Call]) -> Vec<&Captured> {
-    calls.iter().map(|c| &c.captured).collect()
-}
-
-/// Commit calls to the ledger, or, when it is down or does not take them
-/// in time, to the spool.
-async fn keep(sink: &Arc<Sink>, calls: Vec<Call>) -> (Vec<Call>, Kept) {
-    if sink.spool.is_none() || sink.link.is_up() {
-        let written = sink
-            .link
-            .write(
-                &captured(&calls),
-                sink.default_account.as_deref(),
-                sink.retention,
-            )
-            .await;
-        match written {
-            Ok(()) => {
-                ProxyMetrics::count(&sink.metrics.recorded, calls.len());
-                return (calls, Kept::Ledger);
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, calls = calls.len(), "the ledger did not take the calls");
-            }
-        }
-    }
-    let sink = sink.clone();
-    tokio::task::spawn_blocking(move || {
-        let kept = sink.spool_now(&captured(&calls));
-        (calls, kept)
-    })
-    .await
-    // A panic while spooling: the calls' answers hear nothing, so are cut.
-    .unwrap_or((Vec::new(), Kept::Lost))
 }
