@@ -6,7 +6,9 @@
 //! batch is committed in one transaction, and only then are its lines counted
 //! as accepted. Memory is bounded by the chunk size, not by the input size.
 
+mod canonical;
 mod containers;
+mod counters;
 pub mod files;
 pub mod lines;
 pub mod parse;
