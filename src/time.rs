@@ -12,6 +12,42 @@ pub type Micros = i64;
 /// One UTC day in microseconds.
 pub const MICROS_PER_DAY: Micros = 86_400_000_000;
 
+/// The oldest time a record may claim unless a backfill that old is asked
+/// for (`--oldest`): 2000-01-01T00:00:00Z. An older one (year 0000, the
+/// epoch) is a sender's mistake, not usage.
+pub const EARLIEST: Micros = 946_684_800_000_000;
+
+/// How far past the time it arrives a record may claim to be: a day of
+/// clock skew. Later than that is a mistake too.
+pub const MAX_AHEAD: Micros = MICROS_PER_DAY;
+
+/// Why `t` is not a time a record may claim (between `oldest` and a day
+/// after `now`), if it is not.
+pub fn out_of_range(t: Micros, oldest: Micros, now: Micros) -> Option<String> {
+    if t < oldest {
+        Some(format!(
+            "{} is before {}: a record that old is refused as a mistake (a backfill that old is allowed with --oldest)",
+            rfc3339(t),
+            rfc3339(oldest)
+        ))
+    } else if t > now.saturating_add(MAX_AHEAD) {
+        Some(format!(
+            "{} is more than a day after the time it was received ({}): is the sender's clock wrong?",
+            rfc3339(t),
+            rfc3339(now)
+        ))
+    } else {
+        None
+    }
+}
+
+/// The `--oldest YYYY-MM-DD` option: that day's start, UTC.
+pub fn parse_oldest(day: &str) -> Result<Micros, String> {
+    let date = NaiveDate::parse_from_str(day, "%Y-%m-%d")
+        .map_err(|e| format!("{day:?} is not a date ({e}); expected YYYY-MM-DD"))?;
+    Ok(day_number_of_date(date) * MICROS_PER_DAY)
+}
+
 pub fn to_micros(t: DateTime<Utc>) -> Micros {
     t.timestamp_micros()
 }

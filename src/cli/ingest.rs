@@ -23,6 +23,10 @@ pub struct IngestArgs {
     /// `recorded_at` for lines that lack it (RFC 3339); default: now.
     #[arg(long)]
     pub recorded_at: Option<String>,
+    /// The oldest day a record may claim (YYYY-MM-DD, default 2000-01-01):
+    /// older ones are refused as mistakes unless a backfill that old is meant.
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    pub oldest: Option<String>,
     /// What to keep of each line: `full` (verbatim) or `billing` (no prompts
     /// or completions; every figure tally produces is the same).
     #[arg(long, value_enum, default_value_t = Retention::Full)]
@@ -39,23 +43,45 @@ pub struct IngestArgs {
     pub files: Vec<String>,
 }
 
-/// The defaults given by `--account` and `--recorded-at`, checked.
-pub(super) fn defaults(account: Option<String>, recorded_at: Option<&str>) -> Result<Defaults> {
+/// The defaults given by `--account`, `--recorded-at` and `--oldest`, checked.
+pub(super) fn defaults(
+    account: Option<String>,
+    recorded_at: Option<&str>,
+    oldest: Option<&str>,
+) -> Result<Defaults> {
+    let oldest = oldest
+        .map(crate::time::parse_oldest)
+        .transpose()
+        .map_err(|m| anyhow::anyhow!("--oldest: {m}"))?;
     let recorded_at = recorded_at
         .map(parse_rfc3339)
         .transpose()
         .map_err(|m| anyhow::anyhow!("--recorded-at: {m}"))?;
+    if let Some(t) = recorded_at
+        && let Some(why) = crate::time::out_of_range(
+            t,
+            oldest.unwrap_or(crate::time::EARLIEST),
+            crate::time::now_micros(),
+        )
+    {
+        anyhow::bail!("--recorded-at: {why}");
+    }
     if let Some(a) = &account {
         crate::record::validate_account(a).map_err(|m| anyhow::anyhow!("--account {a:?} {m}"))?;
     }
     Ok(Defaults {
         account,
         recorded_at,
+        oldest,
     })
 }
 
 pub async fn ingest(database: &str, args: IngestArgs) -> Result<ExitCode> {
-    let defaults = defaults(args.account.clone(), args.recorded_at.as_deref())?;
+    let defaults = defaults(
+        args.account.clone(),
+        args.recorded_at.as_deref(),
+        args.oldest.as_deref(),
+    )?;
     for f in args.files.iter().filter(|f| f.as_str() != STDIN) {
         std::fs::metadata(f).with_context(|| format!("cannot read {f}"))?;
     }

@@ -35,6 +35,9 @@ pub enum RejectedCommand {
         account: Option<String>,
         #[arg(long)]
         recorded_at: Option<String>,
+        /// The oldest day the record may claim (default 2000-01-01).
+        #[arg(long, value_name = "YYYY-MM-DD")]
+        oldest: Option<String>,
     },
 }
 
@@ -80,8 +83,9 @@ pub async fn rejected(database: &str, cmd: RejectedCommand) -> Result<ExitCode> 
             id,
             account,
             recorded_at,
+            oldest,
         } => {
-            let given = defaults(account, recorded_at.as_deref())?;
+            let given = defaults(account, recorded_at.as_deref(), oldest.as_deref())?;
             let now = to_micros(chrono::Utc::now());
             match retry_rejected(store.as_ref(), id, given, now).await? {
                 Retried::Recorded { key } => {

@@ -39,6 +39,10 @@ pub struct ServeArgs {
     /// Seconds finance views may reuse a period's figures while records keep arriving.
     #[arg(long, default_value_t = 10)]
     pub finance_max_age: u64,
+    /// The oldest day a record may claim (YYYY-MM-DD, default 2000-01-01):
+    /// older ones are refused as mistakes unless a backfill that old is meant.
+    #[arg(long, value_name = "YYYY-MM-DD", value_parser = crate::time::parse_oldest)]
+    pub oldest: Option<i64>,
 }
 
 pub async fn serve(database: &str, args: ServeArgs) -> Result<ExitCode> {
@@ -50,6 +54,7 @@ pub async fn serve(database: &str, args: ServeArgs) -> Result<ExitCode> {
         alert_webhook: args.alert_webhook.filter(|u| !u.is_empty()),
         alert_interval: std::time::Duration::from_secs(args.alert_interval.max(1)),
         finance_max_age: std::time::Duration::from_secs(args.finance_max_age),
+        oldest: args.oldest,
     };
     if let Err(msg) = http::check_listen_policy(&args.listen, &config) {
         bail!(msg);

@@ -185,6 +185,9 @@ pub fn compare_models(
             format!("name from 1 to {MAX_COMPARED} models"),
         ));
     }
+    // The document is checked as it stands too: the comparison replaces its
+    // models, but a misspelt one is still a mistake in it.
+    estimate_for(book, plan.clone(), at, file)?;
     let mut out = Vec::with_capacity(models.len());
     for m in models {
         let mut moved = file.clone();

@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use serde::Deserialize;
 
+use super::body::{self, BodyOf};
 use super::{ApiBody, ApiError, ApiPath, AppState, check_account};
 use crate::auth::Principal;
 use crate::finance::credits::{self, Figures};
@@ -44,6 +45,53 @@ pub struct GrantBody {
     low_balance_usd: Option<String>,
 }
 
+/// A grant as asked for, each field parsed (a message naming the field otherwise).
+struct Grant {
+    usd: rust_decimal::Decimal,
+    expires: Option<chrono::NaiveDate>,
+    note: Option<String>,
+    threshold: Option<rust_decimal::Decimal>,
+}
+
+impl TryFrom<GrantBody> for Grant {
+    type Error = String;
+
+    fn try_from(body: GrantBody) -> Result<Grant, String> {
+        if body.note.as_deref().is_some_and(|n| n.contains('\0')) {
+            // PostgreSQL's text cannot hold it: refused on either backend alike.
+            return Err(
+                "note holds a NUL character (U+0000), which the ledger cannot store".into(),
+            );
+        }
+        Ok(Grant {
+            usd: credits::parse_grant(&body.usd).map_err(|m| format!("usd: {m}"))?,
+            expires: body
+                .expires
+                .as_deref()
+                .map(|e| {
+                    let day = crate::estimate::parse_day(e).map_err(|m| format!("expires: {m}"))?;
+                    // A year 0001 or 9999 is a slip of the keyboard, not a plan.
+                    if !(2000..=2099).contains(&chrono::Datelike::year(&day)) {
+                        return Err(format!(
+                            "expires: {e} is out of range: from 2000-01-01 to 2099-12-31"
+                        ));
+                    }
+                    Ok(day)
+                })
+                .transpose()?,
+            threshold: body
+                .low_balance_usd
+                .as_deref()
+                .map(|t| {
+                    crate::finance::budget::parse_amount(t)
+                        .map_err(|m| format!("low_balance_usd: {m}"))
+                })
+                .transpose()?,
+            note: body.note,
+        })
+    }
+}
+
 /// `POST /v1/accounts/{account}/credits` with `{"usd": "100.00",
 /// "expires": "2026-12-31", "note": "…", "low_balance_usd": "10"}` (all but
 /// `usd` optional; admin): answers as `GET`.
@@ -55,41 +103,18 @@ pub async fn post_credit(
 ) -> Result<Response, ApiError> {
     check_account(&account)?;
     super::admin_only(&principal, "grant credit")?;
-    let body: GrantBody = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::BadRequest(format!(
-            "body: expected {{\"usd\": \"100.00\", \"expires\": \"YYYY-MM-DD\", \"note\": \"…\", \"low_balance_usd\": \"10\"}}: {e}"
-        ))
+    let grant = body::parse(BodyOf::CreditGrant, &body, |b: GrantBody| {
+        Grant::try_from(b)
     })?;
-    let usd =
-        credits::parse_grant(&body.usd).map_err(|m| ApiError::BadRequest(format!("usd: {m}")))?;
-    let expires = body
-        .expires
-        .as_deref()
-        .map(|e| {
-            crate::estimate::parse_day(e).map_err(|m| ApiError::BadRequest(format!("expires: {m}")))
-        })
-        .transpose()?;
-    let threshold = body
-        .low_balance_usd
-        .as_deref()
-        .map(|t| {
-            crate::finance::budget::parse_amount(t)
-                .map_err(|m| ApiError::BadRequest(format!("low_balance_usd: {m}")))
-        })
-        .transpose()?;
-    if body.note.as_deref().is_some_and(|n| n.contains('\0')) {
-        // PostgreSQL's text cannot hold it: refused on either backend alike.
-        return Err(ApiError::BadRequest(
-            "note holds a NUL character (U+0000), which the ledger cannot store".into(),
-        ));
-    }
     let store = state.ledger.store().as_ref();
-    store
-        .grant_credit(&account, usd, expires, body.note.as_deref())
-        .await?;
-    if let Some(t) = threshold {
+    // The threshold first: setting it again is harmless, so a grant that
+    // fails after it leaves a retry of the same request correct.
+    if let Some(t) = grant.threshold {
         store.set_low_balance(&account, t).await?;
     }
+    store
+        .grant_credit(&account, grant.usd, grant.expires, grant.note.as_deref())
+        .await?;
     get_credits(State(state), Extension(principal), ApiPath(account)).await
 }
 

@@ -51,7 +51,7 @@ use crate::pricing::StoredBookError;
 use crate::store::StoreError;
 
 /// What a 503 tells the client.
-const UNAVAILABLE_MESSAGE: &str =
+pub(crate) const UNAVAILABLE_MESSAGE: &str =
     "the ledger could not commit; nothing from this request was recorded, retry later";
 /// What a 500 tells the client.
 const INTERNAL_MESSAGE: &str =

@@ -52,7 +52,7 @@ pub async fn post_estimate(
                 "an account key estimates at its own account's prices only".into(),
             ));
         }
-        (Principal::Admin, a) => a.filter(|a| !a.is_empty()),
+        (Principal::Admin, a) => a,
     };
     let plan = match &account {
         Some(a) => {

@@ -12,6 +12,7 @@ use axum::response::{Html, IntoResponse, Response};
 use chrono::Utc;
 use serde::Deserialize;
 
+use super::body::{self, BodyOf};
 use super::invoices::QueryFormat;
 use super::{ApiBody, ApiError, ApiPath, ApiQuery, AppState, check_account};
 use crate::auth::Principal;
@@ -30,10 +31,12 @@ fn period_param(p: &str) -> Result<Period, ApiError> {
     Period::parse(p).map_err(|e| ApiError::BadRequest(format!("period: {e}")))
 }
 
+/// An optional `period`: when given it must be one (an empty value is
+/// refused, not read as "the current month").
 fn period_or_current(p: Option<&str>) -> Result<Period, ApiError> {
     match p {
-        Some(p) if !p.is_empty() => period_param(p),
-        _ => Ok(Period::of_day(Utc::now().date_naive())),
+        Some(p) => period_param(p),
+        None => Ok(Period::of_day(Utc::now().date_naive())),
     }
 }
 
@@ -78,6 +81,8 @@ struct DashboardChoice {
 
 impl DashboardChoice {
     fn of(q: &DashboardQuery) -> Result<DashboardChoice, ApiError> {
+        // The dashboard's own filter form sends the fields left blank as
+        // empty values: those mean "no filter" (the document says so).
         let given = |v: &Option<String>| v.clone().filter(|v| !v.is_empty());
         let tag = match given(&q.tag) {
             Some(t) => {
@@ -157,8 +162,8 @@ pub async fn dashboard(
     periods.sort();
     periods.dedup();
     let period = match q.period.as_deref() {
-        Some(p) if !p.is_empty() => period_param(p)?,
-        _ => {
+        Some(p) => period_param(p)?,
+        None => {
             let current = Period::of_day(Utc::now().date_naive());
             match periods.last() {
                 Some(latest) if !periods.contains(&current) => *latest,
@@ -338,14 +343,10 @@ pub async fn put_budget(
 ) -> Result<Response, ApiError> {
     check_account(&account)?;
     super::admin_only(&principal, "set budgets")?;
-    // The client's body: a 400 showing the expected shape.
-    let body: BudgetBody = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::BadRequest(format!(
-            "body: expected {{\"monthly_usd\": \"500.00\"}}: {e}"
-        ))
-    })?;
     // The amount's parser says what is wrong with it: the client's to fix.
-    let amount = budget::parse_amount(&body.monthly_usd).map_err(ApiError::BadRequest)?;
+    let amount = body::parse(BodyOf::Budget, &body, |b: BudgetBody| {
+        budget::parse_amount(&b.monthly_usd)
+    })?;
     let store = state.ledger.store().as_ref();
     store.set_budget(&account, amount).await?;
     get_budget(

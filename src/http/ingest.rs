@@ -20,9 +20,9 @@ use crate::ingest::lines::LineReader;
 use crate::ingest::pipeline::OrderedCommitter;
 use crate::ingest::{ChunkBuilder, LineResult, Summary};
 use crate::record::Defaults;
-use crate::store::{WriteBatch, WriteOutcome};
+use crate::store::{Store, WriteBatch, WriteOutcome};
 use crate::time::parse_rfc3339;
-use crate::time::to_micros;
+use crate::time::{Micros, to_micros};
 
 #[derive(Debug, Deserialize)]
 pub struct IngestQuery {
@@ -34,18 +34,30 @@ pub struct IngestQuery {
 }
 
 impl IngestQuery {
-    fn defaults(&self) -> Result<Defaults, ApiError> {
+    /// The defaults the query gives, checked as a record's own fields are
+    /// (an empty or malformed one is refused, not taken as absent).
+    fn defaults(&self, oldest: Option<Micros>) -> Result<Defaults, ApiError> {
         // Names the parameter: the parser's message alone would not.
-        let recorded_at =
-            match &self.recorded_at {
-                Some(t) => Some(parse_rfc3339(t).map_err(|m| {
-                    ApiError::BadRequest(format!("query parameter recorded_at: {m}"))
-                })?),
-                None => None,
-            };
+        let bad =
+            |name: &str, m: String| ApiError::BadRequest(format!("query parameter {name}: {m}"));
+        let recorded_at = match &self.recorded_at {
+            Some(t) => {
+                let t = parse_rfc3339(t).map_err(|m| bad("recorded_at", m))?;
+                let earliest = oldest.unwrap_or(crate::time::EARLIEST);
+                if let Some(why) = crate::time::out_of_range(t, earliest, now()) {
+                    return Err(bad("recorded_at", why));
+                }
+                Some(t)
+            }
+            None => None,
+        };
+        if let Some(a) = &self.account {
+            crate::record::validate_account(a).map_err(|m| bad("account", format!("{a:?} {m}")))?;
+        }
         Ok(Defaults {
             account: self.account.clone(),
             recorded_at,
+            oldest,
         })
     }
 
@@ -107,12 +119,12 @@ pub struct IngestScope {
     query: IngestQuery,
 }
 
-impl<S: Send + Sync> axum::extract::FromRequestParts<S> for IngestScope {
+impl axum::extract::FromRequestParts<AppState> for IngestScope {
     type Rejection = ApiError;
 
     async fn from_request_parts(
         parts: &mut axum::http::request::Parts,
-        state: &S,
+        state: &AppState,
     ) -> Result<Self, ApiError> {
         let ApiQuery(query) = ApiQuery::<IngestQuery>::from_request_parts(parts, state).await?;
         // The authentication layer puts the principal on every request it lets through.
@@ -120,7 +132,7 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for IngestScope {
             .extensions
             .get::<Principal>()
             .ok_or_else(|| ApiError::internal("no principal on an authenticated request"))?;
-        let (defaults, only) = scope(principal, &query)?;
+        let (defaults, only) = scope(principal, &query, state.config.oldest)?;
         Ok(IngestScope {
             defaults,
             only,
@@ -135,6 +147,7 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for IngestScope {
 fn scope(
     principal: &Principal,
     query: &IngestQuery,
+    oldest: Option<Micros>,
 ) -> Result<(Defaults, Option<String>), ApiError> {
     super::note_target(
         query.account.as_deref().or(match principal {
@@ -143,7 +156,7 @@ fn scope(
         }),
         None,
     );
-    let mut defaults = query.defaults()?;
+    let mut defaults = query.defaults(oldest)?;
     match principal {
         Principal::Admin => Ok((defaults, None)),
         Principal::Account(own) => {
@@ -223,6 +236,175 @@ fn is_length_limit(e: &axum::Error) -> bool {
     false
 }
 
+/// Why a batch's body was not read to its end.
+enum Cut {
+    /// Past `--max-batch-bytes`.
+    TooLarge,
+    /// The body ended before it was complete (the client went away, or
+    /// broke the framing): what the reader said.
+    EndedEarly(String),
+    /// Storage failed in a way that may pass (the database cannot be
+    /// reached): the first failure, as logged.
+    StorageFailed,
+}
+
+/// The answer being built: the counts and the per-line results.
+struct Answer<'a> {
+    state: &'a AppState,
+    summary: Summary,
+    results: ResultsJson,
+    /// Whether any write of this request reached the ledger.
+    wrote: bool,
+}
+
+impl Answer<'_> {
+    fn committed(&mut self, batch: &WriteBatch, outcome: &WriteOutcome) {
+        self.wrote = true;
+        let lines = self.summary.absorb(batch, outcome);
+        self.state.metrics.count(&lines);
+        self.results.extend(&lines);
+    }
+
+    fn not_stored(&mut self, batch: &WriteBatch) {
+        let lines = self.summary.not_stored(batch, NOT_STORED, true);
+        self.results.extend(&lines);
+    }
+
+    /// A line the database itself refused, alone, while it took the others.
+    async fn refused(&mut self, mut batch: WriteBatch) {
+        let Some(rejection) = batch.rejections.pop().or_else(|| {
+            batch.records.pop().map(|r| crate::record::NewRejection {
+                raw: r.raw.clone().into_bytes(),
+                error: crate::record::LineError::whole(
+                    crate::record::RejectReason::Invalid,
+                    r.origin.line,
+                    REFUSED.to_owned(),
+                ),
+                origin: r.origin.clone(),
+                defaults: Default::default(),
+            })
+        }) else {
+            return;
+        };
+        // Kept in the rejected store when it can be (the cause may be in
+        // the raw text itself, then it cannot).
+        let line = rejection.origin.line;
+        let mut kept = WriteBatch::default();
+        kept.rejections.push(rejection);
+        let rejected_id = match self.state.ledger.store().write(&kept).await {
+            Ok(outcome) => {
+                self.wrote = true;
+                outcome.rejections.first().copied()
+            }
+            Err(_) => None,
+        };
+        self.summary.rejected += 1;
+        self.summary.rejected_lines.push(line);
+        self.results.extend(&[crate::ingest::LineResult {
+            line,
+            status: "rejected",
+            id: None,
+            account: None,
+            error: Some(crate::ingest::LineErrorBody {
+                kind: "storage_refused",
+                message: REFUSED.to_owned(),
+                line: Some(line),
+                column: None,
+                field: None,
+            }),
+            rejected_id,
+            retryable: Some(false),
+        }]);
+    }
+
+    /// After a chunk's write failed: settle everything in flight, report
+    /// each chunk truthfully, and store what the database will take of a
+    /// chunk it refused (one line at fault does not cost the others).
+    /// `Some` when storage cannot be used now: reading must stop.
+    async fn recover(&mut self, committer: &mut OrderedCommitter<dyn Store>) -> Option<Cut> {
+        let mut cut = None;
+        for settled in committer.settle().await {
+            match settled {
+                Ok((batch, outcome)) => self.committed(&batch, &outcome),
+                Err(failed) if cut.is_some() || unavailable(&failed.error) => {
+                    if cut.is_none() {
+                        tracing::warn!("a batch's chunk was not stored: {}", failed.error);
+                    }
+                    cut = Some(Cut::StorageFailed);
+                    self.not_stored(&failed.batch);
+                }
+                Err(failed) => {
+                    tracing::warn!(
+                        "the database refused a batch's chunk; storing its lines one part at a time: {}",
+                        failed.error
+                    );
+                    if self.isolate(failed.batch).await {
+                        cut = Some(Cut::StorageFailed);
+                    }
+                }
+            }
+        }
+        cut
+    }
+
+    /// Store `batch` in halves, down to the single lines the database
+    /// refuses. True when storage failed in a way that may pass meanwhile
+    /// (what was left is reported `not_stored`).
+    async fn isolate(&mut self, batch: WriteBatch) -> bool {
+        let store = self.state.ledger.store().clone();
+        let mut parts = vec![batch];
+        let mut failed = false;
+        while let Some(part) = parts.pop() {
+            if failed {
+                self.not_stored(&part);
+                continue;
+            }
+            match store.write(&part).await {
+                Ok(outcome) => self.committed(&part, &outcome),
+                Err(e) if unavailable(&e) => {
+                    tracing::warn!("a batch's chunk was not stored: {e}");
+                    failed = true;
+                    self.not_stored(&part);
+                }
+                Err(e) if part.len() <= 1 => {
+                    tracing::warn!("the database refused a line of a batch: {e}");
+                    self.refused(part).await;
+                }
+                Err(_) => {
+                    let (first, second) = halves(part);
+                    // A stack: the first half is stored first, as read.
+                    parts.push(second);
+                    parts.push(first);
+                }
+            }
+        }
+        failed
+    }
+}
+
+/// What a line that storage did not take says.
+const NOT_STORED: &str = "storage failed before this line was stored: send it again";
+/// What a line the database refused on its own says (the cause is logged).
+const REFUSED: &str = "the database refused to store this line while it stored the others; the cause is in the server's log";
+
+/// Whether a store error means "cannot be used now" (a 503), not a refusal.
+fn unavailable(e: &crate::store::StoreError) -> bool {
+    matches!(ApiError::from(e), ApiError::Unavailable(_))
+}
+
+/// A chunk cut in two, its lines in order (rejections go with the first).
+fn halves(mut batch: WriteBatch) -> (WriteBatch, WriteBatch) {
+    let second = WriteBatch {
+        records: if batch.rejections.is_empty() {
+            batch.records.split_off(batch.records.len() / 2)
+        } else {
+            std::mem::take(&mut batch.records)
+        },
+        rejections: Vec::new(),
+    };
+    (batch, second)
+}
+
 pub async fn post_batch(
     State(state): State<AppState>,
     IngestScope {
@@ -235,76 +417,132 @@ pub async fn post_batch(
     let max_total = state.config.max_batch_bytes;
     let max_line = state.config.max_body_bytes;
     refuse_declared_over(&request, max_total)?;
-    let chunk_lines = state.ledger.store().chunk_lines();
+    let mode = query.results_mode()?;
+    let store = state.ledger.store().clone();
+    let chunk_lines = store.chunk_lines();
     let body = request.into_body().into_data_stream();
     let mut reader = LineReader::new(StreamReader::new(body.map_err(io::Error::other)), max_line);
     let mut builder = ChunkBuilder::new("http", defaults, now())
         .with_chunk_lines(chunk_lines)
         .only_for(only)
         .retaining(state.config.retention);
-    let mut summary = Summary::default();
     // Per-line results are serialised as they arrive: a compact buffer, not
     // a growing list of structs.
-    let mut results = ResultsJson::new(query.results_mode()?);
+    let mut answer = Answer {
+        state: &state,
+        summary: Summary::default(),
+        results: ResultsJson::new(mode),
+        wrote: false,
+    };
     // Chunks commit while the next ones are read and parsed (several at once
     // on PostgreSQL), in order. A large batch needs no group commit: it goes
     // to the store directly.
-    let mut committer = OrderedCommitter::new(state.ledger.store().clone());
-    let mut on_done = |batch: WriteBatch, outcome: WriteOutcome, _: u64| {
-        let lines = summary.absorb(&batch, &outcome);
-        state.metrics.count(&lines);
-        results.extend(&lines);
-    };
+    let mut committer = OrderedCommitter::new(store);
     let mut total: u64 = 0;
-    let mut too_large = false;
+    let mut last_line: u64 = 0;
+    let mut cut = None;
 
-    loop {
+    while cut.is_none() {
         let item = match reader.next_line().await {
             Ok(Some(item)) => item,
             Ok(None) => break,
             Err(e) => {
-                // The client went away or broke the framing: keep what is committed.
-                tracing::warn!("batch body ended early: {e}");
+                tracing::warn!("batch body ended early after line {last_line}: {e}");
+                cut = Some(Cut::EndedEarly(e.to_string()));
                 break;
             }
         };
         total += item.len;
         if total > max_total {
-            too_large = true;
+            cut = Some(Cut::TooLarge);
             break;
         }
+        last_line = item.number;
         builder.push_read(&item, max_line);
         if builder.is_full() {
             let batch = builder.take();
             builder.set_now(now());
-            committer.submit(batch, 0, &mut on_done).await?;
+            let submitted = committer
+                .submit(batch, 0, &mut |b, o, _| answer.committed(&b, &o))
+                .await;
+            if submitted.is_err() {
+                cut = answer.recover(&mut committer).await;
+            }
         }
     }
-    if !builder.is_empty() {
-        committer.submit(builder.take(), 0, &mut on_done).await?;
+    if total == 0 && cut.is_none() {
+        return Err(ApiError::BadRequest(
+            "the body is empty: expected NDJSON, one record per line".into(),
+        ));
     }
-    committer.finish(&mut on_done).await?;
+    if !matches!(cut, Some(Cut::StorageFailed)) && !builder.is_empty() {
+        let submitted = committer
+            .submit(builder.take(), 0, &mut |b, o, _| answer.committed(&b, &o))
+            .await;
+        if submitted.is_err() {
+            cut = answer.recover(&mut committer).await.or(cut);
+        }
+    }
+    let finished = committer
+        .finish(&mut |b, o, _| answer.committed(&b, &o))
+        .await;
+    if finished.is_err() {
+        cut = answer.recover(&mut committer).await.or(cut);
+    }
 
+    let Answer {
+        summary,
+        results,
+        wrote,
+        ..
+    } = answer;
     tracing::Span::current().record(
         "lines",
-        summary.accepted + summary.duplicates + summary.conflicts + summary.rejected,
+        summary.accepted
+            + summary.duplicates
+            + summary.conflicts
+            + summary.rejected
+            + summary.not_stored,
     );
+    let (status, error) = match &cut {
+        None => (StatusCode::OK, None),
+        Some(Cut::TooLarge) => (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            Some(json!({"type": "payload_too_large", "message": format!(
+                "body is larger than {max_total} bytes: the lines before the limit were processed (see results), the rest was not read")})),
+        ),
+        Some(Cut::EndedEarly(why)) => (
+            StatusCode::BAD_REQUEST,
+            Some(
+                json!({"type": "incomplete_body", "last_complete_line": last_line, "message": format!(
+                "the body ended before it was complete ({why}): lines 1 to {last_line}, the last complete one, were processed (see results); send the lines after line {last_line} again")}),
+            ),
+        ),
+        Some(Cut::StorageFailed) if !wrote => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some(
+                json!({"type": "storage_unavailable", "last_read_line": last_line,
+                        "message": super::error::UNAVAILABLE_MESSAGE}),
+            ),
+        ),
+        Some(Cut::StorageFailed) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some(
+                json!({"type": "storage_unavailable", "last_read_line": last_line, "message": format!(
+                "storage failed part-way: {} lines were stored (recorded or duplicates), {} were not (status not_stored, retryable), and the lines after line {last_line} were not read; send those again (lines already stored count as duplicates)",
+                summary.accepted + summary.duplicates, summary.not_stored)}),
+            ),
+        ),
+    };
     let mut body = serde_json::to_vec(&summary).unwrap_or_else(|_| b"{}".to_vec());
     body.pop(); // the closing brace: the results (and any error) follow
     body.extend_from_slice(b",\"results\":");
     body.extend_from_slice(&results.finish());
-    if too_large {
-        let error = json!({"type": "payload_too_large", "message": format!(
-            "body is larger than {max_total} bytes: the lines before the limit were processed (see results), the rest was not read")});
+    if let Some(error) = error {
         body.extend_from_slice(b",\"error\":");
         body.extend_from_slice(error.to_string().as_bytes());
     }
     body.push(b'}');
-    let status = if too_large {
-        StatusCode::PAYLOAD_TOO_LARGE
-    } else {
-        StatusCode::OK
-    };
     Ok((status, [(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 

@@ -2,6 +2,7 @@
 //! serve it on a loopback port; `serve` adds the listener, the loopback rule
 //! for unauthenticated use, and graceful shutdown.
 
+mod body;
 mod credits;
 mod details;
 mod error;
@@ -49,6 +50,8 @@ pub struct ServeConfig {
     /// How long finance views may reuse a period's figures while records
     /// keep arriving (when nothing changed they are reused regardless).
     pub finance_max_age: std::time::Duration,
+    /// The oldest `recorded_at` accepted (`--oldest`; None: 2000-01-01).
+    pub oldest: Option<crate::time::Micros>,
 }
 
 impl Default for ServeConfig {
@@ -61,6 +64,7 @@ impl Default for ServeConfig {
             alert_webhook: None,
             alert_interval: std::time::Duration::from_secs(60),
             finance_max_age: std::time::Duration::from_secs(10),
+            oldest: None,
         }
     }
 }
@@ -140,9 +144,16 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/accounts/{account}/balance", get(credits::get_balance))
         .route(
             "/v1/accounts/{account}/details",
-            get(details::get_details).put(details::put_details),
+            get(details::get_details)
+                .put(details::set_details)
+                .patch(details::set_details),
         )
-        .route("/v1/org", get(details::get_org).put(details::put_org))
+        .route(
+            "/v1/org",
+            get(details::get_org)
+                .put(details::set_org)
+                .patch(details::set_org),
+        )
         .route("/v1/alerts", get(finance::alerts))
         .route("/v1/cost_report", get(finance::cost_report))
         .route("/v1/exports/focus", get(finance::focus_export))

@@ -401,7 +401,8 @@ mod tests {
 
     #[test]
     fn an_overlong_line_becomes_a_rejection_naming_its_number() {
-        let mut builder = ChunkBuilder::new("f.ndjson", Default::default(), 0);
+        let mut builder =
+            ChunkBuilder::new("f.ndjson", Default::default(), crate::time::now_micros());
         let line = Line {
             number: 7,
             bytes: Bytes::from_static(b"{\"x\":"),

@@ -175,6 +175,29 @@ pub struct LineResult {
     pub error: Option<LineErrorBody>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rejected_id: Option<i64>,
+    /// On a line that was not stored (`not_stored`, or `rejected` by the
+    /// database itself): whether sending it again may succeed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retryable: Option<bool>,
+}
+
+impl LineResult {
+    /// A line rejected as bad input, kept as `rejected_id` when it was.
+    fn rejected(
+        rejection: &NewRejection,
+        rejected_id: Option<i64>,
+        retryable: Option<bool>,
+    ) -> Self {
+        LineResult {
+            line: rejection.origin.line,
+            status: "rejected",
+            id: None,
+            account: None,
+            error: Some((&rejection.error).into()),
+            rejected_id,
+            retryable,
+        }
+    }
 }
 
 /// An error as the JSON outputs show it.
@@ -225,6 +248,14 @@ pub struct Summary {
     /// [`MAX_PROBLEMS`]; `problems_omitted` counts the rest).
     pub problems: Vec<Problem>,
     pub problems_omitted: u64,
+    /// Lines that could not be stored because storage failed (their
+    /// results say `not_stored`): none unless the answer says storage failed.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub not_stored: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Cap on the detailed problem list, so a file of garbage cannot grow the summary without bound.
@@ -247,6 +278,7 @@ impl Summary {
                 account: Some(record.account.clone()),
                 error: None,
                 rejected_id: None,
+                retryable: None,
             };
             match result {
                 RecordOutcome::Recorded => self.accepted += 1,
@@ -285,14 +317,7 @@ impl Summary {
                 error: rejection.error.to_string(),
                 rejected_id: *id,
             });
-            results.push(LineResult {
-                line: rejection.origin.line,
-                status: "rejected",
-                id: None,
-                account: None,
-                error: Some((&rejection.error).into()),
-                rejected_id: Some(*id),
-            });
+            results.push(LineResult::rejected(rejection, Some(*id), None));
         }
         results.sort_by_key(|r| r.line);
         // Keep each batch's line numbers in order (batches arrive in file order).
@@ -302,6 +327,46 @@ impl Summary {
         if let Some(tail) = self.conflict_lines.get_mut(conflicts_before..) {
             tail.sort_unstable();
         }
+        results
+    }
+
+    /// Count a chunk that storage could not take: each of its lines is
+    /// `not_stored` (a bad line keeps its own rejection, unstored). Returns
+    /// its per-line results, in line order.
+    pub fn not_stored(
+        &mut self,
+        batch: &WriteBatch,
+        error: &str,
+        retryable: bool,
+    ) -> Vec<LineResult> {
+        let mut results = Vec::with_capacity(batch.len());
+        for record in &batch.records {
+            self.not_stored += 1;
+            results.push(LineResult {
+                line: record.origin.line,
+                status: "not_stored",
+                id: record
+                    .message_id
+                    .clone()
+                    .or_else(|| record.custom_id.clone()),
+                account: Some(record.account.clone()),
+                error: Some(LineErrorBody {
+                    kind: "storage_unavailable",
+                    message: error.to_owned(),
+                    line: Some(record.origin.line),
+                    column: None,
+                    field: None,
+                }),
+                rejected_id: None,
+                retryable: Some(retryable),
+            });
+        }
+        for rejection in &batch.rejections {
+            self.rejected += 1;
+            self.rejected_lines.push(rejection.origin.line);
+            results.push(LineResult::rejected(rejection, None, Some(false)));
+        }
+        results.sort_by_key(|r| r.line);
         results
     }
 

@@ -282,13 +282,26 @@ impl Ctx<'_> {
             Some(t) => t,
             None => self.defaults.recorded_at.unwrap_or(self.now),
         };
+        let oldest = self.defaults.oldest.unwrap_or(crate::time::EARLIEST);
+        if let Some(why) = crate::time::out_of_range(recorded_at, oldest, self.now) {
+            return Err(self.invalid("recorded_at", why));
+        }
         let started_at = self.opt_time(top, "started_at")?;
+        if let Some(why) = started_at.and_then(|s| crate::time::out_of_range(s, oldest, self.now)) {
+            return Err(self.invalid("started_at", why));
+        }
         if started_at.is_some_and(|s| s > recorded_at) {
             return Err(self.invalid(
                 "started_at",
                 "is after recorded_at: a request cannot be sent after its response was received",
             ));
         }
+        // The request's user is checked whatever the shape (a batch result
+        // that carries no message included), as the envelope's fields are.
+        let user = match self.opt_label(top, "user", "user")? {
+            Some(user) => Some(user),
+            None => request_user(top.get("request").filter(|v| v.is_object()), self)?,
+        };
         Ok(EnvelopeFields {
             account,
             recorded_at,
@@ -298,7 +311,7 @@ impl Ctx<'_> {
             attribution: Attribution {
                 workspace: self.opt_label(top, "workspace", "workspace")?,
                 api_key_id: self.opt_label(top, "api_key_id", "api_key_id")?,
-                user: self.opt_label(top, "user", "user")?,
+                user,
                 tags: self.tags(top)?,
             },
         })
@@ -476,10 +489,7 @@ impl Ctx<'_> {
         };
         let refusal = refusal_before_output(resp);
         let request = top.get("request").filter(|v| v.is_object());
-        let mut attribution = env.attribution;
-        if attribution.user.is_none() {
-            attribution.user = request_user(request, self)?;
-        }
+        let attribution = env.attribution;
         let files_preloaded = env.files_preloaded.unwrap_or_else(|| {
             request.is_some_and(|r| containers::messages_upload_files(r.get("messages")))
         });

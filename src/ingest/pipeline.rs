@@ -46,7 +46,14 @@ pub const IN_FLIGHT_BYTES: usize = 64 << 20;
 /// A record this large is committed alone, before the next line is read.
 pub const LARGE_RECORD_BYTES: usize = super::CHUNK_BYTES;
 
-type Done = std::result::Result<Result<(WriteBatch, WriteOutcome)>, tokio::task::JoinError>;
+/// A chunk whose write failed, handed back whole so its lines can be
+/// reported (see [`OrderedCommitter::settle`]).
+#[derive(Debug)]
+pub struct Failed {
+    pub batch: WriteBatch,
+    pub error: StoreError,
+    pub progress: u64,
+}
 
 /// What a chunk touches that another chunk in flight must not.
 struct Footprint {
@@ -90,7 +97,9 @@ struct InFlight {
     footprint: Footprint,
     bytes: usize,
     progress: u64,
-    task: JoinHandle<Result<(WriteBatch, WriteOutcome)>>,
+    /// Shared with the task writing it: the chunk outlives a failed write.
+    batch: Arc<WriteBatch>,
+    task: JoinHandle<Result<WriteOutcome>>,
 }
 
 pub struct OrderedCommitter<W: BatchWriter + ?Sized> {
@@ -99,6 +108,8 @@ pub struct OrderedCommitter<W: BatchWriter + ?Sized> {
     inflight: VecDeque<InFlight>,
     /// Input text held by the chunks in flight.
     inflight_bytes: usize,
+    /// Chunks whose write failed, for [`Self::settle`].
+    failed: Vec<Failed>,
 }
 
 impl<W: BatchWriter + ?Sized> OrderedCommitter<W> {
@@ -109,6 +120,7 @@ impl<W: BatchWriter + ?Sized> OrderedCommitter<W> {
             parallel,
             inflight: VecDeque::new(),
             inflight_bytes: 0,
+            failed: Vec::new(),
         }
     }
 
@@ -133,14 +145,14 @@ impl<W: BatchWriter + ?Sized> OrderedCommitter<W> {
             self.finish_one(on_done).await?;
         }
         let store = self.store.clone();
-        let task = tokio::spawn(async move {
-            let outcome = store.write(&batch).await?;
-            Ok((batch, outcome))
-        });
+        let batch = Arc::new(batch);
+        let writing = batch.clone();
+        let task = tokio::spawn(async move { store.write(&writing).await });
         self.inflight.push_back(InFlight {
             footprint,
             bytes,
             progress,
+            batch,
             task,
         });
         self.inflight_bytes += bytes;
@@ -164,6 +176,29 @@ impl<W: BatchWriter + ?Sized> OrderedCommitter<W> {
         Ok(())
     }
 
+    /// After `submit` or `finish` failed: wait for every chunk still in
+    /// flight and hand back, in submission order, every chunk not yet handed
+    /// to `on_done`: the failed ones (the first failure included) and the
+    /// ones that committed meanwhile. Nothing is left writing behind the
+    /// caller's back.
+    pub async fn settle(&mut self) -> Vec<std::result::Result<(WriteBatch, WriteOutcome), Failed>> {
+        let mut settled: Vec<_> = std::mem::take(&mut self.failed)
+            .into_iter()
+            .map(Err)
+            .collect();
+        while !self.inflight.is_empty() {
+            let mut committed = None;
+            match self
+                .finish_one(&mut |batch, outcome, _| committed = Some((batch, outcome)))
+                .await
+            {
+                Ok(()) => settled.extend(committed.map(Ok)),
+                Err(_) => settled.extend(self.failed.pop().map(Err)),
+            }
+        }
+        settled
+    }
+
     async fn finish_one(
         &mut self,
         on_done: &mut impl FnMut(WriteBatch, WriteOutcome, u64),
@@ -172,11 +207,29 @@ impl<W: BatchWriter + ?Sized> OrderedCommitter<W> {
             return Ok(());
         };
         self.inflight_bytes -= first.bytes;
-        let done: Done = first.task.await;
-        let (batch, outcome) =
-            done.map_err(|e| StoreError::Invalid(format!("a write task failed: {e}")))??;
-        on_done(batch, outcome, first.progress);
-        Ok(())
+        let done = first
+            .task
+            .await
+            .map_err(|e| StoreError::Invalid(format!("a write task failed: {e}")))
+            .and_then(|written| written);
+        // The task has ended (its future, and its handle on the chunk, are
+        // dropped): the chunk is this side's alone again.
+        let batch = Arc::try_unwrap(first.batch).unwrap_or_default();
+        match done {
+            Ok(outcome) => {
+                on_done(batch, outcome, first.progress);
+                Ok(())
+            }
+            Err(error) => {
+                let reported = StoreError::Invalid(error.to_string());
+                self.failed.push(Failed {
+                    batch,
+                    error,
+                    progress: first.progress,
+                });
+                Err(reported)
+            }
+        }
     }
 }
 
@@ -188,7 +241,7 @@ mod tests {
 
     /// A batch of records `(id, account, container)`.
     fn batch(records: &[(&str, &str, &str)]) -> WriteBatch {
-        let mut b = ChunkBuilder::new("test", Defaults::default(), 0);
+        let mut b = ChunkBuilder::new("test", Defaults::default(), crate::time::now_micros());
         for (n, (id, account, container)) in records.iter().enumerate() {
             let line = serde_json::json!({
                 "account": account, "recorded_at": "2025-05-23T20:13:31Z",

@@ -201,9 +201,13 @@ mod tests {
         let defaults = Defaults {
             account: Some("acme".into()),
             recorded_at: Some(1_748_000_000_000_000),
+            oldest: None,
         };
-        parse_retaining(text.as_bytes(), &origin, &defaults, 0, retention).unwrap()
+        parse_retaining(text.as_bytes(), &origin, &defaults, NOW, retention).unwrap()
     }
+
+    /// When the lines are received: after every time they claim.
+    const NOW: crate::time::Micros = 1_800_000_000_000_000;
 
     /// What billing reads of a record: everything but the kept line.
     fn billed(r: &NewRecord) -> NewRecord {
@@ -233,8 +237,9 @@ mod tests {
                 &Defaults {
                     account: Some("acme".into()),
                     recorded_at: Some(1_748_000_000_000_000),
+                    oldest: None,
                 },
-                0,
+                NOW,
             )
             .unwrap();
             assert_eq!(billed(&again), billed(&full), "{}", kept.raw);

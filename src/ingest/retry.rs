@@ -49,6 +49,7 @@ pub async fn retry_rejected(
             .recorded_at_default
             .as_deref()
             .and_then(|t| parse_rfc3339(t).ok())),
+        oldest: given.oldest,
     };
     let origin = Origin {
         source: format!("retry of #{id}"),

@@ -234,6 +234,10 @@ pub struct Origin {
 pub struct Defaults {
     pub account: Option<String>,
     pub recorded_at: Option<Micros>,
+    /// The oldest `recorded_at` accepted (`--oldest`; None:
+    /// [`crate::time::EARLIEST`]). Not kept with a rejected line: a retry
+    /// takes its own.
+    pub oldest: Option<Micros>,
 }
 
 /// Account names: 1–128 characters of `[A-Za-z0-9._:-]`.

@@ -165,7 +165,7 @@ async fn write_in_chunks(store: &Arc<dyn Store>, lines: &[String], sizes: &[usiz
     while !rest.is_empty() {
         let n = (*sizes.next().unwrap()).clamp(1, rest.len());
         let (chunk, tail) = rest.split_at(n);
-        let mut b = ChunkBuilder::new("prop", Defaults::default(), 0);
+        let mut b = ChunkBuilder::new("prop", Defaults::default(), tally::time::now_micros());
         for (i, l) in chunk.iter().enumerate() {
             b.push_line(i as u64 + 1, l.as_bytes());
         }

@@ -34,3 +34,4 @@ mod refusals;
 mod retention;
 mod schemathesis;
 mod store_contract;
+mod strict_input;

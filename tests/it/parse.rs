@@ -9,6 +9,8 @@ use tally::record::{Defaults, NewRecord, Origin, RecordKind};
 use tally::record::{LineError, RejectReason};
 
 const NOW: i64 = 1_800_000_000_000_000;
+/// A time a default may give: before [`NOW`], after 2000.
+const AT: i64 = 1_700_000_000_000_000;
 
 fn origin() -> Origin {
     Origin {
@@ -241,9 +243,25 @@ fn timestamps_accept_any_offset_and_default_to_now() {
     assert_eq!(parse_value(&v).unwrap().recorded_at, NOW);
     let d = Defaults {
         account: None,
-        recorded_at: Some(42),
+        recorded_at: Some(AT),
+        oldest: None,
     };
-    assert_eq!(parse_with(&v.to_string(), &d).unwrap().recorded_at, 42);
+    assert_eq!(parse_with(&v.to_string(), &d).unwrap().recorded_at, AT);
+    // As old as the default allows, and older only when asked for.
+    let old = Defaults {
+        recorded_at: Some(42),
+        ..d.clone()
+    };
+    let e = parse_with(&v.to_string(), &old).unwrap_err();
+    assert_eq!(e.field.as_deref(), Some("recorded_at"));
+    let backfill = Defaults {
+        oldest: Some(0),
+        ..old
+    };
+    assert_eq!(
+        parse_with(&v.to_string(), &backfill).unwrap().recorded_at,
+        42
+    );
 }
 
 #[test]
@@ -441,6 +459,7 @@ fn a_bare_response_needs_the_account_out_of_band() {
     let d = Defaults {
         account: Some("acme".into()),
         recorded_at: None,
+        oldest: None,
     };
     let r = parse_with(&bare.to_string(), &d).unwrap();
     assert_eq!(r.account, "acme");
@@ -460,7 +479,8 @@ fn a_bare_response_needs_the_account_out_of_band() {
 fn batch_result_lines() {
     let d = Defaults {
         account: Some("acme".into()),
-        recorded_at: Some(5),
+        recorded_at: Some(AT),
+        oldest: None,
     };
     let lines: Vec<String> = fixture("batch_results.ndjson")
         .lines()
@@ -470,7 +490,7 @@ fn batch_result_lines() {
     assert!(ok.batch);
     assert_eq!(ok.kind, RecordKind::Message);
     assert_eq!(ok.custom_id.as_deref(), Some("my-first-request"));
-    assert_eq!(ok.recorded_at, 5);
+    assert_eq!(ok.recorded_at, AT);
     assert_eq!((ok.usage.input_tokens, ok.usage.output_tokens), (1200, 300));
 
     let kinds: Vec<RecordKind> = lines[2..]
@@ -494,6 +514,7 @@ fn batch_result_lines() {
     let other = Defaults {
         account: Some("globex".into()),
         recorded_at: None,
+        oldest: None,
     };
     assert_ne!(errored.key, parse_with(&lines[2], &other).unwrap().key);
 

@@ -224,6 +224,7 @@ async fn batch_results_without_a_message_are_kept_once_and_never_duplicated(back
     let defaults = Defaults {
         account: Some("acme".into()),
         recorded_at: None,
+        oldest: None,
     };
     let first = store
         .write(&batch_of(&text, "results", defaults.clone()))
@@ -248,6 +249,7 @@ async fn batch_results_without_a_message_are_kept_once_and_never_duplicated(back
     let globex = Defaults {
         account: Some("globex".into()),
         recorded_at: None,
+        oldest: None,
     };
     let errored = text.lines().nth(2).unwrap();
     let out = store

@@ -40,6 +40,8 @@ const TAG_KEY_PATTERN: &str = r"^[a-z0-9_.:-]{1,64}$";
 const AMOUNT_PATTERN: &str = r"^[0-9]{1,15}(\.[0-9]{1,10})?$";
 /// A credit grant in USD: more than 0, whole cents, under 10^12.
 const GRANT_PATTERN: &str = r"^([1-9][0-9]{0,11}(\.[0-9]{1,2})?|0\.(0[1-9]|[1-9][0-9]?))$";
+/// A time or date from the year 2000 to 2099 (see [`crate::time::EARLIEST`]).
+const YEAR_2000_ON: &str = r"^20[0-9]{2}-";
 /// A plan file, for the example.
 const PLAN_EXAMPLE: &str =
     "[[version]]\neffective_from = \"2025-01-01\"\nmarkup_percent = \"25\"\n";
@@ -81,7 +83,9 @@ fn error_text(code: u16) -> &'static str {
         500 => {
             "internal error (e.g. stored data tally cannot read): the cause is in the server's log"
         }
-        _ => "storage unavailable: nothing was recorded; retry",
+        _ => {
+            "storage unavailable: retry later (a single write was not made; a batch's answer lists which lines were stored)"
+        }
     }
 }
 
@@ -187,6 +191,8 @@ pub fn document_for(book: &PriceBook, today: NaiveDate) -> Value {
     let export_code =
         json!({"type": "string", "minLength": 1, "maxLength": 64, "pattern": LINE_PATTERN});
     let body_json = |schema: Value| json!({"application/json": {"schema": schema}});
+    // A merge patch is sent as RFC 7396's media type or as plain JSON.
+    let merge_patch = |schema: Value| json!({"application/merge-patch+json": {"schema": schema.clone()}, "application/json": {"schema": schema}});
     // Every /v1 route and the dashboard authenticate first (401, and the
     // key lookup's 500/503); those with a path answer 404 for a path that
     // matches no route (e.g. an empty account).
@@ -219,9 +225,9 @@ pub fn document_for(book: &PriceBook, today: NaiveDate) -> Value {
                            false,
                            period_schema.clone(),
                        ),
-                       query("workspace", "only the records of this workspace", false, json!({"type": "string"})),
-                       query("tag", "only the records with this tag, KEY:VALUE", false, json!({"type": "string", "pattern": r"^[a-z0-9_.-]{1,64}:"})),
-                       query("tag_key", "add the cost-by-tag panel for this key", false, json!({"type": "string", "pattern": TAG_KEY_PATTERN}))]),
+                       query("workspace", "only the records of this workspace (empty: all, as the dashboard's filter form sends a blank field)", false, json!({"type": "string"})),
+                       query("tag", "only the records with this tag, KEY:VALUE (empty: no filter)", false, json!({"type": "string", "pattern": r"^$|^[a-z0-9_.-]{1,64}:"})),
+                       query("tag_key", "add the cost-by-tag panel for this key (empty: none)", false, json!({"type": "string", "pattern": r"^$|^[a-z0-9_.:-]{1,64}$"}))]),
                 responses(ok("text/html", "the dashboard", None), &[400, 401, 500, 503]))},
             "/healthz": {"get": {"summary": "Liveness and database reachability", "security": [], "parameters": [], "responses": {
                 "200": json_response("healthy", json!({"type": "object", "required": ["status"], "properties": {"status": {"const": "ok"}}})),
@@ -233,7 +239,7 @@ pub fn document_for(book: &PriceBook, today: NaiveDate) -> Value {
             "/v1/usage": {"post": op_with_body(
                 "Record one Messages API response (envelope, bare response, streamed events or batch result line)",
                 json!([query("account", "account for a record without one (an account key: its own only)", false, account_schema.clone()),
-                       query("recorded_at", "RFC 3339 time for a record without one", false, json!({"type": "string", "format": "date-time"}))]),
+                       query("recorded_at", "RFC 3339 time for a record without one, from the year 2000 on", false, json!({"type": "string", "format": "date-time", "pattern": YEAR_2000_ON}))]),
                 body_json(schema_ref("Record")),
                 {
                     let mut r = responses(json!({
@@ -251,13 +257,15 @@ pub fn document_for(book: &PriceBook, today: NaiveDate) -> Value {
             "/v1/usage/batch": {"post": op_with_body(
                 "Record many responses (NDJSON, streamed); per-line results (every line's outcome is in `results`, a bad line included)",
                 json!([query("account", "account for records without one (an account key: its own only)", false, account_schema.clone()),
-                       query("recorded_at", "RFC 3339 time for records without one", false, json!({"type": "string", "format": "date-time"})),
+                       query("recorded_at", "RFC 3339 time for records without one, from the year 2000 on", false, json!({"type": "string", "format": "date-time", "pattern": YEAR_2000_ON})),
                        query("results", "which lines `results` lists: all (default), problems or none", false, json!({"type": "string", "enum": ["all", "problems", "none"]}))]),
-                json!({"application/x-ndjson": {"schema": {"type": "string", "description": "one record (see Record) per line"}}}),
+                json!({"application/x-ndjson": {"schema": {"type": "string", "minLength": 1, "description": "one record (see Record) per line; not empty"}}}),
                 responses(json!({
                     "200": json_response("a summary and per-line results", schema_ref("BatchSummary")),
-                    "413": json_response("over the limit: the lines before it were processed (see `results`), the rest was not read; or declared over it", json!({"anyOf": [schema_ref("BatchSummary"), schema_ref("Error")]}))
-                }), &[400, 401, 403, 500, 503]))},
+                    "413": json_response("over the limit: the lines before it were processed (see `results`), the rest was not read; or declared over it", json!({"anyOf": [schema_ref("BatchSummary"), schema_ref("Error")]})),
+                    "400": json_response("the body ended before it was complete (`error.type` incomplete_body: the lines up to `error.last_complete_line` were processed, see `results`), or the request is wrong (an empty body, a bad parameter)", json!({"anyOf": [schema_ref("BatchSummary"), schema_ref("Error")]})),
+                    "503": json_response("storage failed part-way (`error.type` storage_unavailable): `results` says which lines were stored and which were not (`not_stored`, `retryable`), and lines after `error.last_read_line` were not read; or storage failed before any line", json!({"anyOf": [schema_ref("BatchSummary"), schema_ref("Error")]}))
+                }), &[401, 403, 500]))},
             "/v1/accounts/{account}/invoices/{period}": {"get": op(
                 "An account's invoice (JSON; CSV with Accept: text/csv or ?format=csv)",
                 json!([account.clone(), period.clone(), format.clone(),
@@ -302,7 +310,7 @@ pub fn document_for(book: &PriceBook, today: NaiveDate) -> Value {
                 "post": op_with_body("Grant prepaid credit (admin)", json!([account.clone()]),
                     body_json(json!({"type": "object", "required": ["usd"], "additionalProperties": false, "properties": {
                         "usd": {"type": "string", "pattern": GRANT_PATTERN, "example": "100.00", "description": "USD, more than 0, whole cents, under 10^12"},
-                        "expires": {"type": "string", "format": "date"},
+                        "expires": {"type": "string", "format": "date", "pattern": YEAR_2000_ON, "description": "YYYY-MM-DD, from 2000 to 2099"},
                         "note": {"type": "string", "pattern": NO_NUL},
                         "low_balance_usd": {"type": "string", "pattern": AMOUNT_PATTERN, "description": "alert when the balance falls below this"}}})),
                     responses(ok_json("credit status", schema_ref("CreditStatus")), &[400, 401, 403, 404, 413, 500, 503]))
@@ -312,15 +320,21 @@ pub fn document_for(book: &PriceBook, today: NaiveDate) -> Value {
             "/v1/accounts/{account}/details": {
                 "get": op("An account's billing details (its own for an account key)", json!([account.clone()]),
                     responses(ok_json("billing details", schema_ref("AccountDetails")), &[400, 401, 404, 500, 503])),
-                "put": op_with_body("Set an account's billing details, whole (admin)", json!([account.clone()]),
+                "put": op_with_body("Set an account's billing details, whole: fields left out are cleared (admin)", json!([account.clone()]),
                     body_json(schema_ref("AccountDetails")),
+                    responses(ok_json("billing details", schema_ref("AccountDetails")), &[400, 401, 403, 404, 413, 500, 503])),
+                "patch": op_with_body("Change some of an account's billing details (a JSON merge patch: null clears a field, fields left out stay; admin)", json!([account.clone()]),
+                    merge_patch(schema_ref("AccountDetailsPatch")),
                     responses(ok_json("billing details", schema_ref("AccountDetails")), &[400, 401, 403, 404, 413, 500, 503]))
             },
             "/v1/org": {
                 "get": op("The seller's billing details (admin)", json!([]),
                     responses(ok_json("billing details", schema_ref("SellerDetails")), &[401, 403, 500, 503])),
-                "put": op_with_body("Set the seller's billing details, whole (admin)", json!([]),
+                "put": op_with_body("Set the seller's billing details, whole: fields left out are cleared (admin)", json!([]),
                     body_json(schema_ref("SellerDetails")),
+                    responses(ok_json("billing details", schema_ref("SellerDetails")), &[400, 401, 403, 413, 500, 503])),
+                "patch": op_with_body("Change some of the seller's billing details (a JSON merge patch: null clears a field, fields left out stay; admin)", json!([]),
+                    merge_patch(schema_ref("SellerDetailsPatch")),
                     responses(ok_json("billing details", schema_ref("SellerDetails")), &[400, 401, 403, 413, 500, 503]))
             },
             "/v1/alerts": {"get": op("Budget alerts (50/80/100 %), then low-balance credit alerts",

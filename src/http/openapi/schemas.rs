@@ -122,9 +122,9 @@ pub(super) fn record_schemas(schemas: &mut Map<String, Value>) {
     );
     // Fields that may stand beside any shape.
     let envelope = json!({
-        "account": {"type": "string", "pattern": ACCOUNT_PATTERN, "description": "required here unless given by `?account=` or an account-bound key; with an account key it must be its own (403)"},
-        "recorded_at": {"type": "string", "format": "date-time", "description": "RFC 3339 (default: `?recorded_at=`, else the time received)"},
-        "started_at": {"type": "string", "format": "date-time", "description": "RFC 3339. Rule: not after `recorded_at` (else 422)"},
+        "account": {"type": ["string", "null"], "pattern": ACCOUNT_PATTERN, "description": "with an account key it must be its own (403). Rule: required here unless given by `?account=` or an account-bound key (else 422)"},
+        "recorded_at": {"type": ["string", "null"], "format": "date-time", "pattern": YEAR_2000_ON, "description": "RFC 3339, from the year 2000 on (default: `?recorded_at=`, else the time received). Rule: not more than a day after the time received (else 422)"},
+        "started_at": {"type": ["string", "null"], "format": "date-time", "pattern": YEAR_2000_ON, "description": "RFC 3339, from the year 2000 on. Rule: not after `recorded_at` (else 422)"},
         "batch": {"type": ["boolean", "null"]},
         "files_preloaded": {"type": ["boolean", "null"]},
         "workspace": label, "api_key_id": label, "user": label,
@@ -144,7 +144,7 @@ pub(super) fn record_schemas(schemas: &mut Map<String, Value>) {
     let absent = json!({"type": "null"});
     schemas.insert(
         "EnvelopeRecord".into(),
-        json!({"type": "object", "title": "envelope with the response", "required": ["account", "response"],
+        json!({"type": "object", "title": "envelope with the response", "required": ["response"],
                "properties": with(json!({"response": {"$ref": "#/components/schemas/Message"}}))}),
     );
     let mut bare = message_properties.as_object().cloned().unwrap_or_default();
@@ -156,7 +156,7 @@ pub(super) fn record_schemas(schemas: &mut Map<String, Value>) {
     );
     schemas.insert(
         "BareRecord".into(),
-        json!({"type": "object", "title": "a bare Messages API response", "required": ["type", "id", "model", "account"], "properties": bare}),
+        json!({"type": "object", "title": "a bare Messages API response", "required": ["type", "id", "model"], "properties": bare}),
     );
     // A streamed response's events: a message_start with the message, a
     // message_delta with the final usage; content blocks by index.
@@ -175,14 +175,14 @@ pub(super) fn record_schemas(schemas: &mut Map<String, Value>) {
     ]});
     schemas.insert(
         "StreamRecord".into(),
-        json!({"type": "object", "title": "envelope with a streamed response's events", "required": ["account", "events"],
+        json!({"type": "object", "title": "envelope with a streamed response's events", "required": ["events"],
                "properties": with(json!({"response": absent, "events": {"type": "array", "items": event,
                    "allOf": [{"contains": {"properties": {"type": {"const": "message_start"}}}},
                              {"contains": {"properties": {"type": {"const": "message_delta"}}}}]}}))}),
     );
     schemas.insert(
         "BatchResultRecord".into(),
-        json!({"type": "object", "title": "a Message Batches result line", "required": ["account", "custom_id", "result"],
+        json!({"type": "object", "title": "a Message Batches result line", "required": ["custom_id", "result"],
                "properties": with(json!({"response": absent, "events": absent, "custom_id": {"type": "string", "pattern": NO_NUL},
                    "result": {"type": "object", "required": ["type"], "anyOf": [
                        {"properties": {"type": {"const": "succeeded"}, "message": {"$ref": "#/components/schemas/Message"}}, "required": ["message"]},
@@ -196,8 +196,9 @@ pub(super) fn record_schemas(schemas: &mut Map<String, Value>) {
     schemas.insert(
         "LineResult".into(),
         json!({"type": "object", "required": ["line", "status"], "properties": {
-            "line": {"type": "integer"}, "status": {"enum": ["recorded", "duplicate", "conflict", "rejected"]},
+            "line": {"type": "integer"}, "status": {"enum": ["recorded", "duplicate", "conflict", "rejected", "not_stored"]},
             "id": {"type": "string"}, "account": {"type": "string"}, "rejected_id": {"type": "integer"},
+            "retryable": {"type": "boolean", "description": "on a line not stored: whether sending it again may succeed"},
             "error": {"type": "object", "required": ["type", "message"], "properties": {"type": {"type": "string"}, "message": {"type": "string"}}}}}),
     );
     schemas.insert(
@@ -206,9 +207,23 @@ pub(super) fn record_schemas(schemas: &mut Map<String, Value>) {
             "accepted": {"type": "integer"}, "duplicates": {"type": "integer"}, "conflicts": {"type": "integer"}, "rejected": {"type": "integer"},
             "rejected_lines": {"type": "array", "items": {"type": "integer"}}, "conflict_lines": {"type": "array", "items": {"type": "integer"}},
             "problems": {"type": "array"}, "problems_omitted": {"type": "integer"},
+            "not_stored": {"type": "integer", "description": "lines storage failed to take (only when it did)"},
             "results": {"type": "array", "items": schema_ref("LineResult")},
-            "error": {"type": "object", "description": "only with 413: the lines before the limit were processed"}}}),
+            "error": {"type": "object", "required": ["type", "message"], "description": "why the body was not processed to its end (413, 400 incomplete_body, 503 storage_unavailable)",
+                      "properties": {"type": {"type": "string"}, "message": {"type": "string"}, "last_complete_line": {"type": "integer"}, "last_read_line": {"type": "integer"}}}}}),
     );
+}
+
+/// A JSON merge patch (RFC 7396) of an object with these `properties`:
+/// each may be given to set it or `null` to clear it; the rest stay.
+fn patch_of(properties: &Map<String, Value>, what: &str) -> Value {
+    let nullable: Map<String, Value> = properties
+        .iter()
+        .map(|(k, v)| (k.clone(), json!({"anyOf": [v, {"type": "null"}]})))
+        .collect();
+    json!({"type": "object", "additionalProperties": false,
+           "description": format!("a merge patch of {what}: a field given is set, a field given as null is cleared, a field left out stays as it is"),
+           "properties": nullable})
 }
 
 /// The schemas of the JSON answers and of the other request bodies.
@@ -244,6 +259,14 @@ pub(super) fn schemas(scope: &EstimateScope) -> Value {
         .as_object()
         .cloned()
         .unwrap_or_default(),
+    );
+    s.insert(
+        "SellerDetailsPatch".into(),
+        patch_of(&seller, "the seller's details"),
+    );
+    s.insert(
+        "AccountDetailsPatch".into(),
+        patch_of(&account, "an account's details"),
     );
     s.insert(
         "AccountDetails".into(),
