@@ -24,6 +24,7 @@
 
 pub mod auth;
 pub mod billing;
+pub mod charge;
 pub mod cli;
 pub mod dashboard;
 pub mod documents;

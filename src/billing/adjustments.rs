@@ -6,9 +6,9 @@ use rust_decimal::Decimal;
 
 use super::BillingError;
 use super::containers;
-use super::drafts::{Cutoff, PeriodData};
 use super::period::Period;
 use super::rating::{Charge, Line, LineCost};
+use super::sums::{Cutoff, PeriodData};
 use crate::pricing::PriceBook;
 use crate::store::Store;
 

@@ -21,7 +21,7 @@ use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
 
 use super::period::Period;
-use super::rating::Charge;
+use crate::charge::Charge;
 use crate::pricing::{AllowancePeriod, AllowanceScope, PriceBook, PriceVersion};
 use crate::record::Refusal;
 use crate::store::containers::ROLLUP_MINIMUM_SECONDS;

@@ -17,8 +17,8 @@ use rust_decimal::prelude::ToPrimitive;
 
 use super::adjustments::adjustments_for;
 use super::containers::{AllowanceUse, split_by_weight};
-use super::drafts::PeriodData;
 use super::rating::{line_of, priced};
+use super::sums::PeriodData;
 use super::{BillingError, Charge, Cutoff, Invoice, LineBook, LineKey, Period, cents};
 use crate::plans::Plan;
 use crate::pricing::PriceBook;

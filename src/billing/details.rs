@@ -22,24 +22,14 @@ use super::period::Period;
 use super::rating::{Charge, Line, LineCost, cents};
 use crate::store::{BillingDetailsStore, StoreError};
 
+/// What a document prints of a party: the documents' own vocabulary.
+pub use crate::documents::Party;
+
 /// The seller's party name in the store.
 pub const SELLER: &str = "";
 
 /// Payment terms when an account sets none.
 pub const DEFAULT_TERMS_DAYS: u32 = 30;
-
-/// What an invoice's document prints of a party.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Party {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub email: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub address: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tax_id: Option<String>,
-}
 
 /// A party's billing details as set (the seller uses the [`Party`] fields).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -2,8 +2,9 @@
 //! JSON and CSV kept as bytes forever.
 
 use super::documents::{self, seller_paper};
-use super::drafts::{Cutoff, draft_issued};
+use super::drafts::draft_issued;
 use super::period::Period;
+use super::sums::Cutoff;
 use super::{BillingError, render};
 use crate::pricing::PriceBook;
 use crate::store::{FrozenDocuments, Store, StoreError};

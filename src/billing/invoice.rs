@@ -4,9 +4,9 @@
 use rust_decimal::Decimal;
 use serde::Serialize;
 
-use super::details::Party;
 use super::period::Period;
 use super::rating::{Category, Charge, Line, LineBook, LineCost, Unpriced, cents};
+use crate::documents::Party;
 use crate::plans::Plan;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -30,13 +30,14 @@ pub mod invoice;
 pub mod period;
 pub mod rating;
 pub mod render;
+pub mod sums;
 
 pub use crate::record::RateKey;
 pub use breakdown::{BreakdownPart, breakdown, with_breakdown};
 pub use documents::{DocumentKind, invoice_document};
 pub use drafts::{
-    Cutoff, Rendered, container_bill, container_values, draft_as_of, draft_invoice, draft_invoices,
-    invoice, joined_csv, period_csv, period_invoices,
+    Rendered, draft_as_of, draft_invoice, draft_invoices, invoice, joined_csv, period_csv,
+    period_invoices,
 };
 pub use finalize::{FinalizeError, finalize};
 pub use invoice::{Invoice, Subtotals, assemble};
@@ -44,6 +45,7 @@ pub use period::Period;
 pub use rating::{
     Category, Charge, Line, LineBook, LineKey, Qualifier, TokenQuantities, Unpriced, cents,
 };
+pub use sums::{Cutoff, container_bill, container_values};
 
 use crate::pricing::StoredBookError;
 use crate::store::StoreError;

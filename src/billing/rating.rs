@@ -10,102 +10,11 @@ use rust_decimal::{Decimal, RoundingStrategy};
 use serde::Serialize;
 
 use super::containers::ContainerBill;
+pub use crate::charge::{Category, Charge};
 use crate::plans::{OverridePrice, Plan};
 use crate::pricing::{ModelPrice, PriceBook, Rates};
 use crate::record::{RateKey, Usage};
 use crate::store::UsageGroup;
-
-/// What a line charges for; the order is the order of lines within a model.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Charge {
-    InputTokens,
-    OutputTokens,
-    #[serde(rename = "cache_write_5m_tokens")]
-    CacheWrite5mTokens,
-    #[serde(rename = "cache_write_1h_tokens")]
-    CacheWrite1hTokens,
-    CacheReadTokens,
-    WebSearchRequests,
-    ContainerHours,
-    ContainerFreeHours,
-    Adjustment,
-    /// Tops a period's usage up to its plan's monthly minimum (docs/plans.md).
-    MinimumCommitment,
-    /// Prepaid credit drawn (negative).
-    Credit,
-    /// Tax on the total after credit (docs/invoices.md).
-    Tax,
-}
-
-impl Charge {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Charge::InputTokens => "input_tokens",
-            Charge::OutputTokens => "output_tokens",
-            Charge::CacheWrite5mTokens => "cache_write_5m_tokens",
-            Charge::CacheWrite1hTokens => "cache_write_1h_tokens",
-            Charge::CacheReadTokens => "cache_read_tokens",
-            Charge::WebSearchRequests => "web_search_requests",
-            Charge::ContainerHours => "container_hours",
-            Charge::ContainerFreeHours => "container_free_hours",
-            Charge::Adjustment => "adjustment",
-            Charge::MinimumCommitment => "minimum_commitment",
-            Charge::Credit => "credit",
-            Charge::Tax => "tax",
-        }
-    }
-
-    fn words(self) -> &'static str {
-        match self {
-            Charge::InputTokens => "input tokens",
-            Charge::OutputTokens => "output tokens",
-            Charge::CacheWrite5mTokens => "5-minute cache write tokens",
-            Charge::CacheWrite1hTokens => "1-hour cache write tokens",
-            Charge::CacheReadTokens => "cache read tokens",
-            Charge::WebSearchRequests => "web search requests",
-            Charge::ContainerHours => "code execution container hours",
-            Charge::ContainerFreeHours => "code execution free container hours",
-            Charge::Adjustment => "adjustment",
-            Charge::MinimumCommitment => "minimum monthly commitment",
-            Charge::Credit => "prepaid credit",
-            Charge::Tax => "tax",
-        }
-    }
-
-    pub fn category(self) -> Category {
-        match self {
-            Charge::WebSearchRequests => Category::WebSearch,
-            Charge::ContainerHours | Charge::ContainerFreeHours => Category::CodeExecution,
-            Charge::Adjustment => Category::Adjustment,
-            Charge::MinimumCommitment => Category::Commitment,
-            Charge::Credit => Category::Credit,
-            Charge::Tax => Category::Tax,
-            _ => Category::Tokens,
-        }
-    }
-
-    pub(super) fn unit(self) -> &'static str {
-        match self {
-            Charge::WebSearchRequests => "request",
-            Charge::ContainerHours | Charge::ContainerFreeHours => "hour",
-            Charge::Adjustment | Charge::MinimumCommitment | Charge::Credit | Charge::Tax => "usd",
-            _ => "token",
-        }
-    }
-}
-
-/// Invoice sections, in the order lines are listed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Category {
-    Tokens,
-    WebSearch,
-    CodeExecution,
-    Adjustment,
-    Commitment,
-    Credit,
-    Tax,
-}
 
 /// Everything that makes two charges separate lines. The derived order is
 /// the order of lines on the invoice.
@@ -542,7 +451,7 @@ pub(crate) fn priced(key: &LineKey, quantity: Decimal, plan: Option<&Plan>) -> P
         .and_then(|d| plan.and_then(|p| p.version_at(d)));
     let model = key.model.as_deref();
     let (unit_price, price_exact) = match version {
-        Some(v) => match v.override_for(model, key.charge.as_str()).map(|o| o.price) {
+        Some(v) => match v.override_for(model, key.charge).map(|o| o.price) {
             // Container time at a fixed hour price: from the whole seconds,
             // as its cost is (s × price ÷ 3600, docs/billing.md).
             Some(OverridePrice::UnitPrice(p))
@@ -553,13 +462,7 @@ pub(crate) fn priced(key: &LineKey, quantity: Decimal, plan: Option<&Plan>) -> P
             {
                 (p, kept * p / HOUR_SECONDS)
             }
-            _ => v.price(
-                model,
-                key.charge.as_str(),
-                quantity,
-                key.unit_price,
-                cost_exact,
-            ),
+            _ => v.price(model, key.charge, quantity, key.unit_price, cost_exact),
         },
         None => (key.unit_price, cost_exact),
     };
@@ -601,12 +504,13 @@ pub(super) fn line_of(key: LineKey, quantity: Decimal, plan: Option<&Plan>) -> L
 /// A line's quantity in its unit (container seconds become hours) and its
 /// exact amount, for `quantity` as a [`LineBook`] keeps it.
 pub(super) fn quantity_and_amount(key: &LineKey, quantity: Decimal) -> (Decimal, Decimal) {
-    match key.charge {
-        Charge::ContainerHours | Charge::ContainerFreeHours => (
+    if key.charge.is_container_time() {
+        (
             quantity / HOUR_SECONDS,
             quantity * key.unit_price / HOUR_SECONDS,
-        ),
-        _ => (quantity, quantity * key.unit_price),
+        )
+    } else {
+        (quantity, quantity * key.unit_price)
     }
 }
 

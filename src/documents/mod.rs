@@ -22,8 +22,21 @@ use chrono::NaiveDate;
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde::{Deserialize, Serialize};
 
-use crate::billing::details::Party;
+use crate::charge::{Category, Charge};
 use crate::pricing::{AllowancePeriod, PriceBook};
+
+/// What an invoice's document prints of a party.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Party {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tax_id: Option<String>,
+}
 
 /// The paper a PDF is laid out on (the seller's choice: `tally org set
 /// --paper`). The HTML document fits either.
@@ -170,7 +183,7 @@ struct InvoiceJson {
 #[derive(Deserialize)]
 struct LineJson {
     description: String,
-    charge: String,
+    charge: Charge,
     quantity: Decimal,
     unit: String,
     unit_price: Decimal,
@@ -184,13 +197,13 @@ struct UnpricedJson {
 }
 
 /// The section a charge is listed under (`None`: after the usage).
-fn section_of(charge: &str) -> Option<&'static str> {
-    match charge {
-        "web_search_requests" => Some("Web search"),
-        "container_hours" | "container_free_hours" => Some("Code execution"),
-        "adjustment" => Some("Adjustments for earlier periods"),
-        "minimum_commitment" | "credit" | "tax" => None,
-        _ => Some("Tokens"),
+fn section_of(charge: Charge) -> Option<&'static str> {
+    match charge.category() {
+        Category::Tokens => Some("Tokens"),
+        Category::WebSearch => Some("Web search"),
+        Category::CodeExecution => Some("Code execution"),
+        Category::Adjustment => Some("Adjustments for earlier periods"),
+        Category::Commitment | Category::Credit | Category::Tax => None,
     }
 }
 
@@ -204,10 +217,10 @@ impl Document {
         let mut after_usage = Vec::new();
         let mut bills_containers = false;
         for l in &inv.lines {
-            let Some(title) = section_of(&l.charge) else {
-                let label = match l.charge.as_str() {
-                    "minimum_commitment" => "Minimum monthly commitment".to_owned(),
-                    "credit" => capitalized(&l.description),
+            let Some(title) = section_of(l.charge) else {
+                let label = match l.charge {
+                    Charge::MinimumCommitment => "Minimum monthly commitment".to_owned(),
+                    Charge::Credit => capitalized(&l.description),
                     _ => l.description.clone(),
                 };
                 after_usage.push(SummaryLine {
@@ -216,7 +229,7 @@ impl Document {
                 });
                 continue;
             };
-            bills_containers |= l.charge.starts_with("container_");
+            bills_containers |= l.charge.is_container_time();
             let line = DocLine {
                 description: l.description.clone(),
                 quantity: quantity(l.quantity, &l.unit),

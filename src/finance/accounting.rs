@@ -22,6 +22,7 @@ use serde::Deserialize;
 use crate::billing::Period;
 use crate::billing::details::Party;
 use crate::billing::render::text_cell;
+use crate::charge::{Category, Charge};
 use crate::documents;
 use crate::store::{Store, StoreError};
 
@@ -152,7 +153,7 @@ struct Frozen {
 #[derive(Deserialize)]
 struct FrozenLine {
     description: String,
-    charge: String,
+    charge: Charge,
     quantity: Decimal,
     unit: String,
     unit_price: Decimal,
@@ -160,15 +161,15 @@ struct FrozenLine {
 }
 
 /// The product or service a line is sold as (QuickBooks' item column).
-fn item(charge: &str) -> &'static str {
-    match charge {
-        "web_search_requests" => "Web search",
-        "container_hours" | "container_free_hours" => "Code execution",
-        "adjustment" => "Adjustment",
-        "minimum_commitment" => "Minimum commitment",
-        "credit" => "Prepaid credit",
-        "tax" => "Tax",
-        _ => "Tokens",
+fn item(charge: Charge) -> &'static str {
+    match charge.category() {
+        Category::Tokens => "Tokens",
+        Category::WebSearch => "Web search",
+        Category::CodeExecution => "Code execution",
+        Category::Adjustment => "Adjustment",
+        Category::Commitment => "Minimum commitment",
+        Category::Credit => "Prepaid credit",
+        Category::Tax => "Tax",
     }
 }
 
@@ -272,7 +273,7 @@ fn quickbooks_rows(inv: &Frozen, period: Period, o: &ExportOptions) -> Vec<Vec<S
                 String::new(),
                 String::new(),
                 text_cell(&memo),
-                item(&l.charge).to_owned(),
+                item(l.charge).to_owned(),
                 text_cell(&description(l)),
                 "1".to_owned(),
                 l.amount.to_string(),

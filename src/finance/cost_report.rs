@@ -284,15 +284,33 @@ pub fn cost_type(charge: Charge) -> &'static str {
     }
 }
 
-fn token_type(charge: Charge) -> Option<&'static str> {
+/// A token charge's names: its `token_type`, and its kind in a
+/// description ("Input Tokens"); none for other charges.
+fn token_names(charge: Charge) -> Option<(&'static str, &'static str)> {
     Some(match charge {
-        Charge::InputTokens => "uncached_input_tokens",
-        Charge::OutputTokens => "output_tokens",
-        Charge::CacheReadTokens => "cache_read_input_tokens",
-        Charge::CacheWrite5mTokens => "cache_creation.ephemeral_5m_input_tokens",
-        Charge::CacheWrite1hTokens => "cache_creation.ephemeral_1h_input_tokens",
-        _ => return None,
+        Charge::InputTokens => ("uncached_input_tokens", "Input Tokens"),
+        Charge::OutputTokens => ("output_tokens", "Output Tokens"),
+        Charge::CacheReadTokens => ("cache_read_input_tokens", "Cache Read"),
+        Charge::CacheWrite5mTokens => (
+            "cache_creation.ephemeral_5m_input_tokens",
+            "Cache Write (5m)",
+        ),
+        Charge::CacheWrite1hTokens => (
+            "cache_creation.ephemeral_1h_input_tokens",
+            "Cache Write (1h)",
+        ),
+        Charge::WebSearchRequests
+        | Charge::ContainerHours
+        | Charge::ContainerFreeHours
+        | Charge::Adjustment
+        | Charge::MinimumCommitment
+        | Charge::Credit
+        | Charge::Tax => return None,
     })
+}
+
+fn token_type(charge: Charge) -> Option<&'static str> {
+    token_names(charge).map(|(token_type, _)| token_type)
 }
 
 /// "claude-sonnet-4-5-20250929" → "Claude Sonnet 4.5"; "claude-3-5-haiku-…" → "Claude 3.5 Haiku".
@@ -331,14 +349,7 @@ pub fn description(cost: &DayCost) -> String {
         (Category::WebSearch, _) => "Web Search Usage".into(),
         (Category::CodeExecution, _) => "Code Execution Usage".into(),
         (_, Some(model)) => {
-            let kind = match k.charge {
-                Charge::InputTokens => "Input Tokens",
-                Charge::OutputTokens => "Output Tokens",
-                Charge::CacheReadTokens => "Cache Read",
-                Charge::CacheWrite5mTokens => "Cache Write (5m)",
-                Charge::CacheWrite1hTokens => "Cache Write (1h)",
-                _ => "Other",
-            };
+            let kind = token_names(k.charge).map_or("Other", |(_, kind)| kind);
             let fast = if k.fast { " - Fast Mode" } else { "" };
             format!("{} Usage - {kind}{fast}", model_name(model))
         }

@@ -193,11 +193,10 @@ pub fn write(costs: &PeriodCosts, only: Option<&str>, out: impl Write) -> csv::R
                 (cost.amount, unit.normalize())
             };
             // Container hours to at most 6 decimals, as on the invoice CSV.
-            let quantity = match k.charge {
-                Charge::ContainerHours | Charge::ContainerFreeHours => {
-                    crate::billing::render::readable_hours(cost.quantity)
-                }
-                _ => cost.quantity,
+            let quantity = if k.charge.is_container_time() {
+                crate::billing::render::readable_hours(cost.quantity)
+            } else {
+                cost.quantity
             };
             w.serialize(Row {
                 charge_category: if credit { "Credit" } else { "Usage" },

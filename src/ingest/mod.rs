@@ -26,8 +26,9 @@ use crate::time::Micros;
 use parse::parse_retaining;
 use retention::Retention;
 
-/// A chunk is also cut once its raw text passes this many bytes.
-pub const CHUNK_BYTES: usize = 16 << 20;
+/// A chunk is also cut once its raw text passes this many bytes: the size
+/// from which a record counts as large (and is committed alone).
+pub const CHUNK_BYTES: usize = crate::store::LARGE_RECORD_BYTES;
 
 /// Accumulates raw lines and parses them into one [`WriteBatch`].
 pub struct ChunkBuilder {

@@ -43,8 +43,7 @@ impl<S: Writes + ?Sized> BatchWriter for S {
 /// Input text the chunks in flight may hold before `submit` waits for them.
 pub const IN_FLIGHT_BYTES: usize = 64 << 20;
 
-/// A record this large is committed alone, before the next line is read.
-pub const LARGE_RECORD_BYTES: usize = super::CHUNK_BYTES;
+pub use crate::store::LARGE_RECORD_BYTES;
 
 /// A chunk whose write failed, handed back whole so its lines can be
 /// reported (see [`OrderedCommitter::settle`]).
@@ -135,7 +134,7 @@ impl<W: BatchWriter + ?Sized> OrderedCommitter<W> {
     ) -> Result<()> {
         let footprint = Footprint::of(&batch);
         let bytes = batch.held_bytes();
-        let large = batch.largest_line() >= LARGE_RECORD_BYTES;
+        let large = batch.holds_large_record();
         while self.inflight.len() >= self.parallel
             || self
                 .inflight

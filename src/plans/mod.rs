@@ -24,6 +24,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
+use crate::charge::Charge;
 use crate::pricing::{effective_from, exact_option, line_of, read_toml};
 
 /// A plan file that cannot be used, and where.
@@ -64,8 +65,8 @@ pub struct PlanVersion {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Override {
     pub model: Option<String>,
-    /// The charge as invoice lines name it (one of [`PRICED_CHARGES`]).
-    pub charge: Option<String>,
+    /// The charge (one of [`Charge::PRICED_BY_PLANS`]).
+    pub charge: Option<Charge>,
     #[serde(flatten)]
     pub price: OverridePrice,
 }
@@ -110,19 +111,6 @@ struct OverrideFile {
     #[serde(default, deserialize_with = "exact_option")]
     unit_price: Option<Decimal>,
 }
-
-/// The charges a plan may price, as invoice lines name them (adjustments
-/// are re-billed usage, priced as the lines they adjust).
-pub const PRICED_CHARGES: [&str; 8] = [
-    "input_tokens",
-    "output_tokens",
-    "cache_write_5m_tokens",
-    "cache_write_1h_tokens",
-    "cache_read_tokens",
-    "web_search_requests",
-    "container_hours",
-    "container_free_hours",
-];
 
 impl Plan {
     /// Read and check a plan file.
@@ -216,15 +204,18 @@ fn check_markup(field: &str, markup: Decimal) -> Result<(), String> {
 }
 
 fn check_override(o: OverrideFile) -> Result<Override, String> {
-    if let Some(name) = &o.charge
-        && !PRICED_CHARGES.contains(&name.as_str())
-    {
-        return Err(format!(
-            "override charge {name:?} is not one of {}",
-            PRICED_CHARGES.join(", ")
-        ));
-    }
-    let charge = o.charge;
+    let charge = match &o.charge {
+        Some(name) => Some(
+            Charge::named(name, &Charge::PRICED_BY_PLANS).ok_or_else(|| {
+                let names: Vec<&str> = Charge::PRICED_BY_PLANS.iter().map(|c| c.as_str()).collect();
+                format!(
+                    "override charge {name:?} is not one of {}",
+                    names.join(", ")
+                )
+            })?,
+        ),
+        None => None,
+    };
     if o.model.is_none() && charge.is_none() {
         return Err("an override needs a model, a charge, or both".into());
     }
@@ -261,16 +252,16 @@ impl PlanVersion {
     /// so an allowance that covers all the time still nets to zero (an
     /// override of `container_free_hours` with `unit_price = "0"` keeps the
     /// allowance from the account).
-    pub fn override_for(&self, model: Option<&str>, charge: &str) -> Option<&Override> {
-        let find = |charge: &str| {
+    pub fn override_for(&self, model: Option<&str>, charge: Charge) -> Option<&Override> {
+        let find = |charge: Charge| {
             self.overrides.iter().find(|o| {
                 o.model.as_deref().is_none_or(|m| Some(m) == model)
-                    && o.charge.as_deref().is_none_or(|c| c == charge)
+                    && o.charge.is_none_or(|c| c == charge)
             })
         };
         find(charge).or_else(|| {
-            (charge == "container_free_hours")
-                .then(|| find("container_hours"))
+            (charge == Charge::ContainerFreeHours)
+                .then(|| find(Charge::ContainerHours))
                 .flatten()
         })
     }
@@ -280,7 +271,7 @@ impl PlanVersion {
     pub fn price(
         &self,
         model: Option<&str>,
-        charge: &str,
+        charge: Charge,
         quantity: Decimal,
         cost_unit_price: Decimal,
         cost_exact: Decimal,
@@ -336,21 +327,45 @@ discount_percent = "5"
         // 1,000 output tokens of Opus 4 at the fixed price: $0.1.
         let opus = Some("claude-opus-4-20250514");
         assert_eq!(
-            may.price(opus, "output_tokens", d("1000"), d("0.000075"), d("0.075")),
+            may.price(
+                opus,
+                Charge::OutputTokens,
+                d("1000"),
+                d("0.000075"),
+                d("0.075")
+            ),
             (d("0.0001"), d("0.1"))
         );
         // Its input tokens: the version's 20 % markup.
-        let (unit, amount) = may.price(opus, "input_tokens", d("1000"), d("0.000015"), d("0.015"));
+        let (unit, amount) = may.price(
+            opus,
+            Charge::InputTokens,
+            d("1000"),
+            d("0.000015"),
+            d("0.015"),
+        );
         assert_eq!((unit, amount), (d("0.000018"), d("0.018")));
         // Container hours of any model: their own 50 %.
-        let (_, amount) = may.price(None, "container_hours", d("2"), d("0.05"), d("0.1"));
+        let (_, amount) = may.price(None, Charge::ContainerHours, d("2"), d("0.05"), d("0.1"));
         assert_eq!(amount, d("0.15"));
         // Free hours follow the container hours' override.
-        let (unit, _) = may.price(None, "container_free_hours", d("-2"), d("0.05"), d("-0.1"));
+        let (unit, _) = may.price(
+            None,
+            Charge::ContainerFreeHours,
+            d("-2"),
+            d("0.05"),
+            d("-0.1"),
+        );
         assert_eq!(unit, d("0.075"));
         // June: 10 % up, then 5 % off: × 1.045, and no overrides.
         let june = plan.version_at(date("2025-06-01")).unwrap();
-        let (_, amount) = june.price(opus, "output_tokens", d("1000"), d("0.000075"), d("0.075"));
+        let (_, amount) = june.price(
+            opus,
+            Charge::OutputTokens,
+            d("1000"),
+            d("0.000075"),
+            d("0.075"),
+        );
         assert_eq!(amount, d("0.078375"));
         assert_eq!(june.minimum_monthly_usd, None);
     }
@@ -360,7 +375,13 @@ discount_percent = "5"
         let plan = Plan::parse("[[version]]\neffective_from = \"2025-01-01\"\n").unwrap();
         let v = &plan.versions()[0];
         assert_eq!(
-            v.price(None, "web_search_requests", d("3"), d("0.01"), d("0.03")),
+            v.price(
+                None,
+                Charge::WebSearchRequests,
+                d("3"),
+                d("0.01"),
+                d("0.03")
+            ),
             (d("0.01"), d("0.03"))
         );
     }

@@ -25,7 +25,8 @@ use futures_util::{FutureExt, Stream, StreamExt};
 use tokio::sync::oneshot;
 
 use super::capture::{Bounded, Capture};
-use super::recorder::{Kept, Recorder};
+use super::recorder::Recorder;
+use super::sink::Kept;
 use crate::time::now_micros;
 
 type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, std::io::Error>> + Send>>;

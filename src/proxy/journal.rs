@@ -27,7 +27,7 @@ use tokio::sync::mpsc;
 
 use super::admin::ProxyMetrics;
 use super::capture::Captured;
-use super::recorder::{BATCH, Call, Kept, Sink};
+use super::sink::{BATCH, Call, Kept, Sink};
 use super::spool::Spool;
 
 /// Calls per segment at most.

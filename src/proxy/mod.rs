@@ -23,6 +23,7 @@ mod journal;
 mod link;
 mod recorder;
 mod replay;
+mod sink;
 mod spool;
 
 use std::sync::Arc;
@@ -41,7 +42,7 @@ use answer::Answer;
 use capture::{Capture, RequestCopy};
 pub use link::{LedgerLink, OPEN_PATIENCE};
 pub use recorder::Recorder;
-use recorder::Sink;
+use sink::Sink;
 
 /// Settings of a running proxy.
 #[derive(Debug, Clone)]

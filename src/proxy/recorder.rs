@@ -27,41 +27,8 @@ use tokio::sync::{mpsc, oneshot};
 use super::admin::ProxyMetrics;
 use super::capture::Captured;
 use super::journal;
-use super::link::LedgerLink;
 use super::replay::Replayer;
-use super::spool::Spool;
-use crate::record::Retention;
-
-/// Calls written per transaction (or journal append) at most.
-pub(super) const BATCH: usize = 500;
-
-/// Where a call's record is kept, once it is durable.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Kept {
-    /// Committed to the ledger.
-    Ledger,
-    /// Fsynced in the spool, to be replayed into the ledger.
-    Spool,
-    /// Nowhere: the ledger refused it and there is no spool (or the spool
-    /// could not be written).
-    Lost,
-}
-
-/// A call waiting to be recorded, and who to tell when it is.
-pub(super) struct Call {
-    pub(super) captured: Captured,
-    kept: oneshot::Sender<Kept>,
-    since: Instant,
-}
-
-/// What the writer, the replayer and the overflow path share.
-pub(super) struct Sink {
-    pub(super) link: Arc<LedgerLink>,
-    pub(super) spool: Option<Arc<Spool>>,
-    pub(super) default_account: Option<String>,
-    pub(super) retention: Retention,
-    pub(super) metrics: Arc<ProxyMetrics>,
-}
+use super::sink::{BATCH, Call, Kept, Sink};
 
 #[derive(Clone)]
 pub struct Recorder {
@@ -142,51 +109,6 @@ impl Recorder {
             sink.settle(call, kept);
         });
         answer
-    }
-}
-
-impl Sink {
-    /// Keep calls in the spool (fsynced before this returns); where they are
-    /// kept. Blocking.
-    fn spool_now(&self, calls: &[&Captured]) -> Kept {
-        let n = calls.len();
-        let Some(spool) = &self.spool else {
-            tracing::error!(
-                calls = n,
-                "no --spool: calls the ledger did not take are lost"
-            );
-            ProxyMetrics::count(&self.metrics.dropped, n);
-            return Kept::Lost;
-        };
-        // Counted before it is written: the replayer may take it at once.
-        self.metrics
-            .spool_depth
-            .fetch_add(n as i64, Ordering::Relaxed);
-        match spool.append(calls) {
-            Ok(()) => {
-                ProxyMetrics::count(&self.metrics.spooled, n);
-                Kept::Spool
-            }
-            Err(e) => {
-                self.metrics
-                    .spool_depth
-                    .fetch_sub(n as i64, Ordering::Relaxed);
-                ProxyMetrics::count(&self.metrics.dropped, n);
-                tracing::error!(error = %e, calls = n, "cannot write the spool: calls are lost");
-                Kept::Lost
-            }
-        }
-    }
-
-    /// Tell a call's answer where its record is, and time the wait; the
-    /// call's capture back.
-    pub(super) fn settle(&self, call: Call, kept: Kept) -> Captured {
-        let waited = call.since.elapsed().as_micros() as usize;
-        ProxyMetrics::count(&self.metrics.record_micros, waited);
-        ProxyMetrics::count(&self.metrics.record_waits, 1);
-        // The caller may have gone: nobody is waiting then.
-        let _ = call.kept.send(kept);
-        call.captured
     }
 }
 

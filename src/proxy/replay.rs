@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use super::admin::ProxyMetrics;
 use super::capture::Captured;
-use super::recorder::Sink;
+use super::sink::Sink;
 use super::spool::Spool;
 
 /// How often the spool is tried again, and the ledger checked.

@@ -20,7 +20,6 @@ use super::pool::{PoolRef, Pooled};
 use super::row::{Returned, TableRow, Value, insert_sql};
 use super::write::{WriteTx, write_batch};
 use super::{Backend, Result, StoreError, WriteBatch, WriteOutcome, Writes};
-use crate::ingest::pipeline::LARGE_RECORD_BYTES;
 
 const ROWS_PER_STATEMENT: usize = 2000;
 const WRITE_ATTEMPTS: usize = 5;
@@ -336,7 +335,7 @@ impl PostgresStore {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
             .rem_euclid(ROLLUP_SHARDS);
         let outcome = write_batch(&mut Tx(&mut tx, shard), batch, now).await?;
-        if batch.largest_line() >= LARGE_RECORD_BYTES {
+        if batch.holds_large_record() {
             // The connection's buffers grew to the record's size: give that
             // back, so each pooled connection does not keep it.
             sqlx::Connection::shrink_buffers(&mut *tx);

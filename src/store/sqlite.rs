@@ -27,7 +27,6 @@ use super::pool::{PoolRef, Pooled};
 use super::row::{Returned, TableRow, Value, insert_sql};
 use super::write::{WriteTx, write_batch};
 use super::{Backend, Result, WriteBatch, WriteOutcome, Writes};
-use crate::ingest::pipeline::LARGE_RECORD_BYTES;
 
 /// 30 columns × 200 rows stays far below SQLite's 32,766 bound parameters.
 const ROWS_PER_STATEMENT: usize = 200;
@@ -338,7 +337,7 @@ impl Writes for SqliteStore {
         let mut tx = sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE").await?;
         let outcome = write_batch(&mut Tx(&mut tx, BTreeMap::new()), batch, now).await?;
         tx.commit().await?;
-        if batch.largest_line() >= LARGE_RECORD_BYTES {
+        if batch.holds_large_record() {
             // The page cache now holds the record's pages: let them go, so
             // each connection does not keep a large record's worth.
             sqlx::query("PRAGMA shrink_memory")

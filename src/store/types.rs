@@ -6,6 +6,11 @@ use crate::record::{NewRecord, NewRejection};
 use crate::time::Micros;
 
 /// What one transaction writes.
+/// A record this large (ingest's chunk size, at which a chunk is cut
+/// anyway) is committed alone, before the next line is read, and the
+/// memory its write took is let go of at once.
+pub const LARGE_RECORD_BYTES: usize = 16 << 20;
+
 #[derive(Debug, Default)]
 pub struct WriteBatch {
     pub records: Vec<NewRecord>,
@@ -26,6 +31,11 @@ impl WriteBatch {
         let records: usize = self.records.iter().map(|r| r.raw.len()).sum();
         let rejections: usize = self.rejections.iter().map(|r| r.raw.len()).sum();
         records + rejections
+    }
+
+    /// Whether the batch holds a record of [`LARGE_RECORD_BYTES`] or more.
+    pub fn holds_large_record(&self) -> bool {
+        self.largest_line() >= LARGE_RECORD_BYTES
     }
 
     /// The longest line the batch holds, as kept.

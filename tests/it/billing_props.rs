@@ -212,7 +212,7 @@ fn plan_spec() -> impl Strategy<Value = PlanSpec> {
         0u8..150,
         0u8..60,
         proptest::option::of((
-            0usize..tally::plans::PRICED_CHARGES.len(),
+            0usize..tally::charge::Charge::PRICED_BY_PLANS.len(),
             any::<bool>(),
             0u32..1000,
         )),
@@ -240,7 +240,7 @@ impl PlanSpec {
             t.push_str(&format!("minimum_monthly_usd = \"{m}\"\n"));
         }
         if let Some((charge, fixed, value)) = self.overrides {
-            let charge = tally::plans::PRICED_CHARGES[charge];
+            let charge = tally::charge::Charge::PRICED_BY_PLANS[charge].as_str();
             let price = if fixed {
                 format!("unit_price = \"0.{value:07}\"")
             } else {

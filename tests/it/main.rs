@@ -11,6 +11,7 @@
 mod support;
 
 mod access;
+mod architecture;
 mod attribution;
 mod billing;
 mod billing_details;
