@@ -208,12 +208,10 @@ pub async fn budget_cmd(database: &str, cmd: BudgetCommand) -> Result<ExitCode> 
             .await?;
             println!("{} new alert(s)", new.len() + low.len());
             if let Some(url) = webhook.filter(|u| !u.is_empty()) {
-                let client = reqwest::Client::builder()
-                    .timeout(std::time::Duration::from_secs(10))
-                    .build()?;
-                let sent = budget::deliver(store, &client, &url).await?
-                    + crate::finance::credits::deliver(store, &client, &url).await?
-                    + crate::finance::events::deliver(store, &client, &url).await?;
+                let webhook = crate::finance::webhook::Webhook::new(&url)?;
+                let sent = budget::deliver(store, &webhook).await?
+                    + crate::finance::credits::deliver(store, &webhook).await?
+                    + crate::finance::events::deliver(store, &webhook).await?;
                 println!("{sent} alert(s) delivered to the webhook");
             }
         }

@@ -16,6 +16,7 @@ use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::Serialize;
 
+use super::webhook::Webhook;
 use crate::billing::daily::PeriodCosts;
 use crate::billing::{Period, cents};
 use crate::store::{BudgetAlert, Store, StoreError};
@@ -183,14 +184,10 @@ pub async fn check(
 }
 
 /// POST every undelivered alert to the webhook; returns how many were delivered.
-pub async fn deliver(
-    store: &dyn Store,
-    client: &reqwest::Client,
-    webhook: &str,
-) -> Result<usize, StoreError> {
+pub async fn deliver(store: &dyn Store, webhook: &Webhook) -> Result<usize, StoreError> {
     let mut delivered = 0;
     for alert in store.alerts(None, true).await? {
-        if post_alert(client, webhook, &AlertView::from(&alert)).await {
+        if webhook.post(&AlertView::from(&alert)).await {
             store
                 .mark_alert_delivered(&alert.account, &alert.period, alert.threshold)
                 .await?;
@@ -198,23 +195,6 @@ pub async fn deliver(
         }
     }
     Ok(delivered)
-}
-
-/// POST one alert to the webhook: whether it was taken (2xx). A refusal or
-/// an unreachable webhook is logged; the alert stays undelivered for the
-/// next check.
-pub async fn post_alert(client: &reqwest::Client, webhook: &str, alert: &impl Serialize) -> bool {
-    match client.post(webhook).json(alert).send().await {
-        Ok(r) if r.status().is_success() => true,
-        Ok(r) => {
-            tracing::warn!(status = %r.status(), "alert webhook refused an alert; will retry");
-            false
-        }
-        Err(e) => {
-            tracing::warn!("alert webhook unreachable ({e}); will retry");
-            false
-        }
-    }
 }
 
 /// Parse a budget amount: a non-negative USD decimal.

@@ -20,6 +20,7 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 
 use super::FinanceCache;
+use super::webhook::Webhook;
 use crate::billing::credits::{CreditBook, CreditStatus};
 use crate::billing::daily::period_costs;
 use crate::billing::{BillingError, Period, cents};
@@ -214,14 +215,10 @@ pub async fn check(
 }
 
 /// POST every undelivered low-balance alert to the webhook; how many were delivered.
-pub async fn deliver(
-    store: &dyn Store,
-    client: &reqwest::Client,
-    webhook: &str,
-) -> Result<usize, StoreError> {
+pub async fn deliver(store: &dyn Store, webhook: &Webhook) -> Result<usize, StoreError> {
     let mut delivered = 0;
     for alert in store.credit_alerts(true).await? {
-        if super::budget::post_alert(client, webhook, &CreditAlertView::from(&alert)).await {
+        if webhook.post(&CreditAlertView::from(&alert)).await {
             store
                 .mark_credit_alert_delivered(&alert.account, &alert.funded_usd.to_string())
                 .await?;

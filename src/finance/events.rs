@@ -10,6 +10,7 @@
 
 use serde::Serialize;
 
+use super::webhook::Webhook;
 use crate::store::{Store, StoreError};
 
 /// How long a sender holds an event it is POSTing.
@@ -50,14 +51,10 @@ pub async fn event(
 
 /// POST every undelivered `invoice.finalized` event this caller can claim;
 /// how many were delivered.
-pub async fn deliver(
-    store: &dyn Store,
-    client: &reqwest::Client,
-    webhook: &str,
-) -> Result<usize, StoreError> {
+pub async fn deliver(store: &dyn Store, webhook: &Webhook) -> Result<usize, StoreError> {
     let mut delivered = 0;
     for (account, period) in store.undelivered_invoice_events().await? {
-        delivered += usize::from(deliver_one(store, client, webhook, &account, &period).await?);
+        delivered += usize::from(deliver_one(store, webhook, &account, &period).await?);
     }
     Ok(delivered)
 }
@@ -65,8 +62,7 @@ pub async fn deliver(
 /// POST one invoice's event if this caller can claim it: whether it was delivered.
 pub async fn deliver_one(
     store: &dyn Store,
-    client: &reqwest::Client,
-    webhook: &str,
+    webhook: &Webhook,
     account: &str,
     period: &str,
 ) -> Result<bool, StoreError> {
@@ -82,7 +78,7 @@ pub async fn deliver_one(
         return Ok(false); // delivered already, or another sender has it
     }
     let sent = match event(store, account, period).await? {
-        Some(e) => super::budget::post_alert(client, webhook, &e).await,
+        Some(e) => webhook.post(&e).await,
         None => false,
     };
     store

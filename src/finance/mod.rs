@@ -17,6 +17,7 @@ pub mod events;
 pub mod focus;
 pub mod margins;
 pub mod reconcile;
+pub mod webhook;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -146,6 +147,28 @@ pub fn usd(amount: rust_decimal::Decimal) -> String {
         ""
     };
     format!("{sign}${grouped}.{frac}")
+}
+
+/// Send every undelivered event of every kind to `webhook`, each kind on
+/// its own (one that fails, and is logged, holds back none of the others);
+/// how many were delivered.
+pub async fn deliver_events(store: &dyn crate::store::Store, webhook: &webhook::Webhook) -> usize {
+    let kinds = [
+        ("budget alerts", budget::deliver(store, webhook).await),
+        ("low-balance alerts", credits::deliver(store, webhook).await),
+        (
+            "invoice.finalized events",
+            events::deliver(store, webhook).await,
+        ),
+    ];
+    let mut delivered = 0;
+    for (kind, sent) in kinds {
+        match sent {
+            Ok(n) => delivered += n,
+            Err(e) => tracing::warn!("delivering {kind} failed: {e}"),
+        }
+    }
+    delivered
 }
 
 #[cfg(test)]

@@ -142,12 +142,12 @@ fn shape(of: BodyOf, bytes: &[u8]) -> Result<Map<String, Value>, ApiError> {
 pub fn parse<T: DeserializeOwned, U>(
     of: BodyOf,
     bytes: &[u8],
-    read: impl FnOnce(T) -> Result<U, String>,
+    read: impl FnOnce(T) -> Result<U, ApiError>,
 ) -> Result<U, ApiError> {
     let value = Value::Object(shape(of, bytes)?);
     let parsed: T = serde_json::from_value(value.clone())
         .map_err(|e| ApiError::BadRequest(format!("body: {e}; expected {}", of.expected())))?;
-    let read = read(parsed).map_err(ApiError::BadRequest)?;
+    let read = read(parsed)?;
     check(of, &value)?;
     Ok(read)
 }

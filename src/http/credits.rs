@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use serde::Deserialize;
 
+use super::Blame;
 use super::body::{self, BodyOf};
 use super::{ApiBody, ApiError, ApiPath, AppState, check_account};
 use crate::auth::Principal;
@@ -54,38 +55,36 @@ struct Grant {
 }
 
 impl TryFrom<GrantBody> for Grant {
-    type Error = String;
+    type Error = ApiError;
 
-    fn try_from(body: GrantBody) -> Result<Grant, String> {
+    fn try_from(body: GrantBody) -> Result<Grant, ApiError> {
         if body.note.as_deref().is_some_and(|n| n.contains('\0')) {
             // PostgreSQL's text cannot hold it: refused on either backend alike.
-            return Err(
+            return Err(ApiError::BadRequest(
                 "note holds a NUL character (U+0000), which the ledger cannot store".into(),
-            );
+            ));
         }
+        let expires = match body.expires.as_deref() {
+            Some(e) => {
+                let day = crate::estimate::parse_day(e).field("expires")?;
+                // A year 0001 or 9999 is a slip of the keyboard, not a plan.
+                if !(2000..=2099).contains(&chrono::Datelike::year(&day)) {
+                    return Err(format!(
+                        "{e} is out of range: from 2000-01-01 to 2099-12-31"
+                    ))
+                    .field("expires");
+                }
+                Some(day)
+            }
+            None => None,
+        };
         Ok(Grant {
-            usd: credits::parse_grant(&body.usd).map_err(|m| format!("usd: {m}"))?,
-            expires: body
-                .expires
-                .as_deref()
-                .map(|e| {
-                    let day = crate::estimate::parse_day(e).map_err(|m| format!("expires: {m}"))?;
-                    // A year 0001 or 9999 is a slip of the keyboard, not a plan.
-                    if !(2000..=2099).contains(&chrono::Datelike::year(&day)) {
-                        return Err(format!(
-                            "expires: {e} is out of range: from 2000-01-01 to 2099-12-31"
-                        ));
-                    }
-                    Ok(day)
-                })
-                .transpose()?,
+            usd: credits::parse_grant(&body.usd).field("usd")?,
+            expires,
             threshold: body
                 .low_balance_usd
                 .as_deref()
-                .map(|t| {
-                    crate::finance::budget::parse_amount(t)
-                        .map_err(|m| format!("low_balance_usd: {m}"))
-                })
+                .map(|t| crate::finance::budget::parse_amount(t).field("low_balance_usd"))
                 .transpose()?,
             note: body.note,
         })

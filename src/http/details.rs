@@ -10,6 +10,7 @@ use axum::extract::{Extension, State};
 use axum::http::Method;
 use axum::response::{IntoResponse, Response};
 
+use super::Blame;
 use super::body::{self, BodyOf};
 use super::{ApiBody, ApiError, ApiPath, AppState, check_account};
 use crate::auth::Principal;
@@ -40,7 +41,7 @@ fn checked(party: &str, details: Details) -> Result<Details, String> {
 
 /// Store `details` (checked) as `party`'s.
 async fn write(state: &AppState, party: &str, details: Details) -> Result<Details, ApiError> {
-    let json = serde_json::to_string(&details).map_err(ApiError::internal)?;
+    let json = serde_json::to_string(&details).internal()?;
     state.ledger.store().set_details(party, &json).await?;
     Ok(details)
 }
@@ -71,7 +72,7 @@ async fn set(
 /// `PUT`: the body is the whole details.
 async fn replace(state: &AppState, party: &str, body: &[u8]) -> Result<Details, ApiError> {
     let (whole, _) = shapes(party);
-    let details = body::parse(whole, body, |d| checked(party, d))?;
+    let details = body::parse(whole, body, |d| checked(party, d).invalid())?;
     write(state, party, details).await
 }
 
@@ -79,14 +80,13 @@ async fn replace(state: &AppState, party: &str, body: &[u8]) -> Result<Details, 
 async fn patch(state: &AppState, party: &str, body: &[u8]) -> Result<Details, ApiError> {
     let (whole, patch) = shapes(party);
     let changes = body::object(patch, body)?;
-    let current =
-        match serde_json::to_value(read(state, party).await?).map_err(ApiError::internal)? {
-            serde_json::Value::Object(map) => map,
-            _ => serde_json::Map::new(),
-        };
+    let current = match serde_json::to_value(read(state, party).await?).internal()? {
+        serde_json::Value::Object(map) => map,
+        _ => serde_json::Map::new(),
+    };
     let merged = serde_json::Value::Object(body::merge(current, changes));
-    let bytes = serde_json::to_vec(&merged).map_err(ApiError::internal)?;
-    let details = body::parse(whole, &bytes, |d| checked(party, d))?;
+    let bytes = serde_json::to_vec(&merged).internal()?;
+    let details = body::parse(whole, &bytes, |d| checked(party, d).invalid())?;
     write(state, party, details).await
 }
 

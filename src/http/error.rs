@@ -32,8 +32,10 @@
 //! 4xx errors are the client's to fix, and their message says what is wrong.
 //!
 //! Handlers use `?`: each layer's error has a `From` conversion here that
-//! classifies it. A handler keeps a `map_err` only to give a more specific
-//! (400) message about its own input. There is deliberately no
+//! classifies it. Where a step's error type cannot say whose fault it is,
+//! the handler says so in one word with [`Blame`]: `.field("period")?` (the
+//! client's value, named), `.invalid()?` (the client's request) or
+//! `.internal()?` (tally's own). There is deliberately no
 //! `From<String>`, `From<serde_json::Error>` or `From<csv::Error>`: from
 //! those types alone one cannot tell whose fault the error is.
 
@@ -285,6 +287,30 @@ impl From<tokio::task::JoinError> for ApiError {
 impl From<axum::extract::rejection::QueryRejection> for ApiError {
     fn from(e: axum::extract::rejection::QueryRejection) -> Self {
         ApiError::BadRequest(e.body_text())
+    }
+}
+
+/// How a handler says whose fault a failed step is, in one word: the
+/// client's value at a named field (`.field("period")?`: a 400 that names
+/// it), the client's request as a whole (`.invalid()?`: a 400 with the
+/// message as it is), or tally's own (`.internal()?`: a 500).
+pub trait Blame<T> {
+    fn field(self, name: &str) -> Result<T, ApiError>;
+    fn invalid(self) -> Result<T, ApiError>;
+    fn internal(self) -> Result<T, ApiError>;
+}
+
+impl<T, E: Display> Blame<T> for Result<T, E> {
+    fn field(self, name: &str) -> Result<T, ApiError> {
+        self.map_err(|e| ApiError::BadRequest(format!("{name}: {e}")))
+    }
+
+    fn invalid(self) -> Result<T, ApiError> {
+        self.map_err(|e| ApiError::BadRequest(e.to_string()))
+    }
+
+    fn internal(self) -> Result<T, ApiError> {
+        self.map_err(ApiError::internal)
     }
 }
 

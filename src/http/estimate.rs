@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use serde::Deserialize;
 
+use super::Blame;
 use super::{ApiBody, ApiError, ApiQuery, AppState, check_account};
 use crate::auth::Principal;
 use crate::estimate::{self, WorkloadFile};
@@ -31,11 +32,10 @@ pub async fn post_estimate(
     // axum's default body limit (2 MiB) is far above any workload document.
     let at = match q.at.as_deref() {
         // Names the parameter: the parser's message alone would not.
-        Some(s) => estimate::parse_day(s).map_err(|m| ApiError::BadRequest(format!("at: {m}")))?,
+        Some(s) => estimate::parse_day(s).field("at")?,
         None => Utc::now().date_naive(),
     };
-    let text = std::str::from_utf8(&body)
-        .map_err(|e| ApiError::BadRequest(format!("body is not UTF-8: {e}")))?;
+    let text = std::str::from_utf8(&body).field("body is not UTF-8")?;
     if !text.trim_start().starts_with('{') {
         return Err(ApiError::BadRequest(
             "the body must be the workload document as a JSON object".into(),

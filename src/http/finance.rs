@@ -12,6 +12,7 @@ use axum::response::{Html, IntoResponse, Response};
 use chrono::Utc;
 use serde::Deserialize;
 
+use super::Blame;
 use super::body::{self, BodyOf};
 use super::invoices::QueryFormat;
 use super::{ApiBody, ApiError, ApiPath, ApiQuery, AppState, check_account};
@@ -28,7 +29,7 @@ pub struct PeriodQuery {
 /// The `period` query parameter (a 400 names it).
 fn period_param(p: &str) -> Result<Period, ApiError> {
     super::note_target(None, Some(p));
-    Period::parse(p).map_err(|e| ApiError::BadRequest(format!("period: {e}")))
+    Period::parse(p).field("period")
 }
 
 /// An optional `period`: when given it must be one (an empty value is
@@ -91,16 +92,14 @@ impl DashboardChoice {
                         "tag={t:?}: expected KEY:VALUE, e.g. project:search"
                     ))
                 })?;
-                crate::record::validate_tag_key(key)
-                    .map_err(|m| ApiError::BadRequest(format!("tag: {m}")))?;
+                crate::record::validate_tag_key(key).field("tag")?;
                 Some((key.to_owned(), value.to_owned()))
             }
             None => None,
         };
         let tag_key = given(&q.tag_key);
         if let Some(k) = &tag_key {
-            crate::record::validate_tag_key(k)
-                .map_err(|m| ApiError::BadRequest(format!("tag_key: {m}")))?;
+            crate::record::validate_tag_key(k).field("tag_key")?;
         }
         Ok(DashboardChoice {
             workspace: given(&q.workspace),
@@ -250,11 +249,10 @@ pub async fn cost_report(
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     // The raw query (repeated keys allowed); a 400 says it is the query string.
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw.as_deref().unwrap_or(""))
-        .map_err(|e| ApiError::BadRequest(format!("query string: {e}")))?;
+    let pairs: Vec<(String, String)> =
+        serde_urlencoded::from_str(raw.as_deref().unwrap_or("")).field("query string")?;
     // The parser's message names the parameter at fault: the client's to fix.
-    let query = cost_report::CostReportQuery::parse(&pairs, Utc::now().date_naive())
-        .map_err(ApiError::BadRequest)?;
+    let query = cost_report::CostReportQuery::parse(&pairs, Utc::now().date_naive()).invalid()?;
     if query.view != cost_report::CostView::Price && principal != Principal::Admin {
         // An account sees what it pays, never what that cost.
         return Err(ApiError::Forbidden(
@@ -345,7 +343,7 @@ pub async fn put_budget(
     super::admin_only(&principal, "set budgets")?;
     // The amount's parser says what is wrong with it: the client's to fix.
     let amount = body::parse(BodyOf::Budget, &body, |b: BudgetBody| {
-        budget::parse_amount(&b.monthly_usd)
+        budget::parse_amount(&b.monthly_usd).invalid()
     })?;
     let store = state.ledger.store().as_ref();
     store.set_budget(&account, amount).await?;
@@ -379,7 +377,7 @@ pub async fn alerts(
         .iter()
         .filter(|a| only.is_none_or(|o| o == a.account))
     {
-        alerts.push(serde_json::to_value(budget::AlertView::from(a)).map_err(ApiError::internal)?);
+        alerts.push(serde_json::to_value(budget::AlertView::from(a)).internal()?);
     }
     for a in store.credit_alerts(false).await?.iter().filter(|a| {
         only.is_none_or(|o| o == a.account)
@@ -388,8 +386,7 @@ pub async fn alerts(
                 .is_none_or(|p| Period::of_day(crate::time::date_of(a.crossed_at)).to_string() == p)
     }) {
         alerts.push(
-            serde_json::to_value(crate::finance::credits::CreditAlertView::from(a))
-                .map_err(ApiError::internal)?,
+            serde_json::to_value(crate::finance::credits::CreditAlertView::from(a)).internal()?,
         );
     }
     Ok(Json(serde_json::json!({ "data": alerts })).into_response())
@@ -426,7 +423,7 @@ pub async fn focus_export(
     };
     let mut out = Vec::new();
     // Writing CSV into memory fails only on a bug: 500.
-    focus::write(costs.costs(), only, &mut out).map_err(ApiError::internal)?;
+    focus::write(costs.costs(), only, &mut out).internal()?;
     Ok(csv_download(out, &format!("tally-focus-{period}.csv")))
 }
 
@@ -535,6 +532,6 @@ pub async fn period_invoices(
         .iter()
         .map(|r| serde_json::from_str(&r.json))
         .collect::<Result<Vec<serde_json::Value>, _>>()
-        .map_err(ApiError::internal)?;
+        .internal()?;
     Ok(Json(serde_json::json!({ "period": period.to_string(), "invoices": docs })).into_response())
 }

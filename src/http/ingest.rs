@@ -14,6 +14,7 @@ use serde::Deserialize;
 use serde_json::json;
 use tokio_util::io::StreamReader;
 
+use super::Blame;
 use super::{ApiError, ApiQuery, AppState};
 use crate::auth::Principal;
 use crate::ingest::lines::LineReader;
@@ -38,21 +39,19 @@ impl IngestQuery {
     /// (an empty or malformed one is refused, not taken as absent).
     fn defaults(&self, oldest: Option<Micros>) -> Result<Defaults, ApiError> {
         // Names the parameter: the parser's message alone would not.
-        let bad =
-            |name: &str, m: String| ApiError::BadRequest(format!("query parameter {name}: {m}"));
         let recorded_at = match &self.recorded_at {
             Some(t) => {
-                let t = parse_rfc3339(t).map_err(|m| bad("recorded_at", m))?;
+                let t = parse_rfc3339(t).field("query parameter recorded_at")?;
                 let earliest = oldest.unwrap_or(crate::time::EARLIEST);
                 if let Some(why) = crate::time::out_of_range(t, earliest, now()) {
-                    return Err(bad("recorded_at", why));
+                    return Err(why).field("query parameter recorded_at");
                 }
                 Some(t)
             }
             None => None,
         };
         if let Some(a) = &self.account {
-            crate::record::validate_account(a).map_err(|m| bad("account", format!("{a:?} {m}")))?;
+            crate::record::validate_account(a).field(&format!("query parameter account {a:?}"))?;
         }
         Ok(Defaults {
             account: self.account.clone(),
@@ -181,13 +180,7 @@ pub async fn post_usage(
     let _turn = match declared {
         Some(n) if n > crate::ingest::CHUNK_BYTES as u64 => {
             // The semaphore is never closed.
-            Some(
-                state
-                    .large_body_turn
-                    .acquire()
-                    .await
-                    .map_err(ApiError::internal)?,
-            )
+            Some(state.large_body_turn.acquire().await.internal()?)
         }
         _ => None,
     };

@@ -8,6 +8,7 @@ use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
+use super::Blame;
 use super::{ApiError, ApiQuery, AppState, check_account};
 use crate::auth::Principal;
 use crate::billing::{self, DocumentKind, Period};
@@ -46,7 +47,7 @@ impl<S: Send + Sync> FromRequestParts<S> for InvoiceTarget {
             None => (period.as_str(), None),
         };
         // The period's parser says what is wrong with it: the client's to fix.
-        let period = Period::parse(period).map_err(ApiError::BadRequest)?;
+        let period = Period::parse(period).invalid()?;
         Ok(InvoiceTarget {
             account,
             period,
@@ -184,10 +185,7 @@ pub async fn get_invoice(
                 "breakdown={d:?}: the breakdown is part of the JSON invoice (format=json)"
             )));
         }
-        Some(d) => Some(
-            crate::record::Dimension::parse(d)
-                .map_err(|m| ApiError::BadRequest(format!("breakdown: {m}")))?,
-        ),
+        Some(d) => Some(crate::record::Dimension::parse(d).field("breakdown")?),
         None => None,
     };
     let store = state.ledger.store().as_ref();
@@ -263,18 +261,18 @@ pub async fn finalize(
         let store = state.ledger.store().clone();
         let account = account.clone();
         tokio::spawn(async move {
-            let client = reqwest::Client::builder()
-                .timeout(std::time::Duration::from_secs(10))
-                .build()
-                .unwrap_or_default();
-            let sent = crate::finance::events::deliver_one(
-                store.as_ref(),
-                &client,
-                &url,
-                &account,
-                &period.to_string(),
-            )
-            .await;
+            let sent = match crate::finance::webhook::Webhook::new(&url) {
+                Ok(webhook) => {
+                    crate::finance::events::deliver_one(
+                        store.as_ref(),
+                        &webhook,
+                        &account,
+                        &period.to_string(),
+                    )
+                    .await
+                }
+                Err(e) => Err(crate::store::StoreError::Invalid(e.to_string())),
+            };
             if let Err(e) = sent {
                 tracing::warn!("delivering invoice.finalized failed: {e}; will retry");
             }

@@ -27,9 +27,10 @@ use axum::routing::{get, post};
 use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
 
-pub use error::{ApiBody, ApiError, ApiPath, ApiQuery};
+pub use error::{ApiBody, ApiError, ApiPath, ApiQuery, Blame};
 
 use crate::auth::Principal;
+use crate::finance::webhook::Webhook;
 use crate::ledger::Ledger;
 
 /// Settings of a running server.
@@ -305,14 +306,15 @@ fn bearer_or_basic(header: &str) -> Option<String> {
 /// thresholds and POST undelivered alerts to the webhook.
 fn spawn_alerts(state: AppState) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let client = reqwest::Client::builder()
-            .timeout(std::time::Duration::from_secs(10))
-            .build()
-            .unwrap_or_default();
+        let webhook = state.config.alert_webhook.as_deref().and_then(|url| {
+            Webhook::new(url)
+                .inspect_err(|e| tracing::error!("the alert webhook cannot be used: {e}"))
+                .ok()
+        });
         let mut tick = tokio::time::interval(state.config.alert_interval);
         loop {
             tick.tick().await;
-            check_alerts(&state, &client).await;
+            check_alerts(&state, webhook.as_ref()).await;
         }
     })
 }
@@ -360,7 +362,7 @@ fn spawn_compact_rollups(state: AppState) -> tokio::task::JoinHandle<()> {
     })
 }
 
-async fn check_alerts(state: &AppState, client: &reqwest::Client) {
+async fn check_alerts(state: &AppState, webhook: Option<&Webhook>) {
     // Each step on its own: one that fails (and is logged) holds back none
     // of the others, above all not the delivery of what is already recorded.
     let store = state.ledger.store().as_ref();
@@ -384,17 +386,8 @@ async fn check_alerts(state: &AppState, client: &reqwest::Client) {
     if let Err(e) = credits.await {
         tracing::warn!("credit balance check failed: {e}");
     }
-    let Some(url) = &state.config.alert_webhook else {
-        return;
-    };
-    if let Err(e) = crate::finance::budget::deliver(store, client, url).await {
-        tracing::warn!("delivering budget alerts failed: {e}");
-    }
-    if let Err(e) = crate::finance::credits::deliver(store, client, url).await {
-        tracing::warn!("delivering low-balance alerts failed: {e}");
-    }
-    if let Err(e) = crate::finance::events::deliver(store, client, url).await {
-        tracing::warn!("delivering invoice.finalized events failed: {e}");
+    if let Some(webhook) = webhook {
+        crate::finance::deliver_events(store, webhook).await;
     }
 }
 

@@ -7,6 +7,7 @@ use axum::Json;
 use axum::extract::{Extension, State};
 use axum::response::{IntoResponse, Response};
 
+use super::Blame;
 use super::{ApiBody, ApiError, ApiPath, AppState, check_account};
 use crate::auth::Principal;
 use crate::plans::Plan;
@@ -25,7 +26,7 @@ pub async fn get_plan(
         )));
     };
     // Validated when set: a stored plan that no longer parses is tally's fault.
-    let plan = Plan::parse(&stored.toml).map_err(ApiError::internal)?;
+    let plan = Plan::parse(&stored.toml).internal()?;
     Ok(Json(crate::plans::as_json(&stored, &plan)).into_response())
 }
 
@@ -40,9 +41,8 @@ pub async fn put_plan(
 ) -> Result<Response, ApiError> {
     check_account(&account)?;
     super::admin_only(&principal, "read or set plans")?;
-    let text = std::str::from_utf8(&body)
-        .map_err(|e| ApiError::BadRequest(format!("body: the plan must be UTF-8 TOML: {e}")))?;
-    let plan = Plan::parse(text).map_err(|e| ApiError::BadRequest(format!("plan: {e}")))?;
+    let text = std::str::from_utf8(&body).field("body: the plan must be UTF-8 TOML")?;
+    let plan = Plan::parse(text).field("plan")?;
     let stored = state.ledger.store().set_plan(&account, text).await?;
     Ok(Json(crate::plans::as_json(&stored, &plan)).into_response())
 }

@@ -344,12 +344,17 @@ fn problems(sources: &[Source]) -> Vec<String> {
             } else {
                 format!("the files of src/{}/", folder.join("/"))
             };
+            // Every import between the members of the circle, with its files.
             let links: Vec<String> = circle
                 .iter()
-                .zip(circle.iter().cycle().skip(1))
-                .map(|(a, b)| {
-                    let files: Vec<&str> = graph[a][b].iter().map(String::as_str).collect();
-                    format!("{a} → {b} ({})", files.join(", "))
+                .flat_map(|a| {
+                    graph[a]
+                        .iter()
+                        .filter(|(b, _)| circle.contains(b))
+                        .map(move |(b, files)| {
+                            let files: Vec<&str> = files.iter().map(String::as_str).collect();
+                            format!("{a} → {b} ({})", files.join(", "))
+                        })
                 })
                 .collect();
             problems.push(format!(
@@ -386,8 +391,8 @@ fn problems(sources: &[Source]) -> Vec<String> {
     problems
 }
 
-/// The circles of a graph: its strongly connected parts of two or more,
-/// each as one path around it.
+/// The circles of a graph: the members of each of its strongly connected
+/// parts of two or more.
 fn circles(graph: &BTreeMap<String, BTreeMap<String, BTreeSet<String>>>) -> Vec<Vec<String>> {
     let nodes: BTreeSet<&String> = graph
         .keys()
@@ -419,17 +424,7 @@ fn circles(graph: &BTreeMap<String, BTreeMap<String, BTreeSet<String>>>) -> Vec<
             .filter(|m| reached[n].contains(*m) && reached[m].contains(*n))
             .collect();
         done.extend(part.iter().map(|m| (*m).clone()));
-        // One way around: from `n`, always to the next member not yet taken.
-        let mut way = vec![(*n).clone()];
-        while let Some(next) = graph
-            .get(way.last().unwrap_or(n))
-            .into_iter()
-            .flat_map(|to| to.keys())
-            .find(|m| part.contains(m) && !way.contains(m))
-        {
-            way.push(next.clone());
-        }
-        found.push(way);
+        found.push(part.iter().map(|m| (*m).clone()).collect());
     }
     found
 }
