@@ -18,7 +18,7 @@ use super::Blame;
 use super::{ApiError, ApiQuery, AppState};
 use crate::auth::Principal;
 use crate::ingest::lines::LineReader;
-use crate::ingest::pipeline::OrderedCommitter;
+use crate::ingest::pipeline::{OrderedCommitter, Settled};
 use crate::ingest::{ChunkBuilder, LineResult, Summary};
 use crate::record::Defaults;
 use crate::store::{Store, WriteBatch, WriteOutcome};
@@ -318,15 +318,23 @@ impl Answer<'_> {
         let mut cut = None;
         for settled in committer.settle().await {
             match settled {
-                Ok((batch, outcome)) => self.committed(&batch, &outcome),
-                Err(failed) if cut.is_some() || unavailable(&failed.error) => {
+                Settled::Committed(batch, outcome) => self.committed(&batch, &outcome),
+                // Storage cannot be used: it is not stored. Else it is tried
+                // as any chunk is (in halves if the database refuses it).
+                Settled::Unsent(batch) if cut.is_some() => self.not_stored(&batch),
+                Settled::Unsent(batch) => {
+                    if self.isolate(batch).await {
+                        cut = Some(Cut::StorageFailed);
+                    }
+                }
+                Settled::Failed(failed) if cut.is_some() || unavailable(&failed.error) => {
                     if cut.is_none() {
                         tracing::warn!("a batch's chunk was not stored: {}", failed.error);
                     }
                     cut = Some(Cut::StorageFailed);
                     self.not_stored(&failed.batch);
                 }
-                Err(failed) => {
+                Settled::Failed(failed) => {
                     tracing::warn!(
                         "the database refused a batch's chunk; storing its lines one part at a time: {}",
                         failed.error

@@ -45,6 +45,15 @@ pub const IN_FLIGHT_BYTES: usize = 64 << 20;
 
 pub use crate::store::LARGE_RECORD_BYTES;
 
+/// What became of a chunk, as [`OrderedCommitter::settle`] hands it back.
+#[derive(Debug)]
+pub enum Settled {
+    Committed(WriteBatch, WriteOutcome),
+    Failed(Failed),
+    /// Never written: the write it waited for failed first.
+    Unsent(WriteBatch),
+}
+
 /// A chunk whose write failed, handed back whole so its lines can be
 /// reported (see [`OrderedCommitter::settle`]).
 #[derive(Debug)]
@@ -109,6 +118,9 @@ pub struct OrderedCommitter<W: BatchWriter + ?Sized> {
     inflight_bytes: usize,
     /// Chunks whose write failed, for [`Self::settle`].
     failed: Vec<Failed>,
+    /// A chunk `submit` was given but never started, because a write it
+    /// waited for failed.
+    unsent: Option<WriteBatch>,
 }
 
 impl<W: BatchWriter + ?Sized> OrderedCommitter<W> {
@@ -120,6 +132,7 @@ impl<W: BatchWriter + ?Sized> OrderedCommitter<W> {
             inflight: VecDeque::new(),
             inflight_bytes: 0,
             failed: Vec::new(),
+            unsent: None,
         }
     }
 
@@ -141,7 +154,11 @@ impl<W: BatchWriter + ?Sized> OrderedCommitter<W> {
                 .iter()
                 .any(|f| f.footprint.clashes_with(&footprint))
         {
-            self.finish_one(on_done).await?;
+            if let Err(e) = self.finish_one(on_done).await {
+                // Not started: kept, so `settle` hands it back unwritten.
+                self.unsent = Some(batch);
+                return Err(e);
+            }
         }
         let store = self.store.clone();
         let batch = Arc::new(batch);
@@ -180,10 +197,10 @@ impl<W: BatchWriter + ?Sized> OrderedCommitter<W> {
     /// to `on_done`: the failed ones (the first failure included) and the
     /// ones that committed meanwhile. Nothing is left writing behind the
     /// caller's back.
-    pub async fn settle(&mut self) -> Vec<std::result::Result<(WriteBatch, WriteOutcome), Failed>> {
-        let mut settled: Vec<_> = std::mem::take(&mut self.failed)
+    pub async fn settle(&mut self) -> Vec<Settled> {
+        let mut settled: Vec<Settled> = std::mem::take(&mut self.failed)
             .into_iter()
-            .map(Err)
+            .map(Settled::Failed)
             .collect();
         while !self.inflight.is_empty() {
             let mut committed = None;
@@ -191,10 +208,11 @@ impl<W: BatchWriter + ?Sized> OrderedCommitter<W> {
                 .finish_one(&mut |batch, outcome, _| committed = Some((batch, outcome)))
                 .await
             {
-                Ok(()) => settled.extend(committed.map(Ok)),
-                Err(_) => settled.extend(self.failed.pop().map(Err)),
+                Ok(()) => settled.extend(committed.map(|(b, o)| Settled::Committed(b, o))),
+                Err(_) => settled.extend(self.failed.pop().map(Settled::Failed)),
             }
         }
+        settled.extend(self.unsent.take().map(Settled::Unsent));
         settled
     }
 
