@@ -30,6 +30,7 @@ pub mod dashboard;
 pub mod documents;
 pub mod estimate;
 pub mod finance;
+pub mod html;
 pub mod http;
 pub mod ingest;
 pub mod ledger;

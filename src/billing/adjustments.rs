@@ -69,26 +69,16 @@ pub(super) async fn adjustments_for(
         if exact.is_zero() && amount.is_zero() && cost_exact.is_zero() && cost.is_zero() {
             continue;
         }
+        let description =
+            format!("adjustment for {late}: usage recorded after its invoice was finalized");
         lines.push(Line {
-            description: format!(
-                "adjustment for {late}: usage recorded after its invoice was finalized"
-            ),
-            model: None,
-            charge: Charge::Adjustment,
-            batch: false,
-            long_context: false,
-            quantity: Decimal::ONE,
-            unit: Charge::Adjustment.unit(),
-            unit_price: amount,
-            price_version: late.to_string(),
-            plan_version: None,
             amount_exact: exact.normalize(),
-            amount,
             cost: LineCost {
                 unit_price: cost,
                 amount_exact: cost_exact.normalize(),
                 amount: cost,
             },
+            ..Line::flat(Charge::Adjustment, description, late.to_string(), amount)
         });
     }
     Ok(lines)

@@ -25,7 +25,7 @@ use serde::Serialize;
 
 use super::invoice::Invoice;
 use super::period::Period;
-use super::rating::{Category, Charge, Line, LineCost, cents};
+use super::rating::{Category, Charge, Line, cents};
 use crate::store::{CreditDraw, CreditGrant, Credits, StoreError};
 use crate::time::{date_of, rfc3339};
 
@@ -255,28 +255,13 @@ fn draw(grants: &[&CreditGrant], left: &mut Left, total: Decimal) -> Vec<(i64, D
 }
 
 fn credit_line(g: &CreditGrant, usd: Decimal) -> Line {
-    let charge = Charge::Credit;
     let mut description = format!("prepaid credit #{}", g.id);
     if let Some(note) = g.note.as_deref().filter(|n| !n.is_empty()) {
         description.push_str(&format!(" ({note})"));
     }
     let amount = cents(-usd);
     let granted = date_of(g.granted_at).to_string();
-    Line {
-        description,
-        model: None,
-        charge,
-        batch: false,
-        long_context: false,
-        quantity: Decimal::ONE,
-        unit: charge.unit(),
-        unit_price: amount,
-        price_version: granted,
-        plan_version: None,
-        amount_exact: amount,
-        amount,
-        cost: LineCost::default(),
-    }
+    Line::flat(Charge::Credit, description, granted, amount)
 }
 
 /// An account's credit as `GET /v1/accounts/{account}/credits` shows it.

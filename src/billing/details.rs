@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use super::BillingError;
 use super::invoice::Invoice;
 use super::period::Period;
-use super::rating::{Charge, Line, LineCost, cents};
+use super::rating::{Charge, Line, cents};
 use crate::store::{BillingDetailsStore, StoreError};
 
 /// What a document prints of a party: the documents' own vocabulary.
@@ -197,21 +197,12 @@ pub fn apply(
     let unit_price = (rate / Decimal::ONE_HUNDRED).normalize();
     let exact = base * unit_price;
     let label = details.tax_label.as_deref().unwrap_or("Tax");
-    let charge = Charge::Tax;
+    let description = format!("{label} {}% on {}", rate.normalize(), base);
     invoice.lines.push(Line {
-        description: format!("{label} {}% on {}", rate.normalize(), base),
-        model: None,
-        charge,
-        batch: false,
-        long_context: false,
         quantity: base,
-        unit: charge.unit(),
         unit_price,
-        price_version: period.to_string(),
-        plan_version: None,
         amount_exact: exact.normalize(),
-        amount: cents(exact),
-        cost: LineCost::default(),
+        ..Line::flat(Charge::Tax, description, period.to_string(), cents(exact))
     });
     invoice.total = cents(invoice.lines.iter().map(|l| l.amount).sum());
 }
@@ -263,21 +254,16 @@ pub fn apply_frozen(invoice: &mut Invoice, json: &str) -> Result<(), StoreError>
                 .parse()
                 .map_err(|_| bad(format!("tax line {k} {:?}", text(k))))
         };
-        let charge = Charge::Tax;
         invoice.lines.push(Line {
-            description: text("description"),
-            model: None,
-            charge,
-            batch: false,
-            long_context: false,
             quantity: number("quantity")?,
-            unit: charge.unit(),
             unit_price: number("unit_price")?,
-            price_version: text("price_version"),
-            plan_version: None,
             amount_exact: number("amount_exact")?,
-            amount: number("amount")?,
-            cost: LineCost::default(),
+            ..Line::flat(
+                Charge::Tax,
+                text("description"),
+                text("price_version"),
+                number("amount")?,
+            )
         });
     }
     invoice.total = cents(invoice.lines.iter().map(|l| l.amount).sum());

@@ -5,7 +5,7 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 
 use super::period::Period;
-use super::rating::{Category, Charge, Line, LineBook, LineCost, Unpriced, cents};
+use super::rating::{Category, Charge, Line, LineBook, Unpriced, cents};
 use crate::documents::Party;
 use crate::plans::Plan;
 
@@ -132,21 +132,10 @@ fn minimum_commitment(plan: &Plan, period: Period) -> Option<(String, Decimal)> 
 /// The line that tops a period's usage up to the plan's minimum: a price
 /// without a cost.
 fn commitment_line(version: String, top_up: Decimal) -> Line {
-    let charge = Charge::MinimumCommitment;
+    let description = format!("minimum monthly commitment (usage topped up by {top_up})");
     Line {
-        description: format!("minimum monthly commitment (usage topped up by {top_up})"),
-        model: None,
-        charge,
-        batch: false,
-        long_context: false,
-        quantity: Decimal::ONE,
-        unit: charge.unit(),
-        unit_price: top_up,
-        price_version: version.clone(),
-        plan_version: Some(version),
-        amount_exact: top_up,
-        amount: top_up,
-        cost: LineCost::default(),
+        plan_version: Some(version.clone()),
+        ..Line::flat(Charge::MinimumCommitment, description, version, top_up)
     }
 }
 

@@ -115,6 +115,34 @@ pub struct Line {
     pub cost: LineCost,
 }
 
+impl Line {
+    /// A line of one `amount` that is not usage (a credit, a commitment, an
+    /// adjustment, tax): quantity one at that price, no model, no cost.
+    /// Callers change what differs with struct update syntax.
+    pub fn flat(
+        charge: Charge,
+        description: String,
+        price_version: String,
+        amount: Decimal,
+    ) -> Line {
+        Line {
+            description,
+            model: None,
+            charge,
+            batch: false,
+            long_context: false,
+            quantity: Decimal::ONE,
+            unit: charge.unit(),
+            unit_price: amount,
+            price_version,
+            plan_version: None,
+            amount_exact: amount,
+            amount,
+            cost: LineCost::default(),
+        }
+    }
+}
+
 /// What a line costs (the price book's figures), whatever the account pays.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LineCost {

@@ -57,21 +57,7 @@ footer { margin-top: 8mm; font-size: 7.5pt; color: #9ca3af; }
 }
 "#;
 
-/// Escape text for an element's content or a quoted attribute.
-fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+use crate::html::esc;
 
 fn lines_block(lines: &[String]) -> String {
     lines

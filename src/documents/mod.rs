@@ -170,7 +170,7 @@ struct InvoiceJson {
     issued_at: Option<NaiveDate>,
     #[serde(default)]
     due_at: Option<NaiveDate>,
-    lines: Vec<LineJson>,
+    lines: Vec<FrozenLine>,
     total: Decimal,
     #[serde(default)]
     unpriced: Vec<UnpricedJson>,
@@ -180,14 +180,16 @@ struct InvoiceJson {
     notes: Vec<String>,
 }
 
-#[derive(Deserialize)]
-struct LineJson {
-    description: String,
-    charge: Charge,
-    quantity: Decimal,
-    unit: String,
-    unit_price: Decimal,
-    amount: Decimal,
+/// An invoice line as its JSON states it: what a document or an export
+/// reads back from a frozen invoice.
+#[derive(Debug, Deserialize)]
+pub struct FrozenLine {
+    pub description: String,
+    pub charge: Charge,
+    pub quantity: Decimal,
+    pub unit: String,
+    pub unit_price: Decimal,
+    pub amount: Decimal,
 }
 
 #[derive(Deserialize)]

@@ -16,14 +16,13 @@
 //! - text cells go through the same formula guard as every tally CSV.
 
 use chrono::NaiveDate;
-use rust_decimal::Decimal;
 use serde::Deserialize;
 
 use crate::billing::Period;
 use crate::billing::details::Party;
 use crate::billing::render::text_cell;
 use crate::charge::{Category, Charge};
-use crate::documents;
+use crate::documents::{self, FrozenLine};
 use crate::store::{Store, StoreError};
 
 /// The products whose import layouts tally writes.
@@ -148,16 +147,6 @@ struct Frozen {
     issued_at: Option<NaiveDate>,
     due_at: Option<NaiveDate>,
     lines: Vec<FrozenLine>,
-}
-
-#[derive(Deserialize)]
-struct FrozenLine {
-    description: String,
-    charge: Charge,
-    quantity: Decimal,
-    unit: String,
-    unit_price: Decimal,
-    amount: Decimal,
 }
 
 /// The product or service a line is sold as (QuickBooks' item column).

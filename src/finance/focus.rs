@@ -224,57 +224,35 @@ pub fn write(costs: &PeriodCosts, only: Option<&str>, out: impl Write) -> csv::R
             })?;
             wrote = true;
         }
-        // Lines that are no day's usage: adjustments, the minimum commitment, credit.
-        for line in account.invoice.lines.iter().filter(|l| {
-            matches!(
-                l.charge,
-                Charge::Adjustment | Charge::MinimumCommitment | Charge::Credit | Charge::Tax
-            )
-        }) {
+        // Lines that are no day's usage: adjustments, the minimum commitment,
+        // credit, tax. An adjustment corrects the period its price_version names.
+        for line in &account.invoice.lines {
+            let (category, class, frequency, sku, covered) = match line.charge.category() {
+                Category::Tokens | Category::WebSearch | Category::CodeExecution => continue,
+                Category::Tax => ("Tax", "", "One-Time", "tax", period),
+                Category::Credit => ("Credit", "", "One-Time", "prepaid-credit", period),
+                Category::Commitment => ("Purchase", "", "Recurring", "minimum-commitment", period),
+                Category::Adjustment => (
+                    "Adjustment",
+                    "Correction",
+                    "One-Time",
+                    "adjustment",
+                    Period::parse(&line.price_version).unwrap_or(period),
+                ),
+            };
             let cost = if show_cost {
                 line.cost.amount
             } else {
                 line.amount
             };
-            let row = if line.charge == Charge::Tax {
-                Row {
-                    charge_category: "Tax",
-                    charge_frequency: "One-Time",
-                    charge_period_end: stamp(period.end_day()),
-                    charge_period_start: stamp(period.first_day()),
-                    sku_id: "claude-api/tax".into(),
-                    ..Row::base(&name, &invoice_id, &billing_period, line.amount)
-                }
-            } else if line.charge == Charge::Credit {
-                Row {
-                    charge_category: "Credit",
-                    charge_frequency: "One-Time",
-                    charge_period_end: stamp(period.end_day()),
-                    charge_period_start: stamp(period.first_day()),
-                    sku_id: "claude-api/prepaid-credit".into(),
-                    ..Row::base(&name, &invoice_id, &billing_period, line.amount)
-                }
-            } else if line.charge == Charge::Adjustment {
-                // The adjustment corrects the period named in its price_version.
-                let corrected = Period::parse(&line.price_version).unwrap_or(period);
-                Row {
-                    charge_category: "Adjustment",
-                    charge_class: "Correction",
-                    charge_frequency: "One-Time",
-                    charge_period_end: stamp(corrected.end_day()),
-                    charge_period_start: stamp(corrected.first_day()),
-                    sku_id: "claude-api/adjustment".into(),
-                    ..Row::base(&name, &invoice_id, &billing_period, line.amount)
-                }
-            } else {
-                Row {
-                    charge_category: "Purchase",
-                    charge_frequency: "Recurring",
-                    charge_period_end: stamp(period.end_day()),
-                    charge_period_start: stamp(period.first_day()),
-                    sku_id: "claude-api/minimum-commitment".into(),
-                    ..Row::base(&name, &invoice_id, &billing_period, line.amount)
-                }
+            let row = Row {
+                charge_category: category,
+                charge_class: class,
+                charge_frequency: frequency,
+                charge_period_end: stamp(covered.end_day()),
+                charge_period_start: stamp(covered.first_day()),
+                sku_id: format!("claude-api/{sku}"),
+                ..Row::base(&name, &invoice_id, &billing_period, line.amount)
             };
             w.serialize(Row {
                 charge_description: text_cell(&line.description),

@@ -17,7 +17,7 @@ use std::path::Path;
 /// The top-level modules by layer, lowest first. A module may import its
 /// own layer and those below; a new module must be placed here.
 const LAYERS: &[&[&str]] = &[
-    &["time", "whole", "net", "auth", "charge"],
+    &["time", "whole", "net", "auth", "charge", "html"],
     &["record"],
     &["store"],
     &["ingest", "pricing", "ledger"],
