@@ -5,35 +5,25 @@
 //! key reads its own account only (another's answers 404).
 
 use axum::Json;
-use axum::extract::{Extension, State};
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use serde::Deserialize;
 
 use super::Blame;
 use super::body::{self, BodyOf};
-use super::{ApiBody, ApiError, ApiPath, AppState, check_account};
-use crate::auth::Principal;
+use super::{AccountScope, ApiBody, ApiError, AppState};
 use crate::finance::credits::{self, Figures};
-
-fn readable(principal: &Principal, account: &str) -> Result<(), ApiError> {
-    check_account(account)?;
-    if !principal.may_access(account) {
-        return Err(ApiError::NotFound(format!("no account {account:?}")));
-    }
-    Ok(())
-}
 
 /// `GET /v1/accounts/{account}/credits`.
 pub async fn get_credits(
     State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
-    ApiPath(account): ApiPath<String>,
+    scope: AccountScope,
 ) -> Result<Response, ApiError> {
-    readable(&principal, &account)?;
+    let account = scope.readable()?;
     let store = state.ledger.store().as_ref();
     let figures = Figures::cached(&state.finance, store).await?;
-    let status = credits::status(store, &figures, &account, Utc::now()).await?;
+    let status = credits::status(store, &figures, account, Utc::now()).await?;
     Ok(Json(status).into_response())
 }
 
@@ -96,12 +86,10 @@ impl TryFrom<GrantBody> for Grant {
 /// `usd` optional; admin): answers as `GET`.
 pub async fn post_credit(
     State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
-    ApiPath(account): ApiPath<String>,
+    scope: AccountScope,
     ApiBody(body): ApiBody,
 ) -> Result<Response, ApiError> {
-    check_account(&account)?;
-    super::admin_only(&principal, "grant credit")?;
+    let account = scope.admin("grant credit")?;
     let grant = body::parse(BodyOf::CreditGrant, &body, |b: GrantBody| {
         Grant::try_from(b)
     })?;
@@ -109,22 +97,21 @@ pub async fn post_credit(
     // The threshold first: setting it again is harmless, so a grant that
     // fails after it leaves a retry of the same request correct.
     if let Some(t) = grant.threshold {
-        store.set_low_balance(&account, t).await?;
+        store.set_low_balance(account, t).await?;
     }
     store
-        .grant_credit(&account, grant.usd, grant.expires, grant.note.as_deref())
+        .grant_credit(account, grant.usd, grant.expires, grant.note.as_deref())
         .await?;
-    get_credits(State(state), Extension(principal), ApiPath(account)).await
+    get_credits(State(state), scope).await
 }
 
 /// `GET /v1/accounts/{account}/balance`.
 pub async fn get_balance(
     State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
-    ApiPath(account): ApiPath<String>,
+    scope: AccountScope,
 ) -> Result<Response, ApiError> {
-    readable(&principal, &account)?;
+    let account = scope.readable()?;
     let store = state.ledger.store().as_ref();
     let figures = Figures::cached(&state.finance, store).await?;
-    Ok(Json(credits::balance(store, &figures, &account, Utc::now()).await?).into_response())
+    Ok(Json(credits::balance(store, &figures, account, Utc::now()).await?).into_response())
 }

@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::Blame;
 use super::body::{self, BodyOf};
-use super::{ApiBody, ApiError, ApiPath, AppState, check_account};
+use super::{AccountScope, ApiBody, ApiError, AppState};
 use crate::auth::Principal;
 use crate::billing::details::{Details, SELLER};
 
@@ -113,25 +113,19 @@ pub async fn set_org(
 /// `GET /v1/accounts/{account}/details`.
 pub async fn get_details(
     State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
-    ApiPath(account): ApiPath<String>,
+    scope: AccountScope,
 ) -> Result<Response, ApiError> {
-    check_account(&account)?;
-    if !principal.may_access(&account) {
-        return Err(ApiError::NotFound(format!("no account {account:?}")));
-    }
-    Ok(Json(read(&state, &account).await?).into_response())
+    let account = scope.readable()?;
+    Ok(Json(read(&state, account).await?).into_response())
 }
 
 /// `PUT` or `PATCH /v1/accounts/{account}/details` (admin).
 pub async fn set_details(
     State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
+    scope: AccountScope,
     method: Method,
-    ApiPath(account): ApiPath<String>,
     ApiBody(body): ApiBody,
 ) -> Result<Response, ApiError> {
-    check_account(&account)?;
-    super::admin_only(&principal, "set billing details")?;
-    Ok(Json(set(&state, &method, &account, &body).await?).into_response())
+    let account = scope.admin("set billing details")?;
+    Ok(Json(set(&state, &method, account, &body).await?).into_response())
 }

@@ -316,6 +316,12 @@ impl<T, E: Display> Blame<T> for Result<T, E> {
 
 /// A body that could not be read. Only bodies under axum's default limit
 /// (2 MiB) are read this way; larger ones are streamed by their handler.
+impl From<axum::extract::rejection::PathRejection> for ApiError {
+    fn from(e: axum::extract::rejection::PathRejection) -> Self {
+        ApiError::BadRequest(e.body_text())
+    }
+}
+
 impl From<axum::extract::rejection::BytesRejection> for ApiError {
     fn from(e: axum::extract::rejection::BytesRejection) -> Self {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
@@ -328,48 +334,15 @@ impl From<axum::extract::rejection::BytesRejection> for ApiError {
 
 /// `Query<T>` whose rejection is an [`ApiError`]: a malformed or unknown
 /// query parameter answers 400 in the API's JSON error shape, naming it.
-#[derive(Debug)]
+#[derive(Debug, axum::extract::FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
 pub struct ApiQuery<T>(pub T);
-
-impl<T, S> axum::extract::FromRequestParts<S> for ApiQuery<T>
-where
-    T: serde::de::DeserializeOwned,
-    S: Send + Sync,
-{
-    type Rejection = ApiError;
-
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        state: &S,
-    ) -> Result<Self, ApiError> {
-        let axum::extract::Query(v) =
-            axum::extract::Query::<T>::from_request_parts(parts, state).await?;
-        Ok(ApiQuery(v))
-    }
-}
 
 /// `Path<T>` whose rejection is an [`ApiError`]: a 400 in the API's JSON
 /// shape (e.g. for a segment that is not UTF-8 once decoded).
-#[derive(Debug)]
+#[derive(Debug, axum::extract::FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
 pub struct ApiPath<T>(pub T);
-
-impl<T, S> axum::extract::FromRequestParts<S> for ApiPath<T>
-where
-    T: serde::de::DeserializeOwned + Send,
-    S: Send + Sync,
-{
-    type Rejection = ApiError;
-
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        state: &S,
-    ) -> Result<Self, ApiError> {
-        let axum::extract::Path(v) = axum::extract::Path::<T>::from_request_parts(parts, state)
-            .await
-            .map_err(|e| ApiError::BadRequest(e.body_text()))?;
-        Ok(ApiPath(v))
-    }
-}
 
 /// A request body read whole, under axum's default limit (2 MiB): over it
 /// a 413, and a body that cannot be read a 400, both in the API's JSON shape.

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use super::Blame;
 use super::body::{self, BodyOf};
 use super::invoices::QueryFormat;
-use super::{ApiBody, ApiError, ApiPath, ApiQuery, AppState, check_account};
+use super::{AccountScope, ApiBody, ApiError, ApiQuery, AppState};
 use crate::auth::Principal;
 use crate::billing::{self, Period};
 use crate::finance::{Snapshot, accounting, budget, cost_report, focus};
@@ -300,14 +300,10 @@ pub async fn cost_report(
 /// `GET /v1/accounts/{account}/budget[?period=YYYY-MM]`.
 pub async fn get_budget(
     State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
-    ApiPath(account): ApiPath<String>,
+    scope: AccountScope,
     ApiQuery(q): ApiQuery<PeriodQuery>,
 ) -> Result<Response, ApiError> {
-    check_account(&account)?;
-    if !principal.may_access(&account) {
-        return Err(ApiError::NotFound("no such budget".into()));
-    }
+    let account = scope.readable_as("no such budget")?;
     let period = period_or_current(q.period.as_deref())?;
     let snap = snapshot(&state, period).await?;
     let statuses = budget::statuses(state.ledger.store().as_ref(), &snap.costs, Utc::now()).await?;
@@ -315,7 +311,7 @@ pub async fn get_budget(
         .into_iter()
         .find(|s| s.account == account)
         .unwrap_or_else(|| budget::BudgetStatus {
-            account: account.clone(),
+            account: account.to_owned(),
             period: period.to_string(),
             monthly_budget_usd: None,
             month_to_date_usd: Default::default(),
@@ -335,25 +331,17 @@ pub struct BudgetBody {
 /// `PUT /v1/accounts/{account}/budget` with `{"monthly_usd": "500.00"}` (admin).
 pub async fn put_budget(
     State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
-    ApiPath(account): ApiPath<String>,
+    scope: AccountScope,
     ApiBody(body): ApiBody,
 ) -> Result<Response, ApiError> {
-    check_account(&account)?;
-    super::admin_only(&principal, "set budgets")?;
+    let account = scope.admin("set budgets")?;
     // The amount's parser says what is wrong with it: the client's to fix.
     let amount = body::parse(BodyOf::Budget, &body, |b: BudgetBody| {
         budget::parse_amount(&b.monthly_usd).invalid()
     })?;
     let store = state.ledger.store().as_ref();
-    store.set_budget(&account, amount).await?;
-    get_budget(
-        State(state),
-        Extension(principal),
-        ApiPath(account),
-        ApiQuery(PeriodQuery { period: None }),
-    )
-    .await
+    store.set_budget(account, amount).await?;
+    get_budget(State(state), scope, ApiQuery(PeriodQuery { period: None })).await
 }
 
 /// `GET /v1/alerts[?period=YYYY-MM]`: budget alerts, then low-balance

@@ -2,15 +2,14 @@
 //! `Accept: text/csv` or `?format=csv`) and
 //! `POST /v1/accounts/{account}/invoices/{period}/finalize[?allow_unpriced=true]`.
 
-use axum::extract::{Extension, FromRequestParts, Path, State};
+use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use super::Blame;
-use super::{ApiError, ApiQuery, AppState, check_account};
-use crate::auth::Principal;
+use super::{AccountScope, ApiError, ApiPath, ApiQuery, AppState};
 use crate::billing::{self, DocumentKind, Period};
 
 #[derive(Debug, Deserialize)]
@@ -19,10 +18,11 @@ pub struct FinalizeQuery {
     allow_unpriced: bool,
 }
 
-/// The `{account}` and `{period}` of an invoice's path, both checked; a
-/// period written `2025-05.html` or `2025-05.pdf` asks for that document.
+/// The `{account}` and `{period}` of an invoice's path, both checked, and
+/// who asks; a period written `2025-05.html` or `2025-05.pdf` asks for that
+/// document.
 pub struct InvoiceTarget {
-    account: String,
+    scope: AccountScope,
     period: Period,
     document: Option<DocumentKind>,
 }
@@ -31,10 +31,9 @@ impl<S: Send + Sync> FromRequestParts<S> for InvoiceTarget {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let Path((account, period)) = Path::<(String, String)>::from_request_parts(parts, state)
-            .await
-            .map_err(|e| ApiError::BadRequest(e.body_text()))?;
-        check_account(&account)?;
+        let ApiPath((account, period)) =
+            ApiPath::<(String, String)>::from_request_parts(parts, state).await?;
+        let scope = AccountScope::of(account, parts)?;
         super::note_target(None, Some(&period));
         let (period, document) = match period.rsplit_once('.') {
             Some((p, "html")) => (p, Some(DocumentKind::Html)),
@@ -49,7 +48,7 @@ impl<S: Send + Sync> FromRequestParts<S> for InvoiceTarget {
         // The period's parser says what is wrong with it: the client's to fix.
         let period = Period::parse(period).invalid()?;
         Ok(InvoiceTarget {
-            account,
+            scope,
             period,
             document,
         })
@@ -158,26 +157,20 @@ pub struct BreakdownQuery {
 
 pub async fn get_invoice(
     State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
-    InvoiceTarget {
-        account,
-        period,
-        document: printable,
-    }: InvoiceTarget,
+    target: InvoiceTarget,
     DocumentFormat { csv }: DocumentFormat,
     ApiQuery(query): ApiQuery<BreakdownQuery>,
 ) -> Result<Response, ApiError> {
-    if !principal.may_access(&account) {
-        // Another account's invoice: not even its existence is shown.
-        return Err(ApiError::NotFound("no such invoice".into()));
-    }
-    if let Some(kind) = printable {
+    // Another account's invoice: not even its existence is shown.
+    let account = target.scope.readable_as("no such invoice")?;
+    let period = target.period;
+    if let Some(kind) = target.document {
         if query.breakdown.is_some() {
             return Err(ApiError::BadRequest(
                 "breakdown: the breakdown is part of the JSON invoice, not of its documents".into(),
             ));
         }
-        return invoice_document(&state, &account, period, kind).await;
+        return invoice_document(&state, account, period, kind).await;
     }
     let breakdown = match query.breakdown.as_deref() {
         Some(d) if csv => {
@@ -190,14 +183,14 @@ pub async fn get_invoice(
     };
     let store = state.ledger.store().as_ref();
     let book = crate::pricing::current_book(store).await?;
-    let r = billing::invoice(store, &book, &account, period).await?;
-    let name = file_name(r.number.as_deref(), &account, period);
+    let r = billing::invoice(store, &book, account, period).await?;
+    let name = file_name(r.number.as_deref(), account, period);
     if csv {
         return Ok(document(r.csv, true, &name));
     }
     let json = match &breakdown {
         Some(dim) => {
-            let parts = billing::breakdown(store, &book, &account, period, dim).await?;
+            let parts = billing::breakdown(store, &book, account, period, dim).await?;
             billing::with_breakdown(&r.json, &parts)
         }
         None => r.json,
@@ -236,48 +229,36 @@ async fn invoice_document(
 
 pub async fn finalize(
     State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
-    InvoiceTarget {
-        account,
-        period,
-        document: printable,
-    }: InvoiceTarget,
+    target: InvoiceTarget,
     ApiQuery(query): ApiQuery<FinalizeQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    if printable.is_some() {
+    if target.document.is_some() {
         return Err(ApiError::NotFound(
             "finalize the invoice itself: POST …/invoices/{period}/finalize".into(),
         ));
     }
-    super::admin_only(&principal, "finalize invoices")?;
+    let account = target.scope.admin("finalize invoices")?;
+    let period = target.period;
     let DocumentFormat { csv } = DocumentFormat::from_accept(&headers);
     let store = state.ledger.store().as_ref();
     let book = crate::pricing::current_book(store).await?;
     // Unpriced usage is a 409 `unpriced_usage` (see `From<FinalizeError>`).
-    let f = billing::finalize(store, &book, &account, period, query.allow_unpriced).await?;
+    let f = billing::finalize(store, &book, account, period, query.allow_unpriced).await?;
     // Announce it now rather than at the next check (which retries a failure).
-    if let Some(url) = state.config.alert_webhook.clone() {
+    if let Some(webhook) = state.webhook.clone() {
         let store = state.ledger.store().clone();
-        let account = account.clone();
+        let account = account.to_owned();
         tokio::spawn(async move {
-            let sent = match crate::finance::webhook::Webhook::new(&url) {
-                Ok(webhook) => {
-                    crate::finance::events::deliver_one(
-                        store.as_ref(),
-                        &webhook,
-                        &account,
-                        &period.to_string(),
-                    )
-                    .await
-                }
-                Err(e) => Err(crate::store::StoreError::Invalid(e.to_string())),
-            };
+            let period = period.to_string();
+            let sent =
+                crate::finance::events::deliver_one(store.as_ref(), &webhook, &account, &period)
+                    .await;
             if let Err(e) = sent {
                 tracing::warn!("delivering invoice.finalized failed: {e}; will retry");
             }
         });
     }
-    let name = file_name(Some(&f.number), &account, period);
+    let name = file_name(Some(&f.number), account, period);
     Ok(document(if csv { f.csv } else { f.json }, csv, &name))
 }

@@ -13,6 +13,7 @@ mod ingest;
 mod invoices;
 pub mod openapi;
 mod plans;
+mod scope;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -28,6 +29,7 @@ use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
 
 pub use error::{ApiBody, ApiError, ApiPath, ApiQuery, Blame};
+use scope::{AccountScope, admin_only, check_account};
 
 use crate::auth::Principal;
 use crate::finance::webhook::Webhook;
@@ -103,11 +105,19 @@ pub struct AppState {
     /// concurrent uploads of large records are read one at a time, so the
     /// server holds one such record in memory, not one per connection.
     pub large_body_turn: Arc<tokio::sync::Semaphore>,
+    /// The webhook every event goes to (one client for the server's life).
+    pub webhook: Option<Webhook>,
 }
 
 impl AppState {
     pub fn new(ledger: Ledger, config: ServeConfig) -> Self {
+        let webhook = config.alert_webhook.as_deref().and_then(|url| {
+            Webhook::new(url)
+                .inspect_err(|e| tracing::error!("the alert webhook cannot be used: {e}"))
+                .ok()
+        });
         AppState {
+            webhook,
             ledger,
             finance: Arc::new(crate::finance::FinanceCache::new(config.finance_max_age)),
             config: Arc::new(config),
@@ -270,23 +280,6 @@ pub(crate) async fn principal_of(
     }
 }
 
-/// Only the admin token may `what` (403 otherwise).
-fn admin_only(principal: &Principal, what: &str) -> Result<(), ApiError> {
-    if *principal != Principal::Admin {
-        return Err(ApiError::Forbidden(format!(
-            "only the admin token may {what}"
-        )));
-    }
-    Ok(())
-}
-
-/// The `{account}` of a path (a 400 names it).
-fn check_account(account: &str) -> Result<(), ApiError> {
-    note_target(Some(account), None);
-    crate::record::validate_account(account)
-        .map_err(|m| ApiError::BadRequest(format!("account {account:?} {m}")))
-}
-
 /// The key from `Bearer KEY`, or from HTTP Basic auth's password (so a
 /// browser can open the dashboard: it asks for the key once).
 fn bearer_or_basic(header: &str) -> Option<String> {
@@ -306,15 +299,10 @@ fn bearer_or_basic(header: &str) -> Option<String> {
 /// thresholds and POST undelivered alerts to the webhook.
 fn spawn_alerts(state: AppState) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let webhook = state.config.alert_webhook.as_deref().and_then(|url| {
-            Webhook::new(url)
-                .inspect_err(|e| tracing::error!("the alert webhook cannot be used: {e}"))
-                .ok()
-        });
         let mut tick = tokio::time::interval(state.config.alert_interval);
         loop {
             tick.tick().await;
-            check_alerts(&state, webhook.as_ref()).await;
+            check_alerts(&state).await;
         }
     })
 }
@@ -362,7 +350,8 @@ fn spawn_compact_rollups(state: AppState) -> tokio::task::JoinHandle<()> {
     })
 }
 
-async fn check_alerts(state: &AppState, webhook: Option<&Webhook>) {
+async fn check_alerts(state: &AppState) {
+    let webhook = state.webhook.as_ref();
     // Each step on its own: one that fails (and is logged) holds back none
     // of the others, above all not the delivery of what is already recorded.
     let store = state.ledger.store().as_ref();

@@ -4,23 +4,20 @@
 //! may not read it.
 
 use axum::Json;
-use axum::extract::{Extension, State};
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 
 use super::Blame;
-use super::{ApiBody, ApiError, ApiPath, AppState, check_account};
-use crate::auth::Principal;
+use super::{AccountScope, ApiBody, ApiError, AppState};
 use crate::plans::Plan;
 
 /// `GET /v1/accounts/{account}/plan`: the plan in force (404 without one).
 pub async fn get_plan(
     State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
-    ApiPath(account): ApiPath<String>,
+    scope: AccountScope,
 ) -> Result<Response, ApiError> {
-    check_account(&account)?;
-    super::admin_only(&principal, "read or set plans")?;
-    let Some(stored) = state.ledger.store().plan(&account).await? else {
+    let account = scope.admin("read or set plans")?;
+    let Some(stored) = state.ledger.store().plan(account).await? else {
         return Err(ApiError::NotFound(format!(
             "account {account:?} has no plan: it is billed at cost"
         )));
@@ -35,14 +32,12 @@ pub async fn get_plan(
 /// then in force; answers as `GET` does.
 pub async fn put_plan(
     State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
-    ApiPath(account): ApiPath<String>,
+    scope: AccountScope,
     ApiBody(body): ApiBody,
 ) -> Result<Response, ApiError> {
-    check_account(&account)?;
-    super::admin_only(&principal, "read or set plans")?;
+    let account = scope.admin("read or set plans")?;
     let text = std::str::from_utf8(&body).field("body: the plan must be UTF-8 TOML")?;
     let plan = Plan::parse(text).field("plan")?;
-    let stored = state.ledger.store().set_plan(&account, text).await?;
+    let stored = state.ledger.store().set_plan(account, text).await?;
     Ok(Json(crate::plans::as_json(&stored, &plan)).into_response())
 }
