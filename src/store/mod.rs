@@ -73,37 +73,31 @@ pub enum Backend {
 /// ([`Writes::chunk_lines`]).
 pub const CHUNK_LINES: usize = 2000;
 
-/// Everything tally asks of a database, in one name: `Arc<dyn Store>` is
-/// what the rest of the program holds.
-pub trait Store:
-    Writes
-    + UsageReads
-    + RejectedLines
-    + Invoices
-    + Budgets
-    + PriceBooks
-    + ApiKeys
-    + ProxyKeys
-    + Plans
-    + Credits
-    + BillingDetailsStore
-{
+/// Declares `Store`, every role in one name, and gives it to whatever
+/// has them all: the list of roles is written once.
+macro_rules! all_roles {
+    ($($role:ident),+ $(,)?) => {
+        /// Everything tally asks of a database, in one name: `Arc<dyn Store>` is
+        /// what the rest of the program holds.
+        pub trait Store: $($role +)+ {}
+
+        impl<T: $($role +)+> Store for T {}
+    };
 }
 
-impl<T> Store for T where
-    T: Writes
-        + UsageReads
-        + RejectedLines
-        + Invoices
-        + Budgets
-        + PriceBooks
-        + ApiKeys
-        + ProxyKeys
-        + Plans
-        + Credits
-        + BillingDetailsStore
-{
-}
+all_roles!(
+    Writes,
+    UsageReads,
+    RejectedLines,
+    Invoices,
+    Budgets,
+    PriceBooks,
+    ApiKeys,
+    ProxyKeys,
+    Plans,
+    Credits,
+    BillingDetailsStore,
+);
 
 /// Writing the ledger: each backend has its own write path.
 #[async_trait]

@@ -35,4 +35,5 @@ mod refusals;
 mod retention;
 mod schemathesis;
 mod store_contract;
+mod store_roles;
 mod strict_input;

@@ -17,11 +17,11 @@ fn batch_of(text: &str, source: &str, defaults: Defaults) -> WriteBatch {
     b.take()
 }
 
-fn batch(text: &str) -> WriteBatch {
+pub(crate) fn batch(text: &str) -> WriteBatch {
     batch_of(text, "test", Defaults::default())
 }
 
-fn statuses(outcomes: &[RecordOutcome]) -> Vec<&'static str> {
+pub(crate) fn statuses(outcomes: &[RecordOutcome]) -> Vec<&'static str> {
     outcomes
         .iter()
         .map(|o| match o {
