@@ -25,25 +25,10 @@ use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 use crate::charge::Charge;
-use crate::pricing::{effective_from, exact_option, line_of, read_toml};
+use crate::pricing::{Dated, dated_versions, exact_option, line_of, read_toml, version_error};
 
 /// A plan file that cannot be used, and where.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PlanError {
-    pub line: Option<usize>,
-    pub message: String,
-}
-
-impl std::fmt::Display for PlanError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.line {
-            Some(l) => write!(f, "line {l}: {}", self.message),
-            None => f.write_str(&self.message),
-        }
-    }
-}
-
-impl std::error::Error for PlanError {}
+pub type PlanError = crate::pricing::FileError;
 
 /// An account's plan: its versions, by `effective_from`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,30 +97,18 @@ struct OverrideFile {
     unit_price: Option<Decimal>,
 }
 
+impl Dated for VersionFile {
+    fn effective_from(&self) -> &str {
+        &self.effective_from
+    }
+}
+
 impl Plan {
     /// Read and check a plan file.
     pub fn parse(text: &str) -> Result<Plan, PlanError> {
-        let file: PlanFile = read_toml(text).map_err(|e| PlanError {
-            line: e.line,
-            message: e.message,
-        })?;
-        if file.version.is_empty() {
-            return Err(PlanError {
-                line: None,
-                message: "the plan has no [[version]]".into(),
-            });
-        }
-        let mut versions: Vec<PlanVersion> = Vec::with_capacity(file.version.len());
-        for spanned in file.version {
-            let line = line_of(text, spanned.span().start);
-            let v = spanned.into_inner();
-            let err = |message: String| PlanError {
-                line: Some(line),
-                message,
-            };
-            let effective_from =
-                effective_from(&v.effective_from, versions.last().map(|p| p.effective_from))
-                    .map_err(err)?;
+        let file: PlanFile = read_toml(text)?;
+        let versions = dated_versions(text, "plan", file.version, |v, effective_from| {
+            let err = version_error;
             let markup_percent = v.markup_percent.unwrap_or_default();
             check_markup("markup_percent", markup_percent).map_err(err)?;
             let discount_percent = v.discount_percent.unwrap_or_default();
@@ -160,14 +133,14 @@ impl Plan {
                     message,
                 })?);
             }
-            versions.push(PlanVersion {
+            Ok(PlanVersion {
                 effective_from,
                 markup_percent,
                 discount_percent,
                 minimum_monthly_usd: v.minimum_monthly_usd,
                 overrides,
-            });
-        }
+            })
+        })?;
         Ok(Plan { versions })
     }
 

@@ -200,14 +200,18 @@ pub struct PriceBook {
     versions: Vec<PriceVersion>,
 }
 
-/// Why a price book was refused.
+/// Why a file of dated versions (a price book, a plan) was refused, and
+/// at which line when one is to blame.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BookError {
+pub struct FileError {
     pub line: Option<usize>,
     pub message: String,
 }
 
-impl fmt::Display for BookError {
+/// Why a price book was refused.
+pub type BookError = FileError;
+
+impl fmt::Display for FileError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.line {
             Some(l) => write!(f, "line {l}: {}", self.message),
@@ -326,6 +330,62 @@ pub(crate) fn effective_from(text: &str, previous: Option<NaiveDate>) -> Result<
     }
 }
 
+/// The `[[version]]` tables of a file (a price book, a plan) in order: each
+/// one's `effective_from` must come after the previous one's, then `read`
+/// checks and builds the rest of it. An error of `read` without a line is
+/// the version's, and gets the version's line.
+pub(crate) fn dated_versions<V: Dated, T>(
+    text: &str,
+    what: &str,
+    versions: Vec<toml::Spanned<V>>,
+    mut read: impl FnMut(V, NaiveDate) -> Result<T, FileError>,
+) -> Result<Vec<T>, FileError> {
+    if versions.is_empty() {
+        return Err(FileError {
+            line: None,
+            message: format!("the {what} has no [[version]]"),
+        });
+    }
+    let mut read_versions = Vec::with_capacity(versions.len());
+    let mut previous = None;
+    for spanned in versions {
+        let line = line_of(text, spanned.span().start);
+        let v = spanned.into_inner();
+        let at_version = |e: FileError| FileError {
+            line: e.line.or(Some(line)),
+            message: e.message,
+        };
+        let date = effective_from(v.effective_from(), previous).map_err(|message| {
+            at_version(FileError {
+                line: None,
+                message,
+            })
+        })?;
+        previous = Some(date);
+        read_versions.push(read(v, date).map_err(at_version)?);
+    }
+    Ok(read_versions)
+}
+
+/// A `[[version]]` table as written: it starts on its `effective_from`.
+pub(crate) trait Dated {
+    fn effective_from(&self) -> &str;
+}
+
+impl Dated for VersionFile {
+    fn effective_from(&self) -> &str {
+        &self.effective_from
+    }
+}
+
+/// A version's own error (its line is filled in by [`dated_versions`]).
+pub(crate) fn version_error(message: String) -> FileError {
+    FileError {
+        line: None,
+        message,
+    }
+}
+
 /// The 1-based line of a byte offset in `text`.
 pub(crate) fn line_of(text: &str, offset: usize) -> usize {
     text.get(..offset)
@@ -387,23 +447,8 @@ impl PriceBook {
 
     pub fn parse(text: &str) -> Result<PriceBook, BookError> {
         let file: BookFile = read_toml(text)?;
-        if file.version.is_empty() {
-            return Err(BookError {
-                line: None,
-                message: "the book has no [[version]]".into(),
-            });
-        }
-        let mut versions: Vec<PriceVersion> = Vec::with_capacity(file.version.len());
-        for spanned in file.version {
-            let line = line_of(text, spanned.span().start);
-            let v = spanned.into_inner();
-            let err = |message: String| BookError {
-                line: Some(line),
-                message,
-            };
-            let effective_from =
-                effective_from(&v.effective_from, versions.last().map(|p| p.effective_from))
-                    .map_err(err)?;
+        let versions = dated_versions(text, "book", file.version, |v, effective_from| {
+            let err = version_error;
             if v.batch_discount < Decimal::ZERO || v.batch_discount > Decimal::ONE {
                 return Err(err("batch_discount must be between 0 and 1".into()));
             }
@@ -519,7 +564,7 @@ impl PriceBook {
                     )));
                 }
             }
-            versions.push(PriceVersion {
+            Ok(PriceVersion {
                 effective_from,
                 summary: v.summary,
                 source: v.source,
@@ -534,8 +579,8 @@ impl PriceBook {
                 refusal_policy,
                 models,
                 index,
-            });
-        }
+            })
+        })?;
         Ok(PriceBook { versions })
     }
 }
