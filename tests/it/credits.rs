@@ -11,7 +11,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::billing::{ingest, record};
-use crate::support::{Backend, TestApp};
+use crate::support::{Backend, TestApp, TestDb};
 
 const SONNET: &str = "claude-sonnet-4-20250514";
 
@@ -281,12 +281,16 @@ async fn credit_is_drawn_in_order_across_months_and_expires(backend: Backend) {
 }
 
 async fn a_low_balance_alerts_once(backend: Backend) {
-    let app = TestApp::on(backend).serve().await;
+    // The CLI alone checks balances here: a server started now would check
+    // at its start too, and might record the alert first.
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    let tally = |args: &[&str]| crate::support::tally(&db, args);
     let (hook, got) = crate::finance::receiver().await;
     // Usage this month: $2.10, drawn from a $3 grant: $0.90 left, under $1.
     let now = chrono::Utc::now().to_rfc3339();
-    ingest(&app.store, &[month("msg_now", &now)]).await;
-    let (code, _, err) = app.tally(&[
+    ingest(&store, &[month("msg_now", &now)]).await;
+    let (code, _, err) = tally(&[
         "credits",
         "grant",
         "--account",
@@ -297,12 +301,12 @@ async fn a_low_balance_alerts_once(backend: Backend) {
         "1",
     ]);
     assert_eq!(code, 0, "{err}");
-    let (_, out, _) = app.tally(&["budget", "check", "--webhook", &hook]);
+    let (_, out, _) = tally(&["budget", "check", "--webhook", &hook]);
     assert!(
         out.contains("1 new alert(s)") && out.contains("1 alert(s) delivered"),
         "{out}"
     );
-    let (_, out, _) = app.tally(&["budget", "check", "--webhook", &hook]);
+    let (_, out, _) = tally(&["budget", "check", "--webhook", &hook]);
     assert!(out.contains("0 new alert(s)"), "{out}");
     let seen = got.lock().unwrap().clone();
     assert_eq!(seen.len(), 1, "{seen:?}");
@@ -311,9 +315,10 @@ async fn a_low_balance_alerts_once(backend: Backend) {
     assert_eq!(seen[0]["balance_usd"], "0.90");
     assert_eq!(seen[0]["funded_usd"], "3.00");
     // A new grant lifts the balance over the threshold: no alert.
-    app.tally(&["credits", "grant", "--account", "acme", "--usd", "5"]);
-    let (_, out, _) = app.tally(&["budget", "check", "--webhook", &hook]);
+    tally(&["credits", "grant", "--account", "acme", "--usd", "5"]);
+    let (_, out, _) = tally(&["budget", "check", "--webhook", &hook]);
     assert!(out.contains("0 new alert(s)"), "{out}");
+    let app = TestApp::on(backend).serve_on(db).await;
     let balance = app.admin().get_json("/v1/accounts/acme/balance").await;
     assert_eq!(balance["balance_usd"], "5.90");
     assert_eq!(balance["month_to_date_usd"], "2.10");
