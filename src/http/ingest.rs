@@ -248,6 +248,9 @@ struct Answer<'a> {
     results: ResultsJson,
     /// Whether any write of this request reached the ledger.
     wrote: bool,
+    /// The query's defaults, kept with a line the database refuses (a
+    /// retry then reads it as this request did).
+    defaults: crate::record::Defaults,
 }
 
 impl Answer<'_> {
@@ -274,7 +277,10 @@ impl Answer<'_> {
                     REFUSED.to_owned(),
                 ),
                 origin: r.origin.clone(),
-                defaults: Default::default(),
+                defaults: crate::record::Defaults {
+                    oldest: None,
+                    ..self.defaults.clone()
+                },
             })
         }) else {
             return;
@@ -423,6 +429,7 @@ pub async fn post_batch(
     let chunk_lines = store.chunk_lines();
     let body = request.into_body().into_data_stream();
     let mut reader = LineReader::new(StreamReader::new(body.map_err(io::Error::other)), max_line);
+    let kept_defaults = defaults.clone();
     let mut builder = ChunkBuilder::new("http", defaults, now())
         .with_chunk_lines(chunk_lines)
         .only_for(only)
@@ -434,6 +441,7 @@ pub async fn post_batch(
         summary: Summary::default(),
         results: ResultsJson::new(mode),
         wrote: false,
+        defaults: kept_defaults,
     };
     // Chunks commit while the next ones are read and parsed (several at once
     // on PostgreSQL), in order. A large batch needs no group commit: it goes

@@ -408,7 +408,11 @@ async fn one_line_the_database_refuses_costs_only_that_line(backend: Backend) {
     let app = TestApp::on(backend).serve().await;
     let (text, ids) = generated(3000);
     refuse_record(&app.db, &ids[1500], "P0001").await;
-    let (status, answer) = app.admin().post_json("/v1/usage/batch", text).await;
+    // The query's defaults are kept with the refused line, for its retry.
+    let (status, answer) = app
+        .admin()
+        .post_json("/v1/usage/batch?account=fallback", text)
+        .await;
     assert_eq!(status, StatusCode::OK, "{}", answer["error"]);
     assert_eq!(
         (answer["accepted"].as_u64(), answer["rejected"].as_u64()),
@@ -433,6 +437,11 @@ async fn one_line_the_database_refuses_costs_only_that_line(backend: Backend) {
     let stored = stored_ids(&app.db).await;
     assert_eq!(stored.len(), 2999);
     assert!(!stored.contains(&ids[1500]));
+    let kept = refused["rejected_id"]
+        .as_i64()
+        .expect("kept in the rejected store");
+    let kept = app.store.rejected_get(kept).await.unwrap().unwrap();
+    assert_eq!(kept.account_default.as_deref(), Some("fallback"));
 }
 
 async fn a_batch_that_storage_fails_part_way_says_what_was_stored(db: TestDb) {
